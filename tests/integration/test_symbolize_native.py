@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -305,6 +306,23 @@ def test_libc_and_libstdcxx_dynsym(sym: Symbolizer) -> None:
     assert r.build_id == readelf_build_id(LIBSTDCXX)
 
 
+def defined_functions(elf: ELFFile) -> dict[str, int]:
+    """name -> st_value of each defined STT_FUNC of ``.dynsym`` (pyelftools finds the sections).
+
+    The Elf64_Sym records are unpacked in one pass with ``struct`` and the names decoded as
+    pyelftools' ``iter_symbols()`` decodes them (UTF-8, errors replaced): the same dict, read
+    in 0.14 s, where building pyelftools' object per symbol took ~10 s for containerd's 117,627.
+    """
+    dynsym = elf.get_section_by_name(".dynsym")
+    assert dynsym is not None
+    names = elf.get_section(dynsym["sh_link"]).data()
+    out = {}
+    for name, info, _other, shndx, value, _size in struct.iter_unpack("<IBBHQQ", dynsym.data()):
+        if info & 0xF == 2 and shndx != 0:  # STT_FUNC, not SHN_UNDEF
+            out[names[name : names.index(b"\0", name)].decode("utf-8", errors="replace")] = value
+    return out
+
+
 @pytest.mark.parametrize("path", GO_SYSTEM, ids=lambda p: p.name)
 def test_debian_go_binaries_resolve_through_gopclntab(sym: Symbolizer, path: Path) -> None:
     """Debian's containerd/ctr/runc are stripped Go binaries: main.main and friends come from the pclntab."""
@@ -319,11 +337,7 @@ def test_debian_go_binaries_resolve_through_gopclntab(sym: Symbolizer, path: Pat
         # out once on a CI machine under load (the limit itself: tests/integration/test_hostile_inputs.py).
         wide = Limits(parse_seconds=120.0).budget("gopclntab")
         _, funcs = parse_functions(f.read(sec["sh_size"]), little=True, budget=wide)
-        dynsym = {
-            s.name: s["st_value"]
-            for s in elf.get_section_by_name(".dynsym").iter_symbols()
-            if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"
-        }
+        dynsym = defined_functions(elf)
     by_name: dict[str, set[int]] = {}
     for start, _end, name in funcs:
         by_name.setdefault(name, set()).add(start)  # ABI0/ABIInternal wrappers share a name
