@@ -85,3 +85,30 @@ def test_the_digests_of_one_image_are_those_of_stored_pairings() -> None:
     pairs.stored([(CONFIG, m2)])
     assert pairs.others(MANIFEST) == {CONFIG, m2} and pairs.others(m2) == {CONFIG, MANIFEST}
     assert pairs.others(CONFIG) == {MANIFEST, m2} and pairs.others("sha256:" + "e" * 64) == frozenset()
+
+
+def test_the_agent_hands_its_stored_pairings_to_the_witness_bridge(tmp_path: Path) -> None:
+    """The real Agent with the lifecycle part and the witness bridge wires ``paired`` (runner.py)."""
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.contracts.config import parse_config
+
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    (tmp_path / "claims.yaml").write_text(
+        f"claims:\n  - {{image: '{CONFIG}', purl: 'pkg:deb/debian/zlib1g', function: crc32}}\n"
+    )
+    witness = {"enabled": True, "keyFile": str(tmp_path / "k"), "claimsFile": str(tmp_path / "claims.yaml")}
+    config = {
+        "store": {"url": f"sqlite:///{tmp_path}/hs.db"},
+        "lifecycle": {"enabled": True},
+        "witness": witness,
+    }
+    agent = Agent(parse_config(config), node_name="n1")
+    try:
+        assert agent.lifecycle is not None and agent.witness is not None
+        agent.flusher.pairs.note(CONFIG, MANIFEST)
+        agent.flusher.pairs.stored([(CONFIG, MANIFEST)])
+        agent.witness.observe([crc32()])
+        agent.witness.stored()
+        assert agent.witness.marked == 1
+    finally:
+        agent._worker.shutdown(wait=True)

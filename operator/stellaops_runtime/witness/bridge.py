@@ -220,7 +220,7 @@ class WitnessBridge:
             if k.evidence in FILE_EVIDENCE or not d.invocation_count:
                 continue
             images: Iterable[str] = (k.image_digest,)
-            if self.paired is not None and (more := self.paired(k.image_digest) & self._images):
+            if self.paired is not None and (o := self.paired(k.image_digest)) and (more := o & self._images):
                 images = (k.image_digest, *more)
             for image in images:
                 for cid in self._claims_of(image, k.function_name):
