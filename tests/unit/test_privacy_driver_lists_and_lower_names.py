@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
 
@@ -239,3 +240,28 @@ def test_a_single_quoted_value_holding_an_escaped_single_quote_goes_whole(text: 
 )
 def test_a_quote_after_a_quoted_value_that_is_no_escaped_quote_stays(text: str, want: str) -> None:
     assert _filter(text) == want
+
+
+_UUID = "1b2c3d4e-aaaa-bbbb-cccc-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    ("binary", "arguments"),
+    [
+        # Snyk's standalone binaries as downloaded (https://docs.snyk.io/snyk-cli/install-or-update-the-snyk-cli)
+        ("/usr/local/bin/snyk-linux", f"auth {_UUID}"),
+        ("/opt/snyk-alpine", f"auth {_UUID}"),
+        ("/usr/bin/env", f"./snyk-linux-arm64 auth {_UUID}"),
+    ],
+)
+def test_snyks_standalone_binaries_lose_the_token_they_were_given(binary: str, arguments: str) -> None:
+    ev = RuntimeCallEvent(
+        kind=EventKind.EXEC,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, binary=binary, arguments=arguments),
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    assert ev.process is not None
+    assert _UUID not in ev.process.arguments
+    assert ev.process.arguments.endswith("auth [REDACTED]")

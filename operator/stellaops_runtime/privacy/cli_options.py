@@ -209,8 +209,12 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
     ("vault",): (rf"(?<!\S)login\s+{_OPTIONS_THEN_TOKEN}",),
-    # https://docs.snyk.io/snyk-cli/commands/auth (snyk auth [<API_TOKEN>], after --auth-type=token)
-    ("snyk",): (rf"(?<!\S)auth\s+{_OPTIONS_THEN_TOKEN}",),
+    # https://docs.snyk.io/snyk-cli/commands/auth (snyk auth [<API_TOKEN>], after --auth-type=token);
+    # the standalone binaries keep their download names (snyk-linux, snyk-alpine, …)
+    (
+        *("snyk", "snyk-linux", "snyk-linux-arm64", "snyk-alpine", "snyk-alpine-arm64"),
+        *("snyk-macos", "snyk-macos-arm64", "snyk-win.exe"),
+    ): (rf"(?<!\S)auth\s+{_OPTIONS_THEN_TOKEN}",),
     # https://docs.codecov.com/docs/codecov-uploader and codecov-cli (-t, --token: the upload token)
     ("codecov", "codecovcli"): (sep("-t"),),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the
