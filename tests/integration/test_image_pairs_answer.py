@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from stellaops_runtime.witness import keys
 from tests.cli_run import cli_json
 
 S = 1_000_000_000
@@ -225,3 +227,26 @@ def test_no_functions_of_a_package_where_both_digests_hold_rows_is_unknown(
     code, doc = ask(capsys, "query", "functions", "--store", url, "--image", image, "--purl",
                     "pkg:deb/debian/libpng16-16", "--json")  # fmt: skip
     assert (code, doc["answer"]) == (3, "unknown") and other in doc["reason"], doc
+
+
+@pytest.mark.parametrize("image", [CONFIG, MANIFEST], ids=["by-config", "by-manifest"])
+def test_vex_by_either_digest_never_says_not_affected_on_one_digests_windows(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, image: str
+) -> None:
+    """``vex`` (no test of its own held it: review RDG2 of 24f6f388): crc32, called under the
+    manifest digest, affected by either digest; inflate, never called, under_investigation, never
+    not_affected on the two days watched under the digest asked about."""
+    fill(url)
+    keys.generate(tmp_path / "k", tmp_path / "k.pub")
+    vulns = {"vulnerabilities": [
+        {"id": "CVE-RAN", "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": ["crc32"]}]},
+        {"id": "CVE-NEVER", "affected": [{"purl": "pkg:deb/debian/zlib1g", "functions": ["inflate"]}]},
+    ]}  # fmt: skip
+    (tmp_path / "vulns.json").write_text(json.dumps(vulns))
+    code = main(["vex", "--store", url, "--image", image, "--vulns", str(tmp_path / "vulns.json"),
+                 "--window-days", "2", "--until", "2026-06-02", "--key", str(tmp_path / "k"),
+                 "--witness-dir", str(tmp_path / "w")])  # fmt: skip
+    status = {
+        s["vulnerability"]["name"]: s["status"] for s in json.loads(capsys.readouterr().out)["statements"]
+    }
+    assert code == 0 and status == {"CVE-RAN": "affected", "CVE-NEVER": "under_investigation"}, status
