@@ -15,6 +15,7 @@ file has no such function. A function compiled into its entry clone only (``crc3
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,3 +91,25 @@ def test_an_absent_binary_path_function_is_unknown_under_tetragon(
     assert "never probed" in doc["reason"] and "a copy gcc made" not in doc["reason"], doc[
         "reason"
     ]  # no clone
+
+
+@NEEDS
+def test_an_absent_function_of_a_file_past_the_symbol_budget_is_still_a_fact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node file past the symbolizer's per-file budget for its tables (500,000 functions, 64 MiB,
+    2 s: a large C++ program, or a loaded node) gave no fact at all, while the probes' own lookup
+    (native/symaddr.py: streamed, 1 GiB, 120 s) still failed on the function ("symbol not found"):
+    the answer was not_observed about a function no probe watched. Seen failing before the fix
+    (review RHF of 5eb70f75: no fact). The function the lookup finds is no fact (its tails, past
+    the budget, are not known)."""
+    from stellaops_runtime.native import func_offsets
+    from stellaops_runtime.native.host_tails import host_functions
+
+    _host, binary, module = _node_root(tmp_path)
+    targets = [UprobeTarget(binary, s, module) for s in ("adler32", "no_such_fn")]
+    small = dataclasses.replace(func_offsets.DEFAULT_LIMITS, max_symbols=3)
+    monkeypatch.setattr(func_offsets, "DEFAULT_LIMITS", small)
+    facts = host_functions(targets, node_name="node-1", room=0).facts
+    assert sorted(facts) == [("host:node-1", module or binary, "no_such_fn")], facts
+    assert all(len(bid) == 40 for bid, _purl in facts.values())

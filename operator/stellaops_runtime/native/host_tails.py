@@ -33,11 +33,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stellaops_runtime.canonical.elflayout import file_build_id
+from stellaops_runtime.canonical.elflayout import ElfError, file_build_id
 from stellaops_runtime.native.config import UprobeTarget
 from stellaops_runtime.native.follow_files import open_path, split_root
 from stellaops_runtime.native.purl_debug import debug_symbols, with_debug
 from stellaops_runtime.native.purl_targets import function_offsets
+from stellaops_runtime.native.symaddr import SymbolNotFound, find_address
 
 HOST_ROOTS = ("/", "/proc/1/root")  # the agent's and the node's root (a hostPID agent)
 Facts = dict[tuple[str, str, str], tuple[str, str]]  # (image, module, tail) -> (build-id, PURL "")
@@ -106,7 +107,10 @@ def host_functions(
                 of_file.setdefault(s, set()).add(s)  # absent: no probe can be placed, a fact
             with os.fdopen(os.dup(fd), "rb") as f:
                 bid = file_build_id(f)[0] if any(of_file.values()) else ""
-        except Exception:  # not ELF, damaged, over budget: nothing known from it
+        except Exception:  # not ELF, damaged, over budget: no tail known from it
+            out.update(
+                _absent_by_lookup(binary, module, symbols, node_name=node_name, debug_files=debug_files)
+            )
             continue
         finally:
             os.close(fd)
@@ -123,3 +127,29 @@ def host_functions(
                 else:
                     out[(f"host:{node_name}", module, name)] = (bid, "")
     return HostFunctions(out, tuple(clones), tuple(clone_periods))
+
+
+def _absent_by_lookup(
+    binary: str, module: str, symbols: set[str], *, node_name: str, debug_files: bool
+) -> Facts:
+    """The functions asked that the probes' own lookup (native/symaddr.py, streamed within 1 GiB and
+    120 s, as the attach reads them) does not find either, as facts, for a file whose tables were
+    past the symbolizer's budget (500,000 functions, 64 MiB, 2 s): its attach fails and no probe
+    watches them. Its tails stay unknown; a file the lookup cannot read either gives nothing."""
+    absent = []
+    for s in sorted(symbols):
+        try:
+            find_address(binary, s, debug_files=debug_files)
+        except SymbolNotFound:
+            absent.append(s)
+        except Exception:  # unreadable, damaged, the agent stopping (symcancel.Cancelled): unknown
+            return {}
+    if not absent:
+        return {}
+    try:
+        fd, _st = open_path(binary)  # as the file was opened above (rootopen rules)
+        with os.fdopen(fd, "rb") as f:
+            bid = file_build_id(f)[0]
+    except (OSError, ElfError):
+        return {}
+    return {(f"host:{node_name}", module, s): (bid, "") for s in absent}
