@@ -55,6 +55,16 @@ def _build(tmp_path: Path, host: Path, source: str) -> str:
     return next(iter(facts.values()))[0]
 
 
+def _upgraded(tmp_path: Path) -> tuple[str, str, str]:
+    """The node's APP built, then rebuilt in place with one function more: (old build-id, new
+    build-id, the path its facts and calls are named by)."""
+    host = tmp_path / "host"
+    old = _build(tmp_path, host, PROGRAM + MAIN)
+    new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
+    assert old != new
+    return old, new, str(host) + APP
+
+
 def _delta(
     module: str, name: str, calls: int, at: int, bid: str, purl: str = "", image: str = HOST
 ) -> HotSymbolDelta:
@@ -80,11 +90,7 @@ def test_a_new_build_s_function_id_is_unknown_when_its_path_held_another_build(
     """Seen failing before the fix: ``<new build>:split_fn+0x0`` answered not_observed (exit 1) while
     its calls and its unprobed tail were stored under the old build's rows of the same path. SQLite and
     PostgreSQL (each keeps a row's first build-id its own way: store/agent_sql.py, pg_write.py)."""
-    host = tmp_path / "host"
-    old = _build(tmp_path, host, PROGRAM + MAIN)
-    new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
-    assert old != new
-    module = str(host) + APP
+    old, new, module = _upgraded(tmp_path)
     before, after = T0 + 2 * DAY, T0 + 20 * DAY
     with open_store(url) as s:
         s.write([_delta(module, "split_fn", 5, before, old)], _windows(HOST))
@@ -119,10 +125,7 @@ def test_a_new_build_s_file_offset_in_a_period_is_unknown_when_its_path_held_ano
     path took calls (the new build's ``split_fn``, merged into them): seen failing before the fix
     (not_observed, exit 1: nothing stored under the new build-id ran in the period). A period before
     any row of that path took a call (a cumulative row's first..last call) keeps its "no"."""
-    host = tmp_path / "host"
-    old = _build(tmp_path, host, PROGRAM + MAIN)
-    new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
-    module = str(host) + APP
+    old, new, module = _upgraded(tmp_path)
     url = sqlite_at_head(tmp_path / "hot.db")
     with open_store(url) as s:
         s.write([_delta(module, "split_fn", 5, T0 + 2 * DAY, old)], _windows(HOST))

@@ -30,10 +30,9 @@ from tests.integration.test_answer_replaced_in_place import (
     APP,
     HOST,
     MAIN,
-    MAIN2,
-    NEW,
     _build,
     _delta,
+    _upgraded,
     _windows,
 )
 from tests.integration.test_probed_in_part_stripped import PROGRAM
@@ -74,11 +73,7 @@ def test_a_node_file_upgraded_in_place_keeps_a_hostpath_container_s_answer_unkno
     of ``host:node-1``. A hostPath container calls the new build's probed head (the node probe names
     the call by the node's path, the fact's). Seen failing before the fix: not_observed (exit 1), by
     name and by the new build's function ID. On SQLite and PostgreSQL."""
-    host = tmp_path / "host"
-    old = _build(tmp_path, host, PROGRAM + MAIN)
-    new = _build(tmp_path, host, PROGRAM + NEW + MAIN2)
-    assert old != new
-    module = str(host) + APP
+    old, new, module = _upgraded(tmp_path)
     before, after = T0 + 2 * DAY, T0 + 20 * DAY
     with open_store(url) as s:
         s.write([], _windows(HOST) + _windows(POD) + _windows(ELSE))
