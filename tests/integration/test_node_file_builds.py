@@ -21,8 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store import queries
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from tests.cli_run import cli_in_process, cli_json
@@ -173,15 +175,30 @@ def test_a_node_with_thousands_of_files_of_facts_still_answers(url: str) -> None
     a fact holds for any period) made the exec-row match one OR of 1,500 LIKE tests, past SQLite's
     expression depth of 1,000: the question failed ("Expression tree is too large"), no answer.
     Seen failing before the fix (review RHF of 03900f1d) on SQLite; the names are read in parts,
-    and the one exec row of the last file still meets its fact."""
+    and the one exec row of the last file still meets its fact. The image's rows of those files and
+    builds were read with one IN list of them all: past 65,535 facts (a hostile agent) PostgreSQL
+    refused it (psycopg's parameter limit; seen with 70,000); no statement binds more than
+    queries.KEYS_PER_STATEMENT of them now (seen failing before that fix: 1,503 parameters)."""
     at = T0 + 3 * DAY
-    facts = [_delta(f"/proc/1/root/usr/bin/app{i}", "split_fn.part.0", 0, at, "0a" * 20) for i in range(1500)]
+    facts = [
+        _delta(f"/proc/1/root/usr/bin/app{i}", "split_fn.part.0", 0, at, f"{i:040x}") for i in range(1500)
+    ]
     with open_store(url) as s:
         s.write(
             [_row(POD, "/host/usr/bin/app1499", EvidenceKind.EXECUTED, at)], _windows(HOST) + _windows(POD)
         )
         assert not s.write_batch(Batch("node-1/many", 1, facts)).errors
-    code, doc = _ask(url, POD, "split_fn")
+    bound: list[int] = []
+
+    def count(conn: object, cursor: object, sql: str, params: object, *args: object) -> None:
+        bound.append(len(params) if isinstance(params, (tuple, list, dict)) else 0)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        code, doc = _ask(url, POD, "split_fn")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    assert bound and max(bound) <= queries.KEYS_PER_STATEMENT + 10, max(bound)
     assert (code, doc["answer"]) == (3, "unknown") and "app1499" in str(doc["reason"]), doc
     assert "/app1498 " not in str(doc["reason"]), doc  # only the file it ran
 

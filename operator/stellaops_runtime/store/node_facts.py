@@ -104,10 +104,16 @@ def node_file_unprobed(
     modules = sorted({r.module for r in facts})  # the node's path, as the probe names its calls
     # a row of the fact's build anywhere, or any row at the node's path: a call the node's probe
     # counted, of any build (the file replaced in place: its new build's fact is in the old one's row)
-    stmt = sa.select(c.build_id, c.module).where(
-        c.image_digest == image, sa.or_(c.build_id.in_(builds), c.module.in_(modules))
-    )
-    seen = {(b, m) for b, m in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
+    # in parts of queries.KEYS_PER_STATEMENT: a hostile agent's 70,000 facts passed psycopg's 65,535
+    parts = [c.build_id.in_(p) for p in queries.chunks(builds)] + [
+        c.module.in_(p) for p in queries.chunks(modules)
+    ]
+    seen: set[tuple[str, str]] = set()
+    for part in parts:
+        stmt = sa.select(c.build_id, c.module).where(c.image_digest == image, part)
+        seen |= {
+            (b, m) for b, m in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())
+        }
     ran = _executed(conn, image, modules, purl, purl_prefix)
     kept = (r for r in facts if _met(r, asked, seen, ran))
     return sorted(kept, key=lambda r: (r.module, r.function_name))
