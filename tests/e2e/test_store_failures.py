@@ -72,8 +72,9 @@ def readyz(port: int) -> tuple[int, dict[str, Any]]:
 
 
 # shutdown.graceSeconds: an agent stopped while the store is black-holed retries its last flush
-# until this deadline (then spools, or reports the rows lost), so each such stop lasts it; the
-# stops' bounds below are this grace plus the same slack as before (it was 6 s).
+# until this deadline (then spools, or reports the rows lost), so each such stop lasts it; by the
+# agent's own clock the stop ends within it (docs/operations.md), the process's exit within it plus
+# the same slack as before (it was 6 s).
 GRACE = 3
 
 
@@ -184,10 +185,13 @@ async def test_sigterm_during_a_black_hole_ends_in_time_and_the_spool_loses_noth
         if proc.poll() is None:
             proc.kill()
     assert code == 0, out
-    # Within the grace by the agent's own clock; the process is gone soon after it (a thread left in
-    # the black hole must not hold its exit), with room for a loaded machine's signal and exit.
+    # Within the grace by the agent's own clock, as docs/operations.md promises (the pod's
+    # terminationGracePeriodSeconds kills it past that, maybe in its spool write): the flush hung in
+    # the black hole aborted, the spool written and the store closed before the deadline. The process
+    # is gone soon after it (a thread left in the black hole must not hold its exit), with room for
+    # a loaded machine's signal and exit.
     took = h.log_seconds(out, "stop requested (SIGTERM)", "agent stopped:")
-    assert took < GRACE + 3, f"shutdown took {took:.1f}s with graceSeconds {GRACE}:\n{out}"
+    assert took < GRACE, f"shutdown took {took:.2f}s with graceSeconds {GRACE}:\n{out}"
     assert elapsed < GRACE + 20, f"the agent exited {elapsed:.1f}s after SIGTERM:\n{out}"
     assert "spooled them to" in out, out
     assert spool.exists() and oct(spool.stat().st_mode & 0o777) == "0o600"

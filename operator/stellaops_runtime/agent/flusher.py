@@ -47,7 +47,8 @@ from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
 
-ABORT_WAIT_SECONDS = 1.0
+ABORT_WAIT_SECONDS = 1.0  # at shutdown, at most half the spool's reserve (agent/shutdown.py)
+CLOSE_WAIT_SECONDS = 2.0
 
 
 class Flusher:
@@ -292,11 +293,16 @@ class Flusher:
                 return self.spool.save()
             await asyncio.sleep(min(self.pending.next_retry_delay(), remaining))
 
-    async def close(self) -> None:
+    async def close(self, deadline: float | None = None) -> None:
+        """Close the store, waited for at most :data:`CLOSE_WAIT_SECONDS` and never past the shutdown
+        ``deadline`` (monotonic): a close hung in a black hole is left on its daemon thread."""
         if self.store is not None:
             fut = run_detached(self.store.close, name="store-close")
+            timeout = CLOSE_WAIT_SECONDS
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+                await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
             except Exception as e:  # closing is best effort at exit (a timeout included)
                 log.debug("closing the store: %r", e)
 

@@ -306,7 +306,7 @@ class Agent(Draining):
                 t.cancel()
             await runner.cleanup()
             self._worker.shutdown(wait=False, cancel_futures=True)
-            await self.flusher.close()
+            await self.flusher.close(self.deadline)  # never past the grace (agent/shutdown.py)
             self.presence.close()
             if (lock := getattr(self.source, "lock", None)) is not None:  # the export file's, kept
                 lock.release()  # until the last flush stored its counts and position

@@ -20,7 +20,11 @@ The order matters, and each step has its share of the deadline:
    they are reported lost and the agent exits non-zero;
 6. when every count was stored (none spooled), the node's export position is marked final
    (agent/export_final.py), still under the export lock;
-7. the last witnesses are signed from what was just stored, if time is left.
+7. the last witnesses are signed from what was just stored, if time is left;
+8. the store is closed in what is left (agent/runner.py): no step waits past the deadline, since
+   the pod's ``terminationGracePeriodSeconds`` kills it there, maybe in its spool write. A write,
+   an abort or a close that does not return in time is left on its daemon thread
+   (store/threads.py); its batch is frozen, spooled, and replayed exactly once.
 
 ``tasks`` is the runner's list: source, consumer, flush loop, then the rest.
 """
@@ -116,8 +120,8 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     agent._flush_stop.set()
     done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     if not done:
-        agent.flusher.abort()
-        done, _ = await asyncio.wait({tasks[2]}, timeout=ABORT_WAIT_SECONDS)
+        agent.flusher.abort()  # its wait comes out of the spool's reserve: past the deadline, none
+        done, _ = await asyncio.wait({tasks[2]}, timeout=min(ABORT_WAIT_SECONDS, reserve / 2))
         if not done:
             tasks[2].cancel()
         await asyncio.gather(tasks[2], return_exceptions=True)

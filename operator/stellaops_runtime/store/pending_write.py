@@ -6,7 +6,8 @@ connection, a lock held elsewhere) is abandoned: the store's connections are clo
 returns, the batch's attempt moves on (the abandoned call writes no further range,
 store/ledger.py), and the batch is retried later on a new connection, exactly once through the
 ledger. A batch written in parts makes progress part by part: the timeout starts again at each
-committed part, never past the shutdown ``deadline``.
+committed part, never past the shutdown ``deadline``; nor does the wait for an aborted write to
+return (:func:`abort_grace`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ async def write_timed(
                 batch.agent_id, batch.seq, *(batch.writing or (0, 0)), timeout or 0,
             )  # fmt: skip
         store.abort()
-        done, _ = await asyncio.wait({fut}, timeout=ABORT_GRACE_SECONDS)
+        done, _ = await asyncio.wait({fut}, timeout=abort_grace(deadline, time.monotonic()))
         if not done:
             pending.abandoned += 1
             fut.add_done_callback(_swallow)
@@ -67,6 +68,16 @@ async def write_timed(
         raise
     finally:
         pending.inflight_since = None
+
+
+def abort_grace(deadline: float | None, now: float) -> float:
+    """How long an aborted write gets to return: :data:`ABORT_GRACE_SECONDS`, but never past the
+    shutdown ``deadline`` (the spool is written next, and the pod is killed at its grace): a write
+    that has not returned by then is abandoned on its daemon thread (store/threads.py); its batch
+    stays frozen, is spooled, and its replay is exact through the ledger (store/ledger.py)."""
+    if deadline is None:
+        return ABORT_GRACE_SECONDS
+    return min(ABORT_GRACE_SECONDS, max(0.0, deadline - now))
 
 
 def _timed_out(timeout: float | None) -> StoreError:
