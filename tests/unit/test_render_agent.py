@@ -460,8 +460,13 @@ def test_spool_survives_the_pod_and_shutdown_has_time_to_spool() -> None:
     # the same path inside and outside, on the host, writable
     assert spool_file.startswith(mount["mountPath"] + "/")
     assert volume["hostPath"]["path"] == mount["mountPath"] and mount["readOnly"] is False
-    # longer than the agent's own shutdown.graceSeconds default (20 s)
+    # 10 s longer than the rendered agent's own shutdown.graceSeconds (its default, 20 s), within
+    # which its stop ends by its own log (tests/e2e/test_export_spooled_position.py): the margin is
+    # for the signal's handling and the process's exit (docs/operator.md)
     assert spec["terminationGracePeriodSeconds"] == 30
+    grace = parse_config(render()["ConfigMap"]).shutdown.grace_seconds
+    assert "shutdown" not in config and grace == 20
+    assert spec["terminationGracePeriodSeconds"] - grace == 10
 
 
 def test_agent_rbac_comes_with_the_manifests_and_matches_what_the_agent_does() -> None:
