@@ -310,3 +310,36 @@ async def test_metrics_answer_with_the_last_rendering_while_the_pipeline_is_busy
     assert b"x_total 3\n" in fresh and b"stellaops_runtime_metrics_stale_seconds 0.000\n" in fresh
     families = {f.name for f in text_string_to_metric_families(fresh.decode())}
     assert "stellaops_runtime_metrics_stale_seconds" in families
+
+
+async def test_a_scrape_hung_at_the_shutdown_deadline_is_not_waited_for() -> None:
+    """s44/SG: the agent's stop closes this server in the time left to its shutdown deadline; a
+    handler still waiting (a first /metrics rendering behind a busy pipeline) held it up to 5 s
+    past that deadline. It is cancelled once ``wait_seconds`` pass, not waited for."""
+    started = asyncio.Event()
+    outcome: list[str] = []
+
+    async def hung() -> Response:
+        started.set()
+        try:
+            await asyncio.sleep(1.5)  # shorter than the old 5 s wait, far past the timeout below
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        outcome.append("answered")
+        return 200, "text/plain", b"late\n"
+
+    s = HttpServer({"/hung": hung}, FAST)
+    port = await s.start("127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(b"GET /hung HTTP/1.1\r\nHost: a\r\n\r\n")
+        await w.drain()
+        await asyncio.wait_for(started.wait(), 5)
+        await s.cleanup(0.05)
+        assert outcome == []  # cleanup returned while the handler still waited
+        await asyncio.sleep(0.01)
+        assert outcome == ["cancelled"]  # then it was cancelled, never left to answer
+        assert await asyncio.wait_for(r.read(), 5) == b""  # the connection closed, no answer
+    finally:
+        w.close()

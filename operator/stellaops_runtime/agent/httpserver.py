@@ -187,14 +187,18 @@ class HttpServer:
         self._server = await asyncio.start_server(self._accept, host, port)
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def cleanup(self) -> None:
-        """Stop listening and close every connection."""
+    async def cleanup(self, wait_seconds: float = 5.0) -> None:
+        """Stop listening and close every connection; a handler still running after ``wait_seconds`` (a
+        scrape waiting for a busy pipeline at the agent's shutdown deadline) is cancelled, not waited
+        for."""
         if self._server is not None:
             self._server.close()
         for w in list(self._writers):
             w.transport.abort()  # its handler sees the connection lost and returns
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            _, left = await asyncio.wait(list(self._tasks), timeout=wait_seconds)
+            for t in left:
+                t.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()

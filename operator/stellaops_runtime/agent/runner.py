@@ -304,7 +304,7 @@ class Agent(Draining):
         finally:
             for t in tasks:
                 t.cancel()
-            await runner.cleanup()
+            await runner.cleanup(5.0 if self.deadline is None else max(0.0, self.deadline - time.monotonic()))
             self._worker.shutdown(wait=False, cancel_futures=True)
             await self.flusher.close(self.deadline)  # never past the grace (agent/shutdown.py)
             self.presence.close()

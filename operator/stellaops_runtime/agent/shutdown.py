@@ -21,10 +21,11 @@ The order matters, and each step has its share of the deadline:
 6. when every count was stored (none spooled), the node's export position is marked final
    (agent/export_final.py), still under the export lock;
 7. the last witnesses are signed from what was just stored, if time is left;
-8. the store is closed in what is left (agent/runner.py): no step waits past the deadline, since
-   the pod's ``terminationGracePeriodSeconds`` kills it there, maybe in its spool write. A write,
-   an abort or a close that does not return in time is left on its daemon thread
-   (store/threads.py); its batch is frozen, spooled, and replayed exactly once.
+8. the HTTP server and the store are closed in what is left (agent/runner.py): no step waits past
+   the deadline, since the pod's ``terminationGracePeriodSeconds`` kills it there, maybe in its
+   spool write. A write, an abort or a close that does not return in time is left on its daemon
+   thread (store/threads.py; its batch is frozen, spooled, and replayed exactly once), a scrape
+   still being answered is cancelled (agent/httpserver.py).
 
 ``tasks`` is the runner's list: source, consumer, flush loop, then the rest.
 """
