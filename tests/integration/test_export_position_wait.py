@@ -23,6 +23,7 @@ lock is held (a real SQLite store).
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,31 @@ async def test_a_store_opened_before_the_lock_is_held_is_read_again_after(tmp_pa
         store.close()
     assert got == [_line(5).strip()], "X counted lines Y had stored"
     assert src.stats.resumed_at == 5 * 8
+
+
+async def test_a_position_read_hung_in_the_store_does_not_hold_the_agents_exit(tmp_path: Path) -> None:
+    """s44/SG: the read ran on the event loop's default executor, whose threads the interpreter
+    (and asyncio.run) joins at exit: a read hung in a black-holed store held the stopped agent's
+    exit until the store's own timeouts, past its shutdown grace. It runs on a daemon thread now
+    (store/threads.py), never joined."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"".join(_line(i) for i in range(4)))
+    src = _source(path, _cp(path, 8))
+    called, release = threading.Event(), threading.Event()
+    daemon: list[bool] = []
+
+    def hung_read() -> Any:
+        daemon.append(threading.current_thread().daemon)
+        called.set()
+        release.wait(5)
+        raise OSError("the store is away")
+
+    src.position_reader(hung_read)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(called.is_set, "the row is read")
+        assert await _stop(src, stop, task) == []  # the stop does not wait for the read
+        assert daemon == [True], "the read runs on a thread the exit joins"
+    finally:
+        release.set()

@@ -21,6 +21,7 @@ from stellaops_runtime.sources.export_checkpoint import path_hash
 from stellaops_runtime.sources.export_files import ident, line_end
 from stellaops_runtime.sources.export_stats import ExportStats
 from stellaops_runtime.sources.export_store import NONE, reconcile
+from stellaops_runtime.store.threads import run_detached
 
 log = logging.getLogger("stellaops_runtime.sources.tetragon_export")
 
@@ -101,7 +102,8 @@ class PositionWait:
                 if stop.is_set():
                     return None
                 if reading is None and self._position_reader is not None and time.monotonic() >= next_read:
-                    reading = asyncio.ensure_future(asyncio.to_thread(self._position_reader))
+                    # a daemon thread: one hung in a black-holed store must not hold the exit
+                    reading = run_detached(self._position_reader, name="store-position")
                 if reading is not None and reading.done():
                     done: asyncio.Future[Any] = reading
                     reading = None
