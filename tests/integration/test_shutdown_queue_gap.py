@@ -59,6 +59,7 @@ async def test_events_dropped_at_the_shutdown_deadline_are_a_gap(tmp_path: Path)
             "store": {"url": f"sqlite:///{db}"},
             "hotSymbols": {"flushIntervalSeconds": 3600, "aggregationWindowSeconds": WINDOW},
             "shutdown": {"graceSeconds": 4},
+            "metrics": {"port": 0},  # a free port: 8080 may be taken on a shared machine
         }
     )
     agent = Agent(cfg, node_name=NODE)
@@ -172,6 +173,7 @@ async def test_events_of_a_replayed_stream_dropped_at_the_deadline_are_a_gap_ove
             "store": {"url": f"sqlite:///{db}"},
             "hotSymbols": {"flushIntervalSeconds": 3600, "aggregationWindowSeconds": 60},
             "shutdown": {"graceSeconds": 4},
+            "metrics": {"port": 0},  # a free port: 8080 may be taken on a shared machine
         }
     )
     agent = Agent(cfg, node_name=NODE)

@@ -126,6 +126,7 @@ async def test_losses_since_the_last_scrape_are_read_at_shutdown(tmp_path, sqlit
                 "lifecycle": {"enabled": False},
                 "store": {"url": sqlite_at_head(db), "spoolPath": str(tmp_path / "spool")},
                 "shutdown": {"graceSeconds": 5},
+                "metrics": {"port": 0},  # a free port: 8080 may be taken on a shared machine
             }
         )
         agent = Agent(cfg, node_name="n1")
