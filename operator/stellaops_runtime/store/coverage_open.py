@@ -27,12 +27,8 @@ no window of the image, so, like a node that never had an agent, they take nothi
 about them rest on the nodes that watched the image then (docs/evidence.md, "Days").
 A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
 
-Not wired into the answers yet, so docs/evidence.md "Days" still states the limit: wired (``open_gaps``
-added to ``query observed``'s gaps, ``open_days`` taken out of evidence/store_facts.py's watched
-days and ``open_gaps`` added to its gaps, which vex and witnesses read), it turns about a hundred
-existing integration tests that write a node's windows and ask about time after them from "not
-observed" to unknown; each needs a later record of the node, or a period ending before the last
-one, first.
+Wired: ``open_gaps`` joins ``query observed``'s gaps (cli/query.py), ``open_days`` is taken out of
+evidence/store_facts.py's watched days and ``open_gaps`` joins its gaps, which vex and witnesses read.
 """
 
 from __future__ import annotations
