@@ -1,0 +1,40 @@
+"""A later record of a node: a test that means "the node's agent kept running" says so.
+
+An agent that is down writes nothing, so the store takes a node's watched time to end at its latest
+record (store/coverage_open.py): once a question is more than two windows after it, the rest of
+that record's UTC day is an ``open`` gap of the node, and answers over it are unknown. A test whose
+point is a day or a period its nodes watched throughout writes, after its windows, what a live agent
+would have written: a window of another image on the node (:data:`ALIVE_IMAGE`, which no test asks
+about). It takes nothing away from the image asked about and adds no day of it.
+
+- :func:`alive_after`: at a fixed moment after the test's windows (a test of past, fixed dates:
+  its answers do not depend on the time of day it runs);
+- :func:`alive_now`: at the moment the test runs, for a test of "today" (the question comes within
+  the two-window grace of the record).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.schema import datetime_to_ns
+
+ALIVE_IMAGE = "sha256:" + "a1" * 32  # another image the node ran: no test asks about it
+WINDOW_SECONDS = 60
+
+
+def alive_after(nodes: str | Iterable[str], at_ns: int) -> list[ObservationWindow]:
+    """A record of each of ``nodes`` starting at ``at_ns`` (nanoseconds since the epoch)."""
+    names = [nodes] if isinstance(nodes, str) else list(nodes)
+    return [
+        ObservationWindow(ALIVE_IMAGE, n, at_ns, 1, Posture.EBPF_DEEP, WINDOW_SECONDS, "tetragon")
+        for n in names
+    ]
+
+
+def alive_now(nodes: str | Iterable[str]) -> list[ObservationWindow]:
+    """A record of each of ``nodes`` starting now (the grace, two windows, runs from its start)."""
+    return alive_after(nodes, datetime_to_ns(dt.datetime.now(dt.UTC)))
