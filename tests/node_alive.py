@@ -22,7 +22,7 @@ from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.schema import datetime_to_ns
 
-ALIVE_IMAGE = "sha256:" + "a1" * 32  # another image the node ran: no test asks about it
+ALIVE_IMAGE = "sha256:" + ("a11ce" * 13)[:64]  # another image the node ran: no test asks about it
 WINDOW_SECONDS = 60
 
 
