@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.schema import observation_windows
-from stellaops_runtime.store.watched_sql import is_coverage
+from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
 _DAY = dt.timedelta(days=1)
 DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
@@ -89,19 +89,21 @@ def last_records(
     conn: sa.Connection, nodes: Iterable[str], before: dt.datetime
 ) -> dict[str, tuple[dt.datetime, int]]:
     """Each node's latest record: the start and length of its latest row starting before ``before``
-    (one look-up per node through the index of migration 0010, as agent/node_history.py reads it)."""
+    (one look-up per node through the index of migration 0010, as agent/node_history.py reads it).
+    A store before migration 0003 has no ``window_seconds``: the length is unknown (0)."""
     o = observation_windows.c
+    length = o.window_seconds if has_posture_columns(conn) else sa.literal(0)
     out: dict[str, tuple[dt.datetime, int]] = {}
     for node in nodes:
         stmt = (
-            sa.select(o.window_start, o.window_seconds)
+            sa.select(o.window_start, length.label("seconds"))
             .where(o.node_name == node, o.window_start < before)
             .order_by(o.window_start.desc())
             .limit(1)
         )
         row = conn.execute(stmt).first()
         if row is not None:
-            out[node] = (_as_utc(row.window_start), int(row.window_seconds or 0))
+            out[node] = (_as_utc(row.window_start), int(row.seconds or 0))
     return out
 
 
