@@ -1,7 +1,7 @@
 """A later record of a node: a test that means "the node's agent kept running" says so.
 
 An agent that is down writes nothing, so the store takes a node's watched time to end at its latest
-record (store/coverage_open.py): once a question is more than two windows after it, the rest of
+record (store/coverage_open.py): once a question is more than three windows after it, the rest of
 that record's UTC day is an ``open`` gap of the node, and answers over it are unknown. A test whose
 point is a day or a period its nodes watched throughout writes, after its windows, what a live agent
 would have written: a window of another image on the node (:data:`ALIVE_IMAGE`, which no test asks
@@ -10,7 +10,7 @@ about). It takes nothing away from the image asked about and adds no day of it.
 - :func:`alive_after`: at a fixed moment after the test's windows (a test of past, fixed dates:
   its answers do not depend on the time of day it runs);
 - :func:`alive_now`: at the moment the test runs, for a test of "today" (the question comes within
-  the two-window grace of the record);
+  the three-window grace of the record);
 - :func:`each_node_alive_after`: into a store an end-to-end test's agents filled and left (they exit
   after their stream), a record of each node the UTC day after its own latest row.
 """
@@ -42,7 +42,7 @@ def alive_after(nodes: str | Iterable[str], at_ns: int) -> list[ObservationWindo
 
 
 def alive_now(nodes: str | Iterable[str]) -> list[ObservationWindow]:
-    """A record of each of ``nodes`` starting now (the grace, two windows, runs from its start)."""
+    """A record of each of ``nodes`` starting now (the grace, three windows, runs from its start)."""
     return alive_after(nodes, datetime_to_ns(dt.datetime.now(dt.UTC)))
 
 

@@ -50,7 +50,7 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"address": addr},
-        # one-second windows: the open time starts two windows after the node's latest record
+        # one-second windows: the open time starts three windows after the node's latest record
         hotSymbols={"aggregationWindowSeconds": 1},
         symbols={"hostRoot": "/"},  # frames and files resolved against this host (harness.run_export_agent)
         attribution={"hostRoot": "/"},
@@ -70,7 +70,9 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     # from the end of the agent's start gap to now, past the node's last window
     since = read_time(url, "max(gap_end)", "gap_end IS NOT NULL") + dt.timedelta(milliseconds=1)
     last = read_time(url, "max(window_start)")
-    await h.wait_for(lambda: dt.datetime.now(dt.UTC) > last + dt.timedelta(seconds=3), what="two windows on")
+    await h.wait_for(
+        lambda: dt.datetime.now(dt.UTC) > last + dt.timedelta(seconds=3), what="three windows on"
+    )
     r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", FUNCTION, "--purl", ZLIB,
               "--since", since.isoformat(), "--json")  # fmt: skip
     doc = json.loads(r.stdout)

@@ -5,7 +5,7 @@ latest row with its ``window_seconds``, a column of migration 0003: wired into `
 (088180bf), every answer on a store at 0002 was an internal error, exit 2 ("no such column:
 observation_windows.window_seconds"; tests/e2e/test_query_answers.py
 ``test_store_at_migration_0002_answers_with_posture_unknown``). Seen failing before the fix
-(OperationalError). Such a row's length is unknown: the grace is two minutes (``grace(0)``).
+(OperationalError). Such a row's length is unknown: the grace is three minutes (``grace(0)``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def test_an_old_store_s_latest_row_is_read_without_its_length(tmp_path: Path) ->
             )
         with engine.connect() as conn:
             assert last_records(conn, ["n"], T + dt.timedelta(days=1)) == {"n": (T, 0)}
-            [gap] = open_gaps(conn, image=IMG, asked=T + dt.timedelta(minutes=3))
-            assert (gap.node_name, gap.start, gap.end) == ("n", T, T + dt.timedelta(minutes=3))
-            assert open_gaps(conn, image=IMG, asked=T + dt.timedelta(minutes=2)) == []  # within grace(0)
+            [gap] = open_gaps(conn, image=IMG, asked=T + dt.timedelta(minutes=4))
+            assert (gap.node_name, gap.start, gap.end) == ("n", T, T + dt.timedelta(minutes=4))
+            assert open_gaps(conn, image=IMG, asked=T + dt.timedelta(minutes=3)) == []  # within grace(0)
     finally:
         engine.dispose()

@@ -13,9 +13,11 @@ counted claims only what was flushed by then, so its start, not its end). Betwee
 a node a dead agent's hole is a gap already (the next agent wrote it), so only the time after the
 latest one is open: from it to the end of its UTC day, or to the question's moment when that is
 earlier, the node is taken as unwatched (an *open* gap, node-wide, of kind ``open``) once the
-question is more than two of its windows after that record (:func:`grace`: a live agent's latest
-row is the window it is counting, rewritten at each flush; a live agent whose node sends no event
-and, without ``lifecycle.enabled``, writes no row, reads as down: the safe side), touching the
+question is more than three of its windows after that record (:func:`grace`: a live agent's latest
+row is the window it is counting, rewritten at each flush, or, on a node that sends no event, the
+lifecycle row of a window that ended a settle and a flush before the last one did; a live agent
+whose node sends no event and, without ``lifecycle.enabled``, writes no row, reads as down: the
+safe side), touching the
 images watched on that node that day like any node-wide gap. So that UTC day is no watched day of
 those images (:func:`open_days`) and a ``query observed`` over a period reaching into the open time
 answers unknown (:func:`open_gaps`), until a newer record of the node closes it. A day counts only
@@ -68,10 +70,16 @@ def open_span(
 
 
 def grace(seconds: int) -> dt.timedelta:
-    """How long after a node's latest record starts it may be its agent's newest: two windows (a
-    live agent rewrites the window it is counting at each flush, and writes the next as it opens);
-    two minutes for a row of unknown length."""
-    return 2 * dt.timedelta(seconds=seconds if seconds > 0 else DEFAULT_WINDOW_SECONDS)
+    """How long after a node's latest record starts it may be its agent's newest: three windows;
+    three minutes for a row of unknown length. A live agent rewrites the window it is counting at
+    each flush, but on a node that sends no event its only rows are lifecycle rows
+    (hotsymbols/run_windows.py), window W's written once W is over, ``lifecycle.windowSettleSeconds``
+    (5 s) passed and the next flush ran (``hotSymbols.flushIntervalSeconds``, 10 s): just after a
+    window ends the newest is the one before it, two windows and settle + flush interval old. Two
+    windows read 7 to 22 % of a healthy idle node's seconds as down
+    (tests/unit/test_coverage_open_live_agent.py); three hold while settle + flush interval + a
+    flush's time stay under one window (the defaults: 15 s of 60)."""
+    return 3 * dt.timedelta(seconds=seconds if seconds > 0 else DEFAULT_WINDOW_SECONDS)
 
 
 def _day_end(today: dt.date) -> dt.datetime:
