@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -86,13 +87,6 @@ def _day_end(today: dt.date) -> dt.datetime:
     return midnight_after(dt.datetime.combine(today, dt.time(), dt.UTC))
 
 
-def image_nodes(conn: sa.Connection, image: str) -> list[str]:
-    """The nodes on which ``image`` has a coverage row (read through the key, which starts with it)."""
-    o = observation_windows.c
-    stmt = sa.select(o.node_name).where(o.image_digest == image, is_coverage(conn, observation_windows))
-    return sorted(set(conn.execute(stmt.distinct()).scalars()))
-
-
 def last_records(
     conn: sa.Connection, nodes: Iterable[str], before: dt.datetime
 ) -> dict[str, tuple[dt.datetime, int]]:
@@ -115,31 +109,69 @@ def last_records(
     return out
 
 
-def _watched_on(conn: sa.Connection, image: str, node: str, day: dt.date) -> bool:
-    o = observation_windows.c
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    stmt = sa.select(o.window_start).where(
-        o.image_digest == image,
-        o.node_name == node,
-        is_coverage(conn, observation_windows),
-        o.window_start >= start,
-        o.window_start < midnight_after(start),
+_CHUNK = 200  # (node, day) pairs asked about in one statement
+
+
+def image_last_records(
+    conn: sa.Connection, image: str, before: dt.datetime
+) -> dict[str, tuple[dt.datetime, int]]:
+    """:func:`last_records` of the nodes on which ``image`` has a coverage row, in one statement: the
+    image's nodes read through its key, and each one's latest row through the index of migration 0010
+    (a correlated look-up per node, not a round trip per node)."""
+    o = observation_windows
+    nodes = (
+        sa.select(o.c.node_name)
+        .where(o.c.image_digest == image, is_coverage(conn, o))
+        .distinct()
+        .subquery("image_nodes")
     )
-    return conn.execute(stmt.limit(1)).first() is not None
+    latest = o.alias("latest")
+
+    def newest(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+        return (
+            sa.select(column)
+            .where(latest.c.node_name == nodes.c.node_name, latest.c.window_start < before)
+            .order_by(latest.c.window_start.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    length = newest(latest.c.window_seconds) if has_posture_columns(conn) else sa.literal(0)
+    stmt = sa.select(nodes.c.node_name, newest(latest.c.window_start).label("last"), length.label("seconds"))
+    return {
+        r.node_name: (_as_utc(r.last), int(r.seconds or 0)) for r in conn.execute(stmt) if r.last is not None
+    }
+
+
+def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]]) -> set[str]:
+    """The nodes of ``pairs`` on which ``image`` has a coverage row on the UTC day paired with them
+    (through the primary key; a statement per :data:`_CHUNK` pairs)."""
+    o = observation_windows.c
+    covered = is_coverage(conn, observation_windows)
+    out: set[str] = set()
+    for i in range(0, len(pairs), _CHUNK):
+        which = []
+        for node, day in pairs[i : i + _CHUNK]:
+            start = dt.datetime.combine(day, dt.time(), dt.UTC)
+            which.append(
+                sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(start))
+            )
+        stmt = sa.select(o.node_name).where(o.image_digest == image, covered, sa.or_(*which)).distinct()
+        out.update(conn.execute(stmt).scalars())
+    return out
 
 
 def _open(conn: sa.Connection, image: str, asked: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
     """(node, start, end) of the open time, for a question asked at ``asked``, of each node whose latest
     record's UTC day saw ``image``."""
     asked = asked.astimezone(dt.UTC)
-    out = []
-    for node, (last, seconds) in sorted(
-        last_records(conn, image_nodes(conn, image), _day_end(asked.date())).items()
-    ):
+    spans = {}
+    for node, (last, seconds) in sorted(image_last_records(conn, image, _day_end(asked.date())).items()):
         span = open_span(last, asked, seconds)
-        if span is not None and _watched_on(conn, image, node, last.date()):
-            out.append((node, *span))
-    return out
+        if span is not None:
+            spans[node] = span
+    seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in spans.items()])
+    return [(node, *span) for node, span in spans.items() if node in seen]
 
 
 def open_days(conn: sa.Connection, image: str, asked: dt.datetime) -> set[dt.date]:
