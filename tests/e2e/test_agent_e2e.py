@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from tests.e2e import harness as h
+from tests.node_alive import each_node_alive_after
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -100,6 +101,7 @@ async def test_replay_to_postgres_exact_counts_redaction_and_metrics(tmp_path, p
     assert "hunter2" not in out  # nor in the agent's logs
 
     # The stored answers through the query CLI.
+    each_node_alive_after(pg_url)  # the agent exits after the stream: its node ran on (tests/node_alive.py)
     digest = h.EXPECTED["images"][0]["digest"]
     r = h.cli("query", "observed", "--image", digest, "--function", "crc32", "--store", pg_url, "--json")
     assert r.returncode == 0, r.stderr

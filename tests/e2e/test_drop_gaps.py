@@ -29,6 +29,7 @@ from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
 from stellaops_runtime.store.engine import create_store_engine
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
 from tests.e2e import harness as h
+from tests.node_alive import each_node_alive_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -100,7 +101,9 @@ def filled(
 ) -> tuple[str, dict]:
     tmp = tmp_path_factory.mktemp("gaps")
     url = sqlite_at_head(tmp / "hot.db")  # at head (tests/conftest.py): not a migration test
-    return url, run_agent(tmp, url, export_lines())
+    out = run_agent(tmp, url, export_lines())
+    each_node_alive_after(url)  # the agent exits after the stream: its nodes ran on (tests/node_alive.py)
+    return url, out
 
 
 def observed(url: str, image: str, *extra: str) -> tuple[int, dict[str, Any], str]:

@@ -15,11 +15,15 @@ Then the real CLI is asked about a zlib function none of them called:
 ``query observed`` answers not observed (exit 1) for ``STACKED`` alone and
 unknown (exit 3) for the others, naming what their posture could not see;
 ``vex`` says ``not_affected`` for ``STACKED`` alone, and its note says what
-that rests on.
+that rests on. The agent exits once idle; its nodes' agents are taken to have
+run on after the stream (a record of each node the day after:
+tests/node_alive.py), so the stream's day is watched whole, not left open as a
+day whose agent may be down since its last window (store/coverage_open.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -28,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.e2e import harness as h
+from tests.node_alive import alive_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -39,6 +47,7 @@ STACKED = "sha256:" + "b2" * 32
 UPROBED = "sha256:" + "c3" * 32
 FUNCTION = "inflateGetHeader"  # a zlib function the stream never calls
 ZLIB = "pkg:deb/debian/zlib1g"
+DAY = 86_400 * 1_000_000_000
 
 
 def _kind(o: dict[str, Any]) -> str:
@@ -78,7 +87,18 @@ def store(tmp_path_factory: pytest.TempPathFactory, sqlite_at_head: Callable[[Pa
     tmp = tmp_path_factory.mktemp("posture")
     url = sqlite_at_head(tmp / "hot.db")  # at head (tests/conftest.py): not a migration test
     h.run_export_agent(tmp, url, export_lines())
+    with open_store(url) as s, s.engine.connect() as c:
+        o = observation_windows.c
+        nodes = sorted(set(c.execute(sa.select(o.node_name).distinct()).scalars()))
+        last = c.execute(sa.select(sa.func.max(o.window_start))).scalar_one()
+    last_ns = datetime_to_ns(dt.datetime.fromisoformat(str(last)).replace(tzinfo=dt.UTC))
+    with open_store(url) as s:  # the nodes' agents ran on past the stream's day
+        s.write([], alive_after(nodes, next_day(last_ns)))
     return url
+
+
+def next_day(ns: int) -> int:
+    return ns - ns % DAY + DAY
 
 
 def observed(url: str, image: str) -> tuple[int, dict[str, Any]]:

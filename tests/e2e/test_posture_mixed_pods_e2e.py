@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e import harness as h
 from tests.e2e.test_posture_evidence_e2e import SOURCE, ZLIB, _kind, _vex
+from tests.node_alive import each_node_alive_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -80,6 +81,8 @@ def test_a_pod_without_stacks_keeps_its_image_unknown(
 ) -> None:
     url = sqlite_at_head(tmp_path / "hot.db")  # at head (tests/conftest.py): not a migration test
     h.run_export_agent(tmp_path, url, export_lines(), "mixed")
+    # its agent exits after the stream: the nodes' agents ran on (tests/node_alive.py)
+    each_node_alive_after(url)
     code, doc = observed(url, MIXED, FUNCTION)
     assert (code, doc["answer"]) == (3, "unknown"), doc  # it ran, in the pod without stacks
     assert "only at posture ActiveTracing" in doc["reason"], doc["reason"]

@@ -28,6 +28,7 @@ from tests.e2e import export_agents as x
 from tests.e2e import harness as h
 from tests.e2e.test_posture_mixed_pods_e2e import BOTH, NEVER, export_lines, observed
 from tests.integration.kubeharness import Cluster, obj
+from tests.node_alive import each_node_alive_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -58,6 +59,7 @@ def _run(tmp: Path, url: str, lifecycle: dict[str, Any]) -> str:
     code, out = h.finish(h.start_agent(cfg, "--exit-when-idle", "2"), 120)
     assert code == 0, out
     assert h.stopped_counts(out).get("received") == len(lines), out
+    each_node_alive_after(url)  # the agent exits after the stream: its nodes ran on (tests/node_alive.py)
     return out
 
 

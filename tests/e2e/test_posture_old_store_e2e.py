@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e import harness as h
 from tests.e2e.test_posture_evidence_e2e import STACKED, UPROBED, _vex, export_lines, observed
+from tests.node_alive import each_node_alive_after
 
 pytestmark = [pytest.mark.e2e]
 
@@ -68,6 +69,8 @@ def test_old_uprobe_windows_back_no_absence_before_or_after_the_new_agent(tmp_pa
     assert revision(url) == "0008"  # reading did not migrate
 
     h.run_export_agent(tmp_path, url, export_lines())
+    # its agent exits after the stream: the nodes' agents ran on (tests/node_alive.py)
+    each_node_alive_after(url)
     assert revision(url) != "0008"  # today's agent migrated the store
 
     code, doc = observed(url, STACKED)  # its windows now carry counted user stacks

@@ -35,11 +35,12 @@ import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
-from stellaops_runtime.store.engine import create_store_engine
+from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.e2e import harness as h
 from tests.e2e.lifecycle_export import ExportWriter, containerd_lifecycle, lifecycle_agent_config
+from tests.node_alive import alive_now
 
 pytestmark = [pytest.mark.e2e]
 
@@ -160,6 +161,12 @@ def test_a_silent_running_container_keeps_its_image_unknown(
     assert len(gaps) == 1, gaps
     start, since = gaps[0]
     assert began - CACHE_HOLD_NS - 10**9 <= start and since - start <= 2 * CACHE_HOLD_NS, (began, gaps)
+    # the agent was stopped after its windows; its node ran on (a record of it now, tests/node_alive.py),
+    # so the time after its last window is watched, not open (store/coverage_open.py)
+    with open_store(url) as s, s.engine.connect() as c:
+        nodes = sorted(set(c.execute(sa.select(observation_windows.c.node_name).distinct()).scalars()))
+    with open_store(url) as s:
+        s.write([], alive_now(nodes))
     code, doc = observed(url, shared.manifest_digest, since)
     assert doc["gaps"] == [], doc
     assert (code, doc["answer"]) == (3, "unknown"), doc  # the silent container could have called it

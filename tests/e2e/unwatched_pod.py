@@ -19,6 +19,7 @@ from typing import Any
 from stellaops_runtime.replay.events import load_events
 from stellaops_runtime.replay.server import ReplayServer
 from tests.e2e import harness as h
+from tests.node_alive import each_node_alive_after
 
 IMG = h.EXPECTED["images"][0]["digest"]  # billing-70
 UNWATCHED_POD, WATCHED_POD = "billing-70-25165", "billing-70-2c014"
@@ -83,6 +84,9 @@ async def run_agent(
             proc.kill()
         await server.stop()
     assert code == 0, out
+    each_node_alive_after(
+        store_url
+    )  # the agent exits after the stream: its nodes ran on (tests/node_alive.py)
     return out
 
 

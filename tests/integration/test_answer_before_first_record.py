@@ -11,7 +11,8 @@ the store's first record; a period from its UTC day on keeps its answer (days ar
 the unit: retention removes whole days, and a real first agent's start day is a gap
 already, tests/e2e/test_first_agent_window.py). The real CLI as a
 subprocess; SQLite and PostgreSQL (the ``url`` fixture). Seen failing before the
-fix (exit 1 "not_observed" in both cases below).
+fix (exit 1 "not_observed" in both cases below). The windows end yesterday and node-1 has a later
+record today (tests/node_alive.py): the node was watched throughout, at whatever hour this runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import observed_json
+from tests.node_alive import alive_after
 
 IMG = "sha256:" + "d" * 64
 NOW = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -38,22 +40,23 @@ def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-a
 
 
 def test_a_period_reaching_before_the_first_record_or_past_retention_is_unknown(url: str) -> None:
-    # the image watched at EbpfDeep, one window a day, the last 40 days; crc32 never called
+    # the image watched at EbpfDeep, one window a day, the 40 days up to yesterday; crc32 never called
     windows = [
         ObservationWindow(IMG, "node-1", datetime_to_ns(midnight(d) + dt.timedelta(hours=9)), 5,
                           Posture.EBPF_DEEP, 60, "tetragon")
-        for d in range(40)
+        for d in range(1, 41)
     ]  # fmt: skip
+    windows += alive_after("node-1", datetime_to_ns(midnight(0)))  # its agent lived on past its last window
     with open_store(url) as s:
         s.write([], windows)
-    first = midnight(39) + dt.timedelta(hours=9)
+    first = midnight(40) + dt.timedelta(hours=9)
     # before any agent recorded anything: 60 days asked, 40 known
     code, doc = observed(url, "--since", rfc3339(midnight(60)))
     assert (code, doc["answer"], doc["observed"]) == (3, "unknown", None), doc  # was (1, "not_observed")
     assert rfc3339(first) in doc["reason"] and "store.retentionDays" in doc["reason"], doc["reason"]
-    code, doc = observed(url, "--since", rfc3339(midnight(39)))  # from the first record's UTC day on
+    code, doc = observed(url, "--since", rfc3339(midnight(40)))  # from the first record's UTC day on
     assert (code, doc["answer"]) == (1, "not_observed"), doc
-    # retention removes days 32..39 (windows and gaps alike): a period reaching into them is unknown
+    # retention removes days 33..40 (windows and gaps alike): a period reaching into them is unknown
     with open_store(url, retention_days=31) as s:
         done = s.maintain(now=NOW)
     assert done.ran and done.cutoff == midnight(32)
@@ -78,13 +81,14 @@ def test_one_row_stamped_before_2020_does_not_move_the_first_record(url: str) ->
     windows = [
         ObservationWindow(IMG, "node-1", datetime_to_ns(midnight(d) + dt.timedelta(hours=9)), 5,
                           Posture.EBPF_DEEP, 60, "tetragon")
-        for d in range(40)
+        for d in range(1, 41)
     ]  # fmt: skip
+    windows += alive_after("node-1", datetime_to_ns(midnight(0)))  # its agent lived on past its last window
     windows.append(ObservationWindow("sha256:" + "e" * 64, "node-2", 0, 1, Posture.EBPF_DEEP, 60, "tetragon"))
     with open_store(url) as s:
         s.write([], windows)
     code, doc = observed(url, "--since", rfc3339(midnight(60)))
     assert (code, doc["answer"]) == (3, "unknown"), doc  # was (1, "not_observed")
-    assert rfc3339(midnight(39) + dt.timedelta(hours=9)) in doc["reason"], doc["reason"]
-    code, doc = observed(url, "--since", rfc3339(midnight(39)))
+    assert rfc3339(midnight(40) + dt.timedelta(hours=9)) in doc["reason"], doc["reason"]
+    code, doc = observed(url, "--since", rfc3339(midnight(40)))
     assert (code, doc["answer"]) == (1, "not_observed"), doc

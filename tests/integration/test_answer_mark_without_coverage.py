@@ -6,6 +6,8 @@ that window's own row be gone (dropped by the outage bound, which leaves no gap 
 the mark), the restate row is the window's only row, and it is no coverage row (is_coverage: no
 events, no posture). The day rule read only coverage rows, so the mark was not counted and the day
 stayed watched (seen failing: watched_days 1, 'not_observed'). A mark counts on any row of the image.
+The day without the mark has a record of n1 the next day (tests/node_alive.py): its agent ran on, so
+the rest of the day is watched, not open (store/coverage_open.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.integration.test_answer_unwatched_container_day import (
     run_of,
     watched_days,
 )
+from tests.node_alive import alive_after
 
 
 def test_a_mark_on_a_restate_row_alone_takes_the_day_out(
@@ -52,6 +55,7 @@ def test_without_the_mark_the_day_stays_watched(url: str, capsys: pytest.Capture
     restate = dataclasses.replace(windows[0], event_count=0, posture=None, evidenced=Posture.EBPF_DEEP)
     with open_store(url) as s:
         s.write(deltas, [*windows, dataclasses.replace(restate, window_start_ns=at(13, 55))])
+        s.write([], alive_after("n1", at(0, day=2)))  # n1's agent ran on: June 1 is not left open
     assert watched_days(url, capsys) == 1
     code, doc = observed(url, capsys, *DAY)
     assert (code, doc["answer"], doc["unseen"]) == (1, "not_observed", []), doc["reason"]

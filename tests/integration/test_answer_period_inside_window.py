@@ -24,6 +24,7 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.integration.test_answer_unattributed import cli
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 IMG = "sha256:" + "f" * 64
@@ -53,6 +54,8 @@ def test_a_period_between_the_first_and_last_call_of_a_window(
         ObservationWindow(IMG, "node-1", start + m * 60 * S, 5, Posture.EBPF_DEEP, 60, "tetragon")
         for m in (0, 1)
     ]
+    # node-1's agent ran on (a record of it the next day): the window of 12:01 is watched, not open
+    windows += alive_after("node-1", datetime_to_ns(T + dt.timedelta(days=1)))
     with open_store(url) as s:
         s.write([HotSymbolDelta(key, start, 2, start + 1 * S, start + 59 * S)], windows)
     got, doc = cli(

@@ -33,6 +33,7 @@ from stellaops_runtime.store.engine import open_store
 from tests.cli_run import cli_in_process, cli_json
 from tests.integration.test_probed_in_part_stripped import PROGRAM
 from tests.integration.test_vex import DAY, T0, S
+from tests.node_alive import alive_after
 
 HOST = "host:node-1"
 APP = "/usr/bin/stella-app"
@@ -77,10 +78,13 @@ def _delta(
 
 
 def _windows(image: str) -> list[ObservationWindow]:
-    return [
+    """40 days watched, and a record of node-1 the day after (tests/node_alive.py): its agent ran on,
+    so the last day is watched whole, not open (store/coverage_open.py)."""
+    windows = [
         ObservationWindow(image, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "native")
         for d in range(40)
     ]
+    return windows + alive_after("node-1", T0 + 40 * DAY)
 
 
 @needs_gcc

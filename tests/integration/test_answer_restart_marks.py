@@ -54,6 +54,7 @@ from tests.integration.test_answer_unwatched_container_day import (
     run_of,
     watched_days,
 )
+from tests.node_alive import alive_after
 
 
 def agent_rows(
@@ -96,12 +97,14 @@ def two_agents(
 ) -> None:
     """The agent before the restart (running since the day before, to ``until`` when both ran at
     once) and the one after it (knowing ``runs2`` when its registry saw other runs), each writing
-    its rows."""
+    its rows; the one after it ran on: a record of n1 the next day (tests/node_alive.py), so the rest
+    of June 1 is watched, not open (store/coverage_open.py)."""
     with open_store(url) as s:
         s.write(*agent_rows(events, runs, at(9, 59), until or restart - S, at(0) - 3600 * S, "n1/before"))
         s.write(
             *agent_rows(events, runs if runs2 is None else runs2, restart, at(13, 50), restart, "n1/after")
         )
+        s.write([], alive_after("n1", at(0, day=2)))
 
 
 def before_restart_calls(day: int = 1) -> list[Any]:

@@ -24,6 +24,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import observed_json
+from tests.node_alive import alive_now
 
 S = 1_000_000_000
 IMG = "sha256:" + "e" * 64
@@ -68,7 +69,10 @@ def test_calls_whose_history_retention_removed_are_unknown_in_a_period(url: str)
     assert "store.retentionDays" in doc["reason"] and doc["coverage"]["start"] == rfc3339(midnight(32))
     # a period that starts after the last call: the windows left back a "not observed" from the first
     # day retention left; before it (days 39..33), its windows and gaps are gone: unknown
-    # (test_answer_before_first_record.py)
+    # (test_answer_before_first_record.py); node-1's agent is running as the question comes, so today
+    # is watched, not open (store/coverage_open.py), whatever the hour
+    with open_store(url) as s:
+        s.write([], alive_now("node-1"))
     code, doc = observed(url, "--since", rfc3339(midnight(32)))
     assert (code, doc["answer"], doc.get("history_removed")) == (1, "not_observed", None)
     code, doc = observed(url, "--since", rfc3339(midnight(39)))

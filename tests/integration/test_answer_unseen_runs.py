@@ -38,6 +38,7 @@ from stellaops_runtime.store import day_counts
 from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 IMG = "sha256:" + "7" * 64
@@ -58,12 +59,15 @@ def win(
 
 
 def fill(url: str, windows: list[ObservationWindow]) -> None:
-    """zlib seen loaded (crc32 called on node a at June 1 10:00), the windows; inflate never called."""
+    """zlib seen loaded (crc32 called on node a at June 1 10:00), the windows; inflate never called.
+    Every node's agent ran on: a record of each on June 3 (tests/node_alive.py), so their last day is
+    watched whole, not open (store/coverage_open.py)."""
     w = at(1, 10)
     row = HotSymbolDelta(HotSymbolKey(IMG, ZLIB, "crc32", EvidenceKind.INVOKED), w, 3, w + S, w + 2 * S,
                          purl=PURL, node_name="a")  # fmt: skip
+    windows = [win("a", 1, 10, 5, DEEP), *windows]
     with open_store(url) as s:
-        s.write([row], [win("a", 1, 10, 5, DEEP), *windows])
+        s.write([row], windows + alive_after(sorted({x.node_name for x in windows}), at(3, 0)))
 
 
 def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:

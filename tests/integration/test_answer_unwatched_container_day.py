@@ -43,6 +43,7 @@ from stellaops_runtime.hotsymbols.run_windows import Run, RunWindows
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 A = "sha256:" + "5a" * 32
@@ -105,9 +106,11 @@ def calls_all_day() -> list[RuntimeCallEvent]:
 
 
 def store_of(url: str, events: list[RuntimeCallEvent], runs: list[Run]) -> None:
+    """The agent's rows of 09:59 to 13:50, and a record of n1 the next day (tests/node_alive.py): the
+    agent ran on, so the rest of June 1 is watched, not open (store/coverage_open.py)."""
     deltas, windows = agent_rows(events, runs, at(9, 59), at(13, 50))
     with open_store(url) as s:
-        s.write(deltas, windows)
+        s.write(deltas, windows + alive_after("n1", at(0, day=2)))
 
 
 def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:

@@ -45,6 +45,7 @@ from stellaops_runtime.hotsymbols import gaps as gaps_module
 from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -78,9 +79,14 @@ def loaded(image: str, window: int, node: str = "n1") -> HotSymbolDelta:
 
 
 def fill(url: str, windows: list[ObservationWindow]) -> None:
+    """The rows, and a record of each node the day after the last window (tests/node_alive.py): the
+    agents ran on, so the time after their last window is watched, not open (store/coverage_open.py);
+    the holes asked about are the test's own."""
     images = {(w.image_digest, w.node_name): w.window_start_ns for w in windows if w.event_count}
+    last = max(w.window_start_ns for w in windows)
+    alive = alive_after(sorted({w.node_name for w in windows}), last - last % DAY + DAY)
     with open_store(url) as s:
-        s.write([loaded(img, ws, node) for (img, node), ws in images.items()], windows)
+        s.write([loaded(img, ws, node) for (img, node), ws in images.items()], windows + alive)
 
 
 def stella(url: str, *args: str) -> tuple[int, dict[str, Any], str]:

@@ -25,6 +25,7 @@ from stellaops_runtime.store.day_counts import observed_days_without_calls
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
+from tests.node_alive import alive_now
 
 S = 1_000_000_000
 IMG = "sha256:" + "f" * 64
@@ -53,7 +54,10 @@ def test_days_stamped_after_today_are_not_watched_days(url: str) -> None:
     )
     deep = Posture.EBPF_DEEP
     with open_store(url) as s:
-        s.write([loaded], [ObservationWindow(IMG, "a", t, 5, deep, 60, "tetragon") for t in starts])
+        windows = [ObservationWindow(IMG, "a", t, 5, deep, 60, "tetragon") for t in starts]
+        # node a's agent is running as the question comes (whatever the hour): today is watched, not
+        # open (store/coverage_open.py); its rows stamped ahead are no later record of it
+        s.write([loaded], windows + alive_now("a"))
     code, doc = evidence(url)
     assert (doc["data"]["watched_days"], doc["data"]["days_without_calls"]) == (28, 28)
     assert (code, doc["reachability_state"], doc["rts"]["score"]) == (1, "PotentiallyReachable", 0.5)

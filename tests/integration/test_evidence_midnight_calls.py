@@ -28,6 +28,7 @@ from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 IMG = "sha256:" + "d" * 64
@@ -46,7 +47,8 @@ def _facts(url: str, first: int, last: int, calls: int) -> tuple[int, float, int
     with open_store(url) as s:
         s.write(
             [HotSymbolDelta(key, w1, calls, first, last, purl=PURL)],
-            [ObservationWindow(IMG, "a", w, 5, deep, 5000, "tetragon") for w in (w1, w2)],
+            [ObservationWindow(IMG, "a", w, 5, deep, 5000, "tetragon") for w in (w1, w2)]
+            + alive_after("a", ns(2026, 6, 3)),  # node a's agent ran on: June 2 is watched whole
         )
     engine: sa.Engine = create_store_engine(url)
     try:

@@ -25,6 +25,7 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -51,6 +52,7 @@ def fill(url: str, gap_start: int, gap_end: int) -> None:
         s.write([loaded], [
             ObservationWindow(IMG, "a", w1, 5, deep, 5000, "tetragon", gap_start, gap_end, 1, 0),
             ObservationWindow(IMG, "a", w2, 5, deep, 5000, "tetragon"),
+            *alive_after("a", ns(2026, 6, 3)),  # node a's agent ran on: June 2 is watched whole
         ])  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import cli_json
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -49,6 +50,7 @@ def fill(url: str, gap_start: int, gap_end: int) -> None:
         s.write([loaded], [
             ObservationWindow(NODE_WIDE, "a", w1, 0, None, 5000, "tetragon", gap_start, gap_end, 0, 40),
             ObservationWindow(IMG, "a", w2, 5, Posture.EBPF_DEEP, 5000, "tetragon"),
+            *alive_after("a", ns(2026, 6, 3)),  # node a's agent ran on: June 2 is watched whole
         ])  # fmt: skip
 
 

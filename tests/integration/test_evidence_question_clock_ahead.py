@@ -30,6 +30,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.node_alive import alive_now
 
 S = 1_000_000_000
 IMG = "sha256:" + "e" * 64
@@ -49,7 +50,10 @@ def test_an_asker_whose_clock_runs_ahead_counts_no_day_after_the_store_s(
                             starts[0] + S, purl=PURL)  # fmt: skip
     deep = Posture.EBPF_DEEP
     with open_store(url) as s:
-        s.write([loaded], [ObservationWindow(IMG, "ahead", t, 5, deep, 60, "tetragon") for t in starts])
+        windows = [ObservationWindow(IMG, "ahead", t, 5, deep, 60, "tetragon") for t in starts]
+        # the node's agent is running as the question comes (whatever the hour): today is watched, not
+        # open (store/coverage_open.py); its rows stamped ahead are no later record of it
+        s.write([loaded], windows + alive_now("ahead"))
         monkeypatch.setattr(store_facts, "_today", lambda: (today + dt.timedelta(days=4)).date())
         with s.engine.connect() as conn:
             obs = store_facts.observe(

@@ -27,6 +27,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -76,8 +77,11 @@ def loaded(day: int = 0) -> HotSymbolDelta:
 
 
 def fill(url: str, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> None:
+    """The rows, and a record of node-1 the day after its last window (tests/node_alive.py): its agent
+    ran on, so the last day is watched whole, not open (store/coverage_open.py)."""
+    last = max((w.window_start_ns for w in windows), default=T0)
     with open_store(url) as s:
-        s.write(deltas, windows)
+        s.write(deltas, windows + alive_after("node-1", last - last % DAY + DAY))
 
 
 def evidence(url: str, function: str = "crc32", *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]

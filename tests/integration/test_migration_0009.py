@@ -26,6 +26,7 @@ from stellaops_runtime.evidence import store_facts
 from stellaops_runtime.store import coverage, day_counts
 from stellaops_runtime.store.engine import create_store_engine, head_revision, migrate, open_store
 from stellaops_runtime.store.schema import UtcDateTime, datetime_to_ns
+from tests.node_alive import alive_after
 
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 UPROBED = "sha256:" + "c3" * 32  # an old agent's uprobe window: posture_level 3
@@ -120,6 +121,9 @@ def test_a_new_agents_stacks_count_and_an_old_agents_uprobes_after_the_migration
         store.write([], [ObservationWindow(STACKED, "n1", w0, 40, Posture.EBPF_DEEP, 60, "tetragon")])
         # the new agent's uprobe events in the old agent's window: ActiveTracing by today's rule
         store.write([], [ObservationWindow(UPROBED, "n1", w0, 10, Posture.ACTIVE_TRACING, 60, "tetragon")])
+        # n1's agent ran on after T0's day (a record of it the next day): that day is watched whole,
+        # not left open as an agent that may be down since (store/coverage_open.py)
+        store.write([], alive_after("n1", datetime_to_ns(T0 + dt.timedelta(days=1))))
     v, days, watched = answers(url, STACKED)
     assert v.answer == coverage.NOT_OBSERVED and v.coverage is not None, v.reason
     assert v.coverage.highest is Posture.EBPF_DEEP and days == 1 and len(watched) == 1

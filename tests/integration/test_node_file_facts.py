@@ -31,6 +31,7 @@ from stellaops_runtime.store.engine import open_store
 from tests.cli_run import cli_json
 from tests.integration.test_probed_in_part_host import _host_program
 from tests.integration.test_vex import DAY, T0, S
+from tests.node_alive import alive_after
 
 POD = "sha256:" + "ab" * 32  # the container running the node's file through a hostPath mount
 OTHER = "sha256:" + "cd" * 32  # a container of another build of the program
@@ -53,8 +54,9 @@ def _watched(image: str, days: int = 40) -> list[ObservationWindow]:
 def _stored(
     url: str, rows: list[HotSymbolDelta], windows: list[ObservationWindow], fact: HotSymbolDelta
 ) -> None:
+    last = max(w.window_start_ns for w in windows)  # node-1's agent ran on: its last day is not open
     with open_store(url) as s:
-        s.write(rows, windows)
+        s.write(rows, windows + alive_after("node-1", last - last % DAY + DAY))
         assert not s.write_batch(Batch("node-1/agent", 1, [fact])).errors
 
 

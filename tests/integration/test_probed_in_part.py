@@ -31,6 +31,7 @@ from tests.integration.test_answer_unattributed import cli
 from tests.integration.test_native_purl_clones import PURL as ZPURL
 from tests.integration.test_native_purl_clones import _root
 from tests.integration.test_vex import DAY, IMG, PURL, T0, ZLIB, S, watched
+from tests.node_alive import ALIVE_IMAGE
 
 BID = "0123456789abcdef0123456789abcdef01234567"
 
@@ -238,7 +239,11 @@ def test_query_images_takes_no_fact_for_an_observation(url: str) -> None:
     assert code == 0, doc
     by_image = {i["image"]: i for i in doc["images"]}
     seen = {k: (v["state"], v["hot_symbol_rows"], v["function_rows"]) for k, v in by_image.items()}
-    assert seen == {IMG: ("watched_nothing_observed", 0, 0), gapped: ("gaps_only", 0, 0)}, doc
+    assert seen == {
+        IMG: ("watched_nothing_observed", 0, 0),
+        gapped: ("gaps_only", 0, 0),
+        ALIVE_IMAGE: ("watched_nothing_observed", 0, 0),  # watched()'s later record of node-1
+    }, doc
     assert by_image[gapped]["gaps"], doc
     with open_store(url) as s:
         s.write([_row("adler32", EvidenceKind.INVOKED, 5)], [])

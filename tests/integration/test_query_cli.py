@@ -21,9 +21,11 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import create_store_engine, open_store
 from tests.native.rust_names import crate_names
+from tests.node_alive import ALIVE_IMAGE, alive_after
 
 S = 1_000_000_000
 T0 = 1_740_787_200 * S  # 2025-03-01T00:00:00Z
+DAY = 86_400 * S
 IMG = "sha256:" + "d" * 64
 LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 PURL = "pkg:deb/debian/openssl@3.0.15-1?arch=amd64"
@@ -78,7 +80,11 @@ def seed(url: str) -> None:
                 d("EVP_Digest", 12, evidence=EvidenceKind.ON_STACK),
                 d("", 1, evidence=EvidenceKind.LOADED),
             ],
-            [ObservationWindow(IMG, "node-1", T0, 2413, Posture.EBPF_DEEP, 60, "tetragon")],
+            # node-1's agent ran on (a record of it the next day): T0's day is watched whole, not open
+            [
+                ObservationWindow(IMG, "node-1", T0, 2413, Posture.EBPF_DEEP, 60, "tetragon"),
+                *alive_after("node-1", T0 + DAY),
+            ],
         )
 
 
@@ -283,6 +289,8 @@ def ask(url: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, 
 
 def test_three_answers_rest_on_coverage(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     seed_answers(url)
+    with open_store(url) as store:  # the nodes' agents ran on (a record of each the next day): not open
+        store.write([], alive_after(["node-1", "node-2", "node-3"], T0 + DAY))
     # All time holds node-3's window at an unknown posture: a run there could not be seen to see calls.
     code, doc = ask(url, capsys, "observed", "--image", IMG3, "--function", "f")
     assert (code, doc["answer"], doc["observed"]) == (exitcodes.UNKNOWN, "unknown", None)
@@ -372,7 +380,8 @@ def test_query_images(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = ask(url, capsys, "images")
     assert code == 0
     by_image = {i["image"]: i for i in doc["images"]}
-    assert list(by_image) == sorted(by_image) == sorted([IMG, IMG2, IMG3])
+    # ALIVE_IMAGE: seed()'s later record of node-1 (tests/node_alive.py), another image the node ran
+    assert list(by_image) == sorted(by_image) == sorted([IMG, IMG2, IMG3, ALIVE_IMAGE])
     assert (by_image[IMG]["hot_symbol_rows"], by_image[IMG]["function_rows"]) == (7, 6)
     assert by_image[IMG3]["coverage"]["windows"] == 4
     assert by_image[IMG3]["coverage"]["posture"] == {"lowest": "unknown", "highest": "FullInstrumentation"}

@@ -23,6 +23,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from tests.integration.test_query_cli import cli
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 T0 = 1_740_787_200 * S  # 2025-03-01T00:00:00Z
@@ -78,6 +79,7 @@ def url(url: str) -> str:  # tests/integration/conftest.py's store (SQLite, Post
                 ObservationWindow(IMG, "node-1", T0, 500, Posture.EBPF_DEEP, 60, "tetragon"),
                 ObservationWindow(IMG, "node-1", T1, 400, Posture.EBPF_DEEP, 60, "tetragon"),
                 ObservationWindow(JIT_IMG, "node-1", T0, 55, Posture.EBPF_DEEP, 60, "tetragon"),
+                *alive_after("node-1", T0 + 86_400 * S),  # its agent ran on: T0's day is not open
             ],
         )
     return u

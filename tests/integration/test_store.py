@@ -34,6 +34,7 @@ from stellaops_runtime.store.engine import (
 )
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from stellaops_runtime.store.writer import HotSymbolStore
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 DAY = 86_400 * S
@@ -400,6 +401,9 @@ def test_calls_per_day_and_days_without_calls(store: HotSymbolStore) -> None:
     windows.append(ObservationWindow(IMG, "node-1", T0 + 40 * DAY, 5, Posture.PASSIVE, 60))
     windows.append(ObservationWindow(IMG, "node-1", T0 + 42 * DAY, 5, Posture.ACTIVE_TRACING, 60))
     windows.append(ObservationWindow(IMG, "node-1", T0 + 41 * DAY, 5))
+    # both nodes' agents ran on after their last windows (a record of each the day after): their last
+    # days are watched whole, not open as an agent that may be down since (store/coverage_open.py)
+    windows += alive_after("node-2", T0 + DAY) + alive_after("node-1", T0 + 43 * DAY)
     store.write(deltas, windows)
     last_day = (at(T0) + dt.timedelta(days=29)).date()
     with store.engine.connect() as conn:

@@ -36,6 +36,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.partitions import LOCK_TIMEOUT_MS, maintain, partition_name, retention_cutoff
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.store.writer import MAINTAIN_EVERY_SECONDS, HotSymbolStore
+from tests.node_alive import alive_after
 
 S = 1_000_000_000
 IMG = "sha256:" + "d" * 64
@@ -127,10 +128,13 @@ def test_retention_removes_only_what_is_older_than_the_cutoff(store: HotSymbolSt
 
 
 def test_the_never_called_answer_keeps_calls_and_watched_days_together(store: HotSymbolStore) -> None:
-    # watched for 45 days; called on day 40 and day 10 before today
-    watched = list(range(45))
+    # watched for the 45 days before today; called on day 41 and day 11 before today; node-1's agent
+    # ran on (a record of it today): its last day is watched whole, not open (store/coverage_open.py)
+    # whatever the hour this runs
+    watched = list(range(1, 46))
     store.write_batch(Batch("node-1/b", 1, units(watched, calls=False)))  # type: ignore[arg-type]
-    store.write_batch(Batch("node-1/b", 2, units([40, 10], fn="g")))  # type: ignore[arg-type]
+    store.write_batch(Batch("node-1/b", 2, units([41, 11], fn="g")))  # type: ignore[arg-type]
+    store.write([], alive_after("node-1", at_day(0)))
     with store.engine.connect() as c:
         before = day_counts.observed_days_without_calls(c, image=IMG, function="g")
     assert before == 43
@@ -140,9 +144,9 @@ def test_the_never_called_answer_keeps_calls_and_watched_days_together(store: Ho
     with store.engine.connect() as c:
         after = day_counts.observed_days_without_calls(c, image=IMG, function="g")
         per_day = day_counts.calls_per_day(c, image=IMG, function="g", days=60, until=TODAY)
-    # day 40 went with its watch (not "watched, never called"); day 10 is still called
-    assert per_day == [(TODAY - dt.timedelta(days=10), 20)]
-    assert cutoff_days_ago == 32 and after == 32  # days 0..32 kept: 33 watched, one of them called
+    # day 41 went with its watch (not "watched, never called"); day 11 is still called
+    assert per_day == [(TODAY - dt.timedelta(days=11), 21)]
+    assert cutoff_days_ago == 32 and after == 31  # days 1..32 kept: 32 watched, one of them called
     assert after > 30  # the lowest runtime tier is still reachable at the minimum retention
 
 

@@ -24,15 +24,18 @@ from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.cli_run import observed_json
 from tests.integration.test_answer_retention import IMG, LIB, NOW, S, midnight
+from tests.node_alive import alive_after
 
 PURL = "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64"
 
 
 def fill(url: str) -> None:
-    """Watched every day of the last 60; libz loaded on each; an unnamed offset of libz on stacks
-    40..59 days ago, and the named ``crc32`` of libz every day."""
-    deltas, windows = [], []
-    for d in range(60):
+    """Watched every day of the 59 before today; libz loaded on each; an unnamed offset of libz on
+    stacks 40..59 days ago, and the named ``crc32`` of libz every day; a record of node-1 today
+    (tests/node_alive.py): its agent ran on, so its last day is watched whole, not open
+    (store/coverage_open.py), whatever the hour this runs."""
+    deltas, windows = [], alive_after("node-1", datetime_to_ns(midnight(0)))
+    for d in range(1, 60):
         start = datetime_to_ns(midnight(d))
         windows.append(ObservationWindow(IMG, "node-1", start, 5, Posture.EBPF_DEEP, 60, "tetragon"))
         for fn, kind, ran in (("", EvidenceKind.LOADED, True), ("crc32", EvidenceKind.INVOKED, True),

@@ -38,6 +38,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
 from tests.native.rust_names import crate_names
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENVEX_SCHEMA = json.loads(
@@ -80,6 +81,7 @@ def store(tmp: Path, days: range, *, gap_day: int | None = None) -> str:
         windows.append(
             ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon", **extra)
         )  # type: ignore[arg-type]
+    windows += alive_after("node-1", T0 + (days[-1] + 1) * DAY)  # its agent ran on: the last day is whole
     with open_store(url) as s:
         s.write([delta("", days[0], 1, EvidenceKind.LOADED), delta("crc32", days[0] + 3, 12)], windows)
     return url
@@ -109,10 +111,13 @@ def run_vex(tmp: Path, url: str, fmt: str = "openvex", *extra: str) -> dict[str,
 
 
 def watched(days: range = range(40)) -> list[ObservationWindow]:
-    """A window at EbpfDeep on each day (the 30-day window ends at the last)."""
-    return [
+    """A window at EbpfDeep on each day (the 30-day window ends at the last), and a record of node-1
+    the day after the last (tests/node_alive.py): its agent ran on, so the last day is watched whole,
+    not open (store/coverage_open.py)."""
+    windows = [
         ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon") for d in days
     ]
+    return windows + (alive_after("node-1", T0 + (days[-1] + 1) * DAY) if days else [])
 
 
 def by_vuln(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

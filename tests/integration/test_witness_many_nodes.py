@@ -32,6 +32,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES
+from tests.node_alive import alive_after
 from tests.witness_helpers import spec_verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,8 @@ def fill(url: str, nodes: int) -> None:
     last = node(nodes - 1)
     windows.append(ObservationWindow(IMG, last, day2 + 300 * S, 5, Posture.EBPF_DEEP, 60, "tetragon",
                                      day2 + 300 * S, day2 + 310 * S, 1, 0))  # fmt: skip
+    # every node's agent ran on past the second day (a record of each the day after): not open
+    windows += alive_after([node(i) for i in range(nodes)], day2 + 86_400 * S)
     with open_store(url) as s:
         s.write(deltas, windows)
 

@@ -34,6 +34,7 @@ from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES
 from tests import witness_helpers as helpers
+from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -59,6 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                             T0 + S, T0 + S, purl="pkg:deb/debian/zlib1g@1.2.13")  # fmt: skip
     with open_store(url) as s:
         s.write([loaded, *lost], [ObservationWindow(IMG, "n", T0, 50, Posture.EBPF_DEEP, 60, "tetragon")])
+        s.write([], alive_after("n", T0 + 86_400 * S))  # n's agent ran on: T0's day is not open
     keys.generate(tmp / "k", tmp / "k.pub")
     return {"url": url, "tmp": tmp}
 

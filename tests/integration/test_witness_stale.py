@@ -30,6 +30,7 @@ from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness.statement import encode
+from tests.node_alive import alive_after
 from tests.witness_helpers import run_witness as run
 
 S = 1_000_000_000
@@ -69,10 +70,11 @@ def two(
         ("w2", [calls(T0 + DAY, 42)], 1),
         ("w3", [calls(T0 + 2 * DAY, 8)], 2),
     ):
-        with open_store(url) as s:
+        with open_store(url) as s:  # n's agent ran on past the day (a record of it the next day): not open
             s.write(
                 deltas, [ObservationWindow(IMG, "n", T0 + day * DAY, 50, Posture.EBPF_DEEP, 60, "tetragon")]
             )
+            s.write([], alive_after("n", T0 + (day + 1) * DAY))
         out[name] = tmp_path / f"{name}.json"
         code, _, err = run(capsys, "sign", *claim, "--out", str(out[name]))
         assert code == 0, err
@@ -159,6 +161,7 @@ def test_rows_of_one_call_seen_two_ways_do_not_add_up_to_the_total(
         s.write(
             [calls(T0, 42), stacked], [ObservationWindow(IMG, "n", T0, 50, Posture.EBPF_DEEP, 60, "tetragon")]
         )
+        s.write([], alive_after("n", T0 + DAY))  # n's agent ran on: T0's day is not open
     priv, pub, out = tmp_path / "k", tmp_path / "k.pub", tmp_path / "w.json"
     assert run(capsys, "keygen", "--private", str(priv), "--public", str(pub))[0] == 0
     code, _, err = run(capsys, "sign", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",

@@ -23,15 +23,19 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES
 from tests.integration.test_vex import DAY, IMG, T0, delta, vex_cli
+from tests.node_alive import alive_after
 from tests.witness_helpers import key_pair, run_witness, signed_predicate
 
 FIRST = dt.date(2026, 6, 1)  # T0's day
 
 
 def _windows(days: list[int]) -> list[ObservationWindow]:
-    return [
+    """The image's windows on those days, and a record of node-1 the day after the last (its agent
+    ran on: the last day is watched whole, not open, store/coverage_open.py)."""
+    windows = [
         ObservationWindow(IMG, "node-1", T0 + d * DAY, 9, Posture.EBPF_DEEP, 60, "tetragon") for d in days
     ]
+    return windows + alive_after("node-1", T0 + (max(days) + 1) * DAY)
 
 
 def _days(ranges: list[str]) -> set[dt.date]:

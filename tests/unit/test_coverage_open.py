@@ -1,12 +1,13 @@
-"""The time after a node's latest record is open (store/coverage_open.py, not wired into answers yet).
+"""The time after a node's latest record is open (store/coverage_open.py, wired into the answers).
 
 While a node's agent is down (SIGKILL, an OOM kill, a node lost) nothing in the store says so: the
 next agent records the hole when it starts. Before, a day with one EbpfDeep window before the crash
 was a watched, gap-free day, and ``query observed`` / ``vex`` / a witness asked during the outage
 said "not observed" over calls made after the agent died. The rule (store/coverage_open.py): from a
 node's latest record to the end of its UTC day (or the question's moment) the node is unwatched,
-until a newer record of the node closes it. These tests hold the rule's pieces; the answers do not
-use them yet (the wiring flips many existing tests: session 44 report WD). SQLite, a store at head.
+until a newer record of the node closes it. These tests hold the rule's pieces and the evidence's
+watched days that rest on it (evidence/store_facts.py; seen failing before the wiring: {D} instead of
+an empty set). SQLite, a store at head.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.evidence import store_facts
 from stellaops_runtime.store.coverage_open import grace, midnight_after, open_days, open_gaps, open_span
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
@@ -27,6 +29,7 @@ D = dt.date(2026, 3, 10)
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)
 US = dt.timedelta(microseconds=1)
+DAY = dt.timedelta(days=1)
 
 
 def at(day: dt.date, hours: float) -> dt.datetime:
@@ -42,11 +45,13 @@ def test_the_open_span_runs_from_the_latest_record_to_its_day_s_end_or_the_quest
     assert open_span(last, at(D, 14), 60) == (last, at(D, 14))  # asked the same day: up to now
     assert open_span(last, at(D, 50), 60) == (last, at(D, 24))  # asked days later: up to its midnight
     assert open_span(last, last, 60) is None and open_span(last, at(D, 9), 60) is None  # not after it
-    # within two windows of the record: a live agent's newest row is the window it is counting
-    assert grace(60) == dt.timedelta(minutes=2) and grace(0) == grace(60) and grace(300) == 10 * M
-    assert open_span(last, last + 2 * M, 60) is None
-    assert open_span(last, last + 2 * M + dt.timedelta(microseconds=1), 60) == (last, last + 2 * M + US)
-    assert open_span(last, last + 3 * M, 300) is None and open_span(last, last + 11 * M, 300) is not None
+    # within three windows of the record: a live agent's newest row is the window it is counting, or
+    # on an idle node a lifecycle row written a settle and a flush after its window's end
+    # (test_coverage_open_live_agent.py)
+    assert grace(60) == dt.timedelta(minutes=3) and grace(0) == grace(60) and grace(300) == 15 * M
+    assert open_span(last, last + 3 * M, 60) is None
+    assert open_span(last, last + 3 * M + dt.timedelta(microseconds=1), 60) == (last, last + 3 * M + US)
+    assert open_span(last, last + 15 * M, 300) is None and open_span(last, last + 16 * M, 300) is not None
     assert midnight_after(at(D, 23.99)) == at(D, 24)
     assert midnight_after(dt.datetime.max.replace(tzinfo=dt.UTC)) == dt.datetime.max.replace(tzinfo=dt.UTC)
 
@@ -59,6 +64,7 @@ def test_a_node_s_last_day_is_no_watched_day_until_a_newer_record_of_it(
         s.write([], [win(IMG, "a", at(D, 9)), win(IMG, "a", at(D, 10))])
     with open_store(url) as s, s.engine.connect() as conn:
         assert open_days(conn, IMG, at(D, 14)) == {D}
+        assert store_facts._watched_days(conn, IMG, D + 5 * DAY) == set()  # the evidence's days: not D
         # query observed over the open time: a node-wide gap of kind "open" from the latest record
         gaps = open_gaps(conn, image=IMG, asked=at(D, 14))
         assert [(g.node_name, g.node_wide, g.start, g.end, g.not_watched) for g in gaps] == [
@@ -78,6 +84,7 @@ def test_a_node_s_last_day_is_no_watched_day_until_a_newer_record_of_it(
         s.write([], [win(OTHER, "a", at(D, 26))])
     with open_store(url) as s, s.engine.connect() as conn:
         assert open_days(conn, IMG, at(D, 120)) == set()
+        assert store_facts._watched_days(conn, IMG, D + 5 * DAY) == {D}
         assert open_gaps(conn, image=IMG, asked=at(D, 50)) == []  # IMG was not watched on a that day
 
 

@@ -60,6 +60,7 @@ from stellaops_runtime.evidence.doubts import doubts as find_doubts
 from stellaops_runtime.evidence.doubts import package_doubts, package_not_seen
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import NOT_OBSERVED, OBSERVED, UNKNOWN, Verdict
+from stellaops_runtime.store.coverage_open import open_gaps
 from stellaops_runtime.store.function_refs import FunctionQuery, function_query
 from stellaops_runtime.store.refs import PurlQuery, RefError, parse_rfc3339, plain_text
 from stellaops_runtime.store.unnamed import unnamed_code
@@ -203,6 +204,7 @@ def run_observed(args: argparse.Namespace) -> int:
             cov = coverage.backing(groups)
         else:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
+            gaps += open_gaps(conn, image=args.image, asked=dt.datetime.now(dt.UTC), since=since, until=until)
             nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             doubts = find_doubts(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             unknown_package = package_not_seen(conn, image=args.image, purl=pq)
@@ -256,6 +258,7 @@ def _empty_answer(
     windows = coverage.image_windows(conn, image=image)
     doubts = package_doubts(conn, image=image, purl=purl, prefix=prefix)
     gaps, unseen = coverage.image_gaps(conn, image=image), coverage.image_unseen(conn, image=image)
+    gaps += open_gaps(conn, image=image, asked=dt.datetime.now(dt.UTC))
     return coverage.absence(image, windows, gaps=gaps, doubts=doubts, unseen=unseen)
 
 

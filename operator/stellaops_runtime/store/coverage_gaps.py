@@ -21,9 +21,8 @@ set. Its kinds are told apart by the row's ``source``:
 - a pod **no native policy selects** (source ``not_selected``): the agent's
   own probes fired in a pod of the image that no policy asking for them
   selects, and its events were dropped unseen (agent/native_selection.py).
-- an **open** gap (kind ``open``, never a stored row: store/coverage_open.py, not
-  wired into the answers yet): the time after a node's latest record, while its
-  agent may be down.
+- an **open** gap (kind ``open``, never a stored row: store/coverage_open.py): the
+  time after a node's latest record, while its agent may be down.
 
 An image's own gap rows touch it; a node-wide row touches every image
 watched on that node on that UTC day (``watched_sql.touches_image``).

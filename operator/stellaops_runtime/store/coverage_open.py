@@ -13,9 +13,11 @@ counted claims only what was flushed by then, so its start, not its end). Betwee
 a node a dead agent's hole is a gap already (the next agent wrote it), so only the time after the
 latest one is open: from it to the end of its UTC day, or to the question's moment when that is
 earlier, the node is taken as unwatched (an *open* gap, node-wide, of kind ``open``) once the
-question is more than two of its windows after that record (:func:`grace`: a live agent's latest
-row is the window it is counting, rewritten at each flush; a live agent whose node sends no event
-and, without ``lifecycle.enabled``, writes no row, reads as down: the safe side), touching the
+question is more than three of its windows after that record (:func:`grace`: a live agent's latest
+row is the window it is counting, rewritten at each flush, or, on a node that sends no event, the
+lifecycle row of a window that ended a settle and a flush before the last one did; a live agent
+whose node sends no event and, without ``lifecycle.enabled``, writes no row, reads as down: the
+safe side), touching the
 images watched on that node that day like any node-wide gap. So that UTC day is no watched day of
 those images (:func:`open_days`) and a ``query observed`` over a period reaching into the open time
 answers unknown (:func:`open_gaps`), until a newer record of the node closes it. A day counts only
@@ -27,25 +29,22 @@ no window of the image, so, like a node that never had an agent, they take nothi
 about them rest on the nodes that watched the image then (docs/evidence.md, "Days").
 A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
 
-Not wired into the answers yet, so docs/evidence.md "Days" still states the limit: wired (``open_gaps``
-added to ``query observed``'s gaps, ``open_days`` taken out of evidence/store_facts.py's watched
-days and ``open_gaps`` added to its gaps, which vex and witnesses read), it turns about a hundred
-existing integration tests that write a node's windows and ask about time after them from "not
-observed" to unknown; each needs a later record of the node, or a period ending before the last
-one, first.
+Wired: ``open_gaps`` joins ``query observed``'s gaps (cli/query.py), ``open_days`` is taken out of
+evidence/store_facts.py's watched days and ``open_gaps`` joins its gaps, which vex and witnesses read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.schema import observation_windows
-from stellaops_runtime.store.watched_sql import is_coverage
+from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
 _DAY = dt.timedelta(days=1)
 DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
@@ -72,68 +71,107 @@ def open_span(
 
 
 def grace(seconds: int) -> dt.timedelta:
-    """How long after a node's latest record starts it may be its agent's newest: two windows (a
-    live agent rewrites the window it is counting at each flush, and writes the next as it opens);
-    two minutes for a row of unknown length."""
-    return 2 * dt.timedelta(seconds=seconds if seconds > 0 else DEFAULT_WINDOW_SECONDS)
+    """How long after a node's latest record starts it may be its agent's newest: three windows;
+    three minutes for a row of unknown length. A live agent rewrites the window it is counting at
+    each flush, but on a node that sends no event its only rows are lifecycle rows
+    (hotsymbols/run_windows.py), window W's written once W is over, ``lifecycle.windowSettleSeconds``
+    (5 s) passed and the next flush ran (``hotSymbols.flushIntervalSeconds``, 10 s): just after a
+    window ends the newest is the one before it, two windows and settle + flush interval old. Two
+    windows read 7 to 22 % of a healthy idle node's seconds as down
+    (tests/unit/test_coverage_open_live_agent.py); three hold while settle + flush interval + a
+    flush's time stay under one window (the defaults: 15 s of 60)."""
+    return 3 * dt.timedelta(seconds=seconds if seconds > 0 else DEFAULT_WINDOW_SECONDS)
 
 
 def _day_end(today: dt.date) -> dt.datetime:
     return midnight_after(dt.datetime.combine(today, dt.time(), dt.UTC))
 
 
-def image_nodes(conn: sa.Connection, image: str) -> list[str]:
-    """The nodes on which ``image`` has a coverage row (read through the key, which starts with it)."""
-    o = observation_windows.c
-    stmt = sa.select(o.node_name).where(o.image_digest == image, is_coverage(conn, observation_windows))
-    return sorted(set(conn.execute(stmt.distinct()).scalars()))
-
-
 def last_records(
     conn: sa.Connection, nodes: Iterable[str], before: dt.datetime
 ) -> dict[str, tuple[dt.datetime, int]]:
     """Each node's latest record: the start and length of its latest row starting before ``before``
-    (one look-up per node through the index of migration 0010, as agent/node_history.py reads it)."""
+    (one look-up per node through the index of migration 0010, as agent/node_history.py reads it).
+    A store before migration 0003 has no ``window_seconds``: the length is unknown (0)."""
     o = observation_windows.c
+    length = o.window_seconds if has_posture_columns(conn) else sa.literal(0)
     out: dict[str, tuple[dt.datetime, int]] = {}
     for node in nodes:
         stmt = (
-            sa.select(o.window_start, o.window_seconds)
+            sa.select(o.window_start, length.label("seconds"))
             .where(o.node_name == node, o.window_start < before)
             .order_by(o.window_start.desc())
             .limit(1)
         )
         row = conn.execute(stmt).first()
         if row is not None:
-            out[node] = (_as_utc(row.window_start), int(row.window_seconds or 0))
+            out[node] = (_as_utc(row.window_start), int(row.seconds or 0))
     return out
 
 
-def _watched_on(conn: sa.Connection, image: str, node: str, day: dt.date) -> bool:
-    o = observation_windows.c
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    stmt = sa.select(o.window_start).where(
-        o.image_digest == image,
-        o.node_name == node,
-        is_coverage(conn, observation_windows),
-        o.window_start >= start,
-        o.window_start < midnight_after(start),
+_CHUNK = 200  # (node, day) pairs asked about in one statement
+
+
+def image_last_records(
+    conn: sa.Connection, image: str, before: dt.datetime
+) -> dict[str, tuple[dt.datetime, int]]:
+    """:func:`last_records` of the nodes on which ``image`` has a coverage row, in one statement: the
+    image's nodes read through its key, and each one's latest row through the index of migration 0010
+    (a correlated look-up per node, not a round trip per node)."""
+    o = observation_windows
+    nodes = (
+        sa.select(o.c.node_name)
+        .where(o.c.image_digest == image, is_coverage(conn, o))
+        .distinct()
+        .subquery("image_nodes")
     )
-    return conn.execute(stmt.limit(1)).first() is not None
+    latest = o.alias("latest")
+
+    def newest(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+        return (
+            sa.select(column)
+            .where(latest.c.node_name == nodes.c.node_name, latest.c.window_start < before)
+            .order_by(latest.c.window_start.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    length = newest(latest.c.window_seconds) if has_posture_columns(conn) else sa.literal(0)
+    stmt = sa.select(nodes.c.node_name, newest(latest.c.window_start).label("last"), length.label("seconds"))
+    return {
+        r.node_name: (_as_utc(r.last), int(r.seconds or 0)) for r in conn.execute(stmt) if r.last is not None
+    }
+
+
+def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]]) -> set[str]:
+    """The nodes of ``pairs`` on which ``image`` has a coverage row on the UTC day paired with them
+    (through the primary key; a statement per :data:`_CHUNK` pairs)."""
+    o = observation_windows.c
+    covered = is_coverage(conn, observation_windows)
+    out: set[str] = set()
+    for i in range(0, len(pairs), _CHUNK):
+        which = []
+        for node, day in pairs[i : i + _CHUNK]:
+            start = dt.datetime.combine(day, dt.time(), dt.UTC)
+            which.append(
+                sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(start))
+            )
+        stmt = sa.select(o.node_name).where(o.image_digest == image, covered, sa.or_(*which)).distinct()
+        out.update(conn.execute(stmt).scalars())
+    return out
 
 
 def _open(conn: sa.Connection, image: str, asked: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
     """(node, start, end) of the open time, for a question asked at ``asked``, of each node whose latest
     record's UTC day saw ``image``."""
     asked = asked.astimezone(dt.UTC)
-    out = []
-    for node, (last, seconds) in sorted(
-        last_records(conn, image_nodes(conn, image), _day_end(asked.date())).items()
-    ):
+    spans = {}
+    for node, (last, seconds) in sorted(image_last_records(conn, image, _day_end(asked.date())).items()):
         span = open_span(last, asked, seconds)
-        if span is not None and _watched_on(conn, image, node, last.date()):
-            out.append((node, *span))
-    return out
+        if span is not None:
+            spans[node] = span
+    seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in spans.items()])
+    return [(node, *span) for node, span in spans.items() if node in seen]
 
 
 def open_days(conn: sa.Connection, image: str, asked: dt.datetime) -> set[dt.date]:

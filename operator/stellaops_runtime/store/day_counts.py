@@ -4,7 +4,8 @@ store/queries.py, which had grown past 400 lines).
 ``calls_per_day`` and ``observed_days_without_calls`` count by each window's start. The evidence
 (evidence/store_facts.py) counts days its own way (a window across midnight, the question's
 day); these are the store's plain answers, which its tests hold to (test_store.py,
-test_store_retention.py, the migration tests).
+test_store_retention.py, the migration tests). Both take a node's open last day out
+(store/coverage_open.py ``open_days``: its agent may be down since its latest record).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
+from stellaops_runtime.store.coverage_open import midnight_after, open_days
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import FILE_EVIDENCE
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
@@ -84,7 +86,8 @@ def observed_days_without_calls(
     before migration 0003 record no posture, so none of their days count), and
     never when the image also ran that day where its calls could not be seen
     (:func:`unseen_days`, store/coverage_unseen.py) or a gap touches it that day
-    (:func:`gap_days`; migration 0005).
+    (:func:`gap_days`; migration 0005), nor the day of a node's latest record once the question
+    (``today``'s end, or now when earlier) is past its grace (store/coverage_open.py ``open_days``).
     """
     o = observation_windows.c
     w = hot_symbol_windows.c
@@ -96,18 +99,21 @@ def observed_days_without_calls(
     )
     if not has_posture_columns(conn):
         return 0
+    now = dt.datetime.now(dt.UTC)
+    day = today or now.date()
     where = [
         o.image_digest == image,
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),
         obs_day.not_in(unseen_days(conn, image)),
-        not_after(o.window_start, today or dt.datetime.now(dt.UTC).date()),
+        not_after(o.window_start, day),
     ]
     if has_gap_columns(conn):
         where.append(obs_day.not_in(gap_days(conn, image)))
-    stmt = sa.select(sa.func.count(sa.distinct(obs_day))).where(*where)
-    return int(conn.execute(stmt).scalar_one())
+    days = {_as_date(d) for (d,) in conn.execute(sa.select(obs_day).where(*where).distinct())}
+    asked = min(now, midnight_after(dt.datetime.combine(day, dt.time(), dt.UTC)))
+    return len(days - open_days(conn, image, asked))
 
 
 def _as_date(value: Any) -> dt.date:

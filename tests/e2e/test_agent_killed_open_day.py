@@ -1,0 +1,109 @@
+"""An agent killed and not back: the time after the node's last record is unwatched, never "not observed".
+
+The time between two agents is recorded as a gap when the next agent starts (agent/watch_record.py).
+While none has started, nothing in the store said the node went unwatched: the day of the killed
+agent's last window, one EbpfDeep window of the image and no gap, was a watched day, so
+``query observed`` over time after the kill said "not observed" (exit 1) and ``vex`` said
+``not_affected`` about calls nobody watched. Now the time after a node's latest record is open
+(store/coverage_open.py): unknown (exit 3) and ``under_investigation``, naming it.
+
+The real agent (gRPC from the replay server, a SQLite store, its spool, one-second windows) stores
+the synthetic stream and is killed with SIGKILL; then the real CLI is asked about the time from the
+end of the agent's own start gap to now. Seen failing before the fix (the tree of d65c0f1b, before
+the wiring 088180bf): exit 1 ``not_observed``. Events are stamped 15 s ahead so that their window
+starts after that start gap (WD's draft; its timeout waiting for them was not reproduced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from stellaops_runtime.replay.server import ReplayServer
+from tests.e2e import harness as h
+from tests.e2e.test_agent_restart_gap import all_stored, received, retimed
+
+pytestmark = [pytest.mark.e2e]
+
+OBJS = h.stream_objects()
+IMAGE = h.EXPECTED["images"][0]["digest"]  # billing-70: kprobes with user stacks (EbpfDeep), zlib loaded
+FUNCTION = "inflateGetHeader"  # a zlib function the stream never calls
+ZLIB = "pkg:deb/debian/zlib1g"
+
+
+async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    url = sqlite_at_head(tmp_path / "hot.db")
+    # stamped 15 s ahead: after the agent's own start gap (the node's first agent: Tetragon's cache
+    # hold before its stream opened, tests/e2e/test_first_agent_window.py), which a period must miss
+    server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=dt.timedelta(seconds=15)))
+    addr = await server.start("127.0.0.1:0")
+    conf = {"store": {"url": url, "spoolPath": str(tmp_path / "spool.jsonl")}, "native": {"enabled": False}}
+    cfg, port = h.write_config(
+        tmp_path,
+        tetragon={"address": addr},
+        # one-second windows: the open time starts three windows after the node's latest record
+        hotSymbols={"aggregationWindowSeconds": 1},
+        symbols={"hostRoot": "/"},  # frames and files resolved against this host (harness.run_export_agent)
+        attribution={"hostRoot": "/"},
+        **conf,
+    )
+    proc = h.start_agent(cfg)
+    try:
+        await h.wait_for(lambda: received(port) == len(OBJS), what="the agent received the stream")
+        await h.wait_for(lambda: all_stored(port, len(OBJS)), what="the agent stored every count")
+        proc.send_signal(signal.SIGKILL)
+        code, out = await asyncio.to_thread(h.finish, proc, 60)
+        assert code == -signal.SIGKILL, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await server.stop(grace=0)
+    # from the end of the agent's start gap to now, past the node's last window
+    since = read_time(url, "max(gap_end)", "gap_end IS NOT NULL") + dt.timedelta(milliseconds=1)
+    last = read_time(url, "max(window_start)")
+    await h.wait_for(
+        lambda: dt.datetime.now(dt.UTC) > last + dt.timedelta(seconds=3), what="three windows on"
+    )
+    r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", FUNCTION, "--purl", ZLIB,
+              "--since", since.isoformat(), "--json")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert (r.returncode, doc["answer"]) == (3, "unknown"), (r.returncode, r.stdout, r.stderr)  # was 1
+    opened = [g for g in doc["gaps"] if g.get("not_watched") == ["open"]]
+    assert len(opened) == 1, r.stdout
+    assert (opened[0]["node"], opened[0]["scope"]) == ("e2e-node", "node"), opened
+    assert "no record of the node since" in doc["reason"], doc["reason"]
+    # vex names it too (the day is out already: the agent's start gap is on it)
+    vulns = {"vulnerabilities": [{"id": "CVE-OPEN", "affected": [{"purl": ZLIB, "functions": [FUNCTION]}]}]}
+    (tmp_path / "vulns.json").write_text(json.dumps(vulns))
+    key = tmp_path / "w.key"
+    r = h.cli("witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub"))
+    assert r.returncode == 0, r.stderr
+    r = h.cli("vex", "--store", url, "--image", IMAGE, "--vulns", str(tmp_path / "vulns.json"),
+              "--key", str(key), "--witness-dir", str(tmp_path / "w"), "--window-days", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (st,) = json.loads(r.stdout)["statements"]
+    assert st["status"] == "under_investigation", st
+    assert "no record of the node since" in st["status_notes"], st["status_notes"]
+    # a function that ran still answers "observed"
+    r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", "crc32")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+
+
+def read_time(url: str, what: str, where: str = "1 = 1") -> dt.datetime:
+    """One moment read from the store's ``observation_windows`` (SQLite: no schema)."""
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as c:
+            value = c.execute(sa.text(f"SELECT {what} FROM observation_windows WHERE {where}")).scalar()
+    finally:
+        eng.dispose()
+    return dt.datetime.fromisoformat(str(value)).replace(tzinfo=dt.UTC)

@@ -1,0 +1,61 @@
+"""The open gaps of an image cost a few statements, not three per node of the image.
+
+``open_days`` / ``open_gaps`` (store/coverage_open.py) read each node's latest record one statement
+at a time, then, for each node past its grace, whether the image had a row there that day, with a
+catalog read (``is_coverage`` inspects the table's columns) per node: 3 statements per node. The
+evidence runs both for each function asked about (evidence/store_facts.py ``observe``), and ``vex``
+for each function of each vulnerability: with 1,000 nodes that was 6,006 statements and about 2.5 s
+of local SQLite per function, each a round trip on PostgreSQL. Seen failing before the fix (903
+statements for 300 nodes). SQLite, a store at head.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.coverage_open import open_days, open_gaps
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.schema import datetime_to_ns
+
+IMG = "sha256:" + "a" * 64
+OTHER = "sha256:" + "b" * 64
+T = dt.datetime(2026, 3, 10, 10, tzinfo=dt.UTC)
+NODES = 300
+
+
+def test_open_gaps_of_many_nodes_take_a_few_statements(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    url = sqlite_at_head(tmp_path / "hot.db")
+    rows = []
+    for n in range(NODES):
+        node = f"node-{n:03}"
+        at = T + dt.timedelta(minutes=n % 7)
+        rows.append(ObservationWindow(IMG, node, datetime_to_ns(at), 5, Posture.EBPF_DEEP, 60, "tetragon"))
+        if n % 3 == 0:  # a third of the nodes ran on: a later record (another image) closes theirs
+            later = at + dt.timedelta(hours=30)
+            rows.append(ObservationWindow(OTHER, node, datetime_to_ns(later), 1, Posture.EBPF_DEEP, 60, "x"))
+        if n % 3 == 1:  # a third's latest record is on a day the image had no row there: not open for it
+            later = at + dt.timedelta(hours=20)
+            rows.append(ObservationWindow(OTHER, node, datetime_to_ns(later), 1, Posture.EBPF_DEEP, 60, "x"))
+    asked = T + dt.timedelta(days=2)
+    with open_store(url) as s:
+        s.write([], rows)
+        statements: list[str] = []
+        sa.event.listen(s.engine, "before_cursor_execute", lambda *a, **k: statements.append(a[2]))
+        with s.engine.connect() as conn:
+            gaps = open_gaps(conn, image=IMG, asked=asked)
+            days = open_days(conn, IMG, asked)
+    want = {f"node-{n:03}" for n in range(NODES) if n % 3 == 2}
+    assert {g.node_name for g in gaps} == want and len(gaps) == len(want)
+    for g in gaps:
+        n = int(g.node_name[5:])
+        assert (g.start, g.end) == (T + dt.timedelta(minutes=n % 7), dt.datetime(2026, 3, 11, tzinfo=dt.UTC))
+    assert days == {T.date()}
+    assert len(statements) <= 20, f"{len(statements)} statements for {NODES} nodes"
