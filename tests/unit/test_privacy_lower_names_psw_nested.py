@@ -295,8 +295,10 @@ def test_a_quote_ending_an_argument_still_ends_a_go_dsn_user(text: str) -> None:
         # https://github.com/baztian/jaydebeapi: connect(jclassname, url, driver_args, jars), the
         # driver's arguments a list [user, password] (a dict's "password" key is the key rules')
         (
-            "python3 -c \"import jaydebeapi; jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', 'P6sec-11'])\"",
-            "python3 -c \"import jaydebeapi; jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', [REDACTED]])\"",
+            'python3 -c "import jaydebeapi; '
+            "jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', 'P6sec-11'])\"",
+            'python3 -c "import jaydebeapi; '
+            "jaydebeapi.connect('org.h2.Driver', 'jdbc:h2:mem:', ['sa', [REDACTED]])\"",
         ),
         (
             'jaydebeapi.connect("org.hsqldb.jdbcDriver", url, [user, "P6sec-11"], "/x/hsqldb.jar")',
