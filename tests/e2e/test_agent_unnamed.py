@@ -33,6 +33,7 @@ from stellaops_runtime.canonical.elflayout import file_build_id
 from tests.e2e import harness as h
 from tests.e2e.test_agent_inlined import DIGEST, nm_functions, observed, return_after_call, run_agent, stored
 from tests.elf_files import file_offset
+from tests.node_alive import each_node_alive_after
 
 # an exec an hour before the kprobe events (tests/e2e/test_agent_inlined.py: 09:00:00-02 that day)
 LEAD = {
@@ -75,6 +76,7 @@ def test_a_function_in_no_symbol_table_is_unknown_not_unobserved(
         {"module": "/app/server", "offset": str(file_offset(full, in_handle))},
     ]
     url, _ = run_agent(tmp_path, root, frames, sqlite_at_head(tmp_path / "hot.db"), json.dumps(LEAD) + "\n")
+    each_node_alive_after(url)  # the agent exits after the file: its node ran on (tests/node_alive.py)
 
     rows = {r["function_name"]: r for r in stored(url)}
     unnamed = f"0x{file_offset(full, in_parse):x}"
