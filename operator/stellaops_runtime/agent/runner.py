@@ -46,6 +46,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stellaops_runtime.agent.agent_views import AgentViews
 from stellaops_runtime.agent.allocator import release_free_memory
 from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
@@ -68,14 +69,12 @@ from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
-from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.random_id import uuid4_text
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.store.engine import StoreConfigError
 
 if TYPE_CHECKING:
-    from stellaops_runtime.sources.tetragon_metrics import TetragonDropStats
-    from stellaops_runtime.store.writer import HotSymbolStore
+    pass
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -89,7 +88,7 @@ def _log_orphan_failure(fut: asyncio.Future[Any]) -> None:
         log.error("a pipeline job failed after its caller stopped waiting: %s", type(e).__name__)
 
 
-class Agent(Draining):
+class Agent(AgentViews, Draining):
     """One node agent; ``await Agent(cfg).run()`` returns the exit code."""
 
     def __init__(
@@ -168,73 +167,6 @@ class Agent(Draining):
         self.history_days = attach_history_days(self)
         # The node's agent lock (the CLI waits for it before building the agent: agent/node_presence.py).
         self.presence = presence or NodePresence(config.store.spool_path)
-
-    # -- views for metrics and health -------------------------------------
-
-    @property
-    def witnesses_generated(self) -> int:
-        return self.witness.generated if self.witness is not None else 0
-
-    def _store_engine(self) -> Any:
-        return self.store.engine if self.store is not None else None
-
-    @property
-    def store(self) -> HotSymbolStore | None:
-        return self.flusher.store
-
-    @property
-    def config_error(self) -> str:
-        return self.flusher.config_error
-
-    @property
-    def lost_rows(self) -> int:
-        return self.flusher.spool.lost_rows
-
-    @property
-    def source_name(self) -> str:
-        return self.source.name
-
-    @property
-    def source_stats(self) -> Any:
-        return self.source.stats
-
-    @property
-    def received(self) -> int:
-        return self.queue.enqueued + self.queue.dropped
-
-    @property
-    def tetragon_drops(self) -> TetragonDropStats | None:
-        return self._poller.stats if self._poller else None
-
-    @property
-    def tetragon_unreadable(self) -> bool:
-        """Tetragon's metrics have not been read for over an interval: its losses are unknown."""
-        return self._poller.unreadable if self._poller else False
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        detail = {
-            "source": self.source_name,
-            "source_connected": bool(self.source_stats.connected),
-            "store_open": self.store is not None,
-            "store_pending_rows": self.pending.pending_rows,
-            "store_last_error": redact(self.pending.last_error) if self.pending.last_error else None,
-            "store_write_overdue_seconds": round(self.flusher.flush_stuck(), 1),
-            "other_agent_on_node": (  # the node's lock, or its export file's (sources/export_lock.py)
-                self.presence.other_agent or getattr(self.source_stats, "other_agent", False) is True
-            ),
-            "export_unguarded": getattr(self.source_stats, "unguarded", False) is True,  # ready still
-            "export_position_unrecorded": self.watch.unrecorded,  # nothing stored (agent/watch_record.py)
-            "lifecycle": lifecycle_state(self.lifecycle, self.pipeline),  # agent/lifecycle_part.py
-        }
-        ready = (
-            not self.presence.other_agent
-            and not self.watch.unrecorded
-            and detail["source_connected"]
-            and self.store is not None
-            and not self.pending.last_error
-            and not detail["store_write_overdue_seconds"]
-        )
-        return bool(ready), detail
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -348,12 +280,6 @@ class Agent(Draining):
                 await asyncio.wait_for(self.stop_event.wait(), 5.0)
             if self.stop_event.is_set():
                 return
-
-    def unreachable_message(self) -> str:
-        t = self.config.tetragon
-        where = f"export file {t.export_file}" if t.export_file else f"Tetragon at {redact(t.address)}"
-        why = redact(getattr(self.source_stats, "last_error", "") or "no connection was made")
-        return f"{where} was never reachable ({why}); no event was received"
 
     def stop(self, reason: str = "") -> None:
         if not self.stop_event.is_set():
