@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON, SwitchStats
-from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_bracket, boot_of, covering, now_pair
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
@@ -83,11 +83,12 @@ class SwitchGaps:
         """Mark the open gap up to ``to_ns`` (a recent wall-clock moment); a moment already marked
         (by boottime: the wall clock may have stepped) marks nothing more."""
         start, (from_boot, start_boot) = self._gap_marked, self._gap_boots
-        to_boot = boot_of(to_ns)
+        # ``to_ns`` ends this span at its latest boottime and starts the next at its earliest
+        next_boot, to_boot = boot_bracket(to_ns)
         if to_boot > start_boot:
             a, b = covering(start, start_boot, to_ns, to_boot)
             await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
-            self._gap_marked, self._gap_boots = to_ns, (from_boot, to_boot)
+            self._gap_marked, self._gap_boots = to_ns, (from_boot, next_boot)
         self._gap_mark_at = time.monotonic() + GAP_MARK_SECONDS
 
     async def _close_gap(self, to_ns: int) -> None:

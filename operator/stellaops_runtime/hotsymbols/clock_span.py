@@ -37,10 +37,28 @@ def now_pair() -> tuple[int, int]:
     return time.time_ns(), boot_ns()
 
 
-def boot_of(wall_ns: int) -> int:
-    """The boottime of a recent wall-clock moment, read back from now (a step since is not seen)."""
-    wall, boot = now_pair()
-    return boot - max(0, wall - wall_ns)
+def boot_bracket(wall_ns: int) -> tuple[int, int]:
+    """The earliest and the latest boottime a recent wall-clock moment may have had, read back from
+    now (a step since is not seen).
+
+    The wall clock is read between two reads of the boot clock, so the boottime of that read lies
+    in their bracket, whatever ran between the reads (a preemption, a page fault). A span's start
+    takes the earliest, its end the latest: the boottime elapsed between them is then never less
+    than the real one, and :func:`covering` only widens a span by the reads' error. A single read
+    of each, wall first, made a start late by the time between the reads: the elapsed time came out
+    short, and a span over a step back lost that time at its edges.
+    """
+    before = boot_ns()
+    wall = time.time_ns()
+    after = boot_ns()
+    back = max(0, wall - wall_ns)
+    return before - back, after - back
+
+
+def boot_of(wall_ns: int, *, end: bool = False) -> int:
+    """The boottime of a recent wall-clock moment as a span's start (the earliest it may have been),
+    or with ``end`` as a span's end (the latest): :func:`boot_bracket`."""
+    return boot_bracket(wall_ns)[1 if end else 0]
 
 
 def covering(start_wall: int, start_boot: int | None, end_wall: int, end_boot: int) -> tuple[int, int]:
