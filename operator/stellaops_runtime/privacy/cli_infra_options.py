@@ -1,0 +1,89 @@
+"""Credential options of infrastructure and package clients (a family of ``cli_options``).
+
+Why this exists: an adversarial corpus written from these tools' manuals (session 45) found
+keys and passwords that they take by position or by a short option, which no option name
+tells: Vault's and OpenBao's unseal key share (``vault operator unseal KEY``), Consul's and
+Nomad's gossip encryption key (``consul keyring -install KEY``, ``-encrypt KEY``), ``az sql
+server create -p``, ``oras push -p``, ``poetry publish -p``, ``uv publish -t``, ``influx
+write -t``, ``cypher-shell -p``, ``useradd -p``. ``cli_options`` merges ``INFRA_RULES`` into
+its table by client name (a client may have rules in both); the forms of a value are
+``cli_syntax``'s. Every rule cites its manual page; tests/unit/test_privacy_infra_clients.py
+holds each case and the same tools' other words, which stay.
+"""
+
+from __future__ import annotations
+
+from stellaops_runtime.privacy.base import NOT_A_MARKER
+from stellaops_runtime.privacy.cli_syntax import QUOTED_WORD, START, VALUE, after_sub, sep, sep_or_eq
+
+__all__ = ["INFRA_RULES", "OPTIONS_THEN_TOKEN"]
+
+# A command's options, then a token as its argument (``vault login -method=token T``, ``snyk auth T``):
+# a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's; an
+# option, quoted or not, never is (``"-method=token"``).
+OPTIONS_THEN_TOKEN = (
+    r"(?:[\"']?-\S+\s+)*+"
+    rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))"
+)
+
+# A key share or a gossip key as a command's argument after its options: base64, so ``=`` may end it
+# (``OPTIONS_THEN_TOKEN`` refuses ``=``: ``vault login token=X`` is a pair the key rules read).
+_OPTIONS_THEN_KEY = rf"(?:[\"']?-\S+\s+)*+(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-][^\s\"']*)"
+# -p after a subcommand: separate, ``=`` or glued (pflag and knack read all three)
+_P = rf"{START}-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"
+
+# Redis Sentinel's password of a master: SENTINEL SET NAME auth-pass PASSWORD, or the configuration's
+# ``sentinel auth-pass NAME PASSWORD`` (a directive given as ``--sentinel …`` too)
+_AUTH_PASS = r"(?<!\S)(?:(?:--)?(?i:sentinel)\s+(?i:auth-pass)\s+\S+|(?i:auth-pass))\s+(?![-\s])" + VALUE
+# useradd's and usermod's -p HASH: not a command substitution, whose own command the rules read
+# (``-p $(mkpasswd -m sha-512 X)``: mkpasswd's)
+_USERADD_P = rf"{START}-p\s+(?![-\s]|[\"']?\$\(|[\"']?`){VALUE}"
+# client name -> its credential options (regex alternatives, each with a (?P<s>) group)
+INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
+    # https://developer.hashicorp.com/vault/docs/commands/operator/unseal (unseal [options] [KEY]),
+    # operator rekey and generate-root (a key share as argument; "-" reads standard input), the same
+    # in OpenBao's bao (https://openbao.org/docs/commands/operator/unseal)
+    ("vault", "bao"): (rf"(?<!\S)operator\s+(?:unseal|rekey|generate-root)\s+{_OPTIONS_THEN_KEY}",),
+    # https://developer.hashicorp.com/consul/commands/keyring (-install, -use, -remove, the older -init)
+    # and the agent's gossip key (-encrypt), Go flags: ``-f=V`` or ``-f V``, one dash or two
+    ("consul",): (sep_or_eq("--?(?:install|use|remove|init|encrypt)"),),
+    # https://developer.hashicorp.com/nomad/commands/operator/gossip/keyring-install (install|use|remove
+    # <key>; "operator keyring" before 1.4) and the agent's -encrypt
+    ("nomad",): (
+        sep_or_eq("--?encrypt"),
+        rf"(?<!\S)keyring\s+(?:install|use|remove)\s+{_OPTIONS_THEN_KEY}",
+    ),
+    # https://learn.microsoft.com/en-us/cli/azure/sql/server#az-sql-server-create (--admin-password -p),
+    # postgres/mysql (flexible-)server and sql mi create|update alike;
+    # https://learn.microsoft.com/en-us/cli/azure/containerapp/secret (--secrets name=value ...: the whole
+    # list, up to the next option)
+    ("az",): (
+        after_sub(r"(?:server|flexible-server|mi)\s+(?:create|update)", _P),
+        r"(?<!\S)--secrets?\s+(?P<s>[^\s=-][^\s=]*=\S*(?:\s+[^\s=-][^\s=]*=\S*)*)",
+    ),
+    # https://oras.land/docs/commands/oras_push (-p, --password on every command that reaches a registry)
+    ("oras",): (_P,),
+    # https://python-poetry.org/docs/cli/#publish (-p, --password)
+    ("poetry",): (after_sub("publish", sep("-p")),),
+    # https://docs.astral.sh/uv/reference/cli/#uv-publish (-p, --password; -t, --token)
+    ("uv",): (after_sub("publish", sep("-p")), after_sub("publish", sep("-t"))),
+    # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/ (-t, --token on every command)
+    ("influx",): (sep("-t"),),
+    # https://neo4j.com/docs/operations-manual/current/cypher-shell/ (-p, --password) and
+    # neo4j-admin (dbms) set-initial-password PASSWORD
+    ("cypher-shell",): (sep("-p"),),
+    ("neo4j-admin",): (rf"(?<!\S)set-initial-password\s+{OPTIONS_THEN_TOKEN}",),
+    # https://man7.org/linux/man-pages/man8/useradd.8.html and usermod(8) (-p, --password: the hash)
+    ("useradd", "usermod"): (_USERADD_P,),
+    # https://min.io/docs/minio/linux/reference/minio-mc/mc-config.html (config host add ALIAS URL
+    # ACCESSKEY SECRETKEY, the older form of alias set)
+    ("mc",): (r"(?<!\S)config\s+host\s+add\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",),
+    # https://docs.aws.amazon.com/cli/latest/reference/elasticache/create-user.html (--passwords a b …)
+    ("aws",): (r"(?<!\S)--passwords(?:=|\s+)(?P<s>[^\s-]\S*(?:\s+[^\s-]\S*)*)",),
+    # https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/ (SENTINEL SET NAME
+    # auth-pass PASSWORD; the configuration's ``sentinel auth-pass NAME PASSWORD``)
+    ("redis-cli", "valkey-cli", "keydb-cli"): (_AUTH_PASS,),
+    ("redis-server", "redis-sentinel", "valkey-server"): (_AUTH_PASS,),
+    # https://etcd.io/docs/v3.5/op-guide/authentication/rbac/ (user add <name or name:password>)
+    ("etcdctl",): (r"(?<!\S)user\s+add\s+[^\s:-][^\s:]*:(?P<s>\S+)",),
+}
