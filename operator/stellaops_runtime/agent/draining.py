@@ -7,8 +7,9 @@ Split from :mod:`stellaops_runtime.agent.runner` (the ``Agent``'s store side, a 
 - an early drain runs when ``hotSymbols.maxKeys`` rows are held, so a key storm cannot grow the
   aggregator while a slow store is written;
 - the flush loop writes the buffer every ``flushIntervalSeconds`` (sooner after an early drain),
-  marks witness claims due only once the write holding their counts succeeded, and gives freed
-  memory back to the kernel after ``TRIM_AFTER_ROWS`` stored rows.
+  marks witness claims due only once the write holding their counts succeeded, gives freed
+  memory back to the kernel after ``TRIM_AFTER_ROWS`` stored rows, and writes the node's proof
+  of life after each flush (agent/flusher.py ``prove_alive``).
 """
 
 from __future__ import annotations
@@ -157,6 +158,9 @@ class Draining:
                     else:
                         self.witness.restage(claims)
             self.watch.flushed(taken, ok)
+            # every flush, an empty or failed one too: a live node never reads as down (its moment
+            # moves only with a flush that stored everything: agent/watch_record.py ``claimed``)
+            await self.flusher.prove_alive(self.watch.node, self.watch.claimed)
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
 
 

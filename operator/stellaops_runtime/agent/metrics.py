@@ -129,6 +129,8 @@ restart_gaps_total                   holes since the node's last agent, from its
                                      (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
 watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,
                                      other_node, unreadable, error; watch_record_write_errors_total
+node_liveness_write_failures_total   proofs of life (signals.node_liveness, store/node_liveness.py) not
+                                     written after a flush: the node may read as down until the next
 node_history_unknown                 1 while no usable watch record and the store has not said whether an
                                      agent ran on the node before (agent/node_history.py)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal

@@ -107,6 +107,11 @@ def outage_metrics(a: Agent) -> Iterator[Metric]:
         dict(w.ignored),
     )  # fmt: skip
     yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
+    yield _counter(
+        "node_liveness_write_failures",
+        "Proofs of life (signals.node_liveness, written after each flush) not written to the store.",
+        a.flusher.liveness_failures,
+    )
     yield _gauge(
         "node_history_unknown",
         "1 while, with no usable watch record, the store has not said whether an agent ran on this "

@@ -145,6 +145,9 @@ class WatchRecord(StoreAnswer):
         self._unmarked = False  # the store's answer handed to the source on the last tick
         self._claims = True  # the running flush may write a watching moment (flush_starts)
         self.source: Any = None  # the agent's source: sampled as a flush starts too (attach_watch_record)
+        # (wall ns, boottime ns): the latest moment a flush (or the final one) covered, with or without
+        # a record file: the node's proof of life in the store claims it (store/node_liveness.py)
+        self.claimed: tuple[int, int] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -210,7 +213,7 @@ class WatchRecord(StoreAnswer):
     def _sample(self, watching: Any) -> None:
         """Keep ``(watching(), payloads enqueued)``, read in that order: every payload holding an
         event before that moment was enqueued by then."""
-        alive = watching() if self.path and watching is not None else None
+        alive = watching() if watching is not None else None  # without a path: for ``claimed``
         if alive is None:
             return
         boot = boot_of(alive)
@@ -281,6 +284,7 @@ class WatchRecord(StoreAnswer):
         if best is not None:
             if self._drops_cap is not None and best[0] > self._drops_cap:  # a loss may be unstored past it
                 best = (self._drops_cap, boot_of(self._drops_cap), best[2])
+            self._claim(best[0], best[1])
             self.write(best[0], best[1], force=moved)
         elif moved:
             self.write(*self._latest(), force=True)
@@ -290,7 +294,14 @@ class WatchRecord(StoreAnswer):
         shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
         if ok and alive is not None and not self.export.held:  # held counts were never stored
             cap = self.drops_through()  # Tetragon's losses since its last good scrape: not stored
-            self.write(alive if cap is None else min(alive, cap), force=self.export.final())
+            moment = alive if cap is None else min(alive, cap)
+            self._claim(moment, boot_of(moment))
+            self.write(moment, force=self.export.final())
+
+    def _claim(self, alive: int, boot: int) -> None:
+        """``claimed`` moves to ``(alive, boot)`` if that is later (:func:`_later`)."""
+        if self.claimed is None or _later((alive, boot), self.claimed):
+            self.claimed = (alive, boot)
 
     def write(
         self, alive: int, boot: int | None = None, *, force: bool = False, durable: bool = False

@@ -31,7 +31,7 @@ from stellaops_runtime.evidence.doubts import Doubt
 from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
-from stellaops_runtime.store.coverage_open import midnight_after, open_days, open_gaps
+from stellaops_runtime.store.coverage_open import open_days, open_gaps
 from stellaops_runtime.store.coverage_unseen import Unseen
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
@@ -181,7 +181,7 @@ def _watched_and_unseen(conn: sa.Connection, image: str, today: dt.date) -> tupl
     days = {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
     if has_gap_columns(conn):
         days -= _gap_days_after_midnight(conn, image)
-    days -= open_days(conn, image, _asked(today))  # a node's latest record's day: its agent may be down since
+    days -= open_days(conn, image, day=today)  # a node's latest record's day: its agent may be down since
     unseen = {_as_date(d) for (d,) in conn.execute(unseen_days(conn, image))}
     return days - unseen, days & unseen
 
@@ -204,11 +204,6 @@ def _gap_days_after_midnight(conn: sa.Connection, image: str) -> set[dt.date]:
     )
     ends = (_as_utc(end) for (end,) in conn.execute(stmt))
     return {(end - dt.timedelta(microseconds=1)).date() for end in ends}
-
-
-def _asked(today: dt.date) -> dt.datetime:
-    """The question's moment: now, or the end of its UTC day when that is earlier."""
-    return min(dt.datetime.now(dt.UTC), midnight_after(dt.datetime.combine(today, dt.time(), dt.UTC)))
 
 
 def _as_utc(value: Any) -> dt.datetime:
@@ -261,7 +256,7 @@ def observe(
         rows=rows,
         purls=purls,
         coverage=coverage.summarize(groups),
-        gaps=[*coverage.image_gaps(conn, image=image), *open_gaps(conn, image=image, asked=_asked(day))],
+        gaps=[*coverage.image_gaps(conn, image=image), *open_gaps(conn, image=image, day=day)],
         unnamed=nameless,
         doubts=found,
         unseen=coverage.image_unseen(conn, image=image),
