@@ -104,6 +104,10 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2  # how often the switch looks at its sources
 STOP_WAIT_SECONDS = 5.0  # how long a stopping BCC source may take to read its last records
+# ... and at most this share of shutdown.graceSeconds, as its last read cut by the cancel after it
+# (native/source.py CUT_LAST_READ_SECONDS): the stop of a source whose thread is hung takes at most
+# half the grace (it took 15 s, whatever the grace), and the last drain and flush get the rest
+STOP_SHARE = 0.25
 
 InPipeline = Callable[..., Awaitable[Any]]
 
@@ -247,7 +251,10 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             return
         self._sub_stop.set()
         if self.mode == BCC:
-            done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_SECONDS)
+            share = self.config.shutdown.grace_seconds * STOP_SHARE
+            if self.bcc is not None:
+                self.bcc.cut_wait_seconds = share
+            done, _ = await asyncio.wait({task}, timeout=min(STOP_WAIT_SECONDS, share))
             if done:
                 await asyncio.gather(task, return_exceptions=True)
                 return
