@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e]
 PLUGIN_SECONDS = 40  # far past the wait below: the exit must not wait for it
 
 
-def _hung_kubeconfig(tmp: Path) -> tuple[Path, Path]:
+def hung_kubeconfig(tmp: Path) -> tuple[Path, Path]:
     """A kubeconfig whose credentials come from a plugin that sleeps; and where it writes its pid."""
     pid_file = tmp / "plugin.pid"
     plugin = tmp / "credential-plugin.sh"
@@ -64,7 +64,7 @@ async def test_a_hung_credential_plugin_does_not_hold_the_agent_s_exit(
     objs = h.stream_objects()[:50]
     export = tmp_path / "tetragon.log"
     export.write_text("".join(json.dumps(o) + "\n" for o in objs))
-    kubeconfig, pid_file = _hung_kubeconfig(tmp_path)
+    kubeconfig, pid_file = hung_kubeconfig(tmp_path)
     cfg, _ = h.write_config(
         tmp_path,
         tetragon={"exportFile": str(export), "exportFromStart": True},
