@@ -72,6 +72,9 @@ class Batch:
     # Replayed by an agent that does not hold the export lock (store/pending.py ``spool_unlocked``):
     # another agent's counts of its lines may be in flight, unseen by its check. Never spooled.
     unlocked: bool = False
+    # The store's ``retentionDays`` (the writer sets it): rows older than its cutoff are kept out of
+    # the history (store/late_rows.py). None: no such check (a batch written without a store's).
+    retention_days: int | None = None
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
@@ -185,6 +188,8 @@ class BatchResult:
     recounted: int = 0
     # spooled rows not stored: their lines cannot be checked and another agent stored counts of the file
     unverified: int = 0
+    # observation windows not stored: they start before the retention's cutoff (store/late_rows.py)
+    expired: int = 0
     errors: list[str] = field(default_factory=list)  # one per quarantined row
 
     def add(self, other: BatchResult) -> None:
@@ -195,6 +200,7 @@ class BatchResult:
         self.splits += other.splits
         self.recounted += other.recounted
         self.unverified += other.unverified
+        self.expired += other.expired
         self.errors.extend(other.errors)
 
 

@@ -77,6 +77,7 @@ from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error, loaded_classes
 from stellaops_runtime.store.export_position import write_position
 from stellaops_runtime.store.export_spans import guard
+from stellaops_runtime.store.late_rows import history_from, keep_current
 from stellaops_runtime.store.partitions import is_missing_partition
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
 from stellaops_runtime.store.upsert import write_rows
@@ -278,12 +279,18 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                     conn, batch.export_position, batch.from_spool, deltas, obs,
                     known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
                 )  # fmt: skip
-                result.written += write_rows(conn, deltas, obs)
+                # Rows of days the retention removed: kept out of the history (store/late_rows.py).
+                cutoff = None
+                if batch.retention_days is not None:
+                    cutoff = history_from(conn, batch.retention_days, deltas, obs)
+                obs, expired = keep_current(obs, cutoff)
+                result.written += write_rows(conn, deltas, obs, history_from=cutoff)
                 # With the counts it covers, in one transaction; a replayed batch's position is of an
                 # agent gone (its spans say what it counted): the row stays the live agents'.
                 if batch.export_position is not None and not batch.from_spool:
                     write_position(conn, batch.export_position)
             result.recounted += recounted  # committed
+            result.expired += expired
             result.unverified += unverified
             batch.range_stored((lo, hi), "written")
             return
