@@ -134,3 +134,84 @@ def test_the_agents_path_drops_them_from_an_exec(binary: str, arguments: str, se
     PrivacyFilter(PrivacyConfig()).apply(ev)
     assert ev.process is not None
     assert ev.process.arguments == arguments.replace(secret, "[REDACTED]")
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        # https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/ (--secret after the pair; a
+        # key naming a secret without it; --secret before the pair: test_pulumis_secret_flag_first)
+        (f"pulumi config set dbPassword {_PW} --secret", _PW),
+        (f"pulumi config set region-id {_PW} -s dev --secret", _PW),
+        (f"pulumi config set db:adminPassword {_PW}", _PW),
+        # https://docs.aws.amazon.com/cli/latest/reference/cloudformation/create-stack.html (--parameters
+        # ParameterKey=K,ParameterValue=V: the value of a key naming a secret)
+        (
+            f"aws cloudformation create-stack --parameters ParameterKey=DBPassword,ParameterValue={_PW}",
+            _PW,
+        ),
+        # https://docs.doppler.com/docs/cli (secrets set NAME VALUE, NAME=VALUE …: each value, its names too)
+        (f"doppler secrets set API_URL {_PW}", f"API_URL {_PW}"),
+        (f"doppler secrets set A={_PW} B=x2 --silent", f"A={_PW} B=x2"),
+        # https://gitlab.com/gitlab-org/cli/-/blob/main/docs/source/auth/login.md (-t, --token)
+        (f"glab auth login --hostname gitlab.corp -t {_PW}", _PW),
+        # https://docs.gitlab.com/runner/commands/ (register -r, --registration-token)
+        (f"gitlab-runner register --url https://g -r {_PW}", _PW),
+        # https://kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-token/ (token create [token])
+        ("kubeadm token create abcdef.p7sec0123456789a --ttl 2h", "abcdef.p7sec0123456789a"),
+        # https://learn.microsoft.com/en-us/cli/azure/vm/user#az-vm-user-update (-p, --password)
+        (f"az vm user update -g rg -n vm -u bob -p {_PW}", _PW),
+        # https://getcomposer.org/doc/articles/authentication-for-private-packages.md
+        (f"composer config --global http-basic.repo.corp bob {_PW}", _PW),
+        (f"composer config -g github-oauth.github.com {_PW}", _PW),
+        (f"composer config gitlab-token.gitlab.corp {_PW}", _PW),
+        # https://bundler.io/man/bundle-config.1.html (credentials for gem sources: HOST user:password)
+        (f"bundle config set --global gems.contribsys.com bob:{_PW}", _PW),
+        (f"bundle config gems.corp.com {_PW}", _PW),
+        # https://learn.microsoft.com/en-us/dotnet/core/tools/dotnet-nuget-add-source (-p, --password) and
+        # dotnet nuget push (-k, --api-key); nuget.exe setapikey <key>
+        (f"dotnet nuget add source https://n -n corp -u bob -p {_PW}", _PW),
+        (f"dotnet nuget push x.nupkg -k {_PW} -s https://api.nuget.org", _PW),
+        (f"nuget setapikey {_PW} -source https://n", _PW),
+        # SonarQube's scanner property sonar.login (a token; sonar.token since 10)
+        (f"mvn sonar:sonar -Dsonar.login={_PW}", _PW),
+        (f"sonar-scanner -Dsonar.login={_PW} -Dsonar.host.url=https://s", _PW),
+    ],
+)
+def test_a_secret_a_deploy_or_package_client_takes_by_position_goes(text: str, secret: str) -> None:
+    out = _filter(text)
+    assert out == text.replace(secret, "[REDACTED]")
+    assert "P7sec" not in out and "p7sec" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pulumi config set aws:region eu-west-1",
+        "pulumi config get dbPassword",
+        "aws cloudformation create-stack --parameters ParameterKey=Env,ParameterValue=prod",
+        "doppler secrets get API_URL --plain",
+        "glab mr list -t bug",
+        "gitlab-runner run -r 5",
+        "kubeadm token list",
+        "composer config --global process-timeout 2000",
+        "bundle config set --local path vendor/bundle",
+        "bundle config set --global mirror.https://rubygems.org https://m.corp",
+        "bundle config build.nokogiri --use-system-libraries",
+        "dotnet nuget list source",
+        "dotnet publish -p:Version=1.2",
+        "mvn sonar:sonar -Dsonar.host.url=https://s -Dsonar.projectKey=app",
+    ],
+)
+def test_other_words_of_those_deploy_and_package_clients_stay(text: str) -> None:
+    assert _filter(text) == text
+
+
+def test_pulumis_secret_flag_first_takes_the_value_and_the_key_after_it() -> None:
+    # any program's ``--secret X`` loses X (patterns.py), here the key; pulumi's rule takes the value
+    assert (
+        _filter(f"pulumi config set --secret dbPassword {_PW}")
+        == "pulumi config set --secret [REDACTED] [REDACTED]"
+    )
+    out = _filter(f"pulumi config set -s dev --secret region-id {_PW}")
+    assert out == "pulumi config set -s dev --secret [REDACTED] [REDACTED]"

@@ -38,6 +38,18 @@ _AUTH_PASS = r"(?<!\S)(?:(?:--)?(?i:sentinel)\s+(?i:auth-pass)\s+\S+|(?i:auth-pa
 # useradd's and usermod's -p HASH: not a command substitution, whose own command the rules read
 # (``-p $(mkpasswd -m sha-512 X)``: mkpasswd's)
 _USERADD_P = rf"{START}-p\s+(?![-\s]|[\"']?\$\(|[\"']?`){VALUE}"
+# A word naming a secret, as a configuration key's last part (``dbPassword``, ``db:adminPassword``)
+_SECRET_NAME = r"[^\s=-]\S{0,64}?(?i:password|passwd|pwd|secret|token|key|pass)[\"']?"
+# Options between a subcommand and its words, each with no value (``--secret``, ``-g``), bounded
+_SWITCHES = r"(?:--?[\w-]++\s+){0,8}+"
+# pulumi config set [--secret] KEY VALUE [--secret]: with --secret (before or after) any value is one,
+# without it a key naming a secret
+# (other options, with their values, at most 8 words, before or after)
+_PULUMI = (
+    rf"(?<!\S)config\s+set\s+(?:\S+\s+){{0,8}}?--secret\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}",
+    rf"(?<!\S)config\s+set\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}(?=(?:\s+\S+){{0,8}}?\s+--secret(?!\S))",
+    rf"(?<!\S)config\s+set\s+{_SWITCHES}{_SECRET_NAME}\s+(?![-\s]){VALUE}",
+)
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://developer.hashicorp.com/vault/docs/commands/operator/unseal (unseal [options] [KEY]),
@@ -59,6 +71,7 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # list, up to the next option)
     ("az",): (
         after_sub(r"(?:server|flexible-server|mi)\s+(?:create|update)", _P),
+        after_sub(r"vm\s+user\s+update", _P),
         r"(?<!\S)--secrets?\s+(?P<s>[^\s=-][^\s=]*=\S*(?:\s+[^\s=-][^\s=]*=\S*)*)",
     ),
     # https://oras.land/docs/commands/oras_push (-p, --password on every command that reaches a registry)
@@ -79,11 +92,44 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # ACCESSKEY SECRETKEY, the older form of alias set)
     ("mc",): (r"(?<!\S)config\s+host\s+add\s+\S+\s+\S+\s+(?P<s>\S+\s+\S+)",),
     # https://docs.aws.amazon.com/cli/latest/reference/elasticache/create-user.html (--passwords a b …)
-    ("aws",): (r"(?<!\S)--passwords(?:=|\s+)(?P<s>[^\s-]\S*(?:\s+[^\s-]\S*)*)",),
+    # and cloudformation's --parameters ParameterKey=K,ParameterValue=V (a key naming a secret)
+    ("aws",): (
+        r"(?<!\S)--passwords(?:=|\s+)(?P<s>[^\s-]\S*(?:\s+[^\s-]\S*)*)",
+        rf"(?i:ParameterKey)={_SECRET_NAME},(?i:ParameterValue)=(?P<s>[^\s,\"']+)",
+    ),
     # https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/ (SENTINEL SET NAME
     # auth-pass PASSWORD; the configuration's ``sentinel auth-pass NAME PASSWORD``)
     ("redis-cli", "valkey-cli", "keydb-cli"): (_AUTH_PASS,),
     ("redis-server", "redis-sentinel", "valkey-server"): (_AUTH_PASS,),
     # https://etcd.io/docs/v3.5/op-guide/authentication/rbac/ (user add <name or name:password>)
+    # https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/
+    ("pulumi",): _PULUMI,
+    # https://docs.doppler.com/docs/cli (secrets set NAME VALUE, or NAME=VALUE …): the list, its names too
+    ("doppler",): (r"(?<!\S)secrets\s+set\s+(?:--?[\w-]++\s+)*+(?P<s>[^\s-]\S*(?:\s+[^\s-]\S*)*)",),
+    # https://gitlab.com/gitlab-org/cli/-/blob/main/docs/source/auth/login.md (-t, --token)
+    ("glab",): (after_sub(r"auth\s+login", sep("-t")),),
+    # https://docs.gitlab.com/runner/commands/ (register -r, --registration-token)
+    ("gitlab-runner",): (after_sub("register", sep("-r")),),
+    # https://kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-token/ (token create|delete TOKEN)
+    ("kubeadm",): (r"(?<!\S)token\s+(?:create|delete)\s+(?:--?\S+\s+)*?(?P<s>[a-z0-9]{6}\.[a-z0-9]{16})",),
+    # https://getcomposer.org/doc/articles/authentication-for-private-packages.md (http-basic.HOST USER
+    # PASSWORD, bitbucket-oauth.HOST KEY SECRET, github-oauth|gitlab-oauth|gitlab-token|bearer.HOST TOKEN)
+    ("composer",): (
+        rf"(?<!\S)(?:http-basic|bitbucket-oauth)\.\S+\s+\S+\s+{VALUE}",
+        rf"(?<!\S)(?:github-oauth|gitlab-oauth|gitlab-token|bearer)\.\S+\s+{VALUE}",
+    ),
+    # https://bundler.io/man/bundle-config.1.html (credentials of a gem source: HOST user:password or a
+    # token; a key of host form only, a value that is no option)
+    ("bundle",): (
+        r"(?<!\S)config\s+(?:set\s+)?(?:--(?:global|local)\s+)?[\w-]+(?:\.[\w-]+)+\s+"
+        r"(?![\"']?-)(?:[^\s:]+:)?(?P<s>[^\s:]\S*)",
+    ),
+    # https://learn.microsoft.com/en-us/dotnet/core/tools/dotnet-nuget-add-source (-p) and
+    # dotnet-nuget-push (-k); nuget.exe setapikey <key>
+    ("dotnet",): (
+        after_sub(r"nuget\s+(?:add|update)\s+source", sep("-p")),
+        after_sub(r"nuget\s+(?:push|delete)", sep("-k")),
+    ),
+    ("nuget", "nuget.exe"): (rf"(?<!\S)(?i:setapikey)\s+{VALUE}",),
     ("etcdctl",): (r"(?<!\S)user\s+add\s+[^\s:-][^\s:]*:(?P<s>\S+)",),
 }

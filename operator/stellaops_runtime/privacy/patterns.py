@@ -287,7 +287,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
                 [COOKIE_HEADER, _OAUTH_CODE, valued(_SECRET_HEADS, _NOT_A_SETTING_WORD), *_SECRET_OTHERS]
             )
         ),
-        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
+        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code=", "sonar"),
     ),
     CLI_FLAG_SECRET,
     *FLAG_VALUE_PATTERNS,
