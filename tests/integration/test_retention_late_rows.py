@@ -92,3 +92,19 @@ def test_a_late_row_of_a_day_the_retention_removed_is_not_stored_in_the_history(
     assert rfc3339(midnight(32) + dt.timedelta(hours=9)) in doc["reason"], doc["reason"]
     code, doc = observed_json(url, IMG, "adler32")  # no period: the cumulative row answers, as it says
     assert (code, doc["answer"], doc["records"][0]["invocation_count"]) == (0, "observed", 7), doc
+
+
+def test_a_late_row_of_a_day_the_store_still_holds_is_stored(url: str) -> None:
+    """Older than the cutoff but not before the store's first record (the retention has not run
+    since that day aged past it), or written to a store that holds no record: stored as before, to go
+    with its day at the next retention."""
+    with open_store(url, retention_days=31) as s:  # an empty store: a spool of 50 days ago is its first
+        first = s.write_batch(Batch("node-2/old", 1, [window("node-2", 50)], from_spool=True))
+        s.write([], [window("node-1", d) for d in range(1, 41)])
+        late = s.write_batch(Batch("node-3/old", 1, [window("node-3", 45)], from_spool=True))
+        assert (first.written, first.expired, late.written, late.expired) == (1, 0, 1, 0)
+        nodes = {o["node_name"] for o in s.read_observation_windows()}
+        assert nodes == {"node-1", "node-2", "node-3"}
+        done = s.maintain()  # the retention removes them with their days
+        assert done.cutoff == midnight(32)
+        assert {o["node_name"] for o in s.read_observation_windows()} == {"node-1"}

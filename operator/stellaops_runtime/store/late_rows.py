@@ -20,8 +20,10 @@ next retention, and so is a row written to a store that holds no record yet. The
 retention's own (:func:`~stellaops_runtime.store.partitions.retention_cutoff`) by the clock the
 retention runs on: the database's on PostgreSQL, the local one on SQLite. Asked only when a row is
 within :data:`CLOCK_MARGIN` of the local clock's cutoff or older: a current write costs no round
-trip. Each agent checks with its own ``store.retentionDays``: an agent configured to keep longer
-than the one whose retention ran stores such a row until the next retention removes it.
+trip. Each agent checks with its own ``store.retentionDays``: after the setting was raised (or
+while agents of two settings run, a rollout), a row between the old cutoff and the new one is
+stored, and the first record moves back to it until a retention removes it (a known limit: the
+store keeps no record of where a retention cut).
 """
 
 from __future__ import annotations
