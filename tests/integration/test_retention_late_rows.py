@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from stellaops_runtime.agent.metrics import AgentCollector
+from stellaops_runtime.agent.runner import Agent
+from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
     HotSymbolDelta,
@@ -108,3 +113,25 @@ def test_a_late_row_of_a_day_the_store_still_holds_is_stored(url: str) -> None:
         done = s.maintain()  # the retention removes them with their days
         assert done.cutoff == midnight(32)
         assert {o["node_name"] for o in s.read_observation_windows()} == {"node-1"}
+
+
+async def test_the_agent_counts_the_windows_it_kept_out_on_its_metrics(tmp_path: Path) -> None:
+    """``store_rows_expired_total`` on the real agent's /metrics exposition (docs/operations.md)."""
+    url = f"sqlite:///{tmp_path}/hs.db"
+    with open_store(url, retention_days=31) as s:
+        s.write([], [window("node-1", d) for d in range(1, 41)])
+        s.maintain()
+    agent = Agent(parse_config({"store": {"url": url, "retentionDays": 31}}), node_name="node-1")
+    registry = CollectorRegistry()
+    registry.register(AgentCollector(agent))
+    try:
+        agent.pending.add([], [window("node-1", 50), window("node-1", 0)])
+        with open_store(url, retention_days=31) as s:
+            assert await agent.pending.flush(s)
+        text = await agent.in_pipeline(lambda: generate_latest(registry).decode())
+        [line] = [
+            ln for ln in text.splitlines() if ln.startswith("stellaops_runtime_store_rows_expired_total ")
+        ]
+        assert float(line.split()[1]) == 1 and agent.pending.rows_flushed == 1
+    finally:
+        agent._worker.shutdown(wait=True)

@@ -66,6 +66,8 @@ store_statement_timeout_splits_total ranges of a flush written in halves: their 
                                      store.statementTimeout (each part stored once, via the ledger)
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
+store_rows_expired_total             observation windows not stored: their day store.retentionDays
+                                     removed (a late spool, a clock behind; store/late_rows.py)
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
                                      (stored from the spool), recounted and unverified (stored as
                                      gaps, store/export_spans.py), corrupt (spool files moved aside)

@@ -68,6 +68,11 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
         "Rows the database refused, kept in signals.quarantined_rows with their error.",
         pend.quarantined_rows,
     )
+    yield _counter(
+        "store_rows_expired",
+        "Observation windows not stored: they start in a day store.retentionDays already removed.",
+        pend.expired_rows,
+    )
     yield _labelled(
         "store_spool_rows",
         "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",

@@ -129,6 +129,8 @@ class PendingWrites:
         self._timeout_splits_done = 0  # of batches no longer pending (see timeout_splits)
         self.quarantined_rows = 0
         self.quarantined_invocations = 0
+        # Observation windows not stored: their day store.retentionDays removed (store/late_rows.py).
+        self.expired_rows = 0
         self.dropped_rows = 0
         self.dropped_invocations = 0
         self.gap_rows_from_drops = 0  # gaps marked because hot-symbol rows were dropped
@@ -364,6 +366,7 @@ class PendingWrites:
         self.duplicate_rows += result.duplicate
         self.quarantined_rows += result.quarantined
         self.quarantined_invocations += result.quarantined_invocations
+        self.expired_rows += result.expired
         self.flushes += 1
         if batch.from_spool:
             self.spool_replayed_rows += result.written + result.duplicate + result.quarantined
