@@ -136,3 +136,40 @@ async def test_probe_thread_still_runs_what_was_queued_before_a_normal_shutdown(
     thread.shutdown(wait=True)
     await asyncio.wait_for(asyncio.wrap_future(thread.ended), 5)
     assert seen == [0, 1, 2]
+
+
+def _calls(*names: str) -> dict[str, list[tuple[str, int, dict[str, str]]]]:
+    """Every call of each of ``names`` (function or method names) in the package, by name:
+    (module, line, keywords). Only files whose text names one are parsed."""
+    import ast
+    from pathlib import Path
+
+    import stellaops_runtime
+
+    root = Path(stellaops_runtime.__file__).parent
+    out: dict[str, list[tuple[str, int, dict[str, str]]]] = {n: [] for n in names}
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if not any(n in text for n in names):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            called = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if called in out:
+                kw = {k.arg or "**": ast.unparse(k.value) for k in node.keywords}
+                out[called].append((str(path.relative_to(root)), node.lineno, kw))
+    return out
+
+
+def test_no_thread_the_package_starts_can_hold_an_exit() -> None:
+    """A guard, so the defect does not come back: every thread is a daemon, no plain thread pool is
+    built (Python's exit joins its workers), and ``asyncio.to_thread`` is called only by the agent's
+    parts, whose loop's default executor is a DaemonPool (agent/runner.py)."""
+    calls = _calls("Thread", "ThreadPoolExecutor", "ProcessPoolExecutor", "to_thread")
+    threads = calls["Thread"]
+    assert threads and all(kw.get("daemon") == "True" for _, _, kw in threads), threads
+    assert not calls["ThreadPoolExecutor"] and not calls["ProcessPoolExecutor"]
+    to_thread = calls["to_thread"]
+    assert to_thread and all(module.startswith("agent/") for module, _, _ in to_thread), to_thread
