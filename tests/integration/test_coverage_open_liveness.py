@@ -131,3 +131,14 @@ def test_the_question_s_now_is_the_store_s_not_the_cli_host_s(
     skewed.datetime = Ahead  # type: ignore[attr-defined]
     monkeypatch.setattr(cli_query, "dt", skewed)
     assert ask() == (1, "not_observed")  # the CLI's clock an hour ahead moves nothing (was: 3, unknown)
+
+
+def test_an_agent_whose_claimed_moment_trails_its_writes_too_far_is_down_from_that_moment(url: str) -> None:
+    now = now_of(url)
+    with open_store(url) as s:
+        s.write([], [win(now - 14 * M)])
+    prove(url, started=900, alive=12 * 60)  # written now, but nothing stored past twelve minutes ago
+    (span,) = gaps(url, now_of(url))  # beyond Tetragon's hold and largest backlog: its flushes fail
+    assert abs(span[0] - (now - 12 * M)) < dt.timedelta(seconds=1)
+    prove(url, started=900, alive=40)  # Tetragon's hold (32 s) and a little: alive
+    assert gaps(url, now_of(url)) == []

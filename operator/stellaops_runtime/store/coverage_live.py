@@ -23,6 +23,11 @@ from stellaops_runtime.store.schema import SCHEMA, node_liveness
 # for the rest: the safe side (unknown, never "not observed").
 FLUSH_ALLOWANCE = dt.timedelta(seconds=2)
 FLUSHES = 3  # flush intervals a live agent may go without a proof of life
+# How far a live agent's claimed moment may trail its write: Tetragon may still hold events up to its
+# event cache's 32 s and a backlog's lag (sources/event_hold.py: at most 600 s), so a gRPC stream's
+# moment is that far behind now. An agent whose claimed moment trails further (its flushes failing
+# while its proofs of life are written) is taken as down from that moment: the safe side.
+LAG_ALLOWANCE = dt.timedelta(seconds=32 + 600 + 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +42,22 @@ class Live:
     alive_node: dt.datetime
     flush_seconds: float
     window_seconds: int
+    written_at: dt.datetime  # store clock
 
     @property
     def grace(self) -> dt.timedelta:
-        """How long after ``alive_through`` a live agent has written a newer one: :data:`FLUSHES`
-        flush intervals and :data:`FLUSH_ALLOWANCE`."""
+        """How long after a proof of life's write a live agent has written the next one:
+        :data:`FLUSHES` flush intervals and :data:`FLUSH_ALLOWANCE`."""
         return FLUSHES * dt.timedelta(seconds=max(0.0, self.flush_seconds)) + FLUSH_ALLOWANCE
+
+    def alive_at(self, asked: dt.datetime) -> bool:
+        """Whether the agent is taken as alive at ``asked`` (the store's clock): its last write is
+        within :attr:`grace` and its claimed moment trailed that write by at most the grace and
+        :data:`LAG_ALLOWANCE`; a question before the claimed moment is answered by it too."""
+        if asked <= self.alive_through:
+            return True
+        lag = self.written_at - self.alive_through
+        return asked - self.written_at <= self.grace and lag <= self.grace + LAG_ALLOWANCE
 
     @property
     def watched_end(self) -> dt.datetime:
@@ -91,6 +106,7 @@ def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
             _as_utc(r.alive_node),
             float(r.flush_seconds),
             int(r.window_seconds),
+            _as_utc(r.written_at),
         )
         for r in rows
     }

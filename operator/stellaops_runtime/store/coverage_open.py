@@ -33,21 +33,24 @@ A node with a proof of life (``node_liveness``, migration 0015, written by its a
 empty ones included: store/node_liveness.py, read by store/coverage_live.py) is judged by it
 instead, on the store's clock: its watched time ends at the moment its agent last said it had
 watched and stored everything (the earlier of that moment on the store's clock and on the node's,
-:attr:`~stellaops_runtime.store.coverage_live.Live.watched_end`), and the open time starts there
-once the question is more than three of ITS flush intervals and two seconds after it (a flush's
-own time and the marker's one-second sample; :attr:`~stellaops_runtime.store.coverage_live.Live.grace`)
-instead of three windows. So a SIGKILL opens the gap within about three flush intervals (30 s by
+:attr:`~stellaops_runtime.store.coverage_live.Live.watched_end`; for Tetragon's gRPC stream that
+moment trails now by the 32 s its event cache may hold events), and the open time starts there once
+the question is more than three of ITS flush intervals and two seconds after the agent's last write
+(a flush's own time; :attr:`~stellaops_runtime.store.coverage_live.Live.grace`), or once its claimed
+moment trailed its write by more than Tetragon's hold and largest backlog allow (its flushes
+failing: :meth:`~stellaops_runtime.store.coverage_live.Live.alive_at`), instead of three windows
+after the latest record. So a SIGKILL opens the gap within about three flush intervals and 2 s (32 s by
 default, not three minutes), a node clock ahead does not delay it (its rows' stamps are not read),
 and a live node with no event and no lifecycle row, or with a flush interval longer than a window,
 never reads as down. Event time against store time: windows are stamped by event time, and a
-replayed export file's are days behind the store's clock, so a proof of life vouches only for a
-node whose latest record is not older than its agent's start by more than two of its windows
-(:meth:`~stellaops_runtime.store.coverage_live.Live.vouches_for`: a live agent's restart gap ends
-in its first window); a node whose latest record is older (a replay, an earlier agent's rows)
-keeps the rule of its latest record, so a replay's last day reads open once its agent is gone, and
-a live agent's proof of life never makes event time it did not watch read as watched. A question
-about now takes now from the store's clock (:func:`~stellaops_runtime.store.coverage_live.store_now`),
-not the CLI host's; one about a past UTC day takes that day's end when earlier.
+replayed export file's are days behind the store's clock, so a proof of life vouches only for a node
+whose latest record is not older than its agent's start by more than two of its windows
+(:meth:`~stellaops_runtime.store.coverage_live.Live.vouches_for`: a live agent's restart gap ends in
+its first window); a node whose latest record is older (a replay, an earlier agent's rows) keeps the
+rule of its latest record, so a replay's last day reads open once its agent is gone, and a live
+agent's proof of life never makes event time it did not watch read as watched. A question about now
+takes now from the store's clock (:func:`~stellaops_runtime.store.coverage_live.store_now`), not the
+CLI host's; one about a past UTC day takes that day's end when earlier.
 
 Wired: ``open_gaps`` joins ``query observed``'s gaps (cli/query.py), ``open_days`` is taken out of
 evidence/store_facts.py's watched days and ``open_gaps`` joins its gaps, which vex and witnesses read.
@@ -185,8 +188,8 @@ def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]
 def live_span(live: Live, asked: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
     """The open time of a node by its proof of life, for a question asked at ``asked`` (the store's
     clock): from its watched end to the end of that UTC day, or to ``asked`` when earlier; None
-    while the question is within the proof's grace."""
-    if asked - live.alive_through <= live.grace:
+    while its agent is taken as alive (:meth:`~stellaops_runtime.store.coverage_live.Live.alive_at`)."""
+    if live.alive_at(asked):
         return None
     end = live.watched_end
     return end, min(asked, midnight_after(end))
