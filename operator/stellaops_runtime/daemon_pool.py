@@ -11,13 +11,17 @@ the kubelet killed it, and an agent run with ``--exit-when-idle`` until the call
 
 :class:`DaemonPool` runs the calls on daemon threads (the pattern of store/threads.py), and its
 ``shutdown(wait=True)`` waits at most ``wait_seconds`` (none by default: each caller bounds its own
-wait, and a call nobody awaits any more is given up); what it leaves running is logged. It is a
+wait, and a call nobody awaits any more is given up); the calls it leaves running (by their function's
+name, never their arguments) and those still queued are logged, never a worker that is only idle
+(each used to be reported as a call left running, at every agent's stop). It is a
 ``ThreadPoolExecutor`` only because ``loop.set_default_executor`` takes nothing else: none of the
 parent's pool is used.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import os
 import queue
@@ -49,12 +53,17 @@ class DaemonPool(ThreadPoolExecutor):
         self._idle = threading.Semaphore(0)  # released by a worker each time it waits for a call
         self._workers: list[threading.Thread] = []
         self._closed = False
+        self._changed = threading.Condition()  # guards the two below; notified as a call ends
+        self._running: dict[str, str] = {}  # worker thread's name -> the name of the call it runs
+        self._queued = 0  # calls submitted and not yet taken by a worker
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         with self._pool_lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             fut: Future[T] = Future()
+            with self._changed:
+                self._queued += 1
             self._calls.put((fut, fn, args, kwargs))
             if not self._idle.acquire(blocking=False) and len(self._workers) < self._max_workers:
                 t = threading.Thread(target=self._work, name=f"{self.name}_{len(self._workers)}", daemon=True)
@@ -63,16 +72,27 @@ class DaemonPool(ThreadPoolExecutor):
             return fut
 
     def _work(self) -> None:
+        me = threading.current_thread().name
         while (call := self._calls.get()) is not None:
             fut, fn, args, kwargs = call
             del call
-            if fut.set_running_or_notify_cancel():
+            with self._changed:
+                self._queued -= 1
+                if started := fut.set_running_or_notify_cancel():  # False: cancelled before it started
+                    self._running[me] = call_name(fn)
+                else:
+                    self._changed.notify_all()
+            if started:
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as e:  # the caller's to see, as a pool's worker hands it on
                     fut.set_exception(e)
                 else:
                     fut.set_result(result)
+                finally:
+                    with self._changed:
+                        del self._running[me]
+                        self._changed.notify_all()
             del fut, fn, args, kwargs  # nothing of a finished call kept while waiting for the next
             self._idle.release()
 
@@ -90,17 +110,34 @@ class DaemonPool(ThreadPoolExecutor):
                             break
                         if call is not None:
                             call[0].cancel()
+                            with self._changed:
+                                self._queued -= 1
                 for _ in self._workers:
                     self._calls.put(None)  # after what is queued: those still run
-            workers = list(self._workers)
         super().shutdown(wait=False)
         if not wait:
             return
         deadline = time.monotonic() + self.wait_seconds
-        for t in workers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if busy := [t.name for t in workers if t.is_alive()]:
+        with self._changed:  # the calls running and queued, not the workers (an idle one is no call)
+            while (self._running or self._queued) and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            running, queued = sorted(self._running.items()), self._queued
+        if running or queued:
             log.warning(
-                "%d call(s) of %s still running at its shutdown, left on their daemon threads (%s): "
-                "they cannot hold the exit", len(busy), self.name, ", ".join(busy),
+                "%d call(s) of %s still running at its shutdown (%s) and %d queued, left on their daemon "
+                "threads: they cannot hold the exit", len(running), self.name,
+                ", ".join(f"{call} on {thread}" for thread, call in running) or "none", queued,
             )  # fmt: skip
+
+
+def call_name(fn: Callable[..., Any]) -> str:
+    """The name of the function a submitted call runs (never its arguments: they may hold secrets),
+    through ``asyncio.to_thread``'s ``functools.partial(context.run, func, ...)``."""
+    while isinstance(fn, functools.partial):
+        inner = fn.func
+        if isinstance(getattr(inner, "__self__", None), contextvars.Context) and fn.args:
+            fn = fn.args[0]
+        else:
+            fn = inner
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
+    return str(name)

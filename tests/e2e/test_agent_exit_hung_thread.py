@@ -89,4 +89,8 @@ async def test_a_hung_credential_plugin_does_not_hold_the_agent_s_exit(
     assert code == 0, out
     assert "agent stopped" in out
     assert took < PLUGIN_SECONDS / 2, (took, out)
-    assert "1 call(s) of agent-calls still running at its shutdown" in out, out
+    # The plugin's call runs on a daemon thread of its own (kube/client.py, run_detached), not on the
+    # agent's default executor, where nothing is left running: no WARNING says otherwise (review RTJ:
+    # an idle worker of that executor was reported as "1 call(s) of agent-calls still running", and
+    # this test asserted that message)
+    assert "still running at its shutdown" not in out, out

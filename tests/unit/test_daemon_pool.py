@@ -74,6 +74,33 @@ def test_a_hung_call_is_not_waited_for_past_wait_seconds(quiet_socket: socket.so
     assert not hung.done()  # left running on its daemon thread
 
 
+def test_idle_workers_are_not_reported_as_calls_left_running(caplog: pytest.LogCaptureFixture) -> None:
+    """Review RTJ (s45): ``shutdown`` counted every worker thread not yet ended as a call still
+    running, idle ones too: an agent that stopped with nothing hung logged "1 call(s) of agent-calls
+    still running at its shutdown" (its ObservationNode writer's kernel detection had run on a worker,
+    then waited idle), and the e2e test's assertion of that WARNING passed on an idle worker."""
+    pool = DaemonPool(max_workers=4, name="test-idle")
+    for f in [pool.submit(sum, (1, 2)) for _ in range(8)]:
+        f.result(5)
+    with caplog.at_level("WARNING", logger="stellaops_runtime.daemon_pool"):
+        pool.shutdown(wait=True)
+    assert not caplog.records, caplog.text
+
+
+def test_the_warning_names_the_calls_left_running_and_only_those(
+    quiet_socket: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = DaemonPool(max_workers=4, name="test-named")
+    hung = pool.submit(quiet_socket.recv, 1)
+    assert pool.submit(sum, (1, 2)).result(5) == 3  # a call that ended, on another worker
+    with caplog.at_level("WARNING", logger="stellaops_runtime.daemon_pool"):
+        pool.shutdown(wait=True)
+    (record,) = caplog.records
+    assert "1 call(s) of test-named still running" in record.getMessage(), record.getMessage()
+    assert "recv" in record.getMessage() and "sum" not in record.getMessage()
+    assert not hung.done()
+
+
 def test_several_workers_serve_others_while_one_call_hangs(quiet_socket: socket.socket) -> None:
     pool = DaemonPool(max_workers=4, name="test-many")
     hung = pool.submit(quiet_socket.recv, 1)
