@@ -222,13 +222,35 @@ def _open(
     return [(node, *span) for node, span in spans.items() if node in seen]
 
 
+# The open spans of one question, by (image, day), computed once for many functions (a vex run)
+OpenMemo = dict[tuple[str, dt.date | None], list[tuple[str, dt.datetime, dt.datetime]]]
+
+
+def _spans(
+    conn: sa.Connection, image: str, asked: dt.datetime | None, day: dt.date | None, memo: OpenMemo | None
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """:func:`_open`, kept in ``memo`` for a question about now: the first call's store clock is the
+    moment of every function asked with that memo (one question, as vex reads one snapshot)."""
+    if memo is None or asked is not None:
+        return _open(conn, image, asked, day)
+    key = (image, day)
+    if key not in memo:
+        memo[key] = _open(conn, image, None, day)
+    return memo[key]
+
+
 def open_days(
-    conn: sa.Connection, image: str, asked: dt.datetime | None = None, *, day: dt.date | None = None
+    conn: sa.Connection,
+    image: str,
+    asked: dt.datetime | None = None,
+    *,
+    day: dt.date | None = None,
+    memo: OpenMemo | None = None,
 ) -> set[dt.date]:
     """UTC days that an open gap takes out of ``image``'s watched days, for a question asked at
     ``asked`` (:func:`asked_at`): the day the node's watched time ends, when the image was watched
     on that node that day."""
-    return {start.date() for _, start, _ in _open(conn, image, asked, day)}
+    return {start.date() for _, start, _ in _spans(conn, image, asked, day, memo)}
 
 
 def open_gaps(
@@ -239,12 +261,13 @@ def open_gaps(
     day: dt.date | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    memo: OpenMemo | None = None,
 ) -> list[Gap]:
     """The open gaps of the nodes that watched ``image`` that reach into the period (all time without
     one), for a question asked at ``asked`` (:func:`asked_at`): node-wide gaps of kind ``open``
     (module docstring)."""
     out = []
-    for node, start, end in _open(conn, image, asked, day):
+    for node, start, end in _spans(conn, image, asked, day, memo):
         if (since is not None and end <= since) or (until is not None and start > until):
             continue
         out.append(Gap(node, True, start, end, 0, 0, 0, (OPEN_LABEL,)))
