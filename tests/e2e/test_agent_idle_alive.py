@@ -64,6 +64,8 @@ async def test_an_idle_live_agent_flushing_less_often_than_a_window_never_reads_
             assert opened(url) == [], "a live idle node read as down"
             await asyncio.sleep(0.5)
         assert proc.poll() is None
+        # every proof of life was written (a failed one is counted here: agent/flusher.py)
+        assert h.metric(h.scrape(port), "stellaops_runtime_node_liveness_write_failures_total") == 0
         proc.send_signal(signal.SIGKILL)
         killed = dt.datetime.now(dt.UTC)
         code, out = await asyncio.to_thread(h.finish, proc, 60)
