@@ -42,7 +42,6 @@ second call on.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,7 +54,8 @@ MIN_RETENTION_DAYS = 31
 MAX_RETENTION_DAYS = 3_660
 DAYS_AHEAD = 2
 LOCK_TIMEOUT_MS = 5_000
-DELETE_STEP_SECONDS = 3_600.0  # retention deletes an hour of window_start a statement (delete_before)
+DELETE_STEP = dt.timedelta(hours=1)  # retention deletes an hour of window_start a statement (delete_before)
+_STEPS_FROM = dt.datetime(1, 1, 2, tzinfo=dt.UTC)  # any earlier start is a datetime no driver reads back
 PARENT = "hot_symbol_windows"
 DEFAULT_PARTITION = "hot_symbol_windows_default"
 _DAY_NAME = re.compile(r"^hot_symbol_windows_p(\d{8})$")
@@ -205,29 +205,30 @@ def delete_before(conn: Conn, table: str, cutoff: dt.datetime) -> int:
 
     A fleet's day of observation windows (1,000 nodes x 20 images x 1,440 windows) took longer
     to delete in one statement than ``store.statementTimeout``: the retention was cancelled every
-    hour, its drops with it. Each step deletes from the oldest row's start to an hour later (an
-    index range: for a table with an index that leads with ``window_start``, as
-    ``observation_windows``' of migration 0007), so a statement's work is bounded by an hour of rows;
-    all in the caller's one transaction. A row no step reaches (a start no number holds:
-    ``-infinity``, put there by hand) goes with one last DELETE of what is left, as before.
+    hour, its drops with it. Each step finds the oldest row at or after where the last step
+    ended and deletes from it to an hour later, both index ranges (``table`` needs an index that
+    leads with ``window_start``, as ``observation_windows``' of migration 0007) that start past
+    the rows already deleted (this transaction's deletions are still in the index: a range from
+    the start would walk them all again); so a statement's work is bounded by an hour of rows.
+    All in the caller's one transaction. Rows before :data:`_STEPS_FROM` (only put there by hand:
+    ``-infinity``, a year BC) go with one last DELETE of that range.
     """
     name = f"signals.{_ident(table)}"
     total = 0
+    lo = _STEPS_FROM
     while True:
-        oldest = conn.execute(
-            f"SELECT extract(epoch FROM min(window_start)) FROM {name} WHERE window_start < %s", (cutoff,)
+        first = conn.execute(
+            f"SELECT min(window_start) FROM {name} WHERE window_start >= %s AND window_start < %s",
+            (lo, cutoff),
         ).scalar()
-        if oldest is None or not math.isfinite(float(oldest)):
+        if first is None:
             break
-        res = conn.execute(
-            f"DELETE FROM {name} WHERE window_start < %s AND window_start < to_timestamp(%s)",
-            (cutoff, float(oldest) + DELETE_STEP_SECONDS),
-        )
-        n = max(0, int(res.rowcount or 0))
-        if n == 0:
-            break
-        total += n
-    res = conn.execute(f"DELETE FROM {name} WHERE window_start < %s", (cutoff,))
+        assert isinstance(first, dt.datetime)
+        hi = min(cutoff, first + DELETE_STEP)
+        res = conn.execute(f"DELETE FROM {name} WHERE window_start >= %s AND window_start < %s", (first, hi))
+        total += max(0, int(res.rowcount or 0))
+        lo = hi
+    res = conn.execute(f"DELETE FROM {name} WHERE window_start < %s", (_STEPS_FROM,))
     return total + max(0, int(res.rowcount or 0))
 
 
