@@ -183,7 +183,7 @@ def _maintain_postgres(
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
     if create or drop or default is None:
-        # Taken first, whole: the DDL below needs it, and a lock taken in steps could deadlock.
+        # Taken whole before any DDL: the DDL below needs it, and a lock taken in steps could deadlock.
         conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
     if default is None:
         conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
