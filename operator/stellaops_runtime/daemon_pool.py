@@ -76,10 +76,11 @@ class DaemonPool(ThreadPoolExecutor):
         while (call := self._calls.get()) is not None:
             fut, fn, args, kwargs = call
             del call
+            name = call_name(fn)
             with self._changed:
                 self._queued -= 1
                 if started := fut.set_running_or_notify_cancel():  # False: cancelled before it started
-                    self._running[me] = call_name(fn)
+                    self._running[me] = name
                 else:
                     self._changed.notify_all()
             if started:
@@ -133,11 +134,14 @@ class DaemonPool(ThreadPoolExecutor):
 def call_name(fn: Callable[..., Any]) -> str:
     """The name of the function a submitted call runs (never its arguments: they may hold secrets),
     through ``asyncio.to_thread``'s ``functools.partial(context.run, func, ...)``."""
-    while isinstance(fn, functools.partial):
-        inner = fn.func
-        if isinstance(getattr(inner, "__self__", None), contextvars.Context) and fn.args:
-            fn = fn.args[0]
-        else:
-            fn = inner
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__qualname__
-    return str(name)
+    try:
+        while isinstance(fn, functools.partial):
+            inner = fn.func
+            if isinstance(getattr(inner, "__self__", None), contextvars.Context) and fn.args:
+                fn = fn.args[0]
+            else:
+                fn = inner
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        return str(name or type(fn).__qualname__)
+    except Exception:  # an odd callable's attributes: the worker must run the call all the same
+        return type(fn).__qualname__

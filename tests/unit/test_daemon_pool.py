@@ -101,6 +101,22 @@ def test_the_warning_names_the_calls_left_running_and_only_those(
     assert not hung.done()
 
 
+def test_a_callable_whose_attributes_raise_still_runs() -> None:
+    """The call's name (for the WARNING) is read on the worker: an odd callable must not end it."""
+
+    class Odd:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError(name)
+
+        def __call__(self) -> int:
+            return 7
+
+    pool = DaemonPool(max_workers=1, name="test-odd")
+    assert pool.submit(Odd()).result(5) == 7
+    assert pool.submit(sum, (1, 2)).result(5) == 3  # the worker lives on
+    pool.shutdown()
+
+
 def test_several_workers_serve_others_while_one_call_hangs(quiet_socket: socket.socket) -> None:
     pool = DaemonPool(max_workers=4, name="test-many")
     hung = pool.submit(quiet_socket.recv, 1)
