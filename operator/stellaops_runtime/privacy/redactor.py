@@ -13,7 +13,8 @@ and gates the text passes, compiled per combination off this thread:
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); a password given by
 position to a connect or login call in code (``code_calls``); a value after
-``--`` and a PEM key written as one shell word (``shell_words``); SQL*Plus's
+``--`` and a PEM key written as one shell word (``shell_words``); a value literal after a quoted
+secret's name (``named_literals``); SQL*Plus's
 ``CONNECT user/password`` in a script an Oracle client reads (``sql_connect``); the lines of a
 here-document for a password reader (``here_docs``); the answer to an expect prompt
 that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
@@ -49,6 +50,7 @@ from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
+from stellaops_runtime.privacy.named_literals import named_literal_spans
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
     TRUNCATED_TAIL,
@@ -257,6 +259,7 @@ class Redactor:
                 hits += n
             spans = cli_spans(text, tool)
             spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
+            spans.extend(named_literal_spans(text))  # define('DB_PASSWORD', 'x') (named_literals.py)
             spans.extend(
                 secure_string_spans(text)
             )  # PowerShell's ConvertTo-SecureString 'pw' (secure_strings.py)
