@@ -198,6 +198,7 @@ def test_a_secret_a_deploy_or_package_client_takes_by_position_goes(text: str, s
         "bundle config set --local path vendor/bundle",
         "bundle config set --global mirror.https://rubygems.org https://m.corp",
         "bundle config build.nokogiri --use-system-libraries",
+        "env BUNDLE_PATH=vendor/bundle BUNDLE_WITHOUT=dev bundle install",
         "dotnet nuget list source",
         "dotnet publish -p:Version=1.2",
         "mvn sonar:sonar -Dsonar.host.url=https://s -Dsonar.projectKey=app",
@@ -205,6 +206,16 @@ def test_a_secret_a_deploy_or_package_client_takes_by_position_goes(text: str, s
 )
 def test_other_words_of_those_deploy_and_package_clients_stay(text: str) -> None:
     assert _filter(text) == text
+
+
+def test_composers_auth_switch_takes_the_key_and_the_rule_the_secret() -> None:
+    # any program's ``--auth X`` loses X (here the key); composer's rule takes the secret after it
+    assert _filter(f"composer config --auth gitlab-token.gitlab.corp {_PW}") == (
+        "composer config --auth [REDACTED] [REDACTED]"
+    )
+    assert _filter(f"composer config -g --auth http-basic.r.corp bob {_PW}") == (
+        "composer config -g --auth [REDACTED] bob [REDACTED]"
+    )
 
 
 def test_pulumis_secret_flag_first_takes_the_value_and_the_key_after_it() -> None:
@@ -215,3 +226,30 @@ def test_pulumis_secret_flag_first_takes_the_value_and_the_key_after_it() -> Non
     )
     out = _filter(f"pulumi config set -s dev --secret region-id {_PW}")
     assert out == "pulumi config set -s dev --secret [REDACTED] [REDACTED]"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        # the other spellings docs/privacy.md's client table names for these rows
+        (f"vault operator generate-root -nonce=n {_KEY}", _KEY),
+        (f"bao login {_PW}", _PW),
+        (f"consul keyring -remove={_KEY}", _KEY),
+        (f"consul keyring --init {_KEY}", _KEY),
+        (f"nomad operator gossip keyring remove {_KEY}", _KEY),
+        (f"az mysql server update -g rg -n s -p {_PW}", _PW),
+        (f"az sql mi create -g rg -n mi -u a -p {_PW}", _PW),
+        (f"composer config bitbucket-oauth.bitbucket.org k1 {_PW}", _PW),
+        (f"composer config gitlab-oauth.gitlab.corp {_PW}", _PW),
+        (f"composer config bearer.repo.corp {_PW}", _PW),
+        (f"env BUNDLE_GEMS__CONTRIBSYS__COM=bob:{_PW} bundle install", f"bob:{_PW}"),
+        (f"dotnet nuget update source corp -u bob -p {_PW}", _PW),
+        (f"dotnet nuget delete x 1.0 -k {_PW}", _PW),
+        (f"valkey-server /s.conf --sentinel auth-pass m {_PW}", _PW),
+        ("kubeadm token delete abcdef.p7sec0123456789a", "abcdef.p7sec0123456789a"),
+    ],
+)
+def test_the_tables_other_spellings_go(text: str, secret: str) -> None:
+    out = _filter(text)
+    assert out == text.replace(secret, "[REDACTED]")
+    assert "P7sec" not in out and "p7sec" not in out and _KEY not in out

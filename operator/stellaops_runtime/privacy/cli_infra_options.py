@@ -117,6 +117,8 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("composer",): (
         rf"(?<!\S)(?:http-basic|bitbucket-oauth)\.\S+\s+\S+\s+{VALUE}",
         rf"(?<!\S)(?:github-oauth|gitlab-oauth|gitlab-token|bearer)\.\S+\s+{VALUE}",
+        # after --auth, any program's ``--auth X`` took the key (patterns.py): the last word is the secret
+        rf"(?<!\S)--auth\s+\S+\s+(?:[^\s-]\S*\s+)?{VALUE}(?=[\s\"']*$)",
     ),
     # https://bundler.io/man/bundle-config.1.html (credentials of a gem source: HOST user:password or a
     # token; a key of host form only, a value that is no option)
