@@ -12,7 +12,9 @@ not wait for one still running at the exit; the pipeline's own thread is a daemo
 Reproduced through the real agent with a real hang: its ObservationNode writer's kubeconfig runs
 an exec credential plugin that sleeps for 40 s (the ``kubernetes`` loader waits for it with no
 timeout). Before the fix the agent, done and idle, logged "agent stopped" and then did not exit
-until the plugin ended.
+until the plugin ended. Since d322fac8 the credentials' load runs on a daemon thread of kube/client's
+own, not on the agent's default executor: what the agent's loop hands to that executor is tested in
+tests/integration/test_agent_default_executor.py.
 """
 
 from __future__ import annotations

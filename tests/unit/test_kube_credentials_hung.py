@@ -4,7 +4,7 @@ kube/client.py loaded a kubeconfig (whose exec credential plugin the ``kubernete
 with no timeout) and refreshed its token through ``asyncio.to_thread``: a caller's timeout ended its
 wait, but ``asyncio.run`` then waited for the default executor's thread, and Python's exit joined
 it, until the plugin ended. The operator's loop and a CLI's have the plain default executor (the
-agent's own is daemon_pool.DaemonPool: tests/e2e/test_agent_exit_hung_thread.py), so the client
+agent's own is daemon_pool.DaemonPool: tests/integration/test_agent_default_executor.py), so the client
 runs these calls on daemon threads itself. The hang is real: a plugin that sleeps.
 """
 
