@@ -173,6 +173,8 @@ def test_the_agents_path_drops_them_from_an_exec(binary: str, arguments: str, se
         (f"dotnet nuget add source https://n -n corp -u bob -p {_PW}", _PW),
         (f"dotnet nuget push x.nupkg -k {_PW} -s https://api.nuget.org", _PW),
         (f"nuget setapikey {_PW} -source https://n", _PW),
+        (f"nuget push x.nupkg {_PW} -Source https://n", _PW),
+        (f"conda token set {_PW}", _PW),
         # SonarQube's scanner property sonar.login (a token; sonar.token since 10)
         (f"mvn sonar:sonar -Dsonar.login={_PW}", _PW),
         (f"sonar-scanner -Dsonar.login={_PW} -Dsonar.host.url=https://s", _PW),
@@ -200,6 +202,8 @@ def test_a_secret_a_deploy_or_package_client_takes_by_position_goes(text: str, s
         "bundle config build.nokogiri --use-system-libraries",
         "env BUNDLE_PATH=vendor/bundle BUNDLE_WITHOUT=dev bundle install",
         "dotnet nuget list source",
+        "nuget push x.nupkg -Source https://n -SkipDuplicate",
+        "conda token list",
         "dotnet publish -p:Version=1.2",
         "mvn sonar:sonar -Dsonar.host.url=https://s -Dsonar.projectKey=app",
     ],

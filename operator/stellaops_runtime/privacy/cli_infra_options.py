@@ -132,6 +132,12 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         after_sub(r"nuget\s+(?:add|update)\s+source", sep("-p")),
         after_sub(r"nuget\s+(?:push|delete)", sep("-k")),
     ),
-    ("nuget", "nuget.exe"): (rf"(?<!\S)(?i:setapikey)\s+{VALUE}",),
+    # (and nuget.exe push <package> [<apiKey>]: https://learn.microsoft.com/en-us/nuget/reference/cli-reference/cli-ref-push)
+    ("nuget", "nuget.exe"): (
+        rf"(?<!\S)(?i:setapikey)\s+{VALUE}",
+        rf"(?<!\S)(?i:push)\s+[^\s-]\S*\s+(?![-/\s]){VALUE}",
+    ),
+    # https://docs.anaconda.com/anaconda-org/user-guide/work-with-tokens/ (conda token set TOKEN)
+    ("conda",): (rf"(?<!\S)token\s+set\s+(?![-\s]){VALUE}",),
     ("etcdctl",): (r"(?<!\S)user\s+add\s+[^\s:-][^\s:]*:(?P<s>\S+)",),
 }
