@@ -12,8 +12,9 @@ not wait for one still running at the exit; the pipeline's own thread is a daemo
 Reproduced through the real agent with a real hang: its ObservationNode writer's kubeconfig runs
 an exec credential plugin that sleeps for 40 s (the ``kubernetes`` loader waits for it with no
 timeout). Before the fix the agent, done and idle, logged "agent stopped" and then did not exit
-until the plugin ended. Since d322fac8 the credentials' load runs on a daemon thread of kube/client's
-own, not on the agent's default executor: what the agent's loop hands to that executor is tested in
+until the plugin ended; stopped by SIGTERM as here, the same (seen failing: "agent did not exit in
+15s"). Since d322fac8 the credentials' load runs on a daemon thread of kube/client's own, not on the
+agent's default executor: what the agent's loop hands to that executor is tested in
 tests/integration/test_agent_default_executor.py.
 """
 
@@ -75,10 +76,15 @@ async def test_a_hung_credential_plugin_does_not_hold_the_agent_s_exit(
         observationNode={"enabled": True, "kubeconfig": str(kubeconfig)},
         shutdown={"graceSeconds": 3},
     )
-    proc = h.start_agent(cfg, "--exit-when-idle", "1")
+    # Stopped by SIGTERM once the plugin runs (the kubelet's stop). With --exit-when-idle the agent
+    # could go idle and exit before its ObservationNode writer, behind its kernel detection and its
+    # Tetragon read, ran the plugin: on a loaded machine the test then waited for a plugin that never
+    # ran and failed (review RTJ: seen twice in parallel runs).
+    proc = h.start_agent(cfg)
     try:
-        await h.wait_for(pid_file.exists, what="the credential plugin running", timeout=30)
+        await h.wait_for(pid_file.exists, what="the credential plugin running", timeout=60)
         started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
         code, out = await asyncio.to_thread(h.finish, proc, 15)
         took = time.monotonic() - started
     finally:
