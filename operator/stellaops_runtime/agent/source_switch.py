@@ -236,8 +236,8 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
                     await asyncio.wait_for(stop.wait(), TICK_SECONDS)
         finally:
             await self._stop_active()
-            with contextlib.suppress(Exception):
-                await self._mark_native_drops()  # what the probes dropped before they stopped
+            with contextlib.suppress(Exception):  # what the probes dropped before they stopped
+                await self._mark_at_stop(self.config.shutdown.grace_seconds * STOP_SHARE)
             self._stopped = True  # an open gap is taken whole at shutdown (take_outage)
 
     def _start(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:

@@ -19,6 +19,7 @@ never claims past it) and up to the switch's own gap when they stop; their count
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,31 @@ class SwitchGaps:
     def _gap_seconds(self) -> float:
         """How long the open gap has lasted so far (boottime: steady whatever the wall clock did)."""
         return (self._gap_boots[1] - self._gap_boots[0]) / 1e9
+
+    async def _mark_at_stop(self, wait_seconds: float) -> None:
+        """At the switch's end (the agent's shutdown): what :meth:`_mark_native_drops` marks, each job
+        handed to the pipeline thread at once and in order, then waited for at most ``wait_seconds``.
+
+        Marked one by one, each awaited behind the job holding that thread (a first drain attributing
+        for a minute on a loaded node), the switch's stop, which the shutdown awaits with no deadline
+        before its last drain, final flush and spool, outlasted the grace and could outlast the pod's
+        (SIGKILL: the rows held, never spooled). Handed over, the jobs run on that thread ahead of the
+        last drain, queued after them, whether or not they were waited for."""
+        waits, handed = self.in_pipeline, []
+
+        async def hand_over(fn: Callable[..., Any], *args: Any) -> None:
+            job = asyncio.ensure_future(waits(fn, *args))
+            job.add_done_callback(_retrieved)
+            handed.append(job)
+            await asyncio.sleep(0)  # the job's first step puts it on the pipeline thread's queue, in order
+
+        self.in_pipeline = hand_over
+        try:
+            await self._mark_native_drops()
+        finally:
+            self.in_pipeline = waits
+        if handed:
+            await asyncio.wait(handed, timeout=wait_seconds)
 
     async def _mark_native_drops(self) -> None:
         """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
@@ -243,3 +269,9 @@ class SwitchGaps:
             return None
         read = min(b.queued_ns, self._drops_marked_ns)
         return min(read, b.in_flight_ns) if in_flight else read
+
+
+def _retrieved(job: asyncio.Future[Any]) -> None:
+    """A mark handed over at the stop and not waited for: its error is logged, never left unretrieved."""
+    if not job.cancelled() and (e := job.exception()) is not None:
+        log.error("marking the probes' drops as gaps at the stop failed: %r", e)
