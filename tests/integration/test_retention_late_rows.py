@@ -135,3 +135,35 @@ async def test_the_agent_counts_the_windows_it_kept_out_on_its_metrics(tmp_path:
         assert float(line.split()[1]) == 1 and agent.pending.rows_flushed == 1
     finally:
         agent._worker.shutdown(wait=True)
+
+
+@pytest.mark.postgres
+def test_a_late_row_written_while_a_retention_runs_is_not_left_behind_it(pg_url: str) -> None:
+    """The rule reads the store's first record in the write's transaction: while another agent's
+    retention had deleted the old windows but not committed, the write still saw them, stored a
+    window of a day the retention was removing (the retention's DELETE had passed it), and once
+    both committed that window was the store's first record over days whose windows and gaps were
+    gone: ``query observed --since`` said not_observed (exit 1) until the next retention. Seen
+    failing before the fix (the window of 36 days ago stored, ``expired`` 0). Now a write of rows
+    that old takes the maintenance's lock shared, and while a retention holds it keeps out every
+    row before the cutoff, as that retention removes them."""
+    from stellaops_runtime.store.late_rows import hold_off_retention
+    from stellaops_runtime.store.partitions import _maintain_postgres
+
+    with open_store(pg_url, retention_days=31) as s:  # node-1 watched the 40 days up to yesterday
+        s.write([], [window("node-1", d) for d in range(1, 41)])
+    with open_store(pg_url, retention_days=31) as retention, open_store(pg_url, retention_days=31) as late:
+        with retention.db.begin() as conn:  # another agent's hourly retention, not committed yet
+            done = _maintain_postgres(conn, 31, None, True, 5_000)
+            assert done.ran and done.cutoff == midnight(32)
+            # node-2's spool: a window of a day older than the cutoff that the store still held
+            result = late.write_batch(Batch("node-2/old", 1, [window("node-2", 36)], from_spool=True))
+            assert (result.written, result.expired) == (0, 1)
+        late.write([], alive_now("node-1"))
+        assert all(o["window_start"] >= midnight(32) for o in late.read_observation_windows())
+    code, doc = observed_json(pg_url, IMG, "crc32", "--since", rfc3339(midnight(35)))
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    with open_store(pg_url, retention_days=31) as late, late.db.begin() as conn:
+        assert hold_off_retention(conn)[1]  # a late write's transaction holds the lock shared:
+        with open_store(pg_url, retention_days=31) as other:
+            assert not other.maintain().ran  # a retention skips its turn, as when an agent holds it

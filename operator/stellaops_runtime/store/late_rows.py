@@ -20,10 +20,13 @@ next retention, and so is a row written to a store that holds no record yet. The
 retention's own (:func:`~stellaops_runtime.store.partitions.retention_cutoff`) by the clock the
 retention runs on: the database's on PostgreSQL, the local one on SQLite. Asked only when a row is
 within :data:`CLOCK_MARGIN` of the local clock's cutoff or older: a current write costs no round
-trip. Each agent checks with its own ``store.retentionDays``: after the setting was raised (or
-while agents of two settings run, a rollout), a row between the old cutoff and the new one is
-stored, and the first record moves back to it until a retention removes it (a known limit: the
-store keeps no record of where a retention cut).
+trip. On PostgreSQL such a write takes the maintenance's lock shared (:func:`hold_off_retention`):
+a retention running meanwhile, its deletions not yet seen, made the write keep a row of a day it
+was removing (SQLite's writes take turns with it). Each agent checks with its own
+``store.retentionDays``: after the setting was raised (or while agents of two settings run, a
+rollout), a row between the old cutoff and the new one is stored, and the first record moves
+back to it until a retention removes it (a known limit: the store keeps no record of where a
+retention cut).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.dbconn import Conn, Statement
-from stellaops_runtime.store.partitions import retention_cutoff
+from stellaops_runtime.store.partitions import MAINTENANCE_LOCK_ID, retention_cutoff
 from stellaops_runtime.store.timeconv import datetime_to_ns
 
 # How far the database's clock may be ahead of the agent's before a row the retention removed
@@ -71,18 +74,34 @@ def history_from(
     local = retention_cutoff(now or dt.datetime.now(dt.UTC), retention_days)
     if oldest >= datetime_to_ns(local + CLOCK_MARGIN):
         return None
-    cutoff = local
+    cutoff, held_off = local, True
     if conn.dialect == "postgresql":
-        db_now = conn.execute("SELECT now()").scalar()
-        assert isinstance(db_now, dt.datetime)
+        db_now, held_off = hold_off_retention(conn)
         cutoff = retention_cutoff(db_now, retention_days)
     if oldest >= datetime_to_ns(cutoff):
         return None
+    if not held_off:  # a retention is removing the days before the cutoff now: the first record moves
+        return cutoff
     first = first_record_day(conn)
     if first is None:
         return None
     floor = min(cutoff, first)
     return floor if oldest < datetime_to_ns(floor) else None
+
+
+def hold_off_retention(conn: Conn) -> tuple[dt.datetime, bool]:
+    """The database's clock, and whether the write took the maintenance's lock shared (PostgreSQL):
+    held until the write commits, no retention starts meanwhile; False while one holds it.
+
+    A retention's deletions are not seen before it commits: a write that read the first record
+    meanwhile saw the days being removed still held, stored a row of one, and, the retention's
+    DELETE already past it, left it behind as the store's first record. The lock is not waited
+    for (a retention may run longer than a statement may): such a write keeps out every row before
+    its cutoff, the rows that retention is removing. A retention that finds the lock taken skips
+    its turn (store/partitions.py), as when another agent holds it."""
+    row = conn.execute("SELECT now(), pg_try_advisory_xact_lock_shared(%s)", (MAINTENANCE_LOCK_ID,)).first()
+    assert row is not None and isinstance(row[0], dt.datetime)
+    return row[0], bool(row[1])
 
 
 def first_record_day(conn: Conn) -> dt.datetime | None:

@@ -60,7 +60,9 @@ PARENT = "hot_symbol_windows"
 DEFAULT_PARTITION = "hot_symbol_windows_default"
 _DAY_NAME = re.compile(r"^hot_symbol_windows_p(\d{8})$")
 # Any constant: agents that maintain the same database at the same time take turns (the others skip).
-_LOCK_ID = 0x5354454C4C42  # "STELLB"
+# A write of rows near or past the cutoff takes it shared (store/late_rows.py): no retention runs
+# between its reading the store's first record and its commit.
+MAINTENANCE_LOCK_ID = 0x5354454C4C42  # "STELLB"
 
 
 @dataclass(slots=True)
@@ -165,7 +167,7 @@ def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maint
 def _maintain_postgres(
     conn: Conn, retention_days: int, now: dt.datetime | None, retention: bool, lock_timeout_ms: int
 ) -> Maintenance:
-    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).scalar():
+    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (MAINTENANCE_LOCK_ID,)).scalar():
         return Maintenance()
     if not _is_partitioned(conn):  # a store not migrated to 0007 (store.migrate: false)
         return Maintenance()
