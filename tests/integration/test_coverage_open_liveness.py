@@ -142,3 +142,20 @@ def test_an_agent_whose_claimed_moment_trails_its_writes_too_far_is_down_from_th
     assert abs(span[0] - (now - 12 * M)) < dt.timedelta(seconds=1)
     prove(url, started=900, alive=40)  # Tetragon's hold (32 s) and a little: alive
     assert gaps(url, now_of(url)) == []
+
+
+def test_a_proof_older_than_the_node_s_records_does_not_hide_their_day_s_open_gap(url: str) -> None:
+    """A proof of life of yesterday (its writes failing since, or the node's agent rolled back to a
+    version that writes none) while the node's windows run on today: once they stop (the agent
+    killed), today's rest is open, as by the rule of the latest record. Seen failing before: the
+    stale proof vouched for today's record, its span ended at yesterday's midnight, and today read
+    as watched ("not observed" over the kill)."""
+    now = now_of(url)
+    if now.time() < dt.time(0, 30):
+        now += dt.timedelta(hours=1)  # today's records stay on one UTC day
+    with open_store(url) as s:  # today's windows, the last 10 minutes ago; the proof a day older
+        s.write([], [win(now - 40 * M), win(now - 10 * M)])
+    prove(url, started=3 * 86400, alive=86400)
+    assert gaps(url, now) == [(now - 10 * M, now)]
+    with open_store(url) as s, s.engine.connect() as c:
+        assert now.date() in open_days(c, IMG, now)

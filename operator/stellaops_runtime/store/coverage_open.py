@@ -46,8 +46,11 @@ never reads as down. Event time against store time: windows are stamped by event
 replayed export file's are days behind the store's clock, so a proof of life vouches only for a node
 whose latest record is not older than its agent's start by more than two of its windows
 (:meth:`~stellaops_runtime.store.coverage_live.Live.vouches_for`: a live agent's restart gap ends in
-its first window); a node whose latest record is older (a replay, an earlier agent's rows) keeps the
-rule of its latest record, so a replay's last day reads open once its agent is gone, and a live
+its first window), and not newer than its claimed moment by more than Tetragon's hold, its largest
+backlog and its grace (:meth:`~stellaops_runtime.store.coverage_live.Live.explains`: a stale proof,
+whose span would end at its own day's midnight and leave the record's day read as watched); a node
+whose latest record is older (a replay, an earlier agent's rows) or newer keeps the rule of its latest
+record, so a replay's last day reads open once its agent is gone, and a live
 agent's proof of life never makes event time it did not watch read as watched. A question about now
 takes now from the store's clock (:func:`~stellaops_runtime.store.coverage_live.store_now`), not the
 CLI host's; one about a past UTC day takes that day's end when earlier.
