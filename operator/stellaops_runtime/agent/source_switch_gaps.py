@@ -238,6 +238,16 @@ class SwitchGaps:
         """The last moment the active source was known to watch; None during an outage or a switch."""
         return self._watching(in_flight=True)
 
+    def live_ns(self) -> int | None:
+        """The node's proof of life's moment (agent/watch_record.py ``claimed``): Tetragon's stream's
+        while it reads it (sources/tetragon_grpc.py ``live_ns``: now less the hold while a stream that
+        delivered is open, silent or not), the probes' watching moment while they run; None during
+        the switch's gap. Without it a silent stream read through the switch claimed its last message
+        only, and a live idle node read as down (store/coverage_live.py)."""
+        if self._gap_from is not None:
+            return None
+        return self.tetragon.live_ns() if self.mode == TETRAGON else self.watching_ns()
+
     def flush_moment_ns(self) -> int | None:
         """:meth:`watching_ns` as a flush starts (agent/watch_record.py ``flush_starts``), while the
         probes run only: then no outage waits for the outage marker's tick (the switch's own gap
