@@ -76,10 +76,11 @@ from stellaops_runtime.store.batches import (
 from stellaops_runtime.store.dbconn import Conn, Database
 from stellaops_runtime.store.errors import is_database_error, loaded_classes
 from stellaops_runtime.store.export_position import write_position
-from stellaops_runtime.store.export_spans import guard
+from stellaops_runtime.store.export_spans import as_gaps, guard
 from stellaops_runtime.store.late_rows import history_from, keep_current
 from stellaops_runtime.store.partitions import is_missing_partition
 from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
+from stellaops_runtime.store.spool_age import outlived_ledger
 from stellaops_runtime.store.upsert import write_rows
 
 log = logging.getLogger(__name__)
@@ -274,11 +275,16 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 if state is not Coverage.FREE:
                     raise _Rollback(state)
                 # The export file's spans: written with the counts, or a spooled batch whose lines
-                # another agent's stored counts cover is stored as gaps (store/export_spans.py).
-                deltas, obs, recounted, unverified = guard(
-                    conn, batch.export_position, batch.from_spool, deltas, obs,
-                    known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
-                )  # fmt: skip
+                # another agent's stored counts cover is stored as gaps (store/export_spans.py); so
+                # is one older than the ledger's rows (store/spool_age.py).
+                old = batch.from_spool and batch.frozen_unix is not None  # asked only of these
+                if old and outlived_ledger(batch, ledger_now(conn), LEDGER_RETENTION):
+                    deltas, obs, recounted, unverified = as_gaps(deltas, obs)
+                else:
+                    deltas, obs, recounted, unverified = guard(
+                        conn, batch.export_position, batch.from_spool, deltas, obs,
+                        known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
+                    )  # fmt: skip
                 # Rows of days the retention removed: kept out of the history (store/late_rows.py).
                 cutoff = None
                 if batch.retention_days is not None:
