@@ -28,11 +28,12 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.ledger import prune_ledger
+from stellaops_runtime.store.ledger import LEDGER_RETENTION, prune_ledger
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.store.spool import read_spool, write_spool
+from stellaops_runtime.store.spool_age import outlived_ledger
 
 S = 1_000_000_000
 IMG = "sha256:" + "e" * 64
@@ -112,3 +113,15 @@ def test_a_younger_spooled_batch_is_stored_and_a_stored_one_found(
         result = s.write_batch(new)
         assert (result.written, result.unverified) == (2, 0)
         assert sum(r["invocation_count"] for r in s.read_hot_symbols()) == 14
+
+
+@pytest.mark.parametrize("stamp", [10**30, -(10**12), 253_402_300_800, "1", 1.5])
+def test_a_freeze_time_no_datetime_holds_is_not_known(stamp: object) -> None:
+    """A spool line's ``frozen_unix`` out of every datetime's range (a file edited by hand) raised
+    OverflowError/ValueError inside the write, which the ledger takes for a refused row: every row
+    of the batch went to quarantine. Seen failing before the check. Now it is not known (None): the
+    batch replays as one of a file before the stamp."""
+    line = batch_to_json(Batch("node-2/gone", 1, list(_rows(1))))
+    batch = batch_from_json({**line, "frozen_unix": stamp})
+    assert batch.frozen_unix is None
+    assert not outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)

@@ -314,6 +314,9 @@ def batch_to_json(b: Batch) -> dict[str, Any]:
     return out
 
 
+_YEAR_10000_UNIX = 253_402_300_800
+
+
 def batch_from_json(d: dict[str, Any]) -> Batch:
     """The inverse of :func:`batch_to_json` (facts inside ``units`` too: a file of the agent before
     they moved); raises ValueError/KeyError/TypeError on a bad record."""
@@ -332,7 +335,8 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         from_spool=True,
         export_position=position if isinstance(position, dict) else None,
         export_known="export_position" in d and (position is None or isinstance(position, dict)),
-        frozen_unix=frozen if type(frozen) is int else None,
+        # A time no datetime holds (a file edited by hand) is not known: it would raise in the write.
+        frozen_unix=frozen if type(frozen) is int and 0 <= frozen < _YEAR_10000_UNIX else None,
     )
 
 
