@@ -88,7 +88,10 @@ def test_a_spooled_batch_older_than_the_ledger_is_a_gap_not_counted_twice(
         write_spool(spool, [batch])  # so the agent spooled it at its shutdown
         _age_ledger(url, 31)
         assert prune_ledger(s.db) == 1  # a month on: the ledger's row of it is pruned
+        [loaded] = read_spool(spool) or []
+        write_spool(spool, [loaded])  # an agent that could not reach the store spooled it again
         [replayed] = read_spool(spool) or []
+        assert replayed.frozen_unix == loaded.frozen_unix == batch.frozen_unix  # its freeze, not a spooling
         result = s.write_batch(replayed)  # the node's next agent, a month later
         [row] = s.read_hot_symbols()
         assert row["invocation_count"] == 7  # was 14: counted twice
