@@ -28,7 +28,14 @@ OPTIONS_THEN_TOKEN = (
 
 # A key share or a gossip key as a command's argument after its options: base64, so ``=`` may end it
 # (``OPTIONS_THEN_TOKEN`` refuses ``=``: ``vault login token=X`` is a pair the key rules read).
-_OPTIONS_THEN_KEY = rf"(?:[\"']?-\S+\s+)*+(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-][^\s\"']*)"
+_KEY_WORD = rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-][^\s\"']*)"
+_OPTIONS_THEN_KEY = rf"(?:[\"']?-\S+\s+)*+{_KEY_WORD}"
+# The same key as the command's last word, after options of which some take a value as the next word
+# (``-address https://v:8200 KEY``: Go's flags; read first, else the address was taken for the key and
+# the key stored). Each option either takes the next word or not; a wrong guess fails at once (the key
+# must end the command), so the cost stays linear.
+_OPTIONS_THEN_LAST = r"(?:[\"']?-\S+\s+(?:(?![\"']?-)\S+\s+)??)*?"
+_OPTIONS_THEN_LAST_KEY = rf"{_OPTIONS_THEN_LAST}{_KEY_WORD}(?=[\s\"']*$)"
 # -p after a subcommand: separate, ``=`` or glued (pflag and knack read all three)
 _P = rf"{START}-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"
 
@@ -37,17 +44,22 @@ _P = rf"{START}-p(?:=|\s+(?![-\s])|(?=[^\s=])){VALUE}"
 _AUTH_PASS = r"(?<!\S)(?:(?:--)?(?i:sentinel)\s+(?i:auth-pass)\s+\S+|(?i:auth-pass))\s+(?![-\s])" + VALUE
 # useradd's and usermod's -p HASH: not a command substitution, whose own command the rules read
 # (``-p $(mkpasswd -m sha-512 X)``: mkpasswd's)
-_USERADD_P = rf"{START}-p\s+(?![-\s]|[\"']?\$\(|[\"']?`){VALUE}"
+_USERADD_P = rf"{START}-p(?:=|\s+(?!-)|(?=\S))(?![\s\"']?\$\(|[\"']?`){VALUE}"
 # A word naming a secret, as a configuration key's last part (``dbPassword``, ``db:adminPassword``)
 _SECRET_NAME = r"[^\s=-]\S{0,64}?(?i:password|passwd|pwd|secret|token|key|pass)[\"']?"
-# Options between a subcommand and its words, each with no value (``--secret``, ``-g``), bounded
-_SWITCHES = r"(?:--?[\w-]++\s+){0,8}+"
+# Options between a subcommand and its words, bounded: pulumi's options that take a value take it
+# (``-s dev``, ``--stack=dev``, ``-C dir``: else ``dev`` was taken for the key and the key for the
+# value, RP7), the others none (``--secret``, ``--path``)
+_SWITCHES = (
+    r"(?:(?:(?:-s|--stack|-C|--cwd|--config-file|--type|--color|-v|--verbosity)(?:=|\s+)\S+"
+    r"|--?[\w-]++(?:=\S*+)?)\s+){0,8}+"
+)
 # pulumi config set [--secret] KEY VALUE [--secret]: with --secret (before or after) any value is one,
 # without it a key naming a secret
 # (other options, with their values, at most 8 words, before or after)
 _PULUMI = (
     rf"(?<!\S)config\s+set\s+(?:\S+\s+){{0,8}}?--secret\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}",
-    rf"(?<!\S)config\s+set\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}(?=(?:\s+\S+){{0,8}}?\s+--secret(?!\S))",
+    rf"(?<!\S)config\s+set\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}(?=(?:\s+\S+){{0,8}}?\s+--secret(?![^\s\"']))",
     rf"(?<!\S)config\s+set\s+{_SWITCHES}{_SECRET_NAME}\s+(?![-\s]){VALUE}",
 )
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
@@ -55,7 +67,10 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://developer.hashicorp.com/vault/docs/commands/operator/unseal (unseal [options] [KEY]),
     # operator rekey and generate-root (a key share as argument; "-" reads standard input), the same
     # in OpenBao's bao (https://openbao.org/docs/commands/operator/unseal)
-    ("vault", "bao"): (rf"(?<!\S)operator\s+(?:unseal|rekey|generate-root)\s+{_OPTIONS_THEN_KEY}",),
+    ("vault", "bao"): (
+        rf"(?<!\S)operator\s+(?:unseal|rekey|generate-root)\s+{_OPTIONS_THEN_LAST_KEY}",
+        rf"(?<!\S)operator\s+(?:unseal|rekey|generate-root)\s+{_OPTIONS_THEN_KEY}",
+    ),
     # https://developer.hashicorp.com/consul/commands/keyring (-install, -use, -remove, the older -init)
     # and the agent's gossip key (-encrypt), Go flags: ``-f=V`` or ``-f V``, one dash or two
     ("consul",): (sep_or_eq("--?(?:install|use|remove|init|encrypt)"),),
@@ -63,6 +78,7 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # <key>; "operator keyring" before 1.4) and the agent's -encrypt
     ("nomad",): (
         sep_or_eq("--?encrypt"),
+        rf"(?<!\S)keyring\s+(?:install|use|remove)\s+{_OPTIONS_THEN_LAST_KEY}",
         rf"(?<!\S)keyring\s+(?:install|use|remove)\s+{_OPTIONS_THEN_KEY}",
     ),
     # https://learn.microsoft.com/en-us/cli/azure/sql/server#az-sql-server-create (--admin-password -p),
@@ -77,14 +93,14 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://oras.land/docs/commands/oras_push (-p, --password on every command that reaches a registry)
     ("oras",): (_P,),
     # https://python-poetry.org/docs/cli/#publish (-p, --password)
-    ("poetry",): (after_sub("publish", sep("-p")),),
+    ("poetry",): (after_sub("publish", sep_or_eq("-p")),),
     # https://docs.astral.sh/uv/reference/cli/#uv-publish (-p, --password; -t, --token)
-    ("uv",): (after_sub("publish", sep("-p")), after_sub("publish", sep("-t"))),
+    ("uv",): (after_sub("publish", sep_or_eq("-p")), after_sub("publish", sep_or_eq("-t"))),
     # https://docs.influxdata.com/influxdb/v2/reference/cli/influx/ (-t, --token on every command)
-    ("influx",): (sep("-t"),),
+    ("influx",): (sep_or_eq("-t"),),
     # https://neo4j.com/docs/operations-manual/current/cypher-shell/ (-p, --password) and
     # neo4j-admin (dbms) set-initial-password PASSWORD
-    ("cypher-shell",): (sep("-p"),),
+    ("cypher-shell",): (sep_or_eq("-p"),),
     ("neo4j-admin",): (rf"(?<!\S)set-initial-password\s+{OPTIONS_THEN_TOKEN}",),
     # https://man7.org/linux/man-pages/man8/useradd.8.html and usermod(8) (-p, --password: the hash)
     ("useradd", "usermod"): (_USERADD_P,),
@@ -105,11 +121,16 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/
     ("pulumi",): _PULUMI,
     # https://docs.doppler.com/docs/cli (secrets set NAME VALUE, or NAME=VALUE …): the list, its names too
-    ("doppler",): (r"(?<!\S)secrets\s+set\s+(?:--?[\w-]++\s+)*+(?P<s>[^\s-]\S*(?:\s+[^\s-]\S*)*)",),
+    # (an option's value before the list starts it: ``-p proj -c dev NAME X`` loses ``proj`` to ``X``,
+    # options inside it stay, RP7)
+    ("doppler",): (
+        r"(?<!\S)secrets\s+set\s+(?:--?[\w-]++(?:=\S*+)?\s+)*+"
+        r"(?P<s>[^\s-]\S*+(?:\s+(?:-\S++\s++)*+[^\s-]\S*+)*)",
+    ),
     # https://gitlab.com/gitlab-org/cli/-/blob/main/docs/source/auth/login.md (-t, --token)
-    ("glab",): (after_sub(r"auth\s+login", sep("-t")),),
+    ("glab",): (after_sub(r"auth\s+login", sep_or_eq("-t")),),
     # https://docs.gitlab.com/runner/commands/ (register -r, --registration-token)
-    ("gitlab-runner",): (after_sub("register", sep("-r")),),
+    ("gitlab-runner",): (after_sub("register", sep_or_eq("-r")),),
     # https://kubernetes.io/docs/reference/setup-tools/kubeadm/kubeadm-token/ (token create|delete TOKEN)
     ("kubeadm",): (r"(?<!\S)token\s+(?:create|delete)\s+(?:--?\S+\s+)*?(?P<s>[a-z0-9]{6}\.[a-z0-9]{16})",),
     # https://getcomposer.org/doc/articles/authentication-for-private-packages.md (http-basic.HOST USER
@@ -138,6 +159,10 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         rf"(?<!\S)(?i:push)\s+[^\s-]\S*\s+(?![-/\s]){VALUE}",
     ),
     # https://docs.anaconda.com/anaconda-org/user-guide/work-with-tokens/ (conda token set TOKEN)
-    ("conda",): (rf"(?<!\S)token\s+set\s+(?![-\s]){VALUE}",),
+    # (after an option and its value, ``-s SITE``: the last word, RP7)
+    ("conda",): (
+        rf"(?<!\S)token\s+set\s+{_OPTIONS_THEN_LAST}(?![-\s]){VALUE}(?=[\s\"']*$)",
+        rf"(?<!\S)token\s+set\s+(?![-\s]){VALUE}",
+    ),
     ("etcdctl",): (r"(?<!\S)user\s+add\s+[^\s:-][^\s:]*:(?P<s>\S+)",),
 }
