@@ -31,13 +31,18 @@ _SECRET_NAME = (
     r"[\w.:-]{0,64}?(?:secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_.-]?key"
     r"|auth[_.-]?key|nonce[_.-]?key|logged[_.-]?in[_.-]?key|[_.-]salt|credentials?)"
 )
-_NAME = rf"""(?P<q>(?<!\\)\\*+["'])(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})(?P=q)"""
+# A single quote written inside a single-quoted script: ``'\''`` or shlex.quote's ``'"'"'`` (its ``"``
+# escaped too when the script is itself a quoted argument: ``'\"'\"'``). A command a program built
+# with shlex.join for ``bash -lc`` writes every quote of its code so (RP7).
+_SCRIPT_SQ = r"""'(?:\\'|\\?"'\\?")'"""
+_QUOTE = rf"""(?<!\\)\\*+["']|{_SCRIPT_SQ}"""
+_NAME = rf"""(?P<q>{_QUOTE})(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})(?P=q)"""
 # the value literal: the same quotes, its escapes read once; not empty; not a key of JSON or a dict
 # (``{"name": "API_TOKEN", "value": x}``: env_names' pair); a run of backslashes starts a name once
-_VALUE = r"""(?P<s>(?P<v>\\*+["'])(?:(?!(?P=v))(?:[^\\\n]|\\[^\n]))++(?P=v))"""
+_VALUE = rf"""(?P<s>(?P<v>{_SCRIPT_SQ}|\\*+["'])(?:(?!(?P=v))(?:[^\\\n]|\\[^\n]))++(?P=v))"""
 # define('NAME', 'x'), setenv("NAME", "x", 1), setProperty("NAME", "x"): the next argument; and
-# x["NAME"] = "x", $cfg[...]['NAME'] = 'x': a subscript assigned
-_ARGUMENT_OR_SUBSCRIPT = re.compile(rf"{_NAME}[ \t]*+(?:,|\][ \t]*+=)[ \t]*+{_VALUE}(?![ \t]*+:)")
+# x["NAME"] = "x", $cfg[...]['NAME'] = 'x': a subscript assigned (Perl's $ENV{"NAME"} = "x" too)
+_ARGUMENT_OR_SUBSCRIPT = re.compile(rf"{_NAME}[ \t]*+(?:,|[\]}}][ \t]*+=)[ \t]*+{_VALUE}(?![ \t]*+:)")
 # <add key="NAME" value="x" />
 _KEY_VALUE = re.compile(rf"(?<![\w-])(?i:key)={_NAME}[ \t]++(?i:value)={_VALUE}")
 # sed's s/PATTERN/REPLACEMENT/ whose pattern names a secret's placeholder or key: the replacement
