@@ -64,6 +64,7 @@ from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_sp
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 from stellaops_runtime.privacy.url_users import url_user_spans
+from stellaops_runtime.privacy.wire_lines import wire_line_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
@@ -269,6 +270,7 @@ class Redactor:
             # a quoted URL's or Go DSN's password with a blank, a URL's cut by the limit too
             spans.extend(spaced_logon_spans(text, cut=truncated))
             spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
+            spans.extend(wire_line_spans(text))  # PASS x, AUTH x, a .pgpass line (wire_lines.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:
