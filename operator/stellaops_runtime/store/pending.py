@@ -354,7 +354,7 @@ class PendingWrites:
         (store/pending_write.py)."""
         own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
         # Of this agent's own sequences only: a batch of another agent (spooled) or under a derived
-        # identity (store/ledger.py storable_identity) has its own; the floor deleted its parts.
+        # identity (store/batch_identity.py storable_identity) has its own; the floor deleted its parts.
         batch.ledger_floor = min(own) if own and batch.agent_id == self.agent_id else 0
         batch.unlocked = batch.from_spool and self.spool_unlocked is not None and self.spool_unlocked()
         return await write_timed(self, store, batch, write_timeout, deadline)
