@@ -67,6 +67,13 @@ def _text(line: str) -> str:
         # useradd's -p glued to its hash (getopt)
         (f"useradd -p'$6$salt${_PW}' bob", f"$6$salt${_PW}"),
         (f"usermod -p$6$salt${_PW} bob", f"$6$salt${_PW}"),
+        # composer config --auth (the key already taken by any program's --auth X) with an option or
+        # another command after the secret
+        (f"composer config --auth http-basic.repo.corp bob {_PW} --global", _PW),
+        (f"composer config --auth github-oauth.github.com {_PW} -g", _PW),
+        (f"composer config --auth http-basic.repo.corp bob {_PW} && composer install", _PW),
+        (f"composer config --auth gitlab-token.gitlab.corp {_PW}; composer install", _PW),
+        (f"composer config --auth --global http-basic.repo.corp bob {_PW}", _PW),
         # conda token set with an option and its value first
         (f"conda token set -s https://a {_PW}", _PW),
     ],

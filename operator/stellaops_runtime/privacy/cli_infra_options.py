@@ -139,7 +139,8 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         rf"(?<!\S)(?:http-basic|bitbucket-oauth)\.\S+\s+\S+\s+{VALUE}",
         rf"(?<!\S)(?:github-oauth|gitlab-oauth|gitlab-token|bearer)\.\S+\s+{VALUE}",
         # after --auth, any program's ``--auth X`` took the key (patterns.py): the last word is the secret
-        rf"(?<!\S)--auth\s+\S+\s+(?:[^\s-]\S*\s+)?{VALUE}(?=[\s\"']*$)",
+        # (then an option, another command or the end: ``--auth K u X --global``, ``… X && composer install``)
+        rf"(?<!\S)--auth\s+\S+\s+(?:[^\s-]\S*\s+)?(?![-;|&\s]){VALUE}(?=[\s\"']*$|[\s\"']+[-;|&]|;)",
     ),
     # https://bundler.io/man/bundle-config.1.html (credentials of a gem source: HOST user:password or a
     # token; a key of host form only, a value that is no option)
