@@ -86,7 +86,13 @@ def test_a_late_row_of_a_day_the_retention_removed_is_not_stored_in_the_history(
     with open_store(url, retention_days=31) as s:  # a new agent: its first batch applies no retention
         result = s.write_batch(Batch("node-2/old", 1, [call, late], from_spool=True))
         assert (result.written, result.expired, result.quarantined) == (1, 1, 0)
-        assert "1 observation windows (and the history of their calls) start before" in caplog.text
+        said = (
+            "flush node-2/old/1: 1 observation windows start on days the retention removed "
+            "(store.retentionDays 31): neither they nor their calls' history rows are stored; "
+            "the calls' counts are added to their cumulative rows (hot_symbols), where retention "
+            "keeps them"
+        )
+        assert said in caplog.text, caplog.text  # a whole sentence (it ended "the calls' counts are")
         assert all(o["window_start"] >= midnight(32) for o in s.read_observation_windows())
         assert [w["function_name"] for w in s.read_windows()] == []  # no history row of the removed day
         [row] = s.read_hot_symbols()  # the call's counts are kept where retention keeps them

@@ -174,8 +174,10 @@ class HotSymbolStore:
                 raise self._wrap(again, "write to") from again
         if result.expired:
             log.warning(
-                "flush %s/%s: %d observation windows (and the history of their calls) start before the "
-                "retention's cutoff (store.retentionDays %d): not stored; the calls' counts are",
+                "flush %s/%s: %d observation windows start on days the retention removed "
+                "(store.retentionDays %d): neither they nor their calls' history rows are stored; "
+                "the calls' counts are added to their cumulative rows (hot_symbols), where retention "
+                "keeps them",
                 batch.agent_id, batch.seq, result.expired, self.retention_days,
             )  # fmt: skip
         self._batches += 1
