@@ -89,3 +89,24 @@ def test_other_literals_written_so_stay(arguments: str) -> None:
 def test_its_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
     ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        _lc(["python3", "-c", f"d = {{'password': '{_PW}'}}"]),
+        _lc(["python3", "-c", f"os.environ.update({{'DB_PASSWORD': '{_PW}'}})"], escape=False),
+        f"-c 'python3 -c \"d = {{'\\''api_token'\\'': '\\''{_PW}'\\''}}\"'",
+        f"-c 'ruby -e \"h = {{'\\''password'\\'' => '\\''{_PW}'\\''}}\"'",
+    ],
+)
+def test_a_dict_key_closed_by_an_escaped_quote_loses_its_value(arguments: str) -> None:
+    # the key rules' separator after a key's closing quote (key_rules.SEP): the script's escaped quote
+    # too; the value opened by one was already read (base.ESCAPED_SQ)
+    out = _exec("/bin/bash", arguments)
+    assert _PW not in out and _PW[:5] not in out, out
+
+
+def test_a_quoted_credential_word_with_no_value_stays() -> None:
+    arguments = _lc(["python3", "-c", "print('password'); d = {'user': 'bob'}"])
+    assert _exec("/bin/bash", arguments) == arguments

@@ -26,7 +26,8 @@ SQ_PIECES = r"""(?:(?<=')(?:\\'|"'")'[^'\n]*+'?)*+"""
 # ``--password 'a b'`` is written ``--password '\''a b'\''`` (or ``'"'"'…'"'"'``, Python's
 # shlex.quote); the value runs from the escaped quote to the next quote, and takes the escaped quote
 # that closes it. (Read as a quoted backslash, ``'\'``, it left the password after it.)
-ESCAPED_SQ = r"""'(?:\\'|"'")'[^'\n]*+(?:'(?:\\'|"'")')?+"""
+# (its ``"`` escaped too inside a double-quoted argument: ``'\"'\"'``, RP7)
+ESCAPED_SQ = r"""'(?:\\'|\\?"'\\?")'[^'\n]*+(?:'(?:\\'|\\?"'\\?")')?+"""
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

@@ -71,8 +71,9 @@ _ODBC_VALUE = (
 # Perl's and Ruby's `` => ``
 # (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
 # after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
-# its own (read again, ``:= [REDACTED]`` would lose its ``=``).
-SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
+# its own (read again, ``:= [REDACTED]`` would lose its ``=``). The key's closing quote may be a
+# single-quoted script's escaped one (``{'\''password'\'': …}``, shlex.join's ``'"'"'``, RP7).
+SEP = r"(?:'(?:\\'|\\?\"'\\?\")'|\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
