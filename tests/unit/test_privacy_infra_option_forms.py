@@ -74,6 +74,10 @@ def _text(line: str) -> str:
         (f"composer config --auth http-basic.repo.corp bob {_PW} && composer install", _PW),
         (f"composer config --auth gitlab-token.gitlab.corp {_PW}; composer install", _PW),
         (f"composer config --auth --global http-basic.repo.corp bob {_PW}", _PW),
+        # snyk's setting quoted whole (a script's "api=T"); pulumi's key in a script's quotes
+        (f'snyk config set "api={_PW}"', _PW),
+        (f"snyk config set 'api={_PW}'", _PW),
+        (f"pulumi config set 'db:apiToken' {_PW}", _PW),
         # conda token set with an option and its value first
         (f"conda token set -s https://a {_PW}", _PW),
     ],
@@ -98,6 +102,7 @@ def test_a_credential_after_an_option_with_a_value_or_after_eq_goes(line: str, s
         "uv run -p 3.12 pytest",
         "useradd -m -s /bin/bash bob",
         "conda token list -s https://a",
+        "snyk config set 'org=acme'",
     ],
 )
 def test_the_same_tools_other_words_stay(line: str) -> None:
@@ -119,3 +124,9 @@ def test_the_last_word_rules_cost_grows_linearly_with_a_hostile_field(unit: str)
     # (any words, then the value, then the end) read the rest of the command from each of them
     ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+def test_pulumis_key_in_a_single_quoted_scripts_escaped_quotes_loses_its_value() -> None:
+    # bash -lc of a command shlex.join built: the key's quotes are the script's '"'"'
+    out = _exec(f"""bash -lc "pulumi config set '"'"'db:apiToken'"'"' {_PW}\"""")
+    assert _PW not in out, out

@@ -46,7 +46,11 @@ _AUTH_PASS = r"(?<!\S)(?:(?:--)?(?i:sentinel)\s+(?i:auth-pass)\s+\S+|(?i:auth-pa
 # (``-p $(mkpasswd -m sha-512 X)``: mkpasswd's)
 _USERADD_P = rf"{START}-p(?:=|\s+(?!-)|(?=\S))(?![\s\"']?\$\(|[\"']?`){VALUE}"
 # A word naming a secret, as a configuration key's last part (``dbPassword``, ``db:adminPassword``)
-_SECRET_NAME = r"[^\s=-]\S{0,64}?(?i:password|passwd|pwd|secret|token|key|pass)[\"']?"
+# (quoted: its closing quote may be a single-quoted script's escaped one, ``'"'"'``, RP7)
+_SECRET_NAME = (
+    r"[^\s=-]\S{0,64}?(?i:password|passwd|pwd|secret|token|key|pass)"
+    r"""(?:'(?:\\'|\\?"'\\?")'|["'])?"""
+)
 # Options between a subcommand and its words, bounded: pulumi's options that take a value take it
 # (``-s dev``, ``--stack=dev``, ``-C dir``: else ``dev`` was taken for the key and the key for the
 # value, RP7), the others none (``--secret``, ``--path``)
