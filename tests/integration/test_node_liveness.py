@@ -9,6 +9,7 @@ whose acknowledgement is lost).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from pgproxy import PgProxy
 
+from stellaops_runtime.agent.draining import Draining
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.watch_record import WatchRecord
 from stellaops_runtime.contracts.config import AgentConfig
@@ -157,4 +159,54 @@ async def test_a_commit_whose_acknowledgement_is_lost_claims_nothing_past_the_st
         assert abs(live.alive_node.timestamp() - source.at / 1e9) < 1e-5
         await f.close()
     finally:
+        proxy.close()
+
+
+class _Loop(Draining):
+    """The agent's flush loop (agent/draining.py) over a real Flusher and WatchRecord, nothing else."""
+
+    def __init__(self, f: Flusher, watch: WatchRecord) -> None:
+        self.flusher, self.watch, self.witness = f, watch, None
+        self.config = f.config
+        self._flush_now, self._flush_stop = asyncio.Event(), asyncio.Event()
+        self._rows_at_trim = 0
+
+
+async def test_a_flush_and_its_proof_of_life_share_one_store_connection(pg_url: str) -> None:
+    """Each store connection is a PostgreSQL backend started, at fleet scale many a second: the loop's
+    flush gave its connection back and the proof that follows opened another (two a busy flush, seen
+    before: 8 for 4 flushes); now the proof writes on the flush's and gives it back."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flushIntervalSeconds=3600)
+    queue, source = _Queue(), _Source()
+    watch = WatchRecord("", node=NODE, agent_id=f"{NODE}/a1", queue=queue)
+    loop = _Loop(f, watch)
+    task = asyncio.create_task(loop._flush_loop())
+    try:
+
+        async def one_flush(n: int) -> None:
+            source.at = time.time_ns()
+            queue.enqueued += 1
+            watch.tick(source)
+            f.pending.add([delta(f"fn{n}", 1)], [])
+            loop._flush_now.set()
+            for _ in range(200):  # the flush stored, then its proof of life claimed its moment
+                live, _ = read_live(pg_url)
+                proved = live is not None and abs(live.alive_node.timestamp() - source.at / 1e9) < 1e-5
+                if f.pending.rows_flushed == n and proved:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"flush {n} not stored and proved: {f.pending.rows_flushed}, {live}, {task}")
+
+        await one_flush(1)  # the store opened (and its maintenance ran) in the first
+        before = proxy.accepted
+        for n in range(2, 6):
+            await one_flush(n)
+        assert proxy.accepted - before == 4
+        assert f.liveness_failures == 0
+    finally:
+        loop._flush_stop.set()
+        await task
+        await f.close()
         proxy.close()

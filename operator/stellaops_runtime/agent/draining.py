@@ -144,7 +144,7 @@ class Draining:
             claims = self.witness.take_staged() if self.witness is not None else set()
             ok = False
             try:
-                ok = await self.flusher.flush()
+                ok = await self.flusher.flush(proof_follows=True)  # one connection for both
                 await self._trim_after_flush()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1

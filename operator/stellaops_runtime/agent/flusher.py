@@ -185,11 +185,14 @@ class Flusher:
         if await self._drain_fn() is False:
             self.drain_held = True
 
-    async def flush(self, *, deadline: float | None = None) -> bool:
+    async def flush(self, *, deadline: float | None = None, proof_follows: bool = False) -> bool:
         """Drain, then write everything pending; with ``deadline`` (monotonic), never past it.
 
         ``stored_through`` becomes the start of a flush that stored everything (all counted
         before it is in the store), ``failed_at`` the end of one that did not (``--exit-when-idle``).
+        ``proof_follows``: the caller writes the proof of life next (:meth:`prove_alive`, which
+        gives the connection back): a flush that stored keeps its connection for it, so a busy
+        node opens one connection a flush, not two.
         """
         started = time.monotonic()
         ok = False
@@ -201,7 +204,8 @@ class Flusher:
                 self.stored_through = started
             else:
                 self.failed_at = time.monotonic()
-            if self.store is not None:  # between flushes, another agent may need the connection
+            if self.store is not None and not (ok and proof_follows):  # between flushes, another
+                # agent may need the connection
                 run_detached(self.store.release, name="store-release").add_done_callback(_retrieved)
         return ok
 
@@ -243,7 +247,15 @@ class Flusher:
         boottime ns; the watch record's, agent/watch_record.py): the store's clock less the boot
         clock's time since it. Opens the store if need be (an idle agent's empty flushes write it
         too); waited for at most ``store.flushTimeout``, never past ``deadline``. False, counted in
-        :attr:`liveness_failures` and logged, when not written; never raises."""
+        :attr:`liveness_failures` and logged, when not written; never raises. Gives the store's idle
+        connections back after it (the flush's too: :meth:`flush` ``proof_follows``)."""
+        try:
+            return await self._prove_alive(node, claimed, deadline)
+        finally:
+            if self.store is not None:
+                run_detached(self.store.release, name="store-release").add_done_callback(_retrieved)
+
+    async def _prove_alive(self, node: str, claimed: tuple[int, int] | None, deadline: float | None) -> bool:
         if claimed is None:  # nothing watched and stored yet: nothing to vouch for
             return True
         if self._proving is not None and not self._proving.done():  # the last one still hangs
@@ -275,8 +287,6 @@ class Flusher:
         except Exception as e:  # a timeout included: left to finish on its thread
             fut.add_done_callback(_retrieved)
             return self._liveness_failed(redact(repr(e)))
-        finally:
-            run_detached(store.release, name="store-release").add_done_callback(_retrieved)
         return True
 
     def _liveness_failed(self, why: str) -> bool:
