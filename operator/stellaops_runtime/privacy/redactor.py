@@ -61,6 +61,7 @@ from stellaops_runtime.privacy.patterns import (
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.secure_strings import secure_string_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
+from stellaops_runtime.privacy.spaced_env import spaced_env_spans
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 from stellaops_runtime.privacy.url_users import url_user_spans
@@ -301,6 +302,12 @@ class Redactor:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
                 text, n = replace_spans(text, spans, counts=counts)
+                hits += n
+        if self.env_name_rx is not None and ("set" in text or "ENV" in text):
+            # fish's set -x NAME x, csh's setenv NAME x, a Dockerfile's ENV NAME x (spaced_env.py)
+            spaced = spaced_env_spans(text, self.env_name_rx)
+            if spaced:
+                text, n = replace_spans(text, spaced, counts=counts)
                 hits += n
         for x in self._extras:
             text, n = sub_extra(x, text, counts=counts)
