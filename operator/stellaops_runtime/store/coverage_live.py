@@ -69,22 +69,10 @@ class Live:
     def vouches_for(self, latest: dt.datetime) -> bool:
         """Whether this agent watched the node's time around its latest record ``latest`` (a window
         start): the record is not older than the agent's start by more than two of its windows
-        (its restart gap's last row starts within one window of it), nor newer than its claimed
-        moment by more than a live agent's own rows can be (:meth:`explains`). A replayed export
-        file's windows (days behind) or an earlier agent's are not this agent's to vouch for."""
+        (its restart gap's last row starts within one window of it). A replayed export file's
+        windows (days behind) or an earlier agent's are not this agent's to vouch for."""
         slack = dt.timedelta(seconds=2 * max(self.window_seconds, 60))
-        return self.started_node - slack <= latest and self.explains(latest)
-
-    def explains(self, latest: dt.datetime) -> bool:
-        """Whether the agent that wrote this proof may have written the record ``latest`` too: its
-        rows are of events it took by its last flushes, so the window a record starts is no later
-        than its claimed moment (node clock) by more than Tetragon's hold and largest backlog and
-        the flushes a live agent may go without a proof (:attr:`grace`). A record later still came
-        from an agent that writes no proof (the node's agent rolled back to one before migration
-        0015, a second agent) or one whose proofs fail while its flushes store: the proof is stale,
-        and its span, ended at its own day's midnight, would leave the record's day read as watched
-        after that agent is gone. Such a node keeps the rule of its latest record."""
-        return latest <= self.alive_node + self.grace + LAG_ALLOWANCE
+        return latest >= self.started_node - slack
 
 
 def has_liveness(conn: sa.Connection) -> bool:

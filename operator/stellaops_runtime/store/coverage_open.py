@@ -46,12 +46,13 @@ never reads as down. Event time against store time: windows are stamped by event
 replayed export file's are days behind the store's clock, so a proof of life vouches only for a node
 whose latest record is not older than its agent's start by more than two of its windows
 (:meth:`~stellaops_runtime.store.coverage_live.Live.vouches_for`: a live agent's restart gap ends in
-its first window), and not newer than its claimed moment by more than Tetragon's hold, its largest
-backlog and its grace (:meth:`~stellaops_runtime.store.coverage_live.Live.explains`: a stale proof,
-whose span would end at its own day's midnight and leave the record's day read as watched); a node
-whose latest record is older (a replay, an earlier agent's rows) or newer keeps the rule of its latest
-record, so a replay's last day reads open once its agent is gone, and a live
-agent's proof of life never makes event time it did not watch read as watched. A question about now
+its first window); a proof whose agent is taken as down and whose watched end is on an earlier UTC
+day than the node's latest record (stale: its writes failing while the rows are stored, or the agent
+rolled back to one that writes none) also leaves the record's day the open time of the record's rule,
+so that day does not read as watched after its rows stop; a node whose latest record is older (a
+replay, an earlier agent's rows) keeps the rule of its latest record, so a replay's last day reads
+open once its agent is gone, and a live agent's proof of life never makes event time it did not
+watch read as watched. A question about now
 takes now from the store's clock (:func:`~stellaops_runtime.store.coverage_live.store_now`), not the
 CLI host's; one about a past UTC day takes that day's end when earlier.
 
@@ -210,19 +211,28 @@ def _open(
     """(node, start, end) of the open time, for a question asked at ``asked`` (the store's now when
     None; ``day``'s end when earlier), of each node whose latest record's UTC day saw ``image``."""
     asked = asked_at(conn, asked, day)
-    spans = {}
+    spans, later = {}, {}
     lasts = image_last_records(conn, image, _day_end(asked.date()))
     lives = liveness(conn, lasts)
     for node, (last, seconds) in sorted(lasts.items()):
         live = lives.get(node)
         if live is not None and live.vouches_for(last):
             span = live_span(live, asked)
+            # a proof of an earlier day than the node's latest record (stale: its writes failing
+            # while the rows are stored, the agent rolled back to one writing none): its span ends at
+            # its own day's midnight, and the record's day has the open time of the record's rule
+            after = open_span(last, asked, seconds) if span and last.date() > span[0].date() else None
+            if after is not None:
+                later[node] = after
         else:
             span = open_span(last, asked, seconds)
         if span is not None:
             spans[node] = span
-    seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in spans.items()])
-    return [(node, *span) for node, span in spans.items() if node in seen]
+    out = []
+    for found in (spans, later):
+        seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in found.items()])
+        out += [(node, *span) for node, span in found.items() if node in seen]
+    return out
 
 
 # The open spans of one question, by (image, day), computed once for many functions (a vex run)
