@@ -65,6 +65,9 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     try:
         await h.wait_for(lambda: received(port) == len(OBJS), what="the agent received the stream")
         await h.wait_for(lambda: all_stored(port, len(OBJS)), what="the agent stored every count")
+        # and wrote its proof of life (after the flush that stored them: killed before its first
+        # one, the node keeps the rule of its latest record, ten minutes ahead)
+        await h.wait_for(lambda: proofs(url) > 0, what="the agent's proof of life")
         proc.send_signal(signal.SIGKILL)
         killed = dt.datetime.now(dt.UTC)
         code, out = await asyncio.to_thread(h.finish, proc, 60)
@@ -101,6 +104,16 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     # a function that ran still answers "observed"
     r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", "crc32")
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+
+
+def proofs(url: str) -> int:
+    """Rows of ``node_liveness`` (store/node_liveness.py) in the store."""
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as c:
+            return int(c.execute(sa.text("SELECT count(*) FROM node_liveness")).scalar_one())
+    finally:
+        eng.dispose()
 
 
 def read_time(url: str, what: str, where: str = "1 = 1") -> dt.datetime:
