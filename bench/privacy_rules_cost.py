@@ -7,6 +7,9 @@ its match time is part of every event's. This prints, for the tree on ``PYTHONPA
 - the whole set's characters and groups, the compile's tracemalloc peak and kept bytes (a fresh
   process: run it once per tree), and its CPU time (best and median of 5, the ``re`` cache purged);
 - CPU time per case of the privacy corpora (tests/fixtures/privacy) through the whole set;
+- the command-line clients' rules (privacy/client_rules.py, compiled per client on first sight):
+  what compiling every set keeps and peaks at (tracemalloc), and each set's compile CPU time
+  (median of 5, the ``re`` cache purged): the median set's and the largest;
 - CPU time of the whole set on hostile inputs of ``--hostile-bytes`` (1 MiB) shaped at the key rules
   (key words without values, separators and quotes repeated, huge values), best of ``--runs``.
 
@@ -30,7 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from stellaops_runtime.privacy.base import compile_patterns
+from stellaops_runtime.privacy import cli_options
+from stellaops_runtime.privacy.base import SecretPattern, compile_patterns, number_groups
 from stellaops_runtime.privacy.engine import sub_compiled
 from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
 
@@ -108,11 +112,44 @@ def main() -> None:
     per_case = best_cpu(lambda: [sub_compiled(whole, t, counts=None) for t in texts], 5) / len(texts)
     print(f"privacy corpora, {len(texts)} cases: {per_case * 1e6:.1f} us per case (whole set, best of 5)")
 
+    client_rules()
+
     n = args.hostile_bytes
     for name, (piece, before) in SHAPES.items():
         text = before + (piece * (n // len(piece) + 1))[: n - len(before)]
         cpu = best_cpu(lambda text=text: sub_compiled(whole, text, counts=None), args.runs)
         print(f"  {name:20s} {len(text):>9,} chars {cpu * 1e3:9.1f} ms")
+
+
+def client_rules() -> None:
+    """What the clients' rules cost: kept and peak of compiling every set, CPU of each set's compile."""
+    rules = cli_options.TOOL_RULES
+    if not hasattr(rules, "compiled"):  # a tree from before client_rules.py: compiled at import
+        print(f"client rules: {len(set(map(id, rules.values())))} sets, all compiled at import")
+        return
+    assert not rules.compiled(), "a client's rules were compiled before the first sight of the client"
+    gc.collect()
+    tracemalloc.start()
+    for tool in rules:
+        rules[tool]
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sources = {id(rules[t]): rules[t].pattern for t in rules}
+    per_set = []
+    for source in sources.values():
+        times = []
+        for _ in range(5):
+            re.purge()
+            t = time.process_time()
+            compile_patterns([SecretPattern("cli_option", number_groups(source))])
+            times.append(time.process_time() - t)
+        per_set.append(statistics.median(times))
+    print(
+        f"client rules: {len(sources)} sets, none compiled before its client is seen; all compiled: "
+        f"tracemalloc kept {kept / 1e6:.3f} MB, peak {peak / 1e6:.3f} MB; compile CPU per set (median "
+        f"of 5): median set {statistics.median(per_set) * 1e3:.2f} ms, largest "
+        f"{max(per_set) * 1e3:.2f} ms, all {sum(per_set) * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

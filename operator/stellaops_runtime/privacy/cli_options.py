@@ -31,9 +31,6 @@ import re
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
     WORD_VALUE,
-    SecretPattern,
-    compile_patterns,
-    number_groups,
 )
 from stellaops_runtime.privacy.cli_db_options import DB_RULES
 from stellaops_runtime.privacy.cli_infra_options import INFRA_RULES, OPTIONS_THEN_TOKEN
@@ -48,6 +45,7 @@ from stellaops_runtime.privacy.cli_syntax import (
     sep_or_glued,
     userpass,
 )
+from stellaops_runtime.privacy.client_rules import ClientRules
 
 _LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "crane", "regctl", "skopeo")
 _SNMP = tuple(
@@ -289,20 +287,14 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
 }
 
 # A client may have rules in both tables (vault: login here, operator unseal there): its
-# alternatives are joined, and clients with the same alternatives share one compiled regex.
+# alternatives are joined, and clients with the same alternatives share one compiled regex, compiled
+# the first time one of them is seen (client_rules.py).
 _BY_TOOL: dict[str, tuple[str, ...]] = {}
 for _table in (_RULES, INFRA_RULES):
     for _tools, _alts in _table.items():
         for _t in _tools:
             _BY_TOOL[_t] = _BY_TOOL.get(_t, ()) + _alts
-_COMPILED: dict[tuple[str, ...], re.Pattern[str]] = {}
-TOOL_RULES: dict[str, re.Pattern[str]] = {}
-for _t, _alts in _BY_TOOL.items():
-    if _alts not in _COMPILED:
-        _COMPILED[_alts] = compile_patterns(
-            [SecretPattern("cli_option", number_groups("|".join(_alts)))]
-        ).regex
-    TOOL_RULES[_t] = _COMPILED[_alts]
+TOOL_RULES = ClientRules(_BY_TOOL)
 
 TOOLS: frozenset[str] = frozenset(TOOL_RULES)
 # A version after a client's name is the same client (``mysql-8.0``, ``mysql8``, ``redis-cli-7.2``,
