@@ -68,16 +68,24 @@ def expected() -> dict[str, int]:
     return out
 
 
-def config(tmp: Path, url: str, export: Path, spool: Path, *, from_start: bool = True) -> tuple[Path, int]:
+def config(
+    tmp: Path, url: str, export: Path, spool: Path, *, from_start: bool = True, down: bool = True
+) -> tuple[Path, int]:
     """``from_start`` False for an agent whose file is empty when it opens it (its lines come once it
     follows the file): it reads the same lines, without first waiting 10 s for a black-holed store
-    to say whether the node is new (sources/export_restart.py, ``HISTORY_WAIT_SECONDS``)."""
+    to say whether the node is new (sources/export_restart.py, ``HISTORY_WAIT_SECONDS``).
+
+    ``down`` (an agent that meets the black hole): 2 s timeouts, so its writes give up and spool
+    soon. The agent that replays into the healed store keeps the defaults: within 2 s a loaded
+    machine did not store its ~18,000 rows, the idle exit then stopped it and it spooled them
+    again (exit 2, the test failed while the agent did what it must)."""
     tmp.mkdir(exist_ok=True)
+    fast = {"flushTimeout": "2s", "statementTimeout": "2s", "connectTimeout": "2s",
+            "idleInTransactionTimeout": "3s", "tcpKeepalive": "2s"}  # fmt: skip
     return h.write_config(
         tmp,
         tetragon={"exportFile": str(export), "exportFromStart": from_start},
-        store={"url": url, "flushTimeout": "2s", "statementTimeout": "2s", "connectTimeout": "2s",
-               "idleInTransactionTimeout": "3s", "tcpKeepalive": "2s", "spoolPath": str(spool)},
+        store={"url": url, "spoolPath": str(spool), **(fast if down else {})},
         # An agent stopped while the store is black-holed retries its last flush until the deadline,
         # then spools (reserve min(2, grace/4) kept for the spool write): 3 s take the same steps as 5.
         shutdown={"graceSeconds": 3},
@@ -143,7 +151,7 @@ async def test_two_agents_spooling_to_one_file_keep_both_agents_counts(tmp_path,
     proxy.heal()
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
-    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
+    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool, down=False)
     # An empty file and the spool's rows pending from the start: the idle exit comes only after a
     # flush stored them all (agent/idle_exit.py), so 1 s of quiet is enough.
     code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "1"), 90)
@@ -207,7 +215,7 @@ async def test_an_agent_that_replayed_a_spool_never_removes_a_newer_one(tmp_path
     assert spool.exists(), out_b  # C's rows are still on disk
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
-    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool)
+    cfg, _ = config(tmp_path / "agent-next", pg_url, empty, spool, down=False)
     # An empty file and the spool's rows pending from the start: the idle exit comes only after a
     # flush stored them all (agent/idle_exit.py), so 1 s of quiet is enough.
     code, out = await asyncio.to_thread(h.finish, h.start_agent(cfg, "--exit-when-idle", "1"), 90)
