@@ -53,6 +53,8 @@ async def _sign_while_flushing(proc: Any, url: str, key: Path, out: Path) -> lis
     made: list[Path] = []
     while proc.poll() is None:
         for img in IMAGES:
+            if proc.poll() is not None:  # it ended: no later witness is signed while it flushes
+                break
             path = out / f"cli-{len(made)}.json"
             r = await asyncio.to_thread(h.cli, "witness", "sign", "--store", url, "--image", img, "--purl",
                                         "pkg:deb/debian/zlib1g", "--function", "crc32", "--key", str(key),
