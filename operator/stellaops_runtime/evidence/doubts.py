@@ -87,6 +87,7 @@ from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
 from stellaops_runtime.store.unnamed import history_incomplete
 
@@ -121,7 +122,7 @@ def unattributed(
         return image_unattributed(conn, image=image, kind=UNATTRIBUTED)
     if function is None:
         c = hot_symbols.c
-        where = (c.image_digest == image, c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
+        where = (of_image(conn, c.image_digest, image), c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
         rows = queries.rows_where(conn, *where, c.invocation_count > 0, since=since, until=until)
     else:
         rows = queries.observed(conn, image=image, function=function, purl="", since=since, until=until)

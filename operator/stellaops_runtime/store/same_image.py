@@ -6,15 +6,16 @@ lifecycle part and under its config digest (kubectl's ``imageID``) by agents wit
 asked about: the config digests of a manifest digest, the manifest digests of a config digest,
 and the other manifests of those configs (one config digest is one image's content: its layers'
 uncompressed digests are in it). A call stored under any of them is a call of the image asked
-about (store/queries.py reads them all); a "no" where another of them holds rows is unknown,
-naming it (evidence/paired_image.py). A store before migration 0014 has no pairings.
+about, and so are its windows, gaps, unseen runs, marks and unnamed code: every reader reads
+them all through :func:`of_image`. Only a cut (more than ``MAX_PAIRED`` paired) leaves a "no"
+unknown (evidence/paired_image.py). A store before migration 0014 has no pairings.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from stellaops_runtime.store.schema import SCHEMA, hot_symbols, image_pairs, observation_windows
+from stellaops_runtime.store.schema import SCHEMA, image_pairs
 
 MAX_PAIRED = 64  # digests of one image; more is no pairing the agent wrote
 
@@ -29,12 +30,39 @@ def same_image(conn: sa.Connection, image: str) -> tuple[str, ...]:
     return paired(conn, image)[0]
 
 
+def of_image(conn: sa.Connection, column: sa.ColumnElement[str], image: str) -> sa.ColumnElement[bool]:
+    """Rows whose ``column`` (an ``image_digest``) is one of :func:`same_image`'s digests: every
+    reader of calls, windows, gaps and marks reads the image's rows under all of them, as one
+    image's (at most ``MAX_PAIRED`` + 1 keys: an IN list on the distribution column, never a scan
+    across images). A row is under one digest, so nothing read this way is counted twice."""
+    keys = same_image(conn, image)
+    return column == image if len(keys) == 1 else column.in_(keys)
+
+
 def paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], bool]:
     """:func:`same_image`'s digests: ``image``, its config digests, then the other manifests of
     those configs (each part sorted), at most ``MAX_PAIRED`` besides ``image``; and whether more
     were paired and left out (a "no" is then unknown: evidence/paired_image.py). The configs come
     first: a cut never leaves out the digest the image's other nodes file it under."""
-    if not image.startswith(("sha256:", "sha512:")) or not has_pairs_table(conn):
+    if not image.startswith(("sha256:", "sha512:")):
+        return (image,), False
+    txn = conn.get_transaction()  # one question's snapshot (queries.snapshot): its pairings stay
+    if txn is None:  # no transaction yet: nothing to keep the answer for
+        return _paired(conn, image)
+    cache: tuple[object, dict[str, tuple[tuple[str, ...], bool]]] | None = conn.info.get(_CACHE)
+    if cache is None or cache[0] is not txn:
+        cache = (txn, {})
+        conn.info[_CACHE] = cache  # the transaction held, never an id a later one could reuse
+    if image not in cache[1]:
+        cache[1][image] = _paired(conn, image)
+    return cache[1][image]
+
+
+_CACHE = "stellaops_same_image"  # conn.info: (transaction, {image: paired}) of the transaction in progress
+
+
+def _paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], bool]:
+    if not has_pairs_table(conn):
         return (image,), False
     p = image_pairs.c
     limit = MAX_PAIRED + 2  # one more than kept, and ``image`` itself among them
@@ -45,14 +73,3 @@ def paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], bool]:
     ).scalars()
     others = [*sorted(configs - {image}), *sorted(set(manifests) - configs)]
     return (image, *others[:MAX_PAIRED]), len(others) > MAX_PAIRED
-
-
-def holding_rows(conn: sa.Connection, digests: tuple[str, ...]) -> list[str]:
-    """Of ``digests``, those with a row in ``hot_symbols`` or ``observation_windows``."""
-    found: list[str] = []
-    for d in digests:
-        for table in (hot_symbols, observation_windows):
-            if conn.execute(sa.select(sa.literal(1)).where(table.c.image_digest == d).limit(1)).first():
-                found.append(d)
-                break
-    return found
