@@ -44,9 +44,9 @@ Eleven places where a call can hide from a question about a function of a packag
   were not. Read back from the row's JSON; what cannot be read counts against the answer
   (evidence/refused_rows.py).
 
-- **paired_image**: the image is also stored under another digest (its config digest beside the
-  manifest digest the lifecycle agent files it under): the windows a "no" rests on are one
-  digest's (evidence/paired_image.py).
+- **paired_image**: more digests are paired with the image (its config digest beside the
+  manifest digests the lifecycle agent files it under) than the readers read, which read the
+  rest as one image's rows (evidence/paired_image.py, store/same_image.py).
 
 Each is a :class:`Doubt`: ``query observed`` answers unknown,
 ``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
