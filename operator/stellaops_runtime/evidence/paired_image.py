@@ -6,8 +6,9 @@ agents record the pairing. Every reader of calls, watched windows, gaps, unseen 
 unnamed code reads the rows of all the digests paired with the one asked about as one image's
 (store/same_image.py ``of_image``): a "not observed" rests on the watched time of every digest,
 minus the gaps of every digest. What stays uncertain is a cut: more than ``MAX_PAIRED`` digests
-paired, whose rows beyond it are not read. Then :func:`paired_image` is a :class:`Doubt` and a
-"no" is unknown.
+paired, whose rows beyond it are not read; and another digest that is an index of several
+platforms (paired with more than one config), whose windows hold other platforms' runs with
+nothing saying which. Then :func:`paired_image` is a :class:`Doubt` and a "no" is unknown.
 """
 
 from __future__ import annotations
@@ -15,19 +16,27 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from stellaops_runtime.evidence.doubt import Doubt
-from stellaops_runtime.store.same_image import MAX_PAIRED, paired
+from stellaops_runtime.store.same_image import CUT, MAX_PAIRED, paired
 
 PAIRED_IMAGE = "paired_image"
 
 
 def paired_image(conn: sa.Connection, *, image: str) -> Doubt | None:
     """A doubt when more digests are paired with ``image`` than are read (store/same_image.py
-    ``MAX_PAIRED``); None otherwise."""
-    if not paired(conn, image)[1]:
+    ``MAX_PAIRED``), or when one read is an index of several platforms; None otherwise."""
+    doubt = paired(conn, image)[1]
+    if not doubt:
         return None
-    why = (
-        f"more than {MAX_PAIRED} digests are paired with this image as one image (its config "
-        "digest and manifests), and the calls and windows of those beyond are not read "
-        "(docs/lifecycle.md, 'Image digest')"
-    )
+    if doubt == CUT:
+        why = (
+            f"more than {MAX_PAIRED} digests are paired with this image as one image (its config "
+            "digest and manifests), and the calls and windows of those beyond are not read "
+            "(docs/lifecycle.md, 'Image digest')"
+        )
+    else:
+        why = (
+            "a digest paired with this image is an index run on several platforms (paired with more "
+            "than one config digest): its windows may be another platform's runs, no watch of this "
+            "code (docs/lifecycle.md, 'Image digest')"
+        )
     return Doubt(PAIRED_IMAGE, why, ())
