@@ -57,8 +57,12 @@ def paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], str]:
     if not image.startswith(("sha256:", "sha512:")):
         return (image,), ""
     txn = conn.get_transaction()  # one question's snapshot (queries.snapshot): its pairings stay
-    if txn is None:  # no transaction yet: nothing to keep the answer for
-        return _paired(conn, image)
+    if txn is None:  # no transaction yet: reading the pairings begins the one it is kept for
+        found = _paired(conn, image)
+        if (txn := conn.get_transaction()) is None:
+            return found
+        conn.info[_CACHE] = (txn, {image: found})
+        return found
     cache: tuple[object, dict[str, tuple[tuple[str, ...], str]]] | None = conn.info.get(_CACHE)
     if cache is None or cache[0] is not txn:
         cache = (txn, {})
