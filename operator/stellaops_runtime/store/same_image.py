@@ -92,6 +92,26 @@ def _paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], str]:
     return (image, *others), PLATFORMS if _an_index(conn, other_manifests) else ""
 
 
+def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
+    """For a listing of every image (cli/query_images.py): each paired digest's other digests, as
+    :func:`same_image` gives them (its configs, then those configs' other manifests; no cut), from
+    one read of ``image_pairs`` instead of a look-up per image."""
+    if not has_pairs_table(conn):
+        return {}
+    p = image_pairs.c
+    configs_of: dict[str, set[str]] = {}
+    manifests_of: dict[str, set[str]] = {}
+    for manifest, config in conn.execute(sa.select(p.image_digest, p.config_digest)):
+        configs_of.setdefault(manifest, set()).add(config)
+        manifests_of.setdefault(config, set()).add(manifest)
+    out = {}
+    for image in configs_of.keys() | manifests_of.keys():
+        configs = {image} | configs_of.get(image, set())
+        manifests = set().union(*(manifests_of.get(c, set()) for c in configs))
+        out[image] = (*sorted(configs - {image}), *sorted(manifests - configs))
+    return out
+
+
 def _an_index(conn: sa.Connection, manifests: list[str]) -> bool:
     """Whether one of ``manifests`` is paired with more than one config (an index several
     platforms' nodes ran); at most ``MAX_PAIRED`` keys, through the primary key."""
