@@ -7,8 +7,9 @@ Before the fix, a call stored under the manifest digest and an EbpfDeep window s
 config digest (a lifecycle-off node) made ``query observed`` by the config digest answer
 ``not_observed`` (exit 1): a "no" resting on half of the image's rows. Now the agent records the
 pairing (``image_pairs``, store/image_pairs.py), a call under either digest answers the question
-by either, and a "no" where both digests hold rows is ``unknown`` naming the other digest
-(evidence/paired_image.py).
+by either, and a "no" rests on the windows and gaps of both digests
+(store/same_image.py ``of_image``; tests/integration/test_image_pairs_windows.py); it is
+``unknown`` only when more digests are paired than are read (evidence/paired_image.py).
 
 Real rows through the store's writer (SQLite and PostgreSQL); the CLI in-process, once as a
 subprocess.
@@ -91,16 +92,17 @@ def test_a_call_under_either_digest_answers_a_question_by_either(
 @pytest.mark.parametrize(
     ("image", "other"), [(CONFIG, MANIFEST), (MANIFEST, CONFIG)], ids=["by-config", "by-manifest"]
 )
-def test_a_no_where_both_digests_hold_rows_is_unknown_naming_the_other(
+def test_a_no_where_both_digests_hold_rows_rests_on_the_windows_of_both(
     url: str, capsys: pytest.CaptureFixture[str], image: str, other: str
 ) -> None:
+    """Before DG3: unknown, naming the other digest, however well both were watched."""
     fill(url)
     code, doc = observed(url, capsys, image, "inflate")
-    assert (code, doc["answer"]) == (3, "unknown"), doc
-    assert other in doc["reason"] and "same image" in doc["reason"], doc["reason"]
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    assert doc["coverage"]["nodes"] == ["node-1", "node-2"] and other not in doc["reason"], doc
     code, ev = ask(capsys, "evidence", "--store", url, "--image", image, "--purl", "pkg:deb/debian/zlib1g",
                    "--function", "inflate", "--json")  # fmt: skip
-    assert code == 3 and other in ev["reason"], ev["reason"]
+    assert ev["data"]["watched_days"] == 2 and other not in ev["reason"], ev
     code, fns = ask(capsys, "query", "functions", "--store", url, "--image", image, "--purl",
                     "pkg:deb/debian/zlib1g", "--json")  # fmt: skip
     assert code == 0 and [f["function_name"] for f in fns["functions"]] == ["crc32"], fns
@@ -127,11 +129,12 @@ def test_an_image_of_no_pairing_answers_as_before(url: str, capsys: pytest.Captu
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
-def test_the_real_cli_by_the_config_digest_never_says_not_observed(url: str) -> None:
+def test_the_real_cli_by_the_config_digest_rests_a_no_on_both_digests(url: str) -> None:
     fill(url)
     code, doc = cli_json("query", "observed", "--store", url, "--image", f"registry.local/app@{CONFIG}",
                          "--function", "inflate", "--json", *PERIOD)  # fmt: skip
-    assert (code, doc["answer"]) == (3, "unknown") and MANIFEST in doc["reason"], doc
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+    assert doc["coverage"]["nodes"] == ["node-1", "node-2"], doc
 
 
 @pytest.mark.parametrize("image", [CONFIG, MANIFEST], ids=["by-config", "by-manifest"])
@@ -212,12 +215,12 @@ def test_a_no_with_more_pairings_than_are_read_is_unknown(
 @pytest.mark.parametrize(
     ("image", "other"), [(CONFIG, MANIFEST), (MANIFEST, CONFIG)], ids=["by-config", "by-manifest"]
 )
-def test_no_functions_of_a_package_where_both_digests_hold_rows_is_unknown(
+def test_no_functions_of_a_package_rests_on_the_gaps_of_both_digests(
     url: str, capsys: pytest.CaptureFixture[str], image: str, other: str
 ) -> None:
-    """``query functions`` with nothing to list rests on one digest's windows too: unknown, naming
-    the other digest (package_doubts; no test held it, review RDG2 of 24f6f388): libpng mapped
-    under the manifest digest, none of its functions seen."""
+    """``query functions`` with nothing to list rests on both digests' windows and gaps: libpng mapped
+    under the manifest digest, none of its functions seen; all time holds both nodes' open last day
+    (each its own digest's), so unknown naming both, and no longer the pairing itself."""
     fill(url)
     png, purl = "/usr/lib/x86_64-linux-gnu/libpng16.so.16", "pkg:deb/debian/libpng16-16@1.6.39-2?arch=amd64"
     loaded = HotSymbolDelta(HotSymbolKey(MANIFEST, png, "", EvidenceKind.LOADED), at(1), 1, at(1) + S,
@@ -226,16 +229,18 @@ def test_no_functions_of_a_package_where_both_digests_hold_rows_is_unknown(
         s.write([loaded], [])
     code, doc = ask(capsys, "query", "functions", "--store", url, "--image", image, "--purl",
                     "pkg:deb/debian/libpng16-16", "--json")  # fmt: skip
-    assert (code, doc["answer"]) == (3, "unknown") and other in doc["reason"], doc
+    assert (code, doc["answer"]) == (3, "unknown") and "same image" not in doc["reason"], doc
+    assert "on node node-1" in doc["reason"] and "on node node-2" in doc["reason"], doc["reason"]
 
 
 @pytest.mark.parametrize("image", [CONFIG, MANIFEST], ids=["by-config", "by-manifest"])
-def test_vex_by_either_digest_never_says_not_affected_on_one_digests_windows(
+def test_vex_by_either_digest_rests_on_the_windows_of_both(
     url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, image: str
 ) -> None:
-    """``vex`` (no test of its own held it: review RDG2 of 24f6f388): crc32, called under the
-    manifest digest, affected by either digest; inflate, never called, under_investigation, never
-    not_affected on the two days watched under the digest asked about."""
+    """``vex`` (review RDG2 of 24f6f388): crc32, called under the manifest digest, affected by
+    either digest; inflate, never called, not_affected by either: both days were watched on both
+    nodes, each under its own digest, without a gap (before DG3: under_investigation by the pairing
+    alone). A gap under the other digest forbids it: test_image_pairs_windows.py."""
     fill(url)
     keys.generate(tmp_path / "k", tmp_path / "k.pub")
     vulns = {"vulnerabilities": [
@@ -249,4 +254,4 @@ def test_vex_by_either_digest_never_says_not_affected_on_one_digests_windows(
     status = {
         s["vulnerability"]["name"]: s["status"] for s in json.loads(capsys.readouterr().out)["statements"]
     }
-    assert code == 0 and status == {"CVE-RAN": "affected", "CVE-NEVER": "under_investigation"}, status
+    assert code == 0 and status == {"CVE-RAN": "affected", "CVE-NEVER": "not_affected"}, status

@@ -264,6 +264,7 @@ class LifecyclePart:
         registry change, never the registry's dicts, which the event loop mutates."""
         from stellaops_runtime.agent.metric_families import counter, gauge, labelled
         from stellaops_runtime.lifecycle.metrics import lifecycle_metrics
+        from stellaops_runtime.store.image_pairs import MAX_PAIRS
 
         obs = self.observer
         if obs is not None:
@@ -302,6 +303,15 @@ class LifecyclePart:
             "1 while the event source and the runtime are both connected and the registry in sync.",
             int(self.runs.watching),
         )
+        if self.pairs is not None:  # store/image_pairs.py: config -> manifest digests of one image
+            yield gauge(
+                "lifecycle_image_pairs", "Image pairings (config, manifest digest) kept.", self.pairs.kept()
+            )
+            yield counter(
+                "lifecycle_image_pairs_dropped",
+                f"Offers of a new image pairing not kept (past {MAX_PAIRS} kept; offered at each refresh).",
+                self.pairs.dropped,
+            )
 
 
 class UnseenContainers(RunWindows):

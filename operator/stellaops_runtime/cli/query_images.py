@@ -6,7 +6,9 @@ only through gap rows of its own (a pod of it that opted out ran unwatched;
 Tetragon throttled every event of it: store/coverage_gaps.py). Each line says
 which (``STATE``; ``"state"`` in ``--json``):
 
-- ``observed``: hot-symbol rows of it are stored;
+- ``observed``: hot-symbol rows of it are stored, or of a digest paired with it
+  (store/same_image.py: the image's config digest or another manifest of it, named in
+  ``observed_under``; ``query observed`` by it reads them as its own); its counts stay its own;
 - ``watched, nothing observed`` (``watched_nothing_observed``): windows, no rows;
 - ``gaps only: …`` (``gaps_only``): no window and no row, only gaps, named
   (``"gaps"`` in ``--json``, as ``query observed`` lists them). Such an image
@@ -28,6 +30,7 @@ from stellaops_runtime.cli.store_access import with_store
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage
 from stellaops_runtime.store.coverage_gaps import Gap, gaps_lead, image_gaps, images_with_gaps
+from stellaops_runtime.store.same_image import all_paired
 
 OBSERVED = "observed"
 WATCHED = "watched_nothing_observed"
@@ -38,15 +41,24 @@ class ImageLine:
     """One image of the listing."""
 
     def __init__(
-        self, image: str, cov: Coverage | None, counts: queries.SymbolCounts, gaps: list[Gap]
+        self,
+        image: str,
+        cov: Coverage | None,
+        counts: queries.SymbolCounts,
+        gaps: list[Gap],
+        under: tuple[str, ...] = (),
     ) -> None:
         self.image, self.cov, self.counts, self.gaps = image, cov, counts, gaps
-        self.state = OBSERVED if counts.rows else (WATCHED if cov is not None else GAPS_ONLY)
+        self.under = [] if counts.rows else list(under)  # paired digests holding its image's rows
+        observed = counts.rows or self.under
+        self.state = OBSERVED if observed else (WATCHED if cov is not None else GAPS_ONLY)
 
     def state_text(self) -> str:
         if self.state == GAPS_ONLY:
             return f"gaps only: {gaps_lead(self.gaps)}"
-        return "observed" if self.state == OBSERVED else "watched, nothing observed"
+        if self.state == OBSERVED:
+            return f"observed (under {', '.join(self.under)})" if self.under else "observed"
+        return "watched, nothing observed"
 
     def nodes(self) -> int:
         return len(self.cov.nodes) if self.cov else len({g.node_name for g in self.gaps})
@@ -58,6 +70,7 @@ class ImageLine:
             "coverage": self.cov.to_json() if self.cov is not None else None,
             "hot_symbol_rows": self.counts.rows,
             "function_rows": self.counts.function_rows,
+            "observed_under": self.under,
         }
         if self.state == GAPS_ONLY:
             out["gaps"] = [g.to_json() for g in self.gaps]
@@ -85,10 +98,13 @@ def image_lines(conn: sa.Connection) -> list[ImageLine]:
     counts = queries.symbol_counts(conn)
     none = queries.SymbolCounts(0, 0)
     gapped = images_with_gaps(conn) - windows.keys() - counts.keys()
+    pairs = all_paired(conn)
     lines = []
     for img in sorted(windows.keys() | counts.keys() | gapped):
         gaps = image_gaps(conn, image=img) if img in gapped else []
-        lines.append(ImageLine(img, coverage.summarize(windows.get(img, ())), counts.get(img, none), gaps))
+        under = tuple(d for d in pairs.get(img, ()) if counts.get(d, none).rows)
+        cov = coverage.summarize(windows.get(img, ()))
+        lines.append(ImageLine(img, cov, counts.get(img, none), gaps, under))
     return lines
 
 

@@ -44,9 +44,9 @@ Eleven places where a call can hide from a question about a function of a packag
   were not. Read back from the row's JSON; what cannot be read counts against the answer
   (evidence/refused_rows.py).
 
-- **paired_image**: the image is also stored under another digest (its config digest beside the
-  manifest digest the lifecycle agent files it under): the windows a "no" rests on are one
-  digest's (evidence/paired_image.py).
+- **paired_image**: more digests are paired with the image (its config digest beside the
+  manifest digests the lifecycle agent files it under) than the readers read, which read the
+  rest as one image's rows (evidence/paired_image.py, store/same_image.py).
 
 Each is a :class:`Doubt`: ``query observed`` answers unknown,
 ``evidence`` keeps the neutral RTS and exits 3, ``vex`` says under_investigation, naming them.
@@ -87,6 +87,7 @@ from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
 from stellaops_runtime.store.unnamed import history_incomplete
 
@@ -121,7 +122,7 @@ def unattributed(
         return image_unattributed(conn, image=image, kind=UNATTRIBUTED)
     if function is None:
         c = hot_symbols.c
-        where = (c.image_digest == image, c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
+        where = (of_image(conn, c.image_digest, image), c.purl == "", c.evidence_kind.not_in(FILE_EVIDENCE))
         rows = queries.rows_where(conn, *where, c.invocation_count > 0, since=since, until=until)
     else:
         rows = queries.observed(conn, image=image, function=function, purl="", since=since, until=until)

@@ -30,6 +30,7 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
 
 # A JAR a package lists beside a library of it seen loaded (agent/listed_jars.py): no file seen, so
@@ -167,7 +168,9 @@ def jni_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[str]
     if not purls:
         return []
     c = hot_symbols.c
-    stmt = sa.select(c.purl, c.module, c.evidence_kind).where(c.image_digest == image, c.purl.in_(purls))
+    stmt = sa.select(c.purl, c.module, c.evidence_kind).where(
+        of_image(conn, c.image_digest, image), c.purl.in_(purls)
+    )
     libraries = {m for p, m, k in conn.execute(stmt.distinct()) if k == _LISTED or jni_library(m, p)}
     jvm = [f for f in image_files(conn, image=image) if jvm_file(f)] if libraries else []
     return sorted(libraries.union(jvm)) if jvm else []
@@ -202,7 +205,7 @@ def package_files(conn: sa.Connection, *, image: str, purls: list[str]) -> list[
         return []
     c = hot_symbols.c
     stmt = sa.select(c.purl, c.module).where(
-        c.image_digest == image, c.purl.in_(purls), c.evidence_kind != _LISTED
+        of_image(conn, c.image_digest, image), c.purl.in_(purls), c.evidence_kind != _LISTED
     )
     return sorted(
         {
@@ -217,7 +220,11 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
     """The stored files of ``image`` that show it runs interpreted code: an interpreted package's,
     one under an interpreter's module directory, an interpreter itself (sorted)."""
     c = hot_symbols.c
-    stmt = sa.select(c.purl, c.module).where(c.image_digest == image, c.evidence_kind != _LISTED).distinct()
+    stmt = (
+        sa.select(c.purl, c.module)
+        .where(of_image(conn, c.image_digest, image), c.evidence_kind != _LISTED)
+        .distinct()
+    )
     found = {
         m
         for p, m in conn.execute(stmt)
@@ -227,7 +234,9 @@ def image_files(conn: sa.Connection, *, image: str) -> list[str]:
         return sorted(found)
     starts = [sa.func.substr(c.function_name, 1, len(s)) == s for s in _INTERPRETER_STARTS]
     named = sa.or_(c.function_name.in_(_INTERPRETER_FUNCTIONS), *starts)
-    stmt = sa.select(c.module, c.function_name).where(c.image_digest == image, named).limit(1000)
+    stmt = (
+        sa.select(c.module, c.function_name).where(of_image(conn, c.image_digest, image), named).limit(1000)
+    )
     by_file: dict[str, str] = {}
     for m, f in conn.execute(stmt):
         if interpreter_function(f):
@@ -251,7 +260,7 @@ def native_name(
     if rows:
         return all(r.build_id or r.function_id for r in rows)
     c = hot_symbols.c
-    stmt = sa.select(c.build_id).where(c.image_digest == image, c.build_id != "").distinct()
+    stmt = sa.select(c.build_id).where(of_image(conn, c.image_digest, image), c.build_id != "").distinct()
     if purl is not None:
         stmt = stmt.where(c.purl.in_(queries.matching_purls(conn, image=image, purl=purl)))
     ids = [f"{b}:{n}+0x0" for (b,) in conn.execute(stmt) for n in function.names]

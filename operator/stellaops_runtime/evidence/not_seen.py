@@ -17,6 +17,7 @@ from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
 
 PACKAGE_NOT_SEEN = "package_not_seen"
@@ -76,7 +77,7 @@ def file_not_seen(conn: sa.Connection, *, image: str, function: FunctionQuery | 
     # build-id may hold LIKE's ``_``
     start = f"{function.build_id}:"
     seen = sa.or_(c.build_id == function.build_id, sa.func.substr(c.function_id, 1, len(start)) == start)
-    stmt = sa.select(c.evidence_kind).where(c.image_digest == image, seen)
+    stmt = sa.select(c.evidence_kind).where(of_image(conn, c.image_digest, image), seen)
     # a fact's build-id (an ``unprobed`` tail: the PURL probes resolved the file) says the build is in
     # the image, not that it was mapped: like a package, a build known only so was never seen loaded
     code = stmt.where(c.evidence_kind.not_in(queries.FACT_EVIDENCE)).limit(1)

@@ -20,6 +20,7 @@ from stellaops_runtime.evidence.doubt import Doubt, listed
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
 from stellaops_runtime.store.unnamed import history_incomplete
 
@@ -41,7 +42,7 @@ def offset_unplaced(
     c = hot_symbols.c
     start = f"{function.build_id}:"
     where = (
-        c.image_digest == image,
+        of_image(conn, c.image_digest, image),
         sa.or_(c.build_id == function.build_id, sa.func.substr(c.function_id, 1, len(start)) == start),
         c.evidence_kind.not_in(FILE_EVIDENCE),
         sa.func.substr(c.function_name, 1, 2) != "0x",  # under no name: store/unnamed.py's

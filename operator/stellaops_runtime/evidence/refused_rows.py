@@ -24,6 +24,7 @@ from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.name_spellings import clone_of
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import same_image
 from stellaops_runtime.store.schema import SCHEMA, quarantined_rows
 from stellaops_runtime.store.timeconv import ns_to_datetime
 
@@ -118,8 +119,9 @@ def refused(
     until: dt.datetime | None = None,
     unattributed_too: bool = True,
 ) -> Doubt | None:
-    """Hot-symbol rows of ``image`` the store refused that may hold calls of the function asked
-    about (of ``purl``'s package or of none), seen in the period (always, when unreadable)."""
+    """Hot-symbol rows of ``image`` (under any of its paired digests) the store refused that may hold
+    calls of the function asked about (of ``purl``'s package or of none), seen in the period
+    (always, when unreadable)."""
     schema = SCHEMA if conn.dialect.name == "postgresql" else None
     if not sa.inspect(conn).has_table(quarantined_rows.name, schema=schema):  # before migration 0004
         return None
@@ -127,7 +129,10 @@ def refused(
     # the key's text in the row's JSON: instr/strpos, no LIKE (SQLite refuses a pattern of more than
     # 50,000 bytes, and a host: key may be that long)
     find = sa.func.strpos if conn.dialect.name == "postgresql" else sa.func.instr
-    stmt = sa.select(q.row_json, q.error).where(q.table_name == "hot_symbols", find(q.row_json, image) > 0)
+    # every digest of the image (store/same_image.py): a refused row under the paired one is its too
+    digests = same_image(conn, image)
+    named = sa.or_(*(find(q.row_json, d) > 0 for d in digests))
+    stmt = sa.select(q.row_json, q.error).where(q.table_name == "hot_symbols", named)
     # each stored purl parsed once per text: 100,000s of refused rows hold a few purls
     matches = functools.cache(purl.matches) if purl is not None else None
     # Counted as read, a row of the answer made only for the first MAX_ROWS (all the answer lists):
@@ -143,7 +148,7 @@ def refused(
             d = {"image_digest": image}  # a row we cannot read may be anything of the image
         if (
             not isinstance(d, dict)
-            or d.get("image_digest") != image
+            or d.get("image_digest") not in digests
             or not _may_be(d, function, matches, unattributed_too)
         ):
             continue
@@ -158,7 +163,7 @@ def refused(
         calls += _int(d.get("invocation_count")) or 0
         files.add(_text(d, "module") or "(unreadable)")
         if len(rows) < MAX_ROWS:
-            rows.append(_row(d, image))
+            rows.append(_row(d, str(d["image_digest"])))
     if not count:
         return None
     whose = "the function's" if function is not None else "of the functions asked about"

@@ -37,6 +37,7 @@ from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
 
 REPLACED_IN_PLACE = "replaced_in_place"
@@ -103,11 +104,11 @@ def _their_paths(conn: sa.Connection, image: str, paths: list[str], asked: _Aske
     c = hot_symbols.c
     others: set[str] = set()
     for part in queries.chunks(paths):
-        stmt = sa.select(c.purl).where(c.image_digest == image, c.module.in_(part), asked.other)
+        stmt = sa.select(c.purl).where(of_image(conn, c.image_digest, image), c.module.in_(part), asked.other)
         others.update(p for (p,) in conn.execute(stmt.distinct()))
     more = set(paths)
     for part in queries.chunks(sorted(others)):
-        stmt = sa.select(c.module).where(c.image_digest == image, c.purl.in_(part))
+        stmt = sa.select(c.module).where(of_image(conn, c.image_digest, image), c.purl.in_(part))
         more.update(m for (m,) in conn.execute(stmt.distinct()))
     return sorted(more)
 
@@ -128,7 +129,7 @@ def replaced_in_place(
     if asked is None:
         return None
     c = hot_symbols.c
-    stmt = sa.select(c.module).where(c.image_digest == image, asked.mine).distinct()
+    stmt = sa.select(c.module).where(of_image(conn, c.image_digest, image), asked.mine).distinct()
     paths = sorted(m for (m,) in conn.execute(stmt))
     if not paths:
         return None
@@ -149,7 +150,7 @@ def replaced_in_place(
         ]
     else:  # a file offset, a whole package: any function of those paths may be it
         for part in queries.chunks(where):
-            at = (c.image_digest == image, c.module.in_(part), asked.other)
+            at = (of_image(conn, c.image_digest, image), c.module.in_(part), asked.other)
             live = [c.invocation_count > 0, c.evidence_kind.not_in(FILE_EVIDENCE)]
             live += [c.last_seen >= since] if since is not None else []
             live += [c.first_seen <= until] if until is not None else []

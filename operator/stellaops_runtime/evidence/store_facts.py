@@ -37,6 +37,7 @@ from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.unnamed import UnnamedCode, unnamed_code
 from stellaops_runtime.store.watched_sql import (
@@ -173,7 +174,7 @@ def _watched_and_unseen(
     o = observation_windows.c
     day = utc_date(o.window_start)
     where = [
-        o.image_digest == image,
+        of_image(conn, o.image_digest, image),
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         not_after(o.window_start, today),

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.evidence.doubt import MAX_LISTED, MAX_ROWS, Doubt, listed
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
 
 _COLUMNS = [hot_symbols.c[name] for name in SymbolRow.__slots__]  # type: ignore[attr-defined]
@@ -22,7 +23,7 @@ def image_unattributed(conn: sa.Connection, *, image: str, kind: str) -> Doubt |
     """Calls of any function of ``image`` in rows without a purl (all time), as a ``kind`` doubt."""
     c = hot_symbols.c
     where = (
-        c.image_digest == image,
+        of_image(conn, c.image_digest, image),
         c.purl == "",
         c.evidence_kind.not_in(FILE_EVIDENCE),
         c.invocation_count > 0,

@@ -71,6 +71,7 @@ import sqlalchemy as sa
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
 from stellaops_runtime.store.coverage_live import Live, liveness, store_now
 from stellaops_runtime.store.queries import _as_utc
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
@@ -149,7 +150,7 @@ def image_last_records(
     o = observation_windows
     nodes = (
         sa.select(o.c.node_name)
-        .where(o.c.image_digest == image, is_coverage(conn, o))
+        .where(of_image(conn, o.c.image_digest, image), is_coverage(conn, o))
         .distinct()
         .subquery("image_nodes")
     )
@@ -184,7 +185,11 @@ def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]
             which.append(
                 sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(start))
             )
-        stmt = sa.select(o.node_name).where(o.image_digest == image, covered, sa.or_(*which)).distinct()
+        stmt = (
+            sa.select(o.node_name)
+            .where(of_image(conn, o.image_digest, image), covered, sa.or_(*which))
+            .distinct()
+        )
         out.update(conn.execute(stmt).scalars())
     return out
 

@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank, posture_text
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import observation_windows, utc_date
 from stellaops_runtime.store.watched_sql import (
     has_posture_columns,
@@ -101,7 +102,10 @@ def image_unseen(
         return []
     o = observation_windows.c
     day = utc_date(o.window_start).label("day")
-    base: list[sa.ColumnElement[bool]] = [o.image_digest == image, is_coverage(conn, observation_windows)]
+    base: list[sa.ColumnElement[bool]] = [
+        of_image(conn, o.image_digest, image),
+        is_coverage(conn, observation_windows),
+    ]
     in_period: dict[tuple[str, dt.date], int] = {}  # (node, day) -> its windows in the period
     ends = [] if until is None else [o.window_start <= until]
     for where in period_passes(conn, [*base, *ends], since):

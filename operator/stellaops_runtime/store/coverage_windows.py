@@ -19,6 +19,7 @@ from stellaops_runtime.contracts.hotsymbols import normal_sources
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, Posture, posture_of_rank
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import _as_utc
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import (
     has_posture_columns,
@@ -99,7 +100,7 @@ def _groups(
     extra, extra_group = _select(conn)
     base: list[sa.ColumnElement[bool]] = [is_coverage(conn, observation_windows)]
     if image is not None:
-        base.append(o.image_digest == image)
+        base.append(of_image(conn, o.image_digest, image))
     if until is not None:
         base.append(o.window_start <= until)
     if since is not None and not extra_group:  # no window lengths known: a window is its start instant

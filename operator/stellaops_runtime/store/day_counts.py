@@ -19,6 +19,7 @@ from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
 from stellaops_runtime.store.coverage_open import open_days
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import FILE_EVIDENCE
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
 from stellaops_runtime.store.watched_sql import (
     gap_days,
@@ -31,9 +32,15 @@ from stellaops_runtime.store.watched_sql import (
 )
 
 
-def _function_filter(*, image: str, function: str, module: str | None) -> list[sa.ColumnElement[bool]]:
+def _function_filter(
+    conn: sa.Connection, *, image: str, function: str, module: str | None
+) -> list[sa.ColumnElement[bool]]:
     c = hot_symbol_windows.c
-    where = [c.image_digest == image, c.function_name == function, c.evidence_kind.not_in(FILE_EVIDENCE)]
+    where = [
+        of_image(conn, c.image_digest, image),
+        c.function_name == function,
+        c.evidence_kind.not_in(FILE_EVIDENCE),
+    ]
     if module is not None:
         where.append(c.module == module)
     return where
@@ -62,7 +69,7 @@ def calls_per_day(
     day = utc_date(c.window_start).label("day")
     stmt = (
         sa.select(day, exact_sum(c.invocation_count).label("calls"))
-        .where(*_function_filter(image=image, function=function, module=module))
+        .where(*_function_filter(conn, image=image, function=function, module=module))
         .where(c.window_start >= start, c.window_start < end)
         .group_by(day)
         .order_by(day)
@@ -94,7 +101,7 @@ def observed_days_without_calls(
     obs_day = utc_date(o.window_start)
     called_days = (
         sa.select(utc_date(w.window_start))
-        .where(*_function_filter(image=image, function=function, module=module))
+        .where(*_function_filter(conn, image=image, function=function, module=module))
         .where(w.invocation_count > 0)
     )
     if not has_posture_columns(conn):
@@ -102,7 +109,7 @@ def observed_days_without_calls(
     now = dt.datetime.now(dt.UTC)
     day = today or now.date()
     where = [
-        o.image_digest == image,
+        of_image(conn, o.image_digest, image),
         is_coverage(conn, observation_windows),
         window_level(conn, observation_windows) >= FUNCTION_VISIBLE.rank,
         obs_day.not_in(called_days),

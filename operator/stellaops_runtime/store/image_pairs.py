@@ -8,11 +8,14 @@ known exactly from containerd's content store (``ContainerRecord.image_config``)
 keeps the pairings its registry holds (:class:`PairsToRecord`) and writes the new ones after a
 flush (:func:`record_pairs`), once per pairing and process; the question's side is
 store/same_image.py. Plain DB-API SQL (the agent never loads SQLAlchemy); ON CONFLICT DO NOTHING
-makes a write idempotent across retries and agents.
+makes a write idempotent across retries and agents. Past ``MAX_PAIRS`` kept, a new pairing is not
+kept: it is counted (``lifecycle_image_pairs_dropped_total``, each time the registry offers it) and
+logged once, as a question by one of its digests then reads that digest's rows alone.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable
@@ -21,6 +24,8 @@ from typing import Any
 # What a pairing's digests must look like: the agent's image keys (lower-case hex).
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 MAX_PAIRS = 65_536  # a node holds a few hundred images; past this, pairings are not kept
+
+log = logging.getLogger(__name__)
 
 _WRITE = {
     "postgresql": (
@@ -62,14 +67,33 @@ class PairsToRecord:
         self._seen: set[tuple[str, str]] = set()
         self._stored: set[tuple[str, str]] = set()
         self._others: dict[str, frozenset[str]] = {}  # rebuilt whole when pairings are stored
+        self.dropped = 0  # offers of a new pairing past MAX_PAIRS (the metric; read without the lock)
 
     def note(self, config: str, manifest: str) -> None:
         p = pairing(config, manifest)
         if p is None:
             return
         with self._lock:
-            if p not in self._seen and len(self._seen) < MAX_PAIRS:
+            if p in self._seen:
+                return
+            if len(self._seen) < MAX_PAIRS:
                 self._seen.add(p)
+                return
+            self.dropped += 1
+            first = self.dropped == 1
+        if first:
+            log.warning(
+                "image pairings past %d are not kept (config %s, manifest %s, and any later): a question "
+                "by one of their digests reads that digest's rows alone; lifecycle_image_pairs_dropped_total "
+                "counts them",
+                MAX_PAIRS,
+                config,
+                manifest,
+            )
+
+    def kept(self) -> int:
+        """How many pairings are kept (stored or to store), at most ``MAX_PAIRS``."""
+        return len(self._seen)
 
     def unstored(self) -> list[tuple[str, str]]:
         with self._lock:

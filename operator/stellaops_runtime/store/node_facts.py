@@ -45,6 +45,7 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols, observation_windows
 
 HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
@@ -68,7 +69,7 @@ def node_file_unprobed(
     if image.startswith(HOST_PREFIX):
         return []
     ow = observation_windows.c  # the nodes it was watched on: its windows' primary key, not a scan
-    nodes = sa.select(ow.node_name).where(ow.image_digest == image).distinct()
+    nodes = sa.select(ow.node_name).where(of_image(conn, ow.image_digest, image)).distinct()
     hosts = sorted({f"{HOST_PREFIX}{n}" for (n,) in conn.execute(nodes)})
     if not hosts:
         return []
@@ -110,7 +111,7 @@ def node_file_unprobed(
     ]
     seen: set[tuple[str, str]] = set()
     for part in parts:
-        stmt = sa.select(c.build_id, c.module).where(c.image_digest == image, part)
+        stmt = sa.select(c.build_id, c.module).where(of_image(conn, c.image_digest, image), part)
         seen |= {
             (b, m) for b, m in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())
         }
@@ -165,7 +166,7 @@ def _executed(
             *(c.module.endswith(f"/{n}", autoescape=True) for n in names[i : i + _NAMES_PER_STATEMENT])
         )
         stmt = sa.select(c.module).where(
-            c.image_digest == image,
+            of_image(conn, c.image_digest, image),
             c.function_name == "",  # a file's own row: ix_hot_symbols_image_function
             c.evidence_kind == EvidenceKind.EXECUTED.value,
             c.build_id == "",
@@ -173,6 +174,6 @@ def _executed(
         )
         paths = {m for (m,) in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())}
         if paths:
-            known = sa.select(c.module).where(c.image_digest == image, c.build_id != "", named)
+            known = sa.select(c.module).where(of_image(conn, c.image_digest, image), c.build_id != "", named)
             ran |= {_base(m) for m in paths - {m for (m,) in conn.execute(known.distinct())}}
     return ran

@@ -28,7 +28,7 @@ from stellaops_runtime.contracts.hotsymbols import FACT_KINDS, EvidenceKind
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery, prefix_test
-from stellaops_runtime.store.same_image import same_image
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import (
     hot_symbol_windows,
     hot_symbols,
@@ -108,8 +108,7 @@ def snapshot(conn: sa.Connection) -> None:
 
 def _image(conn: sa.Connection, image: str) -> sa.ColumnElement[bool]:
     """``hot_symbols`` rows of ``image`` under any digest the agents paired with it (store/same_image.py)."""
-    keys = same_image(conn, image)
-    return hot_symbols.c.image_digest == image if len(keys) == 1 else hot_symbols.c.image_digest.in_(keys)
+    return of_image(conn, hot_symbols.c.image_digest, image)
 
 
 def _purls(conn: sa.Connection, image: str, facts: bool) -> sa.Select[Any]:
@@ -245,7 +244,7 @@ def unprobed(
     package or of those ``purl_prefix`` covers, whose rows without a package count too (the
     tail's file may be the package's, as for an unattributed call): any period."""
     c = hot_symbols.c
-    where = [c.image_digest == image, c.evidence_kind == EvidenceKind.UNPROBED.value]
+    where = [of_image(conn, c.image_digest, image), c.evidence_kind == EvidenceKind.UNPROBED.value]
     if function is not None:
         where.append(_name_filter(function))
     if purl is not None:

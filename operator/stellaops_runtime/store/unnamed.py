@@ -29,6 +29,7 @@ from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import SymbolRow
 from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbol_windows, hot_symbols
 
 _ON_STACK = EvidenceKind.ON_STACK.value
@@ -72,7 +73,7 @@ def unnamed_code(
     question names, and with ``since``/``until`` to frames seen in that period."""
     c = hot_symbols.c
     where = [
-        c.image_digest == image,
+        of_image(conn, c.image_digest, image),
         c.evidence_kind == _ON_STACK,
         sa.func.substr(c.function_name, 1, 2) == "0x",
         sa.func.substr(c.module, 1, 1) == "/",  # a file: not JIT code or anonymous memory
@@ -130,7 +131,7 @@ def _in_period(
             sa.func.sum(w.invocation_count).label("kept"),
         )
         .where(  # the windows of the rows ``where`` can take: the image's unnamed frames in files
-            w.image_digest == image,
+            of_image(conn, w.image_digest, image),
             w.evidence_kind == _ON_STACK,
             sa.func.substr(w.function_name, 1, 2) == "0x",
             sa.func.substr(w.module, 1, 1) == "/",

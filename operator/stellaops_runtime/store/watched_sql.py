@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE, LEGACY_TRUSTED, Posture
+from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import (
     OBSERVATION_GAP_COLUMNS,
     OBSERVATION_POSTURE_COLUMNS,
@@ -88,7 +89,7 @@ def watched_node_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     """
     seen = observation_windows.alias("seen")
     return sa.select(seen.c.node_name, utc_date(seen.c.window_start)).where(
-        seen.c.image_digest == image, is_coverage(conn, seen)
+        of_image(conn, seen.c.image_digest, image), is_coverage(conn, seen)
     )
 
 
@@ -109,7 +110,7 @@ def touches_image(conn: sa.Connection, table: sa.FromClause, image: str) -> sa.C
             sa.tuple_(t.node_name, utc_date(t.gap_end)).in_(watched),
         ),
     )
-    return sa.or_(t.image_digest == image, node_wide)
+    return sa.or_(of_image(conn, t.image_digest, image), node_wide)
 
 
 def gap_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
@@ -185,14 +186,14 @@ def unseen_days(conn: sa.Connection, image: str) -> sa.Select[Any]:
     if not has_rule_column(conn):
         return (
             sa.select(day)
-            .where(u.c.image_digest == image, is_coverage(conn, u))
+            .where(of_image(conn, u.c.image_digest, image), is_coverage(conn, u))
             .group_by(u.c.node_name, day)
             .having(sa.func.max(seen_level(conn, u)) < FUNCTION_VISIBLE.rank)
         )
     blind = sa.func.max(sa.case((is_coverage(conn, u), seen_level(conn, u)))) < FUNCTION_VISIBLE.rank
     return (
         sa.select(day)
-        .where(u.c.image_digest == image)
+        .where(of_image(conn, u.c.image_digest, image))
         .group_by(u.c.node_name, day)
         .having(sa.or_(blind, unwatched_windows(conn, u) > 0))
     )

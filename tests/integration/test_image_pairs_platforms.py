@@ -1,0 +1,84 @@
+"""A "no" by one platform's digest never rests on another platform's watched time.
+
+An image imported from a multi-platform archive with no repo digest has an index as its target in
+containerd: the lifecycle agent files it under the index digest and pairs that digest with the
+config of ITS node's platform (lifecycle/containerd_client.py ``image_config``), so an index
+used on amd64 and arm64 nodes is paired with two configs, and its windows hold both platforms'
+runs with nothing saying which. Every reader reads the paired digests as one image's
+(store/same_image.py): asked by the amd64 config digest, the arm64 nodes' windows under the index
+were watched time of it, and a "no" said over amd64 code nobody watched. Such a digest (another
+manifest paired with more than one config) leaves a "no" unknown (evidence/paired_image.py).
+
+Real rows through the store's writer (SQLite and PostgreSQL); the CLI in-process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.cli.main import main
+from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.schema import datetime_to_ns
+
+INDEX = "sha256:" + "a" * 64  # a multi-platform image's index: the lifecycle agents' key
+OTHER_INDEX = "sha256:" + "b" * 64  # another index sharing the amd64 config
+AMD64 = "sha256:" + "d" * 64  # the amd64 config digest (kubectl's imageID on amd64 nodes)
+ARM64 = "sha256:" + "e" * 64
+OTHER_ARM64 = "sha256:" + "f" * 64
+PERIOD = ("--since", "2026-06-01T00:00:00Z", "--until", "2026-06-02T23:59:59Z")
+
+
+def at(day: int) -> int:
+    return datetime_to_ns(dt.datetime(2026, 6, day, 10, tzinfo=dt.UTC))
+
+
+def watched(url: str, image: str, node: str, pairs: list[tuple[str, str]]) -> None:
+    """EbpfDeep windows of ``image`` on ``node``, days 1 to 3 (day 3: the node's last, open), and
+    the agents' pairings (config, manifest)."""
+    windows = [ObservationWindow(image, node, at(d), 9, Posture.EBPF_DEEP, 60, "tetragon") for d in (1, 2, 3)]
+    with open_store(url) as s:
+        s.write([], windows)
+        s.record_pairs(pairs)
+
+
+def observed(capsys: pytest.CaptureFixture[str], url: str, image: str) -> tuple[int, Any]:
+    code = main(["query", "observed", "--store", url, "--image", image, "--function", "inflate", "--json",
+                 *PERIOD])  # fmt: skip
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_no_by_one_platforms_config_is_not_said_over_the_other_platforms_watch(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only an arm64 node watched the index; an amd64 agent paired it with the amd64 config. Asked
+    by the amd64 config: unknown (before: not_observed, exit 1, over arm64 windows alone)."""
+    watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    code, doc = observed(capsys, url, AMD64)
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    assert "paired_image" in doc and "several platforms" in doc["reason"], doc
+
+
+def test_a_no_by_one_index_is_not_said_over_another_index_sharing_a_config(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two indexes share the amd64 config; only the other one's arm64 run (other code) was
+    watched. Asked by the first index: unknown (before: not_observed over the other's arm64 run)."""
+    watched(url, OTHER_INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX), (AMD64, OTHER_INDEX),
+                                           (OTHER_ARM64, OTHER_INDEX)])  # fmt: skip
+    code, doc = observed(capsys, url, INDEX)
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+
+
+def test_an_index_asked_by_itself_reads_its_platforms_as_before(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The index's own name covers all its platforms: its own windows answer, as before pairing."""
+    watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    code, doc = observed(capsys, url, INDEX)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
