@@ -37,6 +37,7 @@ million rows).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +46,7 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.refs import PurlQuery
-from stellaops_runtime.store.schema import hot_symbols, observation_windows
+from stellaops_runtime.store.schema import SCHEMA, hot_symbols, node_fact_builds, observation_windows
 
 HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 # File names one exec-row read matches at most: one OR of LIKE tests each, and SQLite parses an OR
@@ -100,10 +101,11 @@ def node_file_unprobed(
         facts = [r for r in facts if function.matches_name(r.function_name)]
     if not facts:
         return []
-    builds = sorted({r.build_id for r in facts})
+    of = _builds(conn, facts)
+    builds = sorted(set().union(*of.values()))
     modules = sorted({r.module for r in facts})  # the node's path, as the probe names its calls
-    # a row of the fact's build anywhere, or any row at the node's path: a call the node's probe
-    # counted, of any build (the file replaced in place: its new build's fact is in the old one's row)
+    # a row of one of the fact's builds anywhere, or any row at the node's path: a call the node's
+    # probe counted, of any build (a store before 0016 knows a fact's first build only)
     # in parts of queries.KEYS_PER_STATEMENT: a hostile agent's 70,000 facts passed psycopg's 65,535
     parts = [c.build_id.in_(p) for p in queries.chunks(builds)] + [
         c.module.in_(p) for p in queries.chunks(modules)
@@ -115,18 +117,49 @@ def node_file_unprobed(
             (b, m) for b, m in conn.execute(_of_package(conn, stmt, image, purl, purl_prefix).distinct())
         }
     ran = _executed(conn, image, modules, purl, purl_prefix)
-    kept = (r for r in facts if _met(r, asked, seen, ran))
-    return sorted(kept, key=lambda r: (r.module, r.function_name))
+    kept = [
+        replace(r, build_id=b)
+        for r in facts
+        for b in _met(r, of[r.image_digest, r.module, r.function_name], asked, seen, ran)
+    ]
+    return sorted(kept, key=lambda r: (r.module, r.function_name, r.build_id))
 
 
-def _met(r: queries.SymbolRow, asked: str, seen: set[tuple[str, str]], ran: set[str]) -> bool:
-    """Whether the image's rows (``seen``: (build-id, path); ``ran``: the names of files it exec'd
-    with no build-id known) meet the node's fact ``r``; ``asked``: the build a function ID names."""
+def _met(
+    r: queries.SymbolRow, builds: set[str], asked: str, seen: set[tuple[str, str]], ran: set[str]
+) -> list[str]:
+    """The builds of the node's fact ``r`` (stored of ``builds``) the image's rows meet (``seen``:
+    (build-id, path); ``ran``: the names of files it exec'd with no build-id known); ``asked``: the
+    build a function ID names. Empty: none, the fact is not the image's."""
     if (asked, r.module) in seen:  # the asked build (or, asked by name, no build) at the node's path
-        return True
-    if asked and r.build_id != asked:
-        return False  # another build's fact, with no row of the asked build at its path
-    return any(b == r.build_id or m == r.module for b, m in seen) or _base(r.module) in ran
+        return [asked or r.build_id]
+    at_path = any(m == r.module for _, m in seen) or _base(r.module) in ran
+    if asked:  # the fact of the asked build, met by a row of it anywhere or at the node's path
+        mine = asked in builds and (at_path or any(b == asked for b, _ in seen))
+        return [asked] if mine else []
+    met = sorted(builds & {b for b, _ in seen})  # the builds the image's rows show
+    return met or ([r.build_id] if at_path else [])
+
+
+def _builds(conn: sa.Connection, facts: list[queries.SymbolRow]) -> dict[tuple[str, str, str], set[str]]:
+    """Each fact's builds: its row's (the first stored) and those ``node_fact_builds`` (migration
+    0016) holds of it; a node's file upgraded in place has the new build's fact in the old build's
+    row. Read per node, by the table's key (image, function name), in parts of KEYS_PER_STATEMENT."""
+    of = {(r.image_digest, r.module, r.function_name): {r.build_id} for r in facts}
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    if not sa.inspect(conn).has_table(node_fact_builds.name, schema=schema):
+        return of  # a store before 0016: the first build only
+    t = node_fact_builds.c
+    for host in sorted({r.image_digest for r in facts}):
+        names = sorted({r.function_name for r in facts if r.image_digest == host})
+        for part in queries.chunks(names):
+            stmt = sa.select(t.module, t.function_name, t.build_id).where(
+                t.image_digest == host, t.function_name.in_(part)
+            )
+            for module, name, bid in conn.execute(stmt):
+                if (key := (host, module, name)) in of:
+                    of[key].add(bid)
+    return of
 
 
 def _of_package(

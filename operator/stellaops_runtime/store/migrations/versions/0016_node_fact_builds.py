@@ -1,0 +1,57 @@
+"""``node_fact_builds``: every build a node's ``unprobed`` fact was stored of.
+
+A node's agent stores the unprobed tails and clones of a ``binaryPath`` function as ``unprobed``
+facts of ``host:<node>`` with the file's build-id (native/host_tails.py). ``hot_symbols`` keeps one
+row per (image, path, function, kind) with its FIRST build-id, so once the node's file was upgraded
+in place the new build's fact lay in the old build's row, and a hostPath container showing only the
+new build met no fact ("not observed" while the new build's tail ran unprobed). This table keeps
+each (host image, path, function, build-id) the agents stored (store/fact_builds.py), and
+store/node_facts.py meets a container's rows with the facts of the builds they show.
+
+Keyed by (``image_digest``, ``function_name``, ``module``, ``build_id``): the reader's order, and
+``image_digest`` is the distribution column on Citus, co-located with the image tables. Written
+with ON CONFLICT DO NOTHING: idempotent, any number of agents. The facts stored before this
+revision are copied in with the build-id their row kept (the others were not stored).
+
+Revision ID: 0016
+Revises: 0014 (0015 once merged beside the node-liveness revision)
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def _schema() -> str | None:
+    return "signals" if op.get_bind().dialect.name == "postgresql" else None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "node_fact_builds",
+        sa.Column("image_digest", sa.Text, nullable=False),
+        sa.Column("module", sa.Text, nullable=False),
+        sa.Column("function_name", sa.Text, nullable=False),
+        sa.Column("build_id", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint(
+            "image_digest", "function_name", "module", "build_id", name="pk_node_fact_builds"
+        ),
+        schema=_schema(),
+    )
+    prefix = "signals." if _schema() else ""
+    op.execute(
+        f"INSERT INTO {prefix}node_fact_builds (image_digest, module, function_name, build_id) "
+        f"SELECT image_digest, module, function_name, build_id FROM {prefix}hot_symbols "
+        "WHERE evidence_kind = 'unprobed' AND build_id <> '' AND substr(image_digest, 1, 5) = 'host:'"
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("node_fact_builds", schema=_schema())
