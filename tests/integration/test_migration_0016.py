@@ -4,8 +4,8 @@ A question on a store still at 0014 (no table yet) meets the node's facts by the
 kept, as before (store/node_facts.py reads the table only where it is). The upgrade copies in each
 node fact's stored build (the host image's ``unprobed`` rows with a build-id; no other image's, no
 call), and from then on a flush of the node file's new build keeps that build too, so a container
-showing only the new build meets its fact. SQLite and PostgreSQL; no compiler needed (the facts'
-names are the store's strings).
+showing only the new build meets its fact. The downgrade drops the table. SQLite and PostgreSQL;
+no compiler needed (the facts' names are the store's strings).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.batches import Batch
-from stellaops_runtime.store.engine import create_store_engine, migrate, open_store
+from stellaops_runtime.store.engine import alembic_config, create_store_engine, migrate, open_store
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, hot_tuple, obs_tuple
 from stellaops_runtime.store.schema import hot_symbols, node_fact_builds, observation_windows
 from tests.cli_run import cli_in_process
@@ -105,3 +106,15 @@ def test_a_store_from_before_0016_answers_and_the_upgrade_keeps_each_build_after
             got = conn.execute(sa.select(t.function_name, t.build_id).order_by(t.build_id)).all()
         assert [tuple(r) for r in got] == [("split_fn.part.0", OLD), ("split_fn.part.0", NEW)]
     assert (_answer(url, OLDPOD), _answer(url, POD)) == ("unknown", "unknown")
+    engine = create_store_engine(url)
+    try:  # the downgrade drops the table, and the question still answers (by the rows' builds)
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0014")
+        with engine.connect() as conn:
+            schema = "signals" if conn.dialect.name == "postgresql" else None
+            assert not sa.inspect(conn).has_table("node_fact_builds", schema=schema)
+    finally:
+        engine.dispose()
+    assert _answer(url, OLDPOD) == "unknown"

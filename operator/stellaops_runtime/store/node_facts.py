@@ -6,16 +6,19 @@ processes' calls are. A uprobe fires for every process mapping the probed inode,
 running the node's file through a hostPath mount has its calls counted under its own image, and
 there no fact of the file was: an answer about that image said "not observed" while the tail ran.
 
-A fact follows its file by build-id: an image that has any row of that build (a call in the file, a
-frame of it on a stack, its load event, a fact; an exec row carries no build-id) meets the facts
-stored of it by the nodes the image was watched on (its observation windows': a container runs a
-node's file only on that node, whose agent stores the file's facts under ``host:<node>``). An image
-that never showed that build does not (another build of the program, or one never seen mapped). A
-row of the image under the node's path, the name the probe gives the calls of the node's file,
-counts as that file's too, whatever its build-id (none: an agent with ``symbols.enabled: false``;
-another: the node's file was upgraded in place, and the store keeps one row per (image, path,
-function) with its first build-id, so the new build's fact lies in the old build's row; a question
-by the new build's function ID meets it there too). An exec row has no build-id and names the
+A fact follows its file by build-id: an image that has any row of one of the fact's builds (a call
+in the file, a frame of it on a stack, its load event, a fact; an exec row carries no build-id) meets
+the facts stored of it by the nodes the image was watched on (its observation windows': a container
+runs a node's file only on that node, whose agent stores the file's facts under ``host:<node>``).
+``hot_symbols`` keeps one row per (image, path, function) with its first build-id, so after the
+node's file was upgraded in place the new build's fact lies in the old build's row: a fact's builds
+are its row's and those ``node_fact_builds`` holds of it (migration 0016, store/fact_builds.py), and
+the rows returned name the build the image met. An image that never showed such a build does not
+meet it (another build of the program, or one never seen mapped). A row of the image under the
+node's path, the name the probe gives the calls of the node's file, counts as that file's too,
+whatever its build-id (none: an agent with ``symbols.enabled: false``; another: a store before 0016,
+which knows a fact's first build only; a question by function ID meets there the fact of any
+build, the safe side). An exec row has no build-id and names the
 file by the container's path (``/host/usr/bin/app``): a hostPath container whose process only
 called a tail has no other row, so an exec row of the node file's name (its last path component)
 counts, unless the image has a row with a build-id at that path (its own program of that name is
@@ -26,9 +29,10 @@ package) counts them only where the image's rows of that build (or path) are of 
 none, as the image's own facts of no package count (:func:`queries.unprobed`): an image's own copy
 of the node file's build (one distribution release's libssl on the node and in the image) is
 attributed to its package, and the facts, of no package, would otherwise make every package question
-of every such image unknown. At most five reads, each through an index: the image's nodes (the primary key
+of every such image unknown. A few reads, each through an index: the image's nodes (the primary key
 of ``observation_windows``), those nodes' facts of the function (few: at most MAX_UPROBE_TARGETS
-tails a function per file), then which of their build-ids and paths the image has, and its exec
+tails a function per file), their builds (``node_fact_builds``' key, per node), then which of their
+build-ids and paths the image has, and its exec
 rows of those files' names (and which of those paths have a build-id); no join across images
 (``hot_symbols`` is distributed by image on Citus), and no scan of every image's rows, which a
 prefix of ``image_digest`` would be (no index serves it: 0.6 s a question on a SQLite store of a
