@@ -56,6 +56,7 @@ HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 # File names one exec-row read matches at most: one OR of LIKE tests each, and SQLite parses an OR
 # chain as a tree of at most 1,000 levels (a node with facts of thousands of files, or a hostile one)
 _NAMES_PER_STATEMENT = 200
+_HAS_BUILDS = "stellaops.node_fact_builds"  # conn.info: whether the store has the table (0016)
 
 
 def node_file_unprobed(
@@ -150,8 +151,7 @@ def _builds(conn: sa.Connection, facts: list[queries.SymbolRow]) -> dict[tuple[s
     0016) holds of it; a node's file upgraded in place has the new build's fact in the old build's
     row. Read per node, by the table's key (image, function name), in parts of KEYS_PER_STATEMENT."""
     of = {(r.image_digest, r.module, r.function_name): {r.build_id} for r in facts}
-    schema = SCHEMA if conn.dialect.name == "postgresql" else None
-    if not sa.inspect(conn).has_table(node_fact_builds.name, schema=schema):
+    if not _has_builds(conn):
         return of  # a store before 0016: the first build only
     t = node_fact_builds.c
     for host in sorted({r.image_digest for r in facts}):
@@ -164,6 +164,18 @@ def _builds(conn: sa.Connection, facts: list[queries.SymbolRow]) -> dict[tuple[s
                 if (key := (host, module, name)) in of:
                     of[key].add(bid)
     return of
+
+
+def _has_builds(conn: sa.Connection) -> bool:
+    """Whether the store has ``node_fact_builds`` (0016). Its presence is kept per connection
+    (``vex`` asks each symbol of an image); its absence is asked again, as a long-lived reader's
+    store may be migrated meanwhile."""
+    if conn.info.get(_HAS_BUILDS):
+        return True
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    has = bool(sa.inspect(conn).has_table(node_fact_builds.name, schema=schema))
+    conn.info[_HAS_BUILDS] = has
+    return has
 
 
 def _of_package(
