@@ -84,11 +84,12 @@ def test_a_container_showing_the_upgraded_build_meets_that_build_s_fact(tmp_path
 
 @needs_gcc
 def test_a_build_with_no_fact_of_the_function_keeps_its_no(tmp_path: Path, url: str) -> None:
-    """Only the old build's fact was stored (the new build was never read by the node's agent, or
-    has no such tail): a container showing only the new build at its own path meets no fact of it,
-    by the new build's function ID; asked by the old build's ID it has no row of that build."""
+    """Only the old build's fact was stored (the node's agent read the new build and found no such
+    tail): a container showing only the new build at its own path meets no fact of it,
+    by name and by the new build's function ID; the container of the old build still meets it."""
     old, new, module = _upgraded(tmp_path)
     _store(url, module, old, new, new_fact=False)
     assert _ask(url, POD, f"{new}:split_fn+0x0")[0] == 1
+    assert _ask(url, POD, "split_fn")[0] == 1  # by name: its rows show no build of a fact
     code, doc = _ask(url, OLDPOD, f"{old}:split_fn+0x0")
     assert (code, doc["answer"]) == (3, "unknown"), doc
