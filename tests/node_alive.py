@@ -12,7 +12,11 @@ about). It takes nothing away from the image asked about and adds no day of it.
 - :func:`alive_now`: at the moment the test runs, for a test of "today" (the question comes within
   the three-window grace of the record);
 - :func:`each_node_alive_after`: into a store an end-to-end test's agents filled and left (they exit
-  after their stream), a record of each node the UTC day after its own latest row.
+  after their stream), a record of each node the UTC day after its own latest row;
+- :func:`proof_now`: a node whose agent wrote a proof of life (``node_liveness``, migration 0015) is
+  judged by it, not by its records (store/coverage_open.py): a test of "today" whose real agent
+  stopped says the node ran on with a proof of life written now, as its live agent's next flush
+  would (the agent's own statement, store/node_liveness.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 
@@ -60,3 +65,14 @@ def each_node_alive_after(url: str) -> None:
         rows += alive_after(node, ns - ns % day + day)
     with open_store(url) as s:
         s.write([], rows)
+
+
+def proof_now(url: str, nodes: str | Iterable[str]) -> None:
+    """Write a proof of life of each of ``nodes`` now: an agent started an hour ago that watched and
+    stored everything up to now (flushes every 10 s, one-minute windows)."""
+    names = [nodes] if isinstance(nodes, str) else list(nodes)
+    now = datetime_to_ns(dt.datetime.now(dt.UTC))
+    hour = 3600
+    with open_store(url) as s:
+        for n in names:
+            write_liveness(s.db, Liveness(n, f"{n}/alive", hour, now - hour * 10**9, 0.0, now, 10.0, 60))

@@ -55,6 +55,7 @@ class PgProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.drop_commit_acks = 0
+        self.accepted = 0  # client connections accepted (a store connection each)
         self.commit_acks_dropped = 0
         self.ledger_commits_seen = 0
         self._blackhole = False
@@ -101,6 +102,7 @@ class PgProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             with self._lock:
                 blackholed = self._blackhole
             if blackholed:  # accept, then say nothing: the client's connect_timeout must fire

@@ -7,11 +7,15 @@ agent's last window, one EbpfDeep window of the image and no gap, was a watched 
 ``not_affected`` about calls nobody watched. Now the time after a node's latest record is open
 (store/coverage_open.py): unknown (exit 3) and ``under_investigation``, naming it.
 
-The real agent (gRPC from the replay server, a SQLite store, its spool, one-second windows) stores
-the synthetic stream and is killed with SIGKILL; then the real CLI is asked about the time from the
-end of the agent's own start gap to now. Seen failing before the fix (the tree of d65c0f1b, before
-the wiring 088180bf): exit 1 ``not_observed``. Events are stamped 15 s ahead so that their window
-starts after that start gap (WD's draft; its timeout waiting for them was not reproduced).
+The real agent (gRPC from the replay server, a SQLite store, its spool, five-second windows, a flush
+every 0.2 s) stores the synthetic stream and is killed with SIGKILL; then the real CLI is asked
+about the time from the end of the agent's own start gap to now. Seen failing before the fix (the
+tree of d65c0f1b, before the wiring 088180bf): exit 1 ``not_observed``. Events are stamped ten
+minutes ahead (a node clock ahead) so that their window starts after that start gap. The question
+comes one five-second window after the kill: the node's proof of life (migration 0015, the store's
+clock, flushes every 0.2 s) opens the gap then; by the node's windows (before it) nothing was open
+until ten minutes and three windows after the kill (seen failing on the tree of 75b0b9e8: exit 1
+``not_observed``).
 """
 
 from __future__ import annotations
@@ -42,16 +46,17 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     tmp_path: Path, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     url = sqlite_at_head(tmp_path / "hot.db")
-    # stamped 15 s ahead: after the agent's own start gap (the node's first agent: Tetragon's cache
-    # hold before its stream opened, tests/e2e/test_first_agent_window.py), which a period must miss
-    server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=dt.timedelta(seconds=15)))
+    # stamped ten minutes ahead (a node clock ahead): after the agent's own start gap (the node's
+    # first agent: Tetragon's cache hold before its stream opened, tests/e2e/test_first_agent_window.py),
+    # which a period must miss
+    server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=dt.timedelta(minutes=10)))
     addr = await server.start("127.0.0.1:0")
     conf = {"store": {"url": url, "spoolPath": str(tmp_path / "spool.jsonl")}, "native": {"enabled": False}}
     cfg, port = h.write_config(
         tmp_path,
         tetragon={"address": addr},
-        # one-second windows: the open time starts three windows after the node's latest record
-        hotSymbols={"aggregationWindowSeconds": 1},
+        # five-second windows, flushes every 0.2 s: the proof of life's grace is 3 x 0.2 s + 2 s
+        hotSymbols={"aggregationWindowSeconds": 5, "flushIntervalSeconds": 0.2},
         symbols={"hostRoot": "/"},  # frames and files resolved against this host (harness.run_export_agent)
         attribution={"hostRoot": "/"},
         **conf,
@@ -61,6 +66,7 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
         await h.wait_for(lambda: received(port) == len(OBJS), what="the agent received the stream")
         await h.wait_for(lambda: all_stored(port, len(OBJS)), what="the agent stored every count")
         proc.send_signal(signal.SIGKILL)
+        killed = dt.datetime.now(dt.UTC)
         code, out = await asyncio.to_thread(h.finish, proc, 60)
         assert code == -signal.SIGKILL, out
     finally:
@@ -69,10 +75,9 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
         await server.stop(grace=0)
     # from the end of the agent's start gap to now, past the node's last window
     since = read_time(url, "max(gap_end)", "gap_end IS NOT NULL") + dt.timedelta(milliseconds=1)
-    last = read_time(url, "max(window_start)")
-    await h.wait_for(
-        lambda: dt.datetime.now(dt.UTC) > last + dt.timedelta(seconds=3), what="three windows on"
-    )
+    # one window after the kill (the node's windows are stamped ten minutes ahead: by them, not
+    # before ten minutes and three windows on; the proof of life is on the store's clock)
+    await h.wait_for(lambda: dt.datetime.now(dt.UTC) > killed + dt.timedelta(seconds=5), what="a window on")
     r = h.cli("query", "observed", "--store", url, "--image", IMAGE, "--function", FUNCTION, "--purl", ZLIB,
               "--since", since.isoformat(), "--json")  # fmt: skip
     doc = json.loads(r.stdout)

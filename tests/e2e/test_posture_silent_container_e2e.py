@@ -40,7 +40,7 @@ from stellaops_runtime.store.schema import datetime_to_ns, observation_windows
 from tests.containerd_harness import Containerd, Image, build_image, running
 from tests.e2e import harness as h
 from tests.e2e.lifecycle_export import ExportWriter, containerd_lifecycle, lifecycle_agent_config
-from tests.node_alive import alive_now
+from tests.node_alive import alive_now, proof_now
 
 pytestmark = [pytest.mark.e2e]
 
@@ -161,12 +161,14 @@ def test_a_silent_running_container_keeps_its_image_unknown(
     assert len(gaps) == 1, gaps
     start, since = gaps[0]
     assert began - CACHE_HOLD_NS - 10**9 <= start and since - start <= 2 * CACHE_HOLD_NS, (began, gaps)
-    # the agent was stopped after its windows; its node ran on (a record of it now, tests/node_alive.py),
-    # so the time after its last window is watched, not open (store/coverage_open.py)
+    # the agent was stopped after its windows; its node ran on (a record of it now, and a proof of life
+    # now, tests/node_alive.py), so the time after its last window is watched, not open
+    # (store/coverage_open.py: the stopped agent's own proof of life, migration 0015, ended it)
     with open_store(url) as s, s.engine.connect() as c:
         nodes = sorted(set(c.execute(sa.select(observation_windows.c.node_name).distinct()).scalars()))
     with open_store(url) as s:
         s.write([], alive_now(nodes))
+    proof_now(url, nodes)
     code, doc = observed(url, shared.manifest_digest, since)
     assert doc["gaps"] == [], doc
     assert (code, doc["answer"]) == (3, "unknown"), doc  # the silent container could have called it

@@ -1,6 +1,6 @@
 """Migration 0016 (``node_fact_builds``): a store from before it keeps answering, then keeps each build.
 
-A question on a store still at 0014 (no table yet) meets the node's facts by the build their rows
+A question on a store still at 0015 (no table yet) meets the node's facts by the build their rows
 kept, as before (store/node_facts.py reads the table only where it is). The upgrade copies in each
 node fact's stored build (the host image's ``unprobed`` rows with a build-id; no other image's, no
 call), and from then on a flush of the node file's new build keeps that build too, so a container
@@ -71,7 +71,7 @@ def test_a_store_from_before_0016_answers_and_the_upgrade_keeps_each_build_after
     now = dt.datetime.now(dt.UTC)
     engine = create_store_engine(url)
     try:
-        migrate(engine, revision="0014")
+        migrate(engine, revision="0015")
         with engine.begin() as conn:  # as an agent before 0016 left them
             _at(
                 conn,
@@ -111,7 +111,7 @@ def test_a_store_from_before_0016_answers_and_the_upgrade_keeps_each_build_after
         cfg = alembic_config()
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0014")
+            command.downgrade(cfg, "0015")
         with engine.connect() as conn:
             schema = "signals" if conn.dialect.name == "postgresql" else None
             assert not sa.inspect(conn).has_table("node_fact_builds", schema=schema)

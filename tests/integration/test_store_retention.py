@@ -32,6 +32,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store import day_counts
 from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.dbconn import Timeouts
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.partitions import LOCK_TIMEOUT_MS, maintain, partition_name, retention_cutoff
 from stellaops_runtime.store.schema import datetime_to_ns
@@ -264,3 +265,29 @@ def test_the_agent_opens_its_store_with_the_configured_retention(tmp_path) -> No
         assert flusher.store.retention_days == 45
     finally:
         flusher.store.close()
+
+
+@pytest.mark.postgres
+def test_a_day_of_windows_larger_than_one_statement_may_take_is_still_removed(pg_url: str) -> None:
+    """A fleet's day of observation windows (1,000 nodes x 20 images x 1,440 windows: 28.8 M rows)
+    took longer to delete in one statement than ``store.statementTimeout`` (30 s; measured 0.58 s
+    for 500,000 rows here): the retention was cancelled every hour, its drops rolled back with it,
+    and nothing was ever removed again, while it held the history's table lock for that long. Here
+    100,000 windows of one old day and a 50 ms statement timeout: seen failing before the fix
+    (QueryCanceled). Now the windows go in steps of an hour of ``window_start``, each its own
+    statement, in the same one transaction."""
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO signals.observation_windows (image_digest, node_name, window_start, "
+                "event_count, posture_level, window_seconds, source) "
+                "SELECT 'sha256:' || (i % 20), 'node-' || (i / 28800), date_trunc('day', now()) "
+                "- interval '100 days' + ((i / 20) % 1440) * interval '1 minute', 1, 3, 60, 'tetragon' "
+                "FROM generate_series(0, 99999) i"
+            )
+        )
+    with open_store(pg_url, timeouts=Timeouts(statement=0.05)) as store:
+        done = store.maintain()
+        assert done.ran and done.deleted_rows == 100_000
+    with open_store(pg_url) as store:  # read without the short timeout (a scan past 100,000 dead rows)
+        assert store.read_observation_windows() == []

@@ -25,6 +25,7 @@ a test dependency (pyproject.toml), absent from the agent's image.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -136,7 +137,7 @@ PROMETHEUS_EXPOSITION = (
 )
 
 
-def _modules(config: dict, *, build: bool) -> tuple[set[str], set[str]]:
+def _modules(config: dict) -> tuple[set[str], set[str]]:
     """(modules after the entry path's imports, modules after building the agent)."""
     code = textwrap.dedent(
         f"""
@@ -146,8 +147,7 @@ def _modules(config: dict, *, build: bool) -> tuple[set[str], set[str]]:
         from stellaops_runtime.agent.runner import Agent
         from stellaops_runtime.contracts.config import parse_config
         imported = sorted(sys.modules)
-        if {build!r}:
-            Agent(parse_config(json.loads({json.dumps(json.dumps(config))})), node_name="n")
+        Agent(parse_config(json.loads({json.dumps(json.dumps(config))})), node_name="n")
         print(json.dumps([imported, sorted(sys.modules)]))
         """
     )
@@ -158,14 +158,21 @@ def _modules(config: dict, *, build: bool) -> tuple[set[str], set[str]]:
     return set(imported), set(built)
 
 
+@functools.cache
+def _default_modules() -> tuple[set[str], set[str]]:
+    """The default config's two sets from one interpreter: its modules at import are those taken
+    before it builds the agent, as without the build (the next two tests read one each)."""
+    return _modules({})
+
+
 def test_the_agents_entry_path_imports_no_heavy_module() -> None:
-    imported, _ = _modules({}, build=False)
+    imported, _ = _default_modules()
     assert "stellaops_runtime.agent.runner" in imported and "stellaops_runtime.cli.agent" in imported
     assert sorted(m for m in NOT_AT_IMPORT if m in imported) == []
 
 
 def test_an_agent_built_with_the_default_config_loads_only_what_it_runs() -> None:
-    _, built = _modules({}, build=True)
+    _, built = _default_modules()
     assert "grpc" in built and "stellaops_runtime.sources.tetragon_grpc" in built  # its source
     assert "detect_secrets" in built  # the default privacy patterns include detect-secrets' rules
     assert sorted(m for m in NOT_AT_START if m in built) == []
@@ -178,7 +185,7 @@ def test_optional_parts_load_only_when_configured() -> None:
         "privacy": {"useDefaultRedactionPatterns": False},
         "tetragon": {"exportFile": "/nonexistent/tetragon.log"},
     }
-    _, built = _modules(config, build=True)
+    _, built = _modules(config)
     assert "stellaops_runtime.sources.tetragon_export" in built
     assert sorted(m for m in ("detect_secrets", "requests", "grpc") if m in built) == []
     assert sorted(m for m in NOT_AT_START if m in built) == []
@@ -221,7 +228,7 @@ def test_an_agent_built_with_the_operators_config_loads_no_crd_model(tmp_path: o
     # is not what a node runs: this one is. Its writer needs the CRDs' names (group, kinds,
     # labels), never their pydantic models (~10 MB of the idle agent, docs/benchmarks.md).
     for native in (False, True):
-        _, built = _modules(_operators_config(str(tmp_path), native=native), build=True)
+        _, built = _modules(_operators_config(str(tmp_path), native=native))
         assert "stellaops_runtime.agent.node_status" in built and "stellaops_runtime.kube.client" in built
         assert sorted(m for m in NEVER_ON_A_NODE if m in built) == [], f"native={native}"
         # Pod selection for native probes (agent/native_selection.py) only where they run.

@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
@@ -59,3 +60,35 @@ def test_open_gaps_of_many_nodes_take_a_few_statements(
         assert (g.start, g.end) == (T + dt.timedelta(minutes=n % 7), dt.datetime(2026, 3, 11, tzinfo=dt.UTC))
     assert days == {T.date()}
     assert len(statements) <= 20, f"{len(statements)} statements for {NODES} nodes"
+
+
+def test_one_vex_run_computes_its_open_gaps_once_not_per_function(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stellaops_runtime.evidence import store_facts
+    from stellaops_runtime.store import coverage_open
+    from stellaops_runtime.store.function_refs import function_query
+    from stellaops_runtime.store.refs import PurlQuery
+
+    url = sqlite_at_head(tmp_path / "hot.db")
+    rows = [
+        ObservationWindow(IMG, f"n{n}", datetime_to_ns(T), 5, Posture.EBPF_DEEP, 60, "t") for n in range(3)
+    ]
+    calls: list[str] = []
+    real = coverage_open._open
+    monkeypatch.setattr(coverage_open, "_open", lambda *a: calls.append(a[1]) or real(*a))
+    pq = PurlQuery.parse("pkg:deb/debian/zlib1g")
+    with open_store(url) as s:
+        s.write([], rows)
+        with s.engine.connect() as conn:
+            answers = []
+            for memo in (None, {}):  # each function on its own; then one memo, as vex passes (cli/vex.py)
+                calls.clear()
+                for fn in ("inflate", "deflate", "crc32"):
+                    obs = store_facts.observe(
+                        conn, image=IMG, purl=pq, function=function_query(fn), open_memo=memo
+                    )
+                    answers.append((fn, obs.facts.watched_days, [(g.node_name, g.start) for g in obs.gaps]))
+                assert len(calls) == (3 if memo is None else 1), calls  # was 2 per function: days, then gaps
+    assert answers[:3] == answers[3:]  # the same answers
+    assert all(gaps for _, _, gaps in answers)  # T's day is past: each node's is open

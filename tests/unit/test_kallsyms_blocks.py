@@ -12,6 +12,7 @@ its addresses visible and hidden, against the reference of that test.
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from stellaops_runtime.canonical.kallsyms import KernelSymbols
 from tests.unit.test_kallsyms_compact import Plain, _same
 
 
-def _text(*, hidden: bool) -> bytes:
+@functools.cache
+def _rows() -> tuple[tuple[int, bytes, bytes], ...]:
+    """(address, type, name plus module column) of each line: drawn once, both files format them."""
     rng = random.Random(14)
     out = []
     a = 0xFFFFFFFF81000000
@@ -30,10 +33,8 @@ def _text(*, hidden: bool) -> bytes:
         name = rng.choice(
             (f"fn_{i}", f"__fn_{i}", f"_x{i % 500}", "do_syscall_64", "x" * rng.randrange(1, 300))
         )
-        out.append(
-            b"%016x %s %s\n" % (0 if hidden else a, rng.choice(b"tTtTwWd").to_bytes(1, "big"), name.encode())
-        )
-    out.append(b"%016x t caf\xc3\xa9_\xff\xfe\n" % (0 if hidden else a + 0x10))
+        out.append((a, rng.choice(b"tTtTwWd").to_bytes(1, "big"), name.encode()))
+    out.append((a + 0x10, b"t", b"caf\xc3\xa9_\xff\xfe"))
     modules = list(range(80))
     rng.shuffle(modules)
     for m in modules:
@@ -41,8 +42,12 @@ def _text(*, hidden: bool) -> bytes:
         for j in range(250):
             a += rng.choice((0, 0x10, 0x100))
             name = rng.choice((f"mod{m}_fn_{j}", f"fn_{j}", "init_module", "do_syscall_64"))
-            out.append(b"%016x t %s\t[mod%d]\n" % (0 if hidden else a, name.encode(), m))
-    return b"".join(out)
+            out.append((a, b"t", b"%s\t[mod%d]" % (name.encode(), m)))
+    return tuple(out)
+
+
+def _text(*, hidden: bool) -> bytes:
+    return b"".join(b"%016x %s %s\n" % (0 if hidden else a, t, rest) for a, t, rest in _rows())
 
 
 @pytest.mark.parametrize("hidden", [False, True], ids=["visible", "hidden"])

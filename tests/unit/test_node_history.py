@@ -112,3 +112,82 @@ def test_a_window_a_few_seconds_ahead_makes_no_gap_in_the_future(tmp_path: Path)
     after = time.time_ns()
     assert gap is None or gap[1] <= after, (gap, after, ahead)  # never past the clock
     assert source._history is True and rec.restart_gaps == 1
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _retained_out(
+    tmp_path: Path, *, position: str | None, at_ns: int
+) -> tuple[WatchRecord, TetragonExportSource]:
+    """Store a node's window and export position ``at_ns`` (40 days ago), let retention (31 days)
+    remove the window, then start an agent with no watch record and exportFromStart."""
+    from stellaops_runtime.store.export_position import write_position
+
+    store = open_store(f"sqlite:///{tmp_path / 'hot.db'}", migrate=True, retention_days=31)
+    try:
+        store.write([], [_window("node-a", at_ns - 60 * 10**9)])
+        with store.db.begin() as conn:
+            if position is None:
+                cp = {"path_sha256": "0" * 64, "ino": 1, "dev": 1, "head_sha256": "0" * 64, "pos": 10}
+                doc = {"node": "node-a", "agent_id": "node-a/1", "checkpoint": cp}
+                write_position(conn, doc | {"at_ns": at_ns, "at_boot": 1, "boot_id": "b"})
+            else:
+                conn.execute(
+                    "INSERT INTO main.export_positions (node_name, agent_id, position) VALUES (?, ?, ?)",
+                    ("node-a", "node-a/1", position),
+                )
+        store.maintain()
+        assert last_window_ns(store.db, "node-a") is None  # retention removed every window
+        source = TetragonExportSource(str(tmp_path / "tetragon.log"), queue=EventQueue(10), from_start=True)
+        rec = WatchRecord(
+            str(tmp_path / "spool.alive"), node="node-a", agent_id="node-a/2", queue=source.queue
+        )
+        rec.resume(source)  # no record: the store is asked
+        rec.store_opened(store)
+    finally:
+        store.close()
+    rec.tick(source)
+    return rec, source
+
+
+def test_a_node_whose_windows_retention_removed_is_not_a_new_node(tmp_path: Path) -> None:
+    """Retention removed every window of the node and its watch record is lost: the store's export
+    position (which retention keeps) says an agent ran, so exportFromStart does not replay the file
+    (every line counted twice) and the gap starts at that position's moment (RAU/AU item 4)."""
+    at = (time.time_ns() // 10**9 - 40 * 86_400) * 10**9
+    rec, source = _retained_out(tmp_path, position=None, at_ns=at)
+    assert source._history is True  # before the fix: False, the node's "first agent"
+    gap = source.take_outage()
+    assert gap is not None and gap[0] == at, (gap, at)
+    assert rec.restart_gaps == 1
+
+
+def test_a_position_with_no_moment_still_says_an_agent_ran(tmp_path: Path, caplog) -> None:
+    """A position the spooled counts of unknown lines left (``{"unknown": ...}``) names no moment:
+    an agent ran, the gap starts at the node's boot."""
+    at = (time.time_ns() // 10**9 - 40 * 86_400) * 10**9
+    with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.watch_record"):
+        rec, source = _retained_out(tmp_path, position='{"unknown": "x"}', at_ns=at)
+    assert source._history is True
+    gap = source.take_outage()
+    wall, boot = now_pair()
+    assert gap is not None and abs(gap[0] - (wall - boot)) < 10 * 10**9, gap
+    assert "with no moment" in caplog.text and rec.restart_gaps == 1
+
+
+def test_a_proof_of_life_that_retention_keeps_says_an_agent_ran(tmp_path: Path) -> None:
+    """No window and no export position, but the node's ``node_liveness`` row (migration 0015):
+    the gap starts at the moment it claimed, on the node's clock."""
+    from stellaops_runtime.agent.node_history import survivor_ns
+    from stellaops_runtime.store.node_liveness import Liveness, write_liveness
+
+    at = (time.time_ns() // 10**9 - 40 * 86_400) * 10**9
+    store = open_store(f"sqlite:///{tmp_path / 'hot.db'}", migrate=True)
+    try:
+        assert survivor_ns(store.db, "node-a") is None
+        write_liveness(store.db, Liveness("node-a", "node-a/1", 5.0, at - 5 * 10**9, 1.0, at, 10.0, 60))
+        assert survivor_ns(store.db, "node-a") == at
+        assert survivor_ns(store.db, "node-b") is None
+    finally:
+        store.close()

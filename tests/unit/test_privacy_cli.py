@@ -11,6 +11,7 @@ import yaml
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
+from stellaops_runtime.privacy.cli_infra_options import INFRA_RULES
 from stellaops_runtime.privacy.cli_options import _RULES, TOOL_RULES, TOOLS, client_name
 
 CORPUS: dict[str, Any] = yaml.safe_load(
@@ -68,11 +69,12 @@ def test_at_least_fifteen_clients_with_every_syntax_kind() -> None:
 
 
 def test_every_executable_of_a_client_family_has_the_family_rules() -> None:
-    for tools in _RULES:
+    # (a client may have rules in both tables: cli_infra_options.INFRA_RULES adds to _RULES')
+    for tools in (*_RULES, *INFRA_RULES):
         assert {id(TOOL_RULES[t]) for t in tools} == {id(TOOL_RULES[tools[0]])}, tools
     assert TOOL_RULES["mariadb-dump"] is TOOL_RULES["mysql"]
     assert TOOL_RULES["podman"] is TOOL_RULES["docker"]
-    assert len(TOOLS) == sum(len(t) for t in _RULES)
+    assert {t for table in (_RULES, INFRA_RULES) for tools in table for t in tools} == TOOLS
 
 
 def test_client_rules_come_from_the_binary_only_for_its_own_arguments() -> None:

@@ -7,8 +7,9 @@ Split from :mod:`stellaops_runtime.agent.runner` (the ``Agent``'s store side, a 
 - an early drain runs when ``hotSymbols.maxKeys`` rows are held, so a key storm cannot grow the
   aggregator while a slow store is written;
 - the flush loop writes the buffer every ``flushIntervalSeconds`` (sooner after an early drain),
-  marks witness claims due only once the write holding their counts succeeded, and gives freed
-  memory back to the kernel after ``TRIM_AFTER_ROWS`` stored rows.
+  marks witness claims due only once the write holding their counts succeeded, gives freed
+  memory back to the kernel after ``TRIM_AFTER_ROWS`` stored rows, and writes the node's proof
+  of life after each flush (agent/flusher.py ``prove_alive``).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class Draining:
             claims = self.witness.take_staged() if self.witness is not None else set()
             ok = False
             try:
-                ok = await self.flusher.flush()
+                ok = await self.flusher.flush(proof_follows=True)  # one connection for both
                 await self._trim_after_flush()
             except Exception as e:  # never let one bad flush end periodic flushing
                 self.pending.failures += 1
@@ -157,6 +158,9 @@ class Draining:
                     else:
                         self.witness.restage(claims)
             self.watch.flushed(taken, ok)
+            # every flush, an empty or failed one too: a live node never reads as down (its moment
+            # moves only with a flush that stored everything: agent/watch_record.py ``claimed``)
+            await self.flusher.prove_alive(self.watch.node, self.watch.claimed)
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
 
 

@@ -18,6 +18,10 @@ its store handling can each be read on their own.
 - At shutdown, what the store cannot take before the grace deadline is
   written to ``store.spoolPath`` and replayed by the next agent on the node
   (:mod:`stellaops_runtime.agent.spool_keeper`).
+- After every flush, empty ones included, and after the final one, the node's
+  proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py):
+  the store-clock moment up to which the agent watched and stored everything.
+  A failed write is counted and logged and never fails the flush.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from stellaops_runtime.agent.spool_keeper import SpoolKeeper
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.hotsymbols.clock_span import boot_ns, now_pair
 from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
@@ -40,6 +45,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.image_pairs import PairsToRecord
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -89,6 +95,9 @@ class Flusher:
         # An image's config digest beside the manifest digest it is filed under, from the lifecycle
         # registry (agent/lifecycle_part.py); stored after a flush, once each (store/image_pairs.py).
         self.pairs = PairsToRecord()
+        self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
+        self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
+        self._proving: asyncio.Future[None] | None = None
 
     @property
     def label(self) -> str:
@@ -176,11 +185,14 @@ class Flusher:
         if await self._drain_fn() is False:
             self.drain_held = True
 
-    async def flush(self, *, deadline: float | None = None) -> bool:
+    async def flush(self, *, deadline: float | None = None, proof_follows: bool = False) -> bool:
         """Drain, then write everything pending; with ``deadline`` (monotonic), never past it.
 
         ``stored_through`` becomes the start of a flush that stored everything (all counted
         before it is in the store), ``failed_at`` the end of one that did not (``--exit-when-idle``).
+        ``proof_follows``: the caller writes the proof of life next (:meth:`prove_alive`, which
+        gives the connection back): a flush that stored keeps its connection for it, so a busy
+        node opens one connection a flush, not two.
         """
         started = time.monotonic()
         ok = False
@@ -192,7 +204,8 @@ class Flusher:
                 self.stored_through = started
             else:
                 self.failed_at = time.monotonic()
-            if self.store is not None:  # between flushes, another agent may need the connection
+            if self.store is not None and not (ok and proof_follows):  # between flushes, another
+                # agent may need the connection
                 run_detached(self.store.release, name="store-release").add_done_callback(_retrieved)
         return ok
 
@@ -226,6 +239,62 @@ class Flusher:
             log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
                         self.pending.last_error)  # fmt: skip
         return ok
+
+    async def prove_alive(
+        self, node: str, claimed: tuple[int, int] | None, deadline: float | None = None
+    ) -> bool:
+        """Write the node's proof of life (store/node_liveness.py) for the moment ``claimed`` (wall ns,
+        boottime ns; the watch record's, agent/watch_record.py): the store's clock less the boot
+        clock's time since it. Opens the store if need be (an idle agent's empty flushes write it
+        too); waited for at most ``store.flushTimeout``, never past ``deadline``. False, counted in
+        :attr:`liveness_failures` and logged, when not written; never raises. Gives the store's idle
+        connections back after it (the flush's too: :meth:`flush` ``proof_follows``)."""
+        try:
+            return await self._prove_alive(node, claimed, deadline)
+        finally:
+            if self.store is not None:
+                run_detached(self.store.release, name="store-release").add_done_callback(_retrieved)
+
+    async def _prove_alive(self, node: str, claimed: tuple[int, int] | None, deadline: float | None) -> bool:
+        if claimed is None:  # nothing watched and stored yet: nothing to vouch for
+            return True
+        if self._proving is not None and not self._proving.done():  # the last one still hangs
+            return self._liveness_failed("the last write has not finished")
+        try:
+            if not await self.open(deadline=deadline):
+                return self._liveness_failed(self.pending.last_error or "store not open")
+        except Exception as e:
+            return self._liveness_failed(redact(repr(e)))
+        store = self.store
+        assert store is not None
+        now_boot = boot_ns()
+        live = Liveness(
+            node=node,
+            agent_id=self.pending.agent_id,
+            started_ago=max(0, now_boot - self.started[1]) / 1e9,
+            started_node_ns=self.started[0],
+            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
+            alive_node_ns=claimed[0],
+            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
+            window_seconds=int(self.config.hot_symbols.window_seconds),
+        )
+        timeout = self.config.store.flush_timeout
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        fut = self._proving = run_detached(write_liveness, store.db, live, name="store-liveness")
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+        except Exception as e:  # a timeout included: left to finish on its thread
+            fut.add_done_callback(_retrieved)
+            return self._liveness_failed(redact(repr(e)))
+        return True
+
+    def _liveness_failed(self, why: str) -> bool:
+        self.liveness_failures += 1
+        if self.liveness_failures == 1 or self.liveness_failures % 60 == 0:
+            log.warning("the node's proof of life was not written to %s: %s (%d failures)",
+                        self.label, why, self.liveness_failures)  # fmt: skip
+        return False
 
     async def _record_pairs(self, deadline: float | None) -> None:
         """The pairings not stored yet (store/image_pairs.py), after the rows they pair; kept for the

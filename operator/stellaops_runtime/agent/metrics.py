@@ -66,6 +66,8 @@ store_statement_timeout_splits_total ranges of a flush written in halves: their 
                                      store.statementTimeout (each part stored once, via the ledger)
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
+store_rows_expired_total             observation windows not stored: their day store.retentionDays
+                                     removed (a late spool, a clock behind; store/late_rows.py)
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
                                      (stored from the spool), recounted and unverified (stored as
                                      gaps, store/export_spans.py), corrupt (spool files moved aside)
@@ -129,6 +131,8 @@ restart_gaps_total                   holes since the node's last agent, from its
                                      (<store.spoolPath>.alive, agent/watch_record.py), marked as outages
 watch_record_ignored_total{reason}   watch records not used: not_json, too_large, bad_shape, bad_time,
                                      other_node, unreadable, error; watch_record_write_errors_total
+node_liveness_write_failures_total   proofs of life (signals.node_liveness, store/node_liveness.py) not
+                                     written after a flush: the node may read as down until the next
 node_history_unknown                 1 while no usable watch record and the store has not said whether an
                                      agent ran on the node before (agent/node_history.py)
 observation_node_errors_total{kind}    ObservationNode writer failures: kubernetes, tetragon, node, internal

@@ -19,17 +19,28 @@ about where the hole began on this clock: the gap then starts at the node's boot
 cannot say within 10 s (``tetragon.exportHistoryWaitSeconds``, sources/export_restart.py) does
 not make the node new either: the file is not replayed, and the late answer places the gap (from the node's
 boot for a node the store did not know). The query is served by the index of migration 0010.
+
+Retention (``store.retentionDays``, store/partitions.py) removes a node's windows once they are
+old, and with them the store's only sign that an agent ran there: a node with a lost record and
+no window for longer than retention read as new, and ``exportFromStart`` counted its never-rotated
+file a second time. :func:`survivor_ns` reads the node's records that retention leaves: its
+``export_positions`` row (migration 0011: the moment its last drain began) and its
+``node_liveness`` row (migration 0015: the moment its last agent claimed, on the node's clock).
+Either says an agent ran; a position with no moment (``{"unknown": ...}``, a row not ours) says
+so too, but not when (:data:`RAN_WHEN_UNKNOWN`: the gap then starts at the node's boot).
 Plain DB-API SQL (store/dbconn.py): the agent never loads SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.store.dbvalues import postgres_datetime, sqlite_datetime
+from stellaops_runtime.store.export_position import MAX_POSITION_CHARS
 from stellaops_runtime.store.timeconv import datetime_to_ns, ns_to_datetime
 
 _SQL = {
@@ -40,6 +51,21 @@ _NOT_AFTER = {  # the same, up to a bound (agent/history_days.py: a window stamp
     "postgresql": _SQL["postgresql"] + " AND window_start <= %s",
     "sqlite": _SQL["sqlite"] + " AND window_start <= ?",
 }
+
+
+# What survives retention (store/partitions.py removes windows only): the node's export position
+# (migration 0011) and its proof of life (migration 0015).
+_SURVIVORS = {
+    "postgresql": (
+        "SELECT position FROM signals.export_positions WHERE node_name = %s",
+        "SELECT alive_node FROM signals.node_liveness WHERE node_name = %s",
+    ),
+    "sqlite": (
+        "SELECT position FROM main.export_positions WHERE node_name = ?",
+        "SELECT alive_node FROM main.node_liveness WHERE node_name = ?",
+    ),
+}
+RAN_WHEN_UNKNOWN = -1  # :func:`survivor_ns`: an agent ran on the node, when is not known
 
 
 def last_window_ns(db: Any, node: str, *, not_after_ns: int | None = None) -> int | None:
@@ -60,6 +86,41 @@ def last_window_ns(db: Any, node: str, *, not_after_ns: int | None = None) -> in
     if isinstance(value, str):  # SQLite: naive UTC text (store/dbvalues.py)
         value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
     return int(datetime_to_ns(value))
+
+
+def survivor_ns(db: Any, node: str) -> int | None:
+    """The latest moment (wall ns) the node's records that retention never removes name: an
+    agent ran on the node then. :data:`RAN_WHEN_UNKNOWN`: a record says an agent ran but names no
+    moment it can be read as; None: no such record. Raises what the driver raises."""
+    position_sql, liveness_sql = _SURVIVORS[db.dialect]
+    with db.connect() as conn:
+        positions = conn.execute(position_sql, (node,)).rows
+        alive = conn.execute(liveness_sql, (node,)).rows
+    moments: list[int] = []
+    ran = bool(positions) or bool(alive)
+    for (text,) in positions:
+        at = _position_at(text)
+        if at is not None:
+            moments.append(at)
+    for (value,) in alive:
+        if isinstance(value, str):  # SQLite: naive UTC text (store/dbvalues.py)
+            value = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+        if isinstance(value, dt.datetime):
+            moments.append(int(datetime_to_ns(value)))
+    if moments:
+        return max(moments)
+    return RAN_WHEN_UNKNOWN if ran else None
+
+
+def _position_at(text: Any) -> int | None:
+    """The ``at_ns`` of an export position's JSON text (store/export_position.py); None: none readable."""
+    if not isinstance(text, str) or len(text) > MAX_POSITION_CHARS:
+        return None
+    try:
+        at = json.loads(text).get("at_ns")
+    except (ValueError, AttributeError):
+        return None
+    return at if isinstance(at, int) and not isinstance(at, bool) and at > 0 else None
 
 
 def spooled_window_ns(batches: Iterable[Any]) -> int | None:

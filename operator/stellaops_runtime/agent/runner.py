@@ -43,7 +43,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_runtime.agent.agent_views import AgentViews
@@ -69,6 +68,7 @@ from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.daemon_pool import DaemonPool
 from stellaops_runtime.random_id import uuid4_text
 from stellaops_runtime.sources.queue import EventQueue
 from stellaops_runtime.store.engine import StoreConfigError
@@ -113,8 +113,9 @@ class Agent(AgentViews, Draining):
         # frame canonicalizer's first sight of a binary parses its ELF (tens of ms
         # for a big Go binary) and reads files through /proc/<pid>/root. Everything
         # that touches pipeline state (processing, draining, metric collection)
-        # goes through this one thread, so that state needs no locks.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
+        # goes through this one thread, so that state needs no locks. A daemon: a job still running
+        # at the exit (a drain past the deadline, a read of a hung mount) cannot hold it.
+        self._worker = DaemonPool(max_workers=1, name="pipeline")
         # What a config may leave off is imported only when it is on (agent/optional_parts.py).
         self.source, self._process = make_source(config, self.queue, self.pipeline, self.in_pipeline)
         self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
@@ -172,6 +173,8 @@ class Agent(AgentViews, Draining):
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        # asyncio.to_thread's calls on daemon threads: one never returning cannot hold the exit
+        loop.set_default_executor(DaemonPool(name="agent-calls"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop, sig.name)
@@ -233,6 +236,8 @@ class Agent(AgentViews, Draining):
             if ok and not self.dropped_at_shutdown and (stored := getattr(self.source, "stored_all", None)):
                 stored()  # the probes' counts up to their last read are stored (agent/source_switch_back.py)
             self.watch.final(alive, ok and not self.dropped_at_shutdown)  # all stored or spooled
+            if ok and not self.dropped_at_shutdown and not self.flusher.spool.spooled_rows:
+                await self.flusher.prove_alive(self.watch.node, self.watch.claimed, deadline=self.deadline)
         finally:
             for t in tasks:
                 t.cancel()

@@ -104,6 +104,10 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2  # how often the switch looks at its sources
 STOP_WAIT_SECONDS = 5.0  # how long a stopping BCC source may take to read its last records
+# ... and at most this share of shutdown.graceSeconds, as its last read cut by the cancel after it
+# (native/source.py CUT_LAST_READ_SECONDS): the stop of a source whose thread is hung takes at most
+# half the grace (it took 15 s, whatever the grace), and the last drain and flush get the rest
+STOP_SHARE = 0.25
 
 InPipeline = Callable[..., Awaitable[Any]]
 
@@ -232,8 +236,8 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
                     await asyncio.wait_for(stop.wait(), TICK_SECONDS)
         finally:
             await self._stop_active()
-            with contextlib.suppress(Exception):
-                await self._mark_native_drops()  # what the probes dropped before they stopped
+            with contextlib.suppress(Exception):  # what the probes dropped before they stopped
+                await self._mark_at_stop(self.config.shutdown.grace_seconds * STOP_SHARE)
             self._stopped = True  # an open gap is taken whole at shutdown (take_outage)
 
     def _start(self, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
@@ -247,7 +251,10 @@ class SourceSwitch(SwitchGaps, ProbeReloads, SwitchBack):
             return
         self._sub_stop.set()
         if self.mode == BCC:
-            done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_SECONDS)
+            share = self.config.shutdown.grace_seconds * STOP_SHARE
+            if self.bcc is not None:
+                self.bcc.cut_wait_seconds = share
+            done, _ = await asyncio.wait({task}, timeout=min(STOP_WAIT_SECONDS, share))
             if done:
                 await asyncio.gather(task, return_exceptions=True)
                 return

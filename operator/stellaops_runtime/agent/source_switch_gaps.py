@@ -19,13 +19,14 @@ never claims past it) and up to the switch's own gap when they stop; their count
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.source_switch_stats import BCC, TETRAGON, SwitchStats
-from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_bracket, boot_of, covering, now_pair
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
@@ -83,11 +84,12 @@ class SwitchGaps:
         """Mark the open gap up to ``to_ns`` (a recent wall-clock moment); a moment already marked
         (by boottime: the wall clock may have stepped) marks nothing more."""
         start, (from_boot, start_boot) = self._gap_marked, self._gap_boots
-        to_boot = boot_of(to_ns)
+        # ``to_ns`` ends this span at its latest boottime and starts the next at its earliest
+        next_boot, to_boot = boot_bracket(to_ns)
         if to_boot > start_boot:
             a, b = covering(start, start_boot, to_ns, to_boot)
             await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, a, b)
-            self._gap_marked, self._gap_boots = to_ns, (from_boot, to_boot)
+            self._gap_marked, self._gap_boots = to_ns, (from_boot, next_boot)
         self._gap_mark_at = time.monotonic() + GAP_MARK_SECONDS
 
     async def _close_gap(self, to_ns: int) -> None:
@@ -103,6 +105,31 @@ class SwitchGaps:
     def _gap_seconds(self) -> float:
         """How long the open gap has lasted so far (boottime: steady whatever the wall clock did)."""
         return (self._gap_boots[1] - self._gap_boots[0]) / 1e9
+
+    async def _mark_at_stop(self, wait_seconds: float) -> None:
+        """At the switch's end (the agent's shutdown): what :meth:`_mark_native_drops` marks, each job
+        handed to the pipeline thread at once and in order, then waited for at most ``wait_seconds``.
+
+        Marked one by one, each awaited behind the job holding that thread (a first drain attributing
+        for a minute on a loaded node), the switch's stop, which the shutdown awaits with no deadline
+        before its last drain, final flush and spool, outlasted the grace and could outlast the pod's
+        (SIGKILL: the rows held, never spooled). Handed over, the jobs run on that thread ahead of the
+        last drain, queued after them, whether or not they were waited for."""
+        waits, handed = self.in_pipeline, []
+
+        async def hand_over(fn: Callable[..., Any], *args: Any) -> None:
+            job = asyncio.ensure_future(waits(fn, *args))
+            job.add_done_callback(_retrieved)
+            handed.append(job)
+            await asyncio.sleep(0)  # the job's first step puts it on the pipeline thread's queue, in order
+
+        self.in_pipeline = hand_over
+        try:
+            await self._mark_native_drops()
+        finally:
+            self.in_pipeline = waits
+        if handed:
+            await asyncio.wait(handed, timeout=wait_seconds)
 
     async def _mark_native_drops(self) -> None:
         """The probes' kernel drops become gaps; one not marked (a failed or cancelled call) is put back
@@ -211,6 +238,16 @@ class SwitchGaps:
         """The last moment the active source was known to watch; None during an outage or a switch."""
         return self._watching(in_flight=True)
 
+    def live_ns(self) -> int | None:
+        """The node's proof of life's moment (agent/watch_record.py ``claimed``): Tetragon's stream's
+        while it reads it (sources/tetragon_grpc.py ``live_ns``: now less the hold while a stream that
+        delivered is open, silent or not), the probes' watching moment while they run; None during
+        the switch's gap. Without it a silent stream read through the switch claimed its last message
+        only, and a live idle node read as down (store/coverage_live.py)."""
+        if self._gap_from is not None:
+            return None
+        return self.tetragon.live_ns() if self.mode == TETRAGON else self.watching_ns()
+
     def flush_moment_ns(self) -> int | None:
         """:meth:`watching_ns` as a flush starts (agent/watch_record.py ``flush_starts``), while the
         probes run only: then no outage waits for the outage marker's tick (the switch's own gap
@@ -242,3 +279,9 @@ class SwitchGaps:
             return None
         read = min(b.queued_ns, self._drops_marked_ns)
         return min(read, b.in_flight_ns) if in_flight else read
+
+
+def _retrieved(job: asyncio.Future[Any]) -> None:
+    """A mark handed over at the stop and not waited for: its error is logged, never left unretrieved."""
+    if not job.cancelled() and (e := job.exception()) is not None:
+        log.error("marking the probes' drops as gaps at the stop failed: %r", e)

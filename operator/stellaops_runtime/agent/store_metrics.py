@@ -68,6 +68,11 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
         "Rows the database refused, kept in signals.quarantined_rows with their error.",
         pend.quarantined_rows,
     )
+    yield _counter(
+        "store_rows_expired",
+        "Observation windows not stored: they start in a day store.retentionDays already removed.",
+        pend.expired_rows,
+    )
     yield _labelled(
         "store_spool_rows",
         "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",
@@ -107,6 +112,11 @@ def outage_metrics(a: Agent) -> Iterator[Metric]:
         dict(w.ignored),
     )  # fmt: skip
     yield _counter("watch_record_write_errors", "Failed writes of the node's watch record.", w.write_errors)
+    yield _counter(
+        "node_liveness_write_failures",
+        "Proofs of life (signals.node_liveness, written after each flush) not written to the store.",
+        a.flusher.liveness_failures,
+    )
     yield _gauge(
         "node_history_unknown",
         "1 while, with no usable watch record, the store has not said whether an agent ran on this "

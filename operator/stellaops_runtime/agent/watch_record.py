@@ -145,6 +145,11 @@ class WatchRecord(StoreAnswer):
         self._unmarked = False  # the store's answer handed to the source on the last tick
         self._claims = True  # the running flush may write a watching moment (flush_starts)
         self.source: Any = None  # the agent's source: sampled as a flush starts too (attach_watch_record)
+        # (wall ns, boottime ns): the latest moment a flush (or the final one) covered, with or without
+        # a record file: the node's proof of life in the store claims it (store/node_liveness.py). The
+        # source's ``live_ns`` when it has one (a silent open gRPC stream: now, less the hold)
+        self.claimed: tuple[int, int] | None = None
+        self._live: deque[tuple[int, int, int]] = deque()  # (live ns, its boottime, payloads enqueued)
 
     @property
     def enabled(self) -> bool:
@@ -206,11 +211,24 @@ class WatchRecord(StoreAnswer):
         runs before this): no flush starting before then claims a moment (:meth:`flush_starts`)."""
         self._unmarked = self._tell(source)
         self._sample(getattr(source, "watching_ns", None))
+        self._sample_live(getattr(source, "live_ns", None) or getattr(source, "watching_ns", None))
+
+    def _sample_live(self, live: Any) -> None:
+        """Keep ``(live(), its boottime, payloads enqueued)`` for ``claimed``: the source's proof of
+        life's moment (``live_ns``: a silent open stream's now), else its watching moment."""
+        alive = live() if live is not None else None
+        if alive is None:
+            return
+        boot = boot_of(alive)
+        if self._live and not _later((alive, boot), self._live[-1][:2]):
+            return
+        if len(self._live) < MAX_SAMPLES:
+            self._live.append((alive, boot, self.queue.enqueued))
 
     def _sample(self, watching: Any) -> None:
         """Keep ``(watching(), payloads enqueued)``, read in that order: every payload holding an
         event before that moment was enqueued by then."""
-        alive = watching() if self.path and watching is not None else None
+        alive = watching() if watching is not None else None  # without a path: for ``claimed``
         if alive is None:
             return
         boot = boot_of(alive)
@@ -277,10 +295,17 @@ class WatchRecord(StoreAnswer):
         ok = ok and self.export.holds == self.export.holds_at_flush  # a held drain: not all stored
         while ok and self._claims and self._samples and self._samples[0][2] <= taken:
             best = self._samples.popleft()
+        live = None
+        while ok and self._claims and self._live and self._live[0][2] <= taken:
+            live = self._live.popleft()
+        if live is not None:
+            cap = self._drops_cap
+            self._claim(*((live[0], live[1]) if cap is None or live[0] <= cap else (cap, boot_of(cap))))
         moved = self.export.flushed(taken, ok)
         if best is not None:
             if self._drops_cap is not None and best[0] > self._drops_cap:  # a loss may be unstored past it
                 best = (self._drops_cap, boot_of(self._drops_cap), best[2])
+            self._claim(best[0], best[1])
             self.write(best[0], best[1], force=moved)
         elif moved:
             self.write(*self._latest(), force=True)
@@ -290,7 +315,14 @@ class WatchRecord(StoreAnswer):
         shutdown stored or spooled every count (``ok``); else the record keeps its stored moment."""
         if ok and alive is not None and not self.export.held:  # held counts were never stored
             cap = self.drops_through()  # Tetragon's losses since its last good scrape: not stored
-            self.write(alive if cap is None else min(alive, cap), force=self.export.final())
+            moment = alive if cap is None else min(alive, cap)
+            self._claim(moment, boot_of(moment))
+            self.write(moment, force=self.export.final())
+
+    def _claim(self, alive: int, boot: int) -> None:
+        """``claimed`` moves to ``(alive, boot)`` if that is later (:func:`_later`)."""
+        if self.claimed is None or _later((alive, boot), self.claimed):
+            self.claimed = (alive, boot)
 
     def write(
         self, alive: int, boot: int | None = None, *, force: bool = False, durable: bool = False

@@ -4,7 +4,8 @@ Why this module exists: split from agent/watch_record.py (which reads the
 record at start and keeps it at the last moment the agent both watched and
 stored), it holds what the agent does when no usable record is left (missing,
 ignored, or the spool file beside it set aside): the store is asked, as it
-opens, for the node's latest window (agent/node_history.py), and the time
+opens, for the node's latest window (agent/node_history.py; once retention
+removed them all, for the records of the node it keeps), and the time
 since it is handed to the source as a gap (from the node's boot when that
 window is ahead of the clock); an agent that stops before the store ever
 answered marks the time from the node's boot. Logs under the watch record's
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stellaops_runtime.agent.export_resume import ExportResume
+from stellaops_runtime.agent.node_history import RAN_WHEN_UNKNOWN
 from stellaops_runtime.agent.watch_record_file import FUTURE_SKEW_NS, _iso
 from stellaops_runtime.hotsymbols.clock_span import now_pair
 
@@ -64,7 +66,7 @@ class StoreAnswer:
         """On the store's opening thread, before this agent writes to it: read the node's latest
         window (agent/node_history.py). Raises StoreUnavailable if it cannot be read (the store
         is opened again later), so the answer is never "none" for a store that could not tell."""
-        from stellaops_runtime.agent.node_history import last_window_ns
+        from stellaops_runtime.agent.node_history import last_window_ns, survivor_ns
         from stellaops_runtime.store.errors import StoreUnavailable
 
         try:  # the node's export position, for a checkpoint about to be used (agent/export_resume.py)
@@ -75,6 +77,8 @@ class StoreAnswer:
             return
         try:
             stored = last_window_ns(store.db, self.node)
+            if stored is None:  # retention may have removed every window: what it leaves says
+                stored = survivor_ns(store.db, self.node)
         except Exception as e:
             raise StoreUnavailable(f"cannot read this node's earlier windows: {e!r}") from e
         known = [t for t in (stored, self.spool_window_ns()) if t is not None]
@@ -91,7 +95,20 @@ class StoreAnswer:
             return False
         self._told = True
         since = self._store_knows
-        if since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
+        if since == RAN_WHEN_UNKNOWN:
+            # The store's windows are gone (retention), and what it keeps of the node names no
+            # moment: an earlier agent ran, its hole's start is not known on this boot.
+            wall, boot = now_pair()
+            source.resume_outage(wall - boot, 0)
+            self.restart_gaps += 1
+            self.restart_gap_seconds = boot / 1e9
+            log.warning(
+                "no usable watch record, and the store holds no window of node %s but a record "
+                "that an earlier agent ran on it, with no moment: the time from the node's boot "
+                "at %s is a gap",
+                self.node, _iso(wall - boot),
+            )  # fmt: skip
+        elif since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
             # An earlier agent's clock was ahead (stepped back since): where the hole began on this
             # clock is unknown, as for a record ahead of the clock (agent/watch_record_file.py).
             wall, boot = now_pair()
@@ -116,8 +133,9 @@ class StoreAnswer:
             self.restart_gaps += 1
             self.restart_gap_seconds = max(0, time.time_ns() - since) / 1e9
             log.warning(
-                "no usable watch record or spool file, but the store holds windows of node %s up "
-                "to one starting at %s: an earlier agent watched it, and the time since is a gap",
+                "no usable watch record or spool file, but the store's records of node %s (its "
+                "windows, or once retention removed them its export position or proof of life) "
+                "reach %s: an earlier agent watched it, and the time since is a gap",
                 self.node, _iso(since),
             )  # fmt: skip
         else:

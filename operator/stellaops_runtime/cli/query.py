@@ -204,7 +204,7 @@ def run_observed(args: argparse.Namespace) -> int:
             cov = coverage.backing(groups)
         else:
             gaps = coverage.image_gaps(conn, image=args.image, since=since, until=until)
-            gaps += open_gaps(conn, image=args.image, asked=dt.datetime.now(dt.UTC), since=since, until=until)
+            gaps += open_gaps(conn, image=args.image, since=since, until=until)  # now: the store's clock
             nameless = unnamed_code(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             doubts = find_doubts(conn, image=args.image, function=fq, purl=pq, since=since, until=until)
             unknown_package = package_not_seen(conn, image=args.image, purl=pq)
@@ -258,7 +258,7 @@ def _empty_answer(
     windows = coverage.image_windows(conn, image=image)
     doubts = package_doubts(conn, image=image, purl=purl, prefix=prefix)
     gaps, unseen = coverage.image_gaps(conn, image=image), coverage.image_unseen(conn, image=image)
-    gaps += open_gaps(conn, image=image, asked=dt.datetime.now(dt.UTC))
+    gaps += open_gaps(conn, image=image)
     return coverage.absence(image, windows, gaps=gaps, doubts=doubts, unseen=unseen)
 
 

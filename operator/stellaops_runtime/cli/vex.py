@@ -36,6 +36,7 @@ from stellaops_runtime.cli.store_access import with_store as _with_store
 from stellaops_runtime.evidence import vex, vex_input
 from stellaops_runtime.evidence.document import evidence
 from stellaops_runtime.evidence.store_facts import observe
+from stellaops_runtime.store.coverage_open import OpenMemo
 from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.queries import snapshot
 from stellaops_runtime.store.refs import PurlQuery, RefError, image_key
@@ -222,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         # Witnesses written per file stem: ids that read the same as a file name (CVE/1, CVE_1)
         # number on, so no witness of this run overwrites another's that a statement cites.
         numbered: dict[str, int] = {}
+        open_memo: OpenMemo = {}  # the open gaps, once per run, not per function (coverage_open.py)
         for v in vulns:
             findings: list[vex.Finding] = []
             for t in v.targets:
@@ -230,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
                     fq = function_query(fn)
                     if others := t.names_of(fn):  # a Go symbol's other spellings (vex_input)
                         fq = dataclasses.replace(fq, names=(*fq.names, *others))
-                    obs = observe(conn, image=image, purl=pq, function=fq)
+                    obs = observe(conn, image=image, purl=pq, function=fq, open_memo=open_memo)
                     doc = no_later_than_store(conn, evidence(obs, image=image, purl=t.purl, function=fn))
                     stmt = statement(obs, doc, image=image, purl=t.purl, function=fn, vulnerability=v.id)
                     data = (json.dumps(dsse.sign(encode(stmt), private), indent=2) + "\n").encode()

@@ -31,7 +31,7 @@ from stellaops_runtime.evidence.doubts import Doubt
 from stellaops_runtime.evidence.reachability import Facts
 from stellaops_runtime.store import coverage, queries
 from stellaops_runtime.store.coverage import Coverage, Gap
-from stellaops_runtime.store.coverage_open import midnight_after, open_days, open_gaps
+from stellaops_runtime.store.coverage_open import OpenMemo, open_days, open_gaps
 from stellaops_runtime.store.coverage_unseen import Unseen
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.function_refs import FunctionQuery
@@ -161,7 +161,9 @@ def _question_day(conn: sa.Connection) -> dt.date:
     return mine if theirs is None else min(mine, theirs)
 
 
-def _watched_and_unseen(conn: sa.Connection, image: str, today: dt.date) -> tuple[set[dt.date], set[dt.date]]:
+def _watched_and_unseen(
+    conn: sa.Connection, image: str, today: dt.date, memo: OpenMemo | None = None
+) -> tuple[set[dt.date], set[dt.date]]:
     """UTC days up to ``today`` with a window of ``image`` at a posture that can see calls, no run of
     it that could not (``unseen_days``: a node where none of its windows that day could, or where a
     container of it showed no call all day while another did; store/coverage_unseen.py) and no gap
@@ -181,7 +183,7 @@ def _watched_and_unseen(conn: sa.Connection, image: str, today: dt.date) -> tupl
     days = {_as_date(d) for (d,) in conn.execute(sa.select(day).where(*where).distinct())}
     if has_gap_columns(conn):
         days -= _gap_days_after_midnight(conn, image)
-    days -= open_days(conn, image, _asked(today))  # a node's latest record's day: its agent may be down since
+    days -= open_days(conn, image, day=today, memo=memo)  # the day a node's watched time ends: may be down
     unseen = {_as_date(d) for (d,) in conn.execute(unseen_days(conn, image))}
     return days - unseen, days & unseen
 
@@ -206,11 +208,6 @@ def _gap_days_after_midnight(conn: sa.Connection, image: str) -> set[dt.date]:
     return {(end - dt.timedelta(microseconds=1)).date() for end in ends}
 
 
-def _asked(today: dt.date) -> dt.datetime:
-    """The question's moment: now, or the end of its UTC day when that is earlier."""
-    return min(dt.datetime.now(dt.UTC), midnight_after(dt.datetime.combine(today, dt.time(), dt.UTC)))
-
-
 def _as_utc(value: Any) -> dt.datetime:
     if isinstance(value, str):  # a raw SQLite value
         value = dt.datetime.fromisoformat(value)
@@ -225,10 +222,13 @@ def observe(
     function: FunctionQuery,
     exploit_path: bool = False,
     today: dt.date | None = None,
+    open_memo: OpenMemo | None = None,
 ) -> Observation:
     """Everything the store holds about ``function`` of ``purl`` in ``image``; days after ``today``
     (the question's UTC day; when not given, the earlier of the wall clock's and the store's) are
-    no watched days."""
+    no watched days. ``open_memo``: the open gaps (store/coverage_open.py) computed once for all the
+    functions asked with it (a vex run), at the store's clock of the first; each call's own else."""
+    open_memo = {} if open_memo is None else open_memo
     purls = queries.matching_purls(conn, image=image, purl=purl)
     rows = queries.observed(conn, image=image, function=function, purl=purl) if purls else []
     rows = [r for r in rows if r.evidence_kind not in queries.FILE_EVIDENCE and r.invocation_count > 0]
@@ -237,7 +237,7 @@ def observe(
         by_kind[r.evidence_kind] += r.invocation_count
     per_day, spans = _calls_per_day(conn, image, rows)
     day = today or _question_day(conn)
-    watched, taken = _watched_and_unseen(conn, image, day)
+    watched, taken = _watched_and_unseen(conn, image, day, open_memo)
     called = {d for d, n in per_day.items() if n > 0} | _covered(watched, spans)
     nameless = unnamed_code(conn, image=image, function=function, purl=purl) if purls else []
     found = [] if rows else doubts.doubts(conn, image=image, function=function, purl=purl)
@@ -261,7 +261,10 @@ def observe(
         rows=rows,
         purls=purls,
         coverage=coverage.summarize(groups),
-        gaps=[*coverage.image_gaps(conn, image=image), *open_gaps(conn, image=image, asked=_asked(day))],
+        gaps=[
+            *coverage.image_gaps(conn, image=image),
+            *open_gaps(conn, image=image, day=day, memo=open_memo),
+        ],
         unnamed=nameless,
         doubts=found,
         unseen=coverage.image_unseen(conn, image=image),

@@ -7,8 +7,10 @@ uses), or for the agent over plain asyncio streams (kube/transport.py).
 Credentials: in a cluster, the pod's service account files (kube/incluster.py,
 without the ``kubernetes`` package: ~20 MB of a node's agent); else a kubeconfig
 (``$KUBECONFIG`` or ``~/.kube/config``) through the ``kubernetes`` package's loader,
-which may run an exec credential plugin. Both run in a worker thread, as does the
-token refresh (tokens rotate): at most every ``TOKEN_REFRESH_SECONDS``, and after a 401.
+which may run an exec credential plugin. Both run in a daemon thread, as does the
+token refresh (tokens rotate): at most every ``TOKEN_REFRESH_SECONDS``, and after a 401. A
+daemon's, not ``asyncio.to_thread``'s: a plugin that hangs (the loader waits for it with no
+timeout) would have held ``asyncio.run``'s end and the process's exit after its caller gave up.
 
 A server that throttles (429 Too Many Requests, as API Priority and Fairness
 answers, or 503 with a ``Retry-After``) is waited for as it asks: the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import os
@@ -50,6 +53,7 @@ from stellaops_runtime.kube.throttle import (
     retry_after_seconds,
 )
 from stellaops_runtime.kube.transport import make_transport
+from stellaops_runtime.store.threads import run_detached
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +217,8 @@ class KubeClient:
     @classmethod
     async def connect(cls, *, kubeconfig: str = "", context: str | None = None, **kw: Any) -> KubeClient:
         """Load credentials (in a thread) and build a client; raises KubeConfigError."""
-        conn = await asyncio.to_thread(Connection.load, kubeconfig=kubeconfig, context=context)
+        load = functools.partial(Connection.load, kubeconfig=kubeconfig, context=context)
+        conn = await run_detached(load, name="kube-credentials")
         return cls(conn, **kw)
 
     async def __aenter__(self) -> KubeClient:
@@ -232,7 +237,7 @@ class KubeClient:
         async with self._refresh_lock:
             if not force and time.monotonic() - self._refreshed_at < TOKEN_REFRESH_SECONDS:
                 return
-            await asyncio.to_thread(self.connection.refresh)
+            await run_detached(self.connection.refresh, name="kube-token")
             self._refreshed_at = time.monotonic()
 
     async def request(

@@ -9,15 +9,21 @@ given-up call holds open (a probe's descriptors) the kernel closes with the proc
 awaits its last read and the close before the source's ``run`` returns, so nothing is left queued.
 A new run waits for the old thread on the event loop (:attr:`ProbeThread.ended`), not in a thread
 of asyncio's default pool, which ``asyncio.run`` and Python's exit join as they would a pool's.
+``shutdown(wait=True)`` (an executor's ``with`` block ends with it) waits at most ``wait_seconds``
+for a call that does not return: it joined the thread with no deadline, for ever behind a BCC call
+stuck in the kernel.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -25,8 +31,9 @@ T = TypeVar("T")
 class ProbeThread(Executor):
     """An executor of one daemon thread (started at the first call), calls run in order."""
 
-    def __init__(self, name: str = "bcc") -> None:
+    def __init__(self, name: str = "bcc", *, wait_seconds: float = 1.0) -> None:
         self._name = name
+        self.wait_seconds = wait_seconds  # the most ``shutdown(wait=True)`` waits for the thread
         self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
         self._calls = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -70,4 +77,9 @@ class ProbeThread(Executor):
                     self.ended.set_result(None)
             thread = self._thread
         if wait and thread is not None:
-            thread.join()
+            thread.join(self.wait_seconds)
+            if thread.is_alive():
+                log.warning(
+                    "a call on the %s thread did not return within %g s of its shutdown: left running "
+                    "on its daemon thread", self._name, self.wait_seconds,
+                )  # fmt: skip

@@ -108,6 +108,9 @@ class NativeProbeSource(SourceGaps, SourceReader):
         self.procs = ProcCache(proc_root=proc_root)
         self.probes: ProbeSet | None = None
         self._thread: ProbeThread | None = None
+        # the cut last read's wait when less than CUT_LAST_READ_SECONDS: the switch's share of
+        # shutdown.graceSeconds (agent/source_switch.py), so a hung thread cannot hold the shutdown past it
+        self.cut_wait_seconds: float | None = None
         self.ready = asyncio.Event()  # set once the probes are attached (or the load failed)
         self._drop_prev: dict[Key, int] = {}  # drop counters at the previous read of this run
         self._drop_read_ns = 0  # wall clock of that read (of the load, before the first)
@@ -219,7 +222,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                     probes, self.probes = self.probes, None
                     try:
                         if probes is not None and cancelled:  # behind what held the thread: bounded
-                            await asyncio.wait_for(self._last_read(probes), CUT_LAST_READ_SECONDS)
+                            await asyncio.wait_for(self._last_read(probes), self._cut_wait())
                         elif probes is not None:
                             await self._last_read(probes)
                     except (asyncio.CancelledError, TimeoutError) as e:  # given up: closed, after
@@ -231,7 +234,7 @@ class NativeProbeSource(SourceGaps, SourceReader):
                             raise
                         log.warning(
                             "the native probes' last read did not end within %.0f s of the cancel: given "
-                            "up", CUT_LAST_READ_SECONDS,
+                            "up", self._cut_wait(),
                         )  # fmt: skip  # the cancel goes on as this finally ends
                     except Exception as e:  # the last read's own error: closed all the same, loaded again
                         since = self._unread_since(probes, in_flight=not self._tail_queued)
@@ -259,6 +262,11 @@ class NativeProbeSource(SourceGaps, SourceReader):
                         await asyncio.wait_for(stop.wait(), self.retry_seconds)
         finally:
             self._thread.shutdown(wait=False)
+
+    def _cut_wait(self) -> float:
+        """How long a last read after a cancel may wait behind what holds the probes' thread."""
+        cut = self.cut_wait_seconds
+        return CUT_LAST_READ_SECONDS if cut is None else min(CUT_LAST_READ_SECONDS, cut)
 
     async def _last_read(self, probes: ProbeSet) -> None:
         polled = self.stats.last_read_ns = time.time_ns()  # the uprobes are detached from here on

@@ -22,6 +22,12 @@ DOUBLE_QUOTED = r'"(?:[^"\\]|\\[\s\S])*"?'
 # holds; another quote after the value does not (``sh -c 'app --password="x"' && …``,
 # ``{'password':'x','user':'u'}``). Possessive: each piece is read once.
 SQ_PIECES = r"""(?:(?<=')(?:\\'|"'")'[^'\n]*+'?)*+"""
+# A value opened by such an escaped quote: inside a single-quoted script (``sh -c '…'``), the script's
+# ``--password 'a b'`` is written ``--password '\''a b'\''`` (or ``'"'"'…'"'"'``, Python's
+# shlex.quote); the value runs from the escaped quote to the next quote, and takes the escaped quote
+# that closes it. (Read as a quoted backslash, ``'\'``, it left the password after it.)
+# (its ``"`` escaped too inside a double-quoted argument: ``'\"'\"'``, RP7)
+ESCAPED_SQ = r"""'(?:\\'|\\?"'\\?")'[^'\n]*+(?:'(?:\\'|\\?"'\\?")')?+"""
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

@@ -64,6 +64,9 @@ CLI_FLAG_SECRET = SecretPattern(
                 r"-(?<![\w./-]-)-?(?!(?i:no)-)(?:[A-Za-z0-9]+[-_.])*[A-Za-z0-9]*(?i:pass)(?:=|\s+(?![-\s]))"
                 + VALUE,
                 r"-(?<![\w./-]-)-oauth2-bearer(?:=|\s+)" + VALUE,
+                # a personal access token after a flag whose last word is pat (GitHub Enterprise
+                # Importer's --github-source-pat, --ado-pat; --pat): two dashes, not --no-pat
+                r"-(?<![\w./-]-)-(?!(?i:no)-)(?:[A-Za-z0-9]+[-_])*(?i:pat)(?:=|\s+(?![-\s]))" + VALUE,
                 r"-(?<![\w./-]-)-(?:src-|dest-)?creds(?:=|\s+)" + AFTER_COLON,
                 # (the pair quoted whole, its value holding a space: ``'key=a b'``, ``\"key=a b\"``)
                 r"-(?<![\w./-]-)-from-literal(?:=|\s+)'[^\s=']+=(?P<s>[^'\n]*+)'?",
@@ -85,5 +88,8 @@ CLI_FLAG_SECRET = SecretPattern(
             ]
         )
     ),
-    triggers=("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code", "_code"),
+    triggers=(
+        *("pass", "bearer", "creds", "from-literal", "token-command", "pin", "otp", "-code", "_code"),
+        *("-pat", "_pat"),
+    ),
 )

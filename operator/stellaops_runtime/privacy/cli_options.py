@@ -30,13 +30,13 @@ import re
 
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
-    NOT_A_MARKER,
     WORD_VALUE,
     SecretPattern,
     compile_patterns,
     number_groups,
 )
 from stellaops_runtime.privacy.cli_db_options import DB_RULES
+from stellaops_runtime.privacy.cli_infra_options import INFRA_RULES, OPTIONS_THEN_TOKEN
 from stellaops_runtime.privacy.cli_syntax import (
     QUOTED_WORD,
     START,
@@ -49,7 +49,7 @@ from stellaops_runtime.privacy.cli_syntax import (
     userpass,
 )
 
-_LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "oras", "crane", "regctl", "skopeo")
+_LOGIN = ("docker", "podman", "nerdctl", "buildah", "helm", "crane", "regctl", "skopeo")
 _SNMP = tuple(
     f"snmp{c}"
     for c in (
@@ -105,14 +105,6 @@ _MK_OPTION = (
     r"""|-[A-Za-z0-9]+|--[a-z-]+)(?=[\s"')]|\Z)"""
 )
 _MKPASSWD = rf"(?:(?<=mkpasswd)|\A)(?:\s*{_MK_OPTION}){{0,16}}+\s*(?P<s>{_MK_WORD}(?:[ \t]+{_MK_WORD})?)"
-
-# A command's options, then a token as its argument (``vault login -method=token T``, ``snyk auth T``):
-# a token holding a space is quoted whole; a quote closing a ``sh -c`` script is not the token's; an
-# option, quoted or not, never is (``"-method=token"``).
-_OPTIONS_THEN_TOKEN = (
-    r"(?:[\"']?-\S+\s+)*+"
-    rf"(?P<s>{QUOTED_WORD}|{NOT_A_MARKER}[^\s=\"'\\-](?:[^\s=\"']|[\"'](?=[^\s=]))*(?=[\s\"']|$))"
-)
 
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -208,13 +200,13 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("ssh-keygen",): (sep("-N"), sep("-P")),
     # https://developer.hashicorp.com/vault/docs/commands/login (token as argument); kv put and
     # write pairs: cli_pairs.py
-    ("vault",): (rf"(?<!\S)login\s+{_OPTIONS_THEN_TOKEN}",),
+    ("vault", "bao"): (rf"(?<!\S)login\s+{OPTIONS_THEN_TOKEN}",),
     # https://docs.snyk.io/snyk-cli/commands/auth (snyk auth [<API_TOKEN>], after --auth-type=token);
     # the standalone binaries keep their download names (snyk-linux, snyk-alpine, …)
     (
         *("snyk", "snyk-linux", "snyk-linux-arm64", "snyk-alpine", "snyk-alpine-arm64"),
         *("snyk-macos", "snyk-macos-arm64", "snyk-win.exe"),
-    ): (rf"(?<!\S)auth\s+{_OPTIONS_THEN_TOKEN}",),
+    ): (rf"(?<!\S)auth\s+{OPTIONS_THEN_TOKEN}", rf"(?<!\S)config\s+set\s+[\"']?api={VALUE}"),
     # https://docs.codecov.com/docs/codecov-uploader and codecov-cli (-t, --token: the upload token)
     ("codecov", "codecovcli"): (sep("-t"),),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the
@@ -296,11 +288,21 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("doctl",): (rf"{START}-t(?:=|\s+(?![-\s]))(?!do[opr]_v1_){VALUE}",),
 }
 
+# A client may have rules in both tables (vault: login here, operator unseal there): its
+# alternatives are joined, and clients with the same alternatives share one compiled regex.
+_BY_TOOL: dict[str, tuple[str, ...]] = {}
+for _table in (_RULES, INFRA_RULES):
+    for _tools, _alts in _table.items():
+        for _t in _tools:
+            _BY_TOOL[_t] = _BY_TOOL.get(_t, ()) + _alts
+_COMPILED: dict[tuple[str, ...], re.Pattern[str]] = {}
 TOOL_RULES: dict[str, re.Pattern[str]] = {}
-for _tools, _alts in _RULES.items():
-    _rx = compile_patterns([SecretPattern("cli_option", number_groups("|".join(_alts)))]).regex
-    for _t in _tools:
-        TOOL_RULES[_t] = _rx
+for _t, _alts in _BY_TOOL.items():
+    if _alts not in _COMPILED:
+        _COMPILED[_alts] = compile_patterns(
+            [SecretPattern("cli_option", number_groups("|".join(_alts)))]
+        ).regex
+    TOOL_RULES[_t] = _COMPILED[_alts]
 
 TOOLS: frozenset[str] = frozenset(TOOL_RULES)
 # A version after a client's name is the same client (``mysql-8.0``, ``mysql8``, ``redis-cli-7.2``,
@@ -312,6 +314,10 @@ _VERSION = r"(?:[-_.]?+[0-9]++(?:[-_.][0-9]++)*+)?+"
 VERSIONED: frozenset[str] = frozenset(
     t for t in TOOLS if len(t) >= 4 and t not in ("http", "https", "net.exe")
 )
+# A package runner names a client with a version or a tag after ``@`` (``npx snyk@latest auth T``,
+# ``pnpm dlx snyk@1.1290.0``, ``bunx snyk@^1``): the same client. Only a version or a dist-tag word,
+# so that a user name before a host (``ssh mysql@db``, ``mysql@10.0.0.5``) is no client.
+_AT_VERSION = r"(?:@(?:latest|next|beta|canary|[~^=v]?[0-9]++(?:\.[0-9]++){0,2}+(?:[-+][\w.]++)?+))?+"
 # A client's name as a word: after the start, a space, a quote, "/" (a path), "=", or what opens
 # or separates a shell command: "(", "`", "{", ";", "|", "&" (``$(mysql -pX)``, ``true;redis-cli``);
 # a version may follow a name of VERSIONED.
@@ -320,7 +326,7 @@ TOOL_WORD = re.compile(
     + "|".join(re.escape(t) for t in sorted(VERSIONED, key=len, reverse=True))
     + rf"){_VERSION}|"
     + "|".join(re.escape(t) for t in sorted(TOOLS - VERSIONED, key=len, reverse=True))
-    + r")(?=[\s\"']|$)"
+    + rf"){_AT_VERSION}(?=[\s\"']|$)"
 )
 
 
@@ -328,6 +334,10 @@ def client_name(word: str) -> str:
     """The client whose rules ``word`` (a binary's basename or a word of the text) runs, else ""."""
     if word in TOOLS:
         return word
+    if "@" in word:  # a package runner's ``snyk@latest`` (_AT_VERSION)
+        word = word.partition("@")[0]
+        if word in TOOLS:
+            return word
     if word and word[-1] in _VERSION_CHARS[:10]:
         name = word.rstrip(_VERSION_CHARS)
         if name in VERSIONED:
@@ -349,7 +359,7 @@ def names_a_client(ws: list[str]) -> bool:
 COMMAND_END = re.compile(r"\n|(?<![^\s;|&])[;|&]|[;|&](?![^\s;|&])")
 
 
-_WORD_SPLIT = str.maketrans(dict.fromkeys("/=\"'(`{;|&", " "))
+_WORD_SPLIT = str.maketrans(dict.fromkeys("/=\"'(`{;|&@", " "))
 
 
 def words(text: str) -> list[str]:

@@ -10,14 +10,15 @@ reaches every rule. Every fragment names the secret part ``(?P<s>...)``.
 
 from __future__ import annotations
 
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, WORD_VALUE
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, ESCAPED_SQ, WORD_VALUE
 
 # An option value: a quoted string (closing quote optional: the text may have
-# been truncated; ``\"`` does not end a double-quoted one) or a run up to whitespace.
-VALUE = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{WORD_VALUE})"""
+# been truncated; ``\"`` does not end a double-quoted one; a single-quoted one may open with an escaped
+# quote inside a single-quoted script, base.ESCAPED_SQ) or a run up to whitespace.
+VALUE = rf"""(?P<s>{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?|{WORD_VALUE})"""
 # A quoted word, whole (a token or password holding a space: Tetragon's quotes, a script's single
 # quotes, or ``\"...\"`` inside a double-quoted ``sh -c`` script); the closing quote optional (a cut text).
-QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|'[^']*+'?|\\"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?)"""
+QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*+'?|\\"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?)"""
 
 
 def after(divider: str) -> str:

@@ -46,6 +46,9 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     # Jenkins' credentials() binding of a username/password: X=user:password and X_PSW (X_USR stays)
     "*_CREDS",
     "CREDS",
+    # Bundler's credentials of a gem source, BUNDLE_<HOST>=user:password (BUNDLE_GEMS__CORP__COM: the
+    # host's dots written __; BUNDLE_PATH, BUNDLE_WITHOUT have none)
+    "BUNDLE_*__*",
     "*_PSW",
     "PSW",
     "*PASSCOMMAND",  # BORG_PASSCOMMAND: a command printing the passphrase (echo X)

@@ -39,6 +39,7 @@ import re
 
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
+    ESCAPED_SQ,
     NOT_A_MARKER,
     NOT_A_PEM_START,
     WORD_VALUE,
@@ -49,7 +50,7 @@ from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 # A value: quoted (the closing quote optional) or a run up to whitespace; a marker the text already
 # holds is none (re-read text).
-_VALUE = rf"""{NOT_A_PEM_START}(?P<s>{DOUBLE_QUOTED}|'[^']*'?|{NOT_A_MARKER}{WORD_VALUE})"""
+_VALUE = rf"""{NOT_A_PEM_START}(?P<s>{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?|{NOT_A_MARKER}{WORD_VALUE})"""
 # A flag's name ending in one of ``words``: ``--word``, ``-word``, ``--prefix-word``.
 _FLAG = r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?i:{words})(?:=|\s+(?![-\s]))"
 

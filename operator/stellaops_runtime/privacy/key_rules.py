@@ -15,6 +15,7 @@ from __future__ import annotations
 from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
     DOUBLE_QUOTED,
+    ESCAPED_SQ,
     NOT_A_MARKER,
     NOT_A_PEM_START,
     SQ_PIECES,
@@ -29,10 +30,11 @@ __all__ = ["KEY_PREFIX", "QUOTED", "SEP", "SEP_EQ", "WIDE_VALUE", "in_query_or_o
 _ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
 # bash's ANSI-C quoting (``$'pa\\'ss word'``): to the closing quote that is not escaped.
 _ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
-# A quoted value: double quotes (``\"`` inside does not end it), single quotes, an SQL
+# A quoted value: double quotes (``\"`` inside does not end it), single quotes (opened by an escaped one
+# too, base.ESCAPED_SQ), an SQL
 # ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
 # have been truncated).
-QUOTED = rf"""{DOUBLE_QUOTED}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
+QUOTED = rf"""{DOUBLE_QUOTED}|{ESCAPED_SQ}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or
@@ -69,8 +71,9 @@ _ODBC_VALUE = (
 # Perl's and Ruby's `` => ``
 # (``password=>x`` keeps ``>x``; the ``=`` of ``=> `` alone is none), escaped (``PASSWORD\\=x``),
 # after the key's closing quote, escaped too; the ``:`` of ``:=`` or ``::=`` is no separator of
-# its own (read again, ``:= [REDACTED]`` would lose its ``=``).
-SEP = r"(?:\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
+# its own (read again, ``:= [REDACTED]`` would lose its ``=``). The key's closing quote may be a
+# single-quoted script's escaped one (``{'\''password'\'': …}``, shlex.join's ``'"'"'``, RP7).
+SEP = r"(?:'(?:\\'|\\?\"'\\?\")'|\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"

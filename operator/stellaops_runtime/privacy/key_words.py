@@ -15,12 +15,12 @@ __all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS", "SETTING_WORDS"]
 # the "password" and "secret_token" rules; the filter also redacts a traced
 # argument whole when the tracing policy's label for it ends with one.
 # ``passcode``: a one-time passcode (``vault login -method=duo passcode=X``).
-# ``psw``: the abbreviation of nothing but a password (``--psw X``, ``PSW=X``, Jenkins' ``X_PSW``,
+# ``psw``, ``pswd``: the abbreviations of nothing but a password (``--psw X``, ``PSW=X``, Jenkins' ``X_PSW``,
 # glued ``rootpsw=X``), except in the words ``ipsw`` (an iPhone firmware file: ``--ipsw x.ipsw``) and
 # ``gpsw`` (a GPS week). (A lookbehind after the first character: key_rules.keyed leads with it.)
 PASSWORD_WORDS: tuple[str, ...] = (
     *("password", "passwd", "passphrase", "passcode", "pwd"),
-    r"p(?:(?<![ig]p)|(?<=[A-Za-z0-9][ig]p))sw",
+    r"p(?:(?<![ig]p)|(?<=[A-Za-z0-9][ig]p))swd?",
 )
 SECRET_WORDS: tuple[str, ...] = (
     "token",
@@ -41,6 +41,8 @@ SECRET_WORDS: tuple[str, ...] = (
     # Hadoop's ABFS/WASB key names the account after it:
     # ``fs.azure.account.key.<account>.dfs.core.windows.net``
     r"account[_.-]?key(?:\.[\w-]{1,63}+){0,6}+",
+    # SonarQube's scanner property ``sonar.login``: a token (or a user before ``sonar.password``)
+    r"sonar[._]login",
 )
 
 # ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
+    ESCAPED_SQ,
     REDACTED,
     CompiledPatterns,
     SecretPattern,
@@ -84,9 +85,10 @@ __all__ = [
 
 # An SQL string literal: single quotes (a quote inside is doubled), optionally with
 # a national or escape-string prefix (``N'...'`` in SQL Server, ``E'...'`` in
-# PostgreSQL), or double quotes (MySQL; an Oracle quoted identifier); the closing
+# PostgreSQL), or double quotes (MySQL; an Oracle quoted identifier), or opened by an escaped quote
+# inside a single-quoted script (base.ESCAPED_SQ); the closing
 # quote is optional (the text may have been truncated).
-_SQL_LITERAL = rf"""(?:[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
+_SQL_LITERAL = rf"""(?:{ESCAPED_SQ}|[Ee]'(?:[^'\\]|\\[\s\S]|'')*'?|[Nn]?'(?:[^']|'')*'?|{DOUBLE_QUOTED})"""
 
 _PASSWORD_HEADS, _PASSWORD_OTHERS = keyed(list(PASSWORD_WORDS))
 _PW_HEADS = [
@@ -285,7 +287,7 @@ DEFAULT_PATTERNS: tuple[SecretPattern, ...] = (
                 [COOKIE_HEADER, _OAUTH_CODE, valued(_SECRET_HEADS, _NOT_A_SETTING_WORD), *_SECRET_OTHERS]
             )
         ),
-        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code="),
+        triggers=("token", "key", "secret", "auth", "session", "cookie", "signature", "code=", "sonar"),
     ),
     CLI_FLAG_SECRET,
     *FLAG_VALUE_PATTERNS,

@@ -13,7 +13,8 @@ and gates the text passes, compiled per combination off this thread:
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); a password given by
 position to a connect or login call in code (``code_calls``); a value after
-``--`` and a PEM key written as one shell word (``shell_words``); SQL*Plus's
+``--`` and a PEM key written as one shell word (``shell_words``); a value literal after a quoted
+secret's name (``named_literals``); SQL*Plus's
 ``CONNECT user/password`` in a script an Oracle client reads (``sql_connect``); the lines of a
 here-document for a password reader (``here_docs``); the answer to an expect prompt
 that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
@@ -49,6 +50,7 @@ from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
+from stellaops_runtime.privacy.named_literals import named_literal_spans
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
     TRUNCATED_TAIL,
@@ -59,9 +61,11 @@ from stellaops_runtime.privacy.patterns import (
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.secure_strings import secure_string_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
+from stellaops_runtime.privacy.spaced_env import spaced_env_spans
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 from stellaops_runtime.privacy.url_users import url_user_spans
+from stellaops_runtime.privacy.wire_lines import wire_line_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
 
@@ -257,6 +261,7 @@ class Redactor:
                 hits += n
             spans = cli_spans(text, tool)
             spans.extend(code_call_spans(text))  # a password given by position to a call (code_calls.py)
+            spans.extend(named_literal_spans(text))  # define('DB_PASSWORD', 'x') (named_literals.py)
             spans.extend(
                 secure_string_spans(text)
             )  # PowerShell's ConvertTo-SecureString 'pw' (secure_strings.py)
@@ -266,6 +271,7 @@ class Redactor:
             # a quoted URL's or Go DSN's password with a blank, a URL's cut by the limit too
             spans.extend(spaced_logon_spans(text, cut=truncated))
             spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
+            spans.extend(wire_line_spans(text))  # PASS x, AUTH x, a .pgpass line (wire_lines.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:
@@ -296,6 +302,12 @@ class Redactor:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
                 text, n = replace_spans(text, spans, counts=counts)
+                hits += n
+        if self.env_name_rx is not None and ("set" in text or "ENV" in text):
+            # fish's set -x NAME x, csh's setenv NAME x, a Dockerfile's ENV NAME x (spaced_env.py)
+            spaced = spaced_env_spans(text, self.env_name_rx)
+            if spaced:
+                text, n = replace_spans(text, spaced, counts=counts)
                 hits += n
         for x in self._extras:
             text, n = sub_extra(x, text, counts=counts)

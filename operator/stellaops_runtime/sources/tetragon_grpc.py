@@ -262,6 +262,13 @@ class TetragonGrpcSource:
         (:meth:`held_from`); None while no stream is open or it delivered nothing yet."""
         return self.held_from() if self.delivering else None
 
+    def live_ns(self) -> int | None:
+        """The node's proof of life's moment (agent/watch_record.py ``claimed``): now, less the hold,
+        while a stream that delivered is open. A silent open stream is watched as the lifecycle
+        rows take it (no outage until its keepalive fails, and one found then starts at its last
+        message, :meth:`watching_ns`, which the watch record keeps for the next agent)."""
+        return time.time_ns() - self.hold.ns() if self.delivering else None
+
     @property
     def delivering(self) -> bool:
         """A stream is open and its first message arrived: Tetragon listens on it."""

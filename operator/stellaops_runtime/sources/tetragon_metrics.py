@@ -54,7 +54,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stellaops_runtime.contracts.redact import redact, redact_error
-from stellaops_runtime.hotsymbols.clock_span import boot_of, covering, now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_bracket, boot_of, covering, now_pair
 from stellaops_runtime.sources.tetragon_metrics_text import (
     EXPANDED_NAMES,
     WATCHED,
@@ -183,11 +183,12 @@ class TetragonMetricsPoller:
         span = None
         start = self._unknown_from
         if self._failures >= 2 and start is not None:
-            now_boot = boot_of(now_ns) if now_boot is None else now_boot
+            # ``now_ns`` ends this span at its latest boottime and starts the next at its earliest
+            next_boot, now_boot = boot_bracket(now_ns) if now_boot is None else (now_boot, now_boot)
             a, b = covering(start, self._unknown_boot, now_ns, now_boot)
             if b > a:
                 span = (a, b)
-                self._unknown_from, self._unknown_boot = now_ns, now_boot
+                self._unknown_from, self._unknown_boot = now_ns, next_boot
         back, self._unknown_back = self._unknown_back, None
         if back is not None:
             span = back if span is None else (min(back[0], span[0]), max(back[1], span[1]))

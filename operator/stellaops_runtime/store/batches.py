@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,13 @@ class Batch:
     # Replayed by an agent that does not hold the export lock (store/pending.py ``spool_unlocked``):
     # another agent's counts of its lines may be in flight, unseen by its check. Never spooled.
     unlocked: bool = False
+    # The store's ``retentionDays`` (the writer sets it): rows older than its cutoff are kept out of
+    # the history (store/late_rows.py). None: no such check (a batch written without a store's).
+    retention_days: int | None = None
+    # When the flush froze it (the agent's clock, unix seconds), kept in the spool file and through
+    # its merges: a spooled batch frozen before the flush ledger's rows are pruned cannot be told
+    # stored or not (store/spool_age.py). None: a spool file of before session 45, not known.
+    frozen_unix: int | None = field(default_factory=lambda: int(time.time()))
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
@@ -185,6 +193,8 @@ class BatchResult:
     recounted: int = 0
     # spooled rows not stored: their lines cannot be checked and another agent stored counts of the file
     unverified: int = 0
+    # observation windows not stored: they start before the retention's cutoff (store/late_rows.py)
+    expired: int = 0
     errors: list[str] = field(default_factory=list)  # one per quarantined row
 
     def add(self, other: BatchResult) -> None:
@@ -195,6 +205,7 @@ class BatchResult:
         self.splits += other.splits
         self.recounted += other.recounted
         self.unverified += other.unverified
+        self.expired += other.expired
         self.errors.extend(other.errors)
 
 
@@ -298,7 +309,12 @@ def batch_to_json(b: Batch) -> dict[str, Any]:
         out["facts"] = facts
     if b.export_known:  # its spans are checked at the replay (store/export_spans.py); null: no export counts
         out["export_position"] = b.export_position
+    if b.frozen_unix is not None:
+        out["frozen_unix"] = b.frozen_unix
     return out
+
+
+_YEAR_10000_UNIX = 253_402_300_800
 
 
 def batch_from_json(d: dict[str, Any]) -> Batch:
@@ -311,6 +327,7 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
     if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
         raise ValueError("a batch needs a non-empty agent_id and an integer seq")
     position = d.get("export_position")  # checked where it is used (store/export_spans.py)
+    frozen = d.get("frozen_unix")
     return Batch(
         agent_id,
         seq,
@@ -318,6 +335,8 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         from_spool=True,
         export_position=position if isinstance(position, dict) else None,
         export_known="export_position" in d and (position is None or isinstance(position, dict)),
+        # A time no datetime holds (a file edited by hand) is not known: it would raise in the write.
+        frozen_unix=frozen if type(frozen) is int and 0 <= frozen < _YEAR_10000_UNIX else None,
     )
 
 

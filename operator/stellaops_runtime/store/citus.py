@@ -112,6 +112,10 @@ PLAN: tuple[Placement, ...] = (
         "export_spans", "distributed", "node_name", "export_positions",
         "per node, agent and file: the bytes of the export file its stored counts cover",
     ),
+    Placement(
+        "node_liveness", "distributed", "node_name", "export_positions",
+        "one row per node: the store-clock moment its agent watched and stored everything up to",
+    ),
 )  # fmt: skip
 
 # Tables that stay local on the coordinator.

@@ -29,6 +29,32 @@ no window of the image, so, like a node that never had an agent, they take nothi
 about them rest on the nodes that watched the image then (docs/evidence.md, "Days").
 A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
 
+A node with a proof of life (``node_liveness``, migration 0015, written by its agent at every flush,
+empty ones included: store/node_liveness.py, read by store/coverage_live.py) is judged by it
+instead, on the store's clock: its watched time ends at the moment its agent last said it had
+watched and stored everything (the earlier of that moment on the store's clock and on the node's,
+:attr:`~stellaops_runtime.store.coverage_live.Live.watched_end`; for Tetragon's gRPC stream that
+moment trails now by the 32 s its event cache may hold events), and the open time starts there once
+the question is more than three of ITS flush intervals and two seconds after the agent's last write
+(a flush's own time; :attr:`~stellaops_runtime.store.coverage_live.Live.grace`), or once its claimed
+moment trailed its write by more than Tetragon's hold and largest backlog allow (its flushes
+failing: :meth:`~stellaops_runtime.store.coverage_live.Live.alive_at`), instead of three windows
+after the latest record. So a SIGKILL opens the gap within about three flush intervals and 2 s (32 s by
+default, not three minutes), a node clock ahead does not delay it (its rows' stamps are not read),
+and a live node with no event and no lifecycle row, or with a flush interval longer than a window,
+never reads as down. Event time against store time: windows are stamped by event time, and a
+replayed export file's are days behind the store's clock, so a proof of life vouches only for a node
+whose latest record is not older than its agent's start by more than two of its windows
+(:meth:`~stellaops_runtime.store.coverage_live.Live.vouches_for`: a live agent's restart gap ends in
+its first window), and not newer than its claimed moment by more than Tetragon's hold, its largest
+backlog and its grace (:meth:`~stellaops_runtime.store.coverage_live.Live.explains`: a stale proof,
+whose span would end at its own day's midnight and leave the record's day read as watched); a node
+whose latest record is older (a replay, an earlier agent's rows) or newer keeps the rule of its latest
+record, so a replay's last day reads open once its agent is gone, and a live
+agent's proof of life never makes event time it did not watch read as watched. A question about now
+takes now from the store's clock (:func:`~stellaops_runtime.store.coverage_live.store_now`), not the
+CLI host's; one about a past UTC day takes that day's end when earlier.
+
 Wired: ``open_gaps`` joins ``query observed``'s gaps (cli/query.py), ``open_days`` is taken out of
 evidence/store_facts.py's watched days and ``open_gaps`` joins its gaps, which vex and witnesses read.
 """
@@ -42,6 +68,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
+from stellaops_runtime.store.coverage_live import Live, liveness, store_now
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
@@ -161,37 +188,89 @@ def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]
     return out
 
 
-def _open(conn: sa.Connection, image: str, asked: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """(node, start, end) of the open time, for a question asked at ``asked``, of each node whose latest
-    record's UTC day saw ``image``."""
-    asked = asked.astimezone(dt.UTC)
+def live_span(live: Live, asked: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """The open time of a node by its proof of life, for a question asked at ``asked`` (the store's
+    clock): from its watched end to the end of that UTC day, or to ``asked`` when earlier; None
+    while its agent is taken as alive (:meth:`~stellaops_runtime.store.coverage_live.Live.alive_at`)."""
+    if live.alive_at(asked):
+        return None
+    end = live.watched_end
+    return end, min(asked, midnight_after(end))
+
+
+def asked_at(conn: sa.Connection, asked: dt.datetime | None, day: dt.date | None) -> dt.datetime:
+    """The question's moment: ``asked``, else the store's now; the end of ``day`` when earlier."""
+    moment = (store_now(conn) if asked is None else asked).astimezone(dt.UTC)
+    return moment if day is None else min(moment, _day_end(day))
+
+
+def _open(
+    conn: sa.Connection, image: str, asked: dt.datetime | None = None, day: dt.date | None = None
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """(node, start, end) of the open time, for a question asked at ``asked`` (the store's now when
+    None; ``day``'s end when earlier), of each node whose latest record's UTC day saw ``image``."""
+    asked = asked_at(conn, asked, day)
     spans = {}
-    for node, (last, seconds) in sorted(image_last_records(conn, image, _day_end(asked.date())).items()):
-        span = open_span(last, asked, seconds)
+    lasts = image_last_records(conn, image, _day_end(asked.date()))
+    lives = liveness(conn, lasts)
+    for node, (last, seconds) in sorted(lasts.items()):
+        live = lives.get(node)
+        if live is not None and live.vouches_for(last):
+            span = live_span(live, asked)
+        else:
+            span = open_span(last, asked, seconds)
         if span is not None:
             spans[node] = span
     seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in spans.items()])
     return [(node, *span) for node, span in spans.items() if node in seen]
 
 
-def open_days(conn: sa.Connection, image: str, asked: dt.datetime) -> set[dt.date]:
+# The open spans of one question, by (image, day), computed once for many functions (a vex run)
+OpenMemo = dict[tuple[str, dt.date | None], list[tuple[str, dt.datetime, dt.datetime]]]
+
+
+def _spans(
+    conn: sa.Connection, image: str, asked: dt.datetime | None, day: dt.date | None, memo: OpenMemo | None
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """:func:`_open`, kept in ``memo`` for a question about now: the first call's store clock is the
+    moment of every function asked with that memo (one question, as vex reads one snapshot)."""
+    if memo is None or asked is not None:
+        return _open(conn, image, asked, day)
+    key = (image, day)
+    if key not in memo:
+        memo[key] = _open(conn, image, None, day)
+    return memo[key]
+
+
+def open_days(
+    conn: sa.Connection,
+    image: str,
+    asked: dt.datetime | None = None,
+    *,
+    day: dt.date | None = None,
+    memo: OpenMemo | None = None,
+) -> set[dt.date]:
     """UTC days that an open gap takes out of ``image``'s watched days, for a question asked at
-    ``asked``: the day of a node's latest record, when the image was watched on that node that day."""
-    return {start.date() for _, start, _ in _open(conn, image, asked)}
+    ``asked`` (:func:`asked_at`): the day the node's watched time ends, when the image was watched
+    on that node that day."""
+    return {start.date() for _, start, _ in _spans(conn, image, asked, day, memo)}
 
 
 def open_gaps(
     conn: sa.Connection,
     *,
     image: str,
-    asked: dt.datetime,
+    asked: dt.datetime | None = None,
+    day: dt.date | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    memo: OpenMemo | None = None,
 ) -> list[Gap]:
     """The open gaps of the nodes that watched ``image`` that reach into the period (all time without
-    one), for a question asked at ``asked``: node-wide gaps of kind ``open`` (module docstring)."""
+    one), for a question asked at ``asked`` (:func:`asked_at`): node-wide gaps of kind ``open``
+    (module docstring)."""
     out = []
-    for node, start, end in _open(conn, image, asked):
+    for node, start, end in _spans(conn, image, asked, day, memo):
         if (since is not None and end <= since) or (until is not None and start > until):
             continue
         out.append(Gap(node, True, start, end, 0, 0, 0, (OPEN_LABEL,)))

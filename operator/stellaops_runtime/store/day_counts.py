@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.contracts.posture import FUNCTION_VISIBLE
-from stellaops_runtime.store.coverage_open import midnight_after, open_days
+from stellaops_runtime.store.coverage_open import open_days
 from stellaops_runtime.store.exact_sum import exact_sum
 from stellaops_runtime.store.queries import FILE_EVIDENCE
 from stellaops_runtime.store.schema import hot_symbol_windows, observation_windows, utc_date
@@ -112,8 +112,7 @@ def observed_days_without_calls(
     if has_gap_columns(conn):
         where.append(obs_day.not_in(gap_days(conn, image)))
     days = {_as_date(d) for (d,) in conn.execute(sa.select(obs_day).where(*where).distinct())}
-    asked = min(now, midnight_after(dt.datetime.combine(day, dt.time(), dt.UTC)))
-    return len(days - open_days(conn, image, asked))
+    return len(days - open_days(conn, image, day=day))  # now: the store's clock
 
 
 def _as_date(value: Any) -> dt.date:

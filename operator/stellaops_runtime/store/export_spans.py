@@ -223,6 +223,11 @@ def _as_gaps(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> Guar
     return facts, gaps, 0, len(deltas) + len(obs) - len(facts)
 
 
+def as_gaps(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> Guarded:
+    """:func:`_as_gaps`, for a batch stored as gaps for another reason (store/spool_age.py)."""
+    return _as_gaps(deltas, obs)
+
+
 def _unlocked_gap(agent: str, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> Guarded:
     """A spooled batch of export counts replayed without the export lock, as gaps (:func:`guard`)."""
     got = _as_gaps(deltas, obs)

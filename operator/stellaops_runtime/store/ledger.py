@@ -49,21 +49,22 @@ Any other error (connection lost, lock) means "try the whole batch again
 later" and is raised. So does a row no partition of the history takes (its
 DEFAULT partition gone, store/partitions.py): the store is repaired and the
 row retried, never quarantined.
+
+Which errors are refusals, and the cleaning of what a refused row keeps, are in
+store/row_refusal.py; the identity derived for a batch the database cannot key, in
+store/batch_identity.py (both split from here, unchanged).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
-import math
-import re
-from typing import Any
 
-from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
+from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.store.agent_sql import STATEMENTS
+from stellaops_runtime.store.batch_identity import storable_identity
 from stellaops_runtime.store.batches import (
     Batch,
     BatchResult,
@@ -74,59 +75,23 @@ from stellaops_runtime.store.batches import (
     unit_to_json,
 )
 from stellaops_runtime.store.dbconn import Conn, Database
-from stellaops_runtime.store.errors import is_database_error, loaded_classes
 from stellaops_runtime.store.export_position import write_position
-from stellaops_runtime.store.export_spans import guard
-from stellaops_runtime.store.partitions import is_missing_partition
-from stellaops_runtime.store.rowcheck import MAX_SAMPLE_DEPTH, row_problem
+from stellaops_runtime.store.export_spans import as_gaps, guard
+from stellaops_runtime.store.late_rows import history_from, keep_current
+from stellaops_runtime.store.row_refusal import (
+    error_text,
+    is_conversion_refusal,
+    is_row_refusal,
+    is_statement_timeout,
+    range_problem,
+    storable_sample,
+)
+from stellaops_runtime.store.spool_age import outlived_ledger
 from stellaops_runtime.store.upsert import write_rows
 
 log = logging.getLogger(__name__)
 
-# SQLSTATE classes that mean "this data cannot be stored", not "try later".
-ROW_REFUSAL_CLASSES = frozenset({"22", "23", "54"})
-MAX_ERROR_CHARS = 2_000
 LEDGER_RETENTION = dt.timedelta(days=30)
-
-
-def is_row_refusal(e: BaseException) -> bool:
-    """Whether an error means the database refused the data itself (retrying cannot help)."""
-    orig = getattr(e, "orig", None) or e
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate:
-        # No partition of the history takes the row: the store lacks one, the row is good.
-        return sqlstate[:2] in ROW_REFUSAL_CLASSES and not is_missing_partition(orig)
-    # UnicodeEncodeError: a lone surrogate (a surrogateescape-decoded path) no driver can encode.
-    if isinstance(orig, OverflowError | UnicodeEncodeError):
-        return True
-    # sqlite3's errors only where it is loaded (an idle PostgreSQL agent has not imported it, issue 13)
-    # and not while another thread is still importing it (errors.loaded_classes).
-    if sqlite3 := loaded_classes("sqlite3", "IntegrityError", "DataError", "InterfaceError"):
-        if isinstance(orig, sqlite3[:2]):
-            return True
-        if isinstance(orig, sqlite3[2]) and "binding parameter" in str(orig):
-            return True
-    # psycopg refuses some values before they reach the server (e.g. a NUL in a
-    # text field, an integer too large for int8): a DataError without SQLSTATE.
-    # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
-    return isinstance(orig, loaded_classes("psycopg", "DataError"))
-
-
-class RowProblem(ValueError):
-    """A row that cannot be stored as it is (store/rowcheck.py), refused before the database saw it."""
-
-
-def _is_conversion_refusal(e: BaseException) -> bool:
-    """An error of our own conversions (not the database's): the same row fails every time."""
-    return isinstance(e, TypeError | ValueError | RecursionError) and not is_database_error(e)
-
-
-def _range_problem(deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> RowProblem | None:
-    units: list[HotSymbolDelta | ObservationWindow] = [*deltas, *obs]
-    for u in units:
-        if (p := row_problem(u)) is not None:
-            return RowProblem(f"not stored as read from the spool: {p}")
-    return None
 
 
 class _Rollback(Exception):
@@ -134,11 +99,6 @@ class _Rollback(Exception):
 
     def __init__(self, outcome: Coverage) -> None:
         self.outcome = outcome
-
-
-def _error_text(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).replace("\x00", "\\x00").strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:MAX_ERROR_CHARS]
 
 
 def _now() -> dt.datetime:
@@ -200,41 +160,6 @@ class Abandoned(Exception):
     """The caller gave up on this attempt at the batch (``Batch.attempt`` moved on): stop writing."""
 
 
-_UNSTORABLE_ID = {"postgresql": re.compile("[\x00\ud800-\udfff]"), "sqlite": re.compile("[\ud800-\udfff]")}
-
-
-def storable_identity(batch: Batch, dialect: str) -> None:
-    """Give a batch whose (agent id, sequence) the database cannot take one it can, the same each time.
-
-    A spool file's batch (or an agent's, on a node whose name holds a byte
-    that is not UTF-8) may carry an agent id with a NUL or a lone surrogate,
-    or a sequence beyond bigint: its ledger row was refused on every attempt,
-    so the batch was retried for ever and every later flush waited behind it
-    (a surrogate even escaped as a UnicodeEncodeError). No attempt under that
-    identity can ever have committed, so one derived from it (a digest of it,
-    sequence 0) keeps every retry exactly-once.
-    """
-    agent, seq = batch.agent_id, batch.seq
-    if (
-        isinstance(agent, str)
-        and agent
-        and type(seq) is int
-        and -(2**63) <= seq < 2**63
-        and not _UNSTORABLE_ID[dialect].search(agent)
-    ):
-        return
-    seq_text = seq if type(seq) is int else repr(seq)
-    digest = hashlib.sha256(
-        json.dumps([agent, seq_text], ensure_ascii=True, default=repr).encode()
-    ).hexdigest()
-    # One batch per derived identity: the agent's floor (its own sequences) is not about it.
-    batch.agent_id, batch.seq, batch.ledger_floor = f"unstorable-id/{digest[:32]}", 0, 0
-    log.warning(
-        "flush %s/%s: the store cannot take this batch's agent id or sequence; written as %s/0",
-        json.dumps(agent, ensure_ascii=True, default=repr)[:200], str(seq_text)[:40], batch.agent_id,
-    )  # fmt: skip
-
-
 def write_batch(db: Database, batch: Batch) -> BatchResult:
     """Write ``batch`` exactly once; raise on anything but a refused row (the caller retries)."""
     storable_identity(batch, db.dialect)
@@ -261,7 +186,7 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
             result.duplicate += rows
         return
     # Rows the aggregator built have their types; a spool file's are checked first.
-    refused: BaseException | None = _range_problem(deltas, obs) if batch.from_spool else None
+    refused: BaseException | None = range_problem(deltas, obs) if batch.from_spool else None
     if refused is None and hi - lo >= batch.timed_out_span:
         _split(db, batch, lo, hi, result, attempt)  # a range this large passed the statement timeout before
         return
@@ -273,17 +198,28 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 if state is not Coverage.FREE:
                     raise _Rollback(state)
                 # The export file's spans: written with the counts, or a spooled batch whose lines
-                # another agent's stored counts cover is stored as gaps (store/export_spans.py).
-                deltas, obs, recounted, unverified = guard(
-                    conn, batch.export_position, batch.from_spool, deltas, obs,
-                    known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
-                )  # fmt: skip
-                result.written += write_rows(conn, deltas, obs)
+                # another agent's stored counts cover is stored as gaps (store/export_spans.py); so
+                # is one older than the ledger's rows (store/spool_age.py).
+                old = batch.from_spool and batch.frozen_unix is not None  # asked only of these
+                if old and outlived_ledger(batch, ledger_now(conn), LEDGER_RETENTION):
+                    deltas, obs, recounted, unverified = as_gaps(deltas, obs)
+                else:
+                    deltas, obs, recounted, unverified = guard(
+                        conn, batch.export_position, batch.from_spool, deltas, obs,
+                        known=batch.export_known, locked=not batch.unlocked, agent=batch.agent_id,
+                    )  # fmt: skip
+                # Rows of days the retention removed: kept out of the history (store/late_rows.py).
+                cutoff = None
+                if batch.retention_days is not None:
+                    cutoff = history_from(conn, batch.retention_days, deltas, obs)
+                obs, expired = keep_current(obs, cutoff)
+                result.written += write_rows(conn, deltas, obs, history_from=cutoff)
                 # With the counts it covers, in one transaction; a replayed batch's position is of an
                 # agent gone (its spans say what it counted): the row stays the live agents'.
                 if batch.export_position is not None and not batch.from_spool:
                     write_position(conn, batch.export_position)
             result.recounted += recounted  # committed
+            result.expired += expired
             result.unverified += unverified
             batch.range_stored((lo, hi), "written")
             return
@@ -299,17 +235,17 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 log.warning(
                     "flush %s/%d: rows %d-%d took longer than the statement timeout (%s); writing them "
                     "in halves, each stored once through the ledger",
-                    batch.agent_id, batch.seq, lo, hi, _error_text(e),
+                    batch.agent_id, batch.seq, lo, hi, error_text(e),
                 )  # fmt: skip
                 _split(db, batch, lo, hi, result, attempt)
                 return
-            if not (is_row_refusal(e) or _is_conversion_refusal(e)):
+            if not (is_row_refusal(e) or is_conversion_refusal(e)):
                 raise
             refused = e
     if hi - lo == 1:
         assert refused is not None  # a single row is never partially applied
         unit = batch.units[lo]
-        if isinstance(unit, HotSymbolDelta) and (sample := _storable_sample(unit.sample)) != unit.sample:
+        if isinstance(unit, HotSymbolDelta) and (sample := storable_sample(unit.sample)) != unit.sample:
             # PostgreSQL's jsonb takes no NUL and no lone surrogate (a surrogateescape-decoded
             # path or argument): the sample is an illustration, its counts are the evidence.
             batch.units[lo] = dataclasses.replace(unit, sample=sample)
@@ -328,35 +264,6 @@ def _split(db: Database, batch: Batch, lo: int, hi: int, result: BatchResult, at
     _write_range(db, batch, mid, hi, result, attempt)
 
 
-def is_statement_timeout(e: BaseException) -> bool:
-    """Whether the server cancelled a statement (SQLSTATE 57014: ``statement_timeout`` or a cancel)."""
-    orig = getattr(e, "orig", None) or e
-    return getattr(orig, "sqlstate", None) == "57014"
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _storable_sample(value: Any, depth: int = 0) -> Any:
-    """``value`` with NUL, lone surrogates and non-finite floats replaced (U+FFFD, None).
-
-    So is what JSON cannot hold (another type, below ``MAX_SAMPLE_DEPTH`` levels): None.
-    """
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int):
-        return value
-    if depth >= MAX_SAMPLE_DEPTH:
-        return None
-    if isinstance(value, dict):
-        return {_storable_sample(str(k)): _storable_sample(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable_sample(v, depth + 1) for v in value]
-    return None
-
-
 def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result: BatchResult) -> None:
     """Keep a refused row in ``quarantined_rows`` (as ASCII JSON, which any database takes)."""
     unit = batch.units[i]
@@ -366,9 +273,9 @@ def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result
         row_json = json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True)
     except (ValueError, RecursionError):  # a sample too deep (or circular) for JSON: kept cleaned
         assert isinstance(unit, HotSymbolDelta)
-        unit = dataclasses.replace(unit, sample=_storable_sample(unit.sample))
+        unit = dataclasses.replace(unit, sample=storable_sample(unit.sample))
         row_json = json.dumps(unit_to_json(unit), ensure_ascii=True, default=str, sort_keys=True)
-    text = _error_text(error)
+    text = error_text(error)
     with db.begin() as conn:
         if _claim(conn, batch, i, i + 1, 1) is not Coverage.FREE:
             result.duplicate += 1

@@ -20,7 +20,9 @@ transaction: a "never called" answer counts watched days (from
 dropping one without the other would turn old calls into "watched, not
 called". The cutoff is midnight UTC of the day ``retentionDays`` before now,
 minus one more day because a window lasts up to a day: every row removed
-belongs to a window that ended more than ``retentionDays`` ago.
+belongs to a window that ended more than ``retentionDays`` ago. Observation windows are deleted
+an hour of ``window_start`` a statement (:func:`delete_before`: a fleet's day in one statement
+passed ``store.statementTimeout``), before the history's table lock is taken.
 
 The minimum, :data:`MIN_RETENTION_DAYS` = 31, is what the evidence needs:
 the runtime factor's lowest tier is "more than 30 watched days without a
@@ -52,11 +54,15 @@ MIN_RETENTION_DAYS = 31
 MAX_RETENTION_DAYS = 3_660
 DAYS_AHEAD = 2
 LOCK_TIMEOUT_MS = 5_000
+DELETE_STEP = dt.timedelta(hours=1)  # retention deletes an hour of window_start a statement (delete_before)
+_STEPS_FROM = dt.datetime(1, 1, 2, tzinfo=dt.UTC)  # any earlier start is a datetime no driver reads back
 PARENT = "hot_symbol_windows"
 DEFAULT_PARTITION = "hot_symbol_windows_default"
 _DAY_NAME = re.compile(r"^hot_symbol_windows_p(\d{8})$")
 # Any constant: agents that maintain the same database at the same time take turns (the others skip).
-_LOCK_ID = 0x5354454C4C42  # "STELLB"
+# A write of rows near or past the cutoff takes it shared (store/late_rows.py): no retention runs
+# between its reading the store's first record and its commit.
+MAINTENANCE_LOCK_ID = 0x5354454C4C42  # "STELLB"
 
 
 @dataclass(slots=True)
@@ -161,7 +167,7 @@ def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maint
 def _maintain_postgres(
     conn: Conn, retention_days: int, now: dt.datetime | None, retention: bool, lock_timeout_ms: int
 ) -> Maintenance:
-    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).scalar():
+    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (MAINTENANCE_LOCK_ID,)).scalar():
         return Maintenance()
     if not _is_partitioned(conn):  # a store not migrated to 0007 (store.migrate: false)
         return Maintenance()
@@ -171,13 +177,15 @@ def _maintain_postgres(
     assert now is not None
     cutoff = retention_cutoff(now, retention_days)
     out = Maintenance(ran=True, cutoff=cutoff)
+    if retention:  # before the history's table lock, which it does not need
+        out.deleted_rows += delete_before(conn, "observation_windows", cutoff)
     existing = _existing_days(conn)
     create = days_to_create(now.astimezone(dt.UTC).date(), existing)
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
     if create or drop or default is None:
-        # Taken first, whole: the DDL below needs it, and a lock taken in steps could deadlock.
+        # Taken whole before any DDL: the DDL below needs it, and a lock taken in steps could deadlock.
         conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
     if default is None:
         conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
@@ -188,10 +196,42 @@ def _maintain_postgres(
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
-    for table in (default, "observation_windows") if retention else ():
-        res = conn.execute(f"DELETE FROM signals.{_ident(table)} WHERE window_start < %s", (cutoff,))
+    if retention:  # one statement: no index leads with window_start here, a step would scan it whole
+        res = conn.execute(f"DELETE FROM signals.{_ident(default)} WHERE window_start < %s", (cutoff,))
         out.deleted_rows += max(0, int(res.rowcount or 0))
     return out
+
+
+def delete_before(conn: Conn, table: str, cutoff: dt.datetime) -> int:
+    """Delete ``table``'s rows with ``window_start`` before ``cutoff``, an hour of them a statement.
+
+    A fleet's day of observation windows (1,000 nodes x 20 images x 1,440 windows) took longer
+    to delete in one statement than ``store.statementTimeout``: the retention was cancelled every
+    hour, its drops with it. Each step finds the oldest row at or after where the last step
+    ended and deletes from it to an hour later, both index ranges (``table`` needs an index that
+    leads with ``window_start``, as ``observation_windows``' of migration 0007) that start past
+    the rows already deleted (this transaction's deletions are still in the index: a range from
+    the start would walk them all again); so a statement's work is bounded by an hour of rows.
+    All in the caller's one transaction. Rows before :data:`_STEPS_FROM` (only put there by hand:
+    ``-infinity``, a year BC) go with one last DELETE of that range.
+    """
+    name = f"signals.{_ident(table)}"
+    total = 0
+    lo = _STEPS_FROM
+    while True:
+        first = conn.execute(
+            f"SELECT min(window_start) FROM {name} WHERE window_start >= %s AND window_start < %s",
+            (lo, cutoff),
+        ).scalar()
+        if first is None:
+            break
+        assert isinstance(first, dt.datetime)
+        hi = min(cutoff, first + DELETE_STEP)
+        res = conn.execute(f"DELETE FROM {name} WHERE window_start >= %s AND window_start < %s", (first, hi))
+        total += max(0, int(res.rowcount or 0))
+        lo = hi
+    res = conn.execute(f"DELETE FROM {name} WHERE window_start < %s", (_STEPS_FROM,))
+    return total + max(0, int(res.rowcount or 0))
 
 
 def _is_partitioned(conn: Conn) -> bool:

@@ -129,6 +129,8 @@ class PendingWrites:
         self._timeout_splits_done = 0  # of batches no longer pending (see timeout_splits)
         self.quarantined_rows = 0
         self.quarantined_invocations = 0
+        # Observation windows not stored: their day store.retentionDays removed (store/late_rows.py).
+        self.expired_rows = 0
         self.dropped_rows = 0
         self.dropped_invocations = 0
         self.gap_rows_from_drops = 0  # gaps marked because hot-symbol rows were dropped
@@ -352,7 +354,7 @@ class PendingWrites:
         (store/pending_write.py)."""
         own = [b.seq for b in self._batches if b.agent_id == self.agent_id]
         # Of this agent's own sequences only: a batch of another agent (spooled) or under a derived
-        # identity (store/ledger.py storable_identity) has its own; the floor deleted its parts.
+        # identity (store/batch_identity.py storable_identity) has its own; the floor deleted its parts.
         batch.ledger_floor = min(own) if own and batch.agent_id == self.agent_id else 0
         batch.unlocked = batch.from_spool and self.spool_unlocked is not None and self.spool_unlocked()
         return await write_timed(self, store, batch, write_timeout, deadline)
@@ -364,6 +366,7 @@ class PendingWrites:
         self.duplicate_rows += result.duplicate
         self.quarantined_rows += result.quarantined
         self.quarantined_invocations += result.quarantined_invocations
+        self.expired_rows += result.expired
         self.flushes += 1
         if batch.from_spool:
             self.spool_replayed_rows += result.written + result.duplicate + result.quarantined

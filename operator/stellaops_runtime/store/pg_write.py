@@ -107,6 +107,13 @@ FROM pg_temp._stage_hot
 """
 
 
+def append_windows_from(history_from_us: int) -> str:
+    """APPEND_WINDOWS of the windows from ``history_from_us`` on: those before it add to the
+    cumulative rows only (store/late_rows.py). An integer in the text: the ``%`` of :func:`_ts`
+    leaves no room for a placeholder."""
+    return f"{APPEND_WINDOWS}WHERE window_us >= {int(history_from_us)}\n"
+
+
 def _first(col: str, *, newest: bool = False) -> str:
     order = "window_us DESC" if newest else "window_us"
     return f"COALESCE((array_agg({col} ORDER BY {order}) FILTER (WHERE {col} <> ''))[1], '')"
@@ -307,6 +314,7 @@ def write_postgres(
     *,
     unique_keys: bool,
     chunk_rows: int = 5_000,
+    history_from: int | None = None,
 ) -> None:
     """Stage, append and roll up, inside the caller's transaction.
 
@@ -314,6 +322,7 @@ def write_postgres(
     a key is well defined; ``unique_keys``: at most one per key (see
     :func:`distinct`). They become staging rows ``chunk_rows`` at a time, all
     streamed into one COPY, so a large flush never holds every row's tuple.
+    ``history_from`` (ns): windows before it are not appended to the history.
     """
     rows = (r for i in range(0, len(deltas), chunk_rows) for r in stage_tuples(deltas[i : i + chunk_rows]))
     with conn.raw.cursor() as cur:
@@ -334,6 +343,9 @@ def write_postgres(
         if deltas:
             cur.execute(STAGE_HOT_DDL)
             copy_rows(cur, table="pg_temp._stage_hot", columns=STAGE_COLS, types=STAGE_TYPES, rows=rows)
-            cur.execute(APPEND_WINDOWS)  # no row lock taken
+            if history_from is None:
+                cur.execute(APPEND_WINDOWS)  # no row lock taken
+            else:
+                cur.execute(append_windows_from(history_from // 1000))
             # Last, so the cumulative rows other agents wait for are held only until the commit.
             cur.execute(ROLLUP_HOT_UNIQUE_KEYS if unique_keys else ROLLUP_HOT)

@@ -35,6 +35,8 @@ without a schema: engines map ``signals`` to ``None`` with
   unwatched-container mark (store/marks.py);
 - ``image_pairs`` (migration 0014): an image's config digest beside the manifest
   digest the agent files it under (store/image_pairs.py, store/same_image.py);
+- ``node_liveness`` (migration 0015): each node's proof of life on the store's
+  clock, written at every flush (store/node_liveness.py, store/coverage_open.py).
 - ``node_fact_builds`` (migration 0016): every build-id a node's ``unprobed`` fact
   (``host:<node>``) was stored with, where ``hot_symbols`` keeps the first
   (store/fact_builds.py, store/node_facts.py).
@@ -254,6 +256,22 @@ image_pairs = sa.Table(
     sa.Column("config_digest", sa.Text, nullable=False),
     sa.PrimaryKeyConstraint("image_digest", "config_digest", name="pk_image_pairs"),
     sa.Index("ix_image_pairs_config", "config_digest"),
+)
+
+# Migration 0015: each node's proof of life, stamped by the store's clock (store/node_liveness.py).
+node_liveness = sa.Table(
+    "node_liveness",
+    metadata,
+    sa.Column("node_name", sa.Text, nullable=False),
+    sa.Column("agent_id", sa.Text, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),  # store clock
+    sa.Column("started_node", UtcDateTime, nullable=False),  # node clock
+    sa.Column("alive_through", UtcDateTime, nullable=False),  # store clock
+    sa.Column("alive_node", UtcDateTime, nullable=False),  # node clock
+    sa.Column("written_at", UtcDateTime, nullable=False),  # store clock
+    sa.Column("flush_seconds", sa.Float, nullable=False),
+    sa.Column("window_seconds", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("node_name", name="pk_node_liveness"),
 )
 
 # Migration 0016: each build a node's ``unprobed`` fact was stored of (hot_symbols keeps its first).

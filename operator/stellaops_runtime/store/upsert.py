@@ -42,6 +42,7 @@ from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, adopt
 from stellaops_runtime.store.fact_builds import record_fact_builds
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS, hot_tuple, obs_tuple, win_tuple
+from stellaops_runtime.store.timeconv import datetime_to_ns
 
 T = TypeVar("T")
 
@@ -117,28 +118,37 @@ def _sort_key(d: HotSymbolDelta) -> tuple[str, str, str, str, int]:
 # (upsert_hot, upsert_win, upsert_obs) and run here as plain SQL.
 
 
-def _write_sqlite(conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
+def _write_sqlite(
+    conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow], history_from: int | None
+) -> int:
     sql = STATEMENTS["sqlite"]
     by_window = sorted(merge_by_window(deltas), key=_sort_key)
     by_key = sorted(merge_by_key(by_window), key=_sort_key)
+    history = by_window
+    if history_from is not None:  # windows the retention removed: the cumulative rows only
+        history = [d for d in by_window if d.window_start_ns >= history_from]
     now = dt.datetime.now(dt.UTC)
     for part in chunks(by_key):
         conn.executemany(
             sql["upsert_hot"], [dict(zip(HOT_COLS, hot_tuple(d), strict=True), updated_at=now) for d in part]
         )
-    for part in chunks(by_window):
+    for part in chunks(history):
         conn.executemany(sql["upsert_win"], [dict(zip(WIN_COLS, win_tuple(d), strict=True)) for d in part])
     for windows in chunks(obs):
         conn.executemany(sql["upsert_obs"], [dict(zip(OBS_COLS, obs_tuple(w), strict=True)) for w in windows])
     return len(by_window)
 
 
-def _write_postgres(conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow]) -> int:
+def _write_postgres(
+    conn: Conn, deltas: list[HotSymbolDelta], obs: list[ObservationWindow], history_from: int | None
+) -> int:
     pg_write.check_times(deltas)  # before the COPY starts: a refused row fails the batch up front
     distinct, unique_keys = pg_write.distinct_deltas(deltas)
     if distinct < len(deltas):  # one (key, window) twice: merge first, so "oldest window" is defined
         deltas = merge_by_window(deltas)
-    pg_write.write_postgres(conn, deltas, obs, unique_keys=unique_keys, chunk_rows=CHUNK_ROWS)
+    pg_write.write_postgres(
+        conn, deltas, obs, unique_keys=unique_keys, chunk_rows=CHUNK_ROWS, history_from=history_from
+    )
     return distinct
 
 
@@ -152,13 +162,21 @@ def chunks(rows: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
         yield rows[i : i + size]
 
 
-def write_rows(conn: Conn | Any, deltas: list[HotSymbolDelta], windows: list[ObservationWindow]) -> int:
+def write_rows(
+    conn: Conn | Any,
+    deltas: list[HotSymbolDelta],
+    windows: list[ObservationWindow],
+    *,
+    history_from: dt.datetime | None = None,
+) -> int:
     """Add deltas and observation windows inside the caller's transaction.
 
     ``conn``: a :class:`~stellaops_runtime.store.dbconn.Conn` (the agent), or a
     SQLAlchemy connection (tools, benchmarks), whose DB-API connection is used.
     Returns the number of rows written: distinct (key, window) hot-symbol rows
-    plus distinct observation-window rows.
+    plus distinct observation-window rows. ``history_from``: deltas of windows
+    starting before it add to the cumulative rows only, not to the per-window
+    history (the retention removed their days: store/late_rows.py).
     """
     conn = adopt(conn)
     obs = merge_observations(windows)
@@ -167,4 +185,5 @@ def write_rows(conn: Conn | Any, deltas: list[HotSymbolDelta], windows: list[Obs
     write = _write_postgres if conn.dialect == "postgresql" else _write_sqlite
     windows_written = len({(o.image_digest, o.node_name, o.window_start_ns) for o in obs})  # restates once
     record_fact_builds(conn, deltas)  # before the rollup, which holds its locks until the commit
-    return write(conn, deltas, obs) + windows_written
+    floor = None if history_from is None else datetime_to_ns(history_from)
+    return write(conn, deltas, obs, floor) + windows_written

@@ -157,9 +157,12 @@ class HotSymbolStore:
         """Write a frozen batch exactly once (see :mod:`stellaops_runtime.store.ledger`).
 
         Rows the database refuses are quarantined and reported in the
-        result; anything else raises :class:`StoreUnavailable` or
+        result, and so are observation windows older than the retention's
+        cutoff, which are not stored (``expired``: store/late_rows.py);
+        anything else raises :class:`StoreUnavailable` or
         :class:`StoreError`, and the same batch may be retried as it is.
         """
+        batch.retention_days = self.retention_days  # rows of days it removed: not in the history
         try:
             result = write_batch(self.db, batch)
         except Exception as e:
@@ -169,6 +172,14 @@ class HotSymbolStore:
                 result = write_batch(self.db, batch)
             except Exception as again:
                 raise self._wrap(again, "write to") from again
+        if result.expired:
+            log.warning(
+                "flush %s/%s: %d observation windows start on days the retention removed "
+                "(store.retentionDays %d): neither they nor their calls' history rows are stored; "
+                "the calls' counts are added to their cumulative rows (hot_symbols), where retention "
+                "keeps them",
+                batch.agent_id, batch.seq, result.expired, self.retention_days,
+            )  # fmt: skip
         self._batches += 1
         now = time.monotonic()
         if self._maintained_at is None or now - self._maintained_at >= MAINTAIN_EVERY_SECONDS:

@@ -14,7 +14,7 @@ with ON CONFLICT DO NOTHING: idempotent, any number of agents. The facts stored 
 revision are copied in with the build-id their row kept (the others were not stored).
 
 Revision ID: 0016
-Revises: 0014 (0015 once merged beside the node-liveness revision)
+Revises: 0015
 Create Date: 2026-12-06
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

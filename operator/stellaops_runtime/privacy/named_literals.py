@@ -1,0 +1,71 @@
+"""A secret's name as a quoted literal, then its value as the next literal, in code or configuration.
+
+Why this exists: the key rules (``patterns``) read a name and its value joined by ``=`` or ``:``
+(``password='x'``, ``{"token": "x"}``). Code and configuration also give the name as a string of
+its own and the value as the next one, which no separator joins (the P7 corpus, session 45):
+WordPress's ``define('DB_PASSWORD', 'x')``, C's and Go's ``setenv("API_TOKEN", "x", 1)`` /
+``os.Setenv(…)``, Java's ``System.setProperty("db.password", "x")``, a subscript assigned
+(``os.environ["DB_PASSWORD"] = "x"``, PHP's ``$cfg['Servers'][$i]['password'] = 'x'``), and the
+key/value attributes of .NET's configuration (``<add key="ClearTextPassword" value="x" />`` in
+NuGet.config, ``<add key="DbPassword" value="x"/>`` in web.config). A workload runs such code from
+its command line (``php -r``, ``python3 -c``, ``sed -i "s/…/define('DB_PASSWORD', 'x')/"``) and
+writes such files (a traced ``write()``).
+
+A name counts when it ends in a credential word (the key rules' words); the value literal goes
+with its quotes, unless it is empty. Its own small regex, run only on a text holding a quote and a
+credential word's piece, so the whole set (``patterns``) does not grow; bounded and possessive:
+linear in the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["named_literal_spans"]
+
+# the name, quoted: up to 64 word characters (``.``, ``:``, ``-`` too) ending in a credential word;
+# ``pass`` only as a word of its own (``db_pass``, not ``bypass``)
+_PASSWORD_NAME = r"[\w.:-]{0,64}?(?:password|passwd|passphrase|pwd|pswd?)|(?:[\w.:-]{0,64}?[_.:-])?pass"
+# (and WordPress's keys and salts: AUTH_KEY, NONCE_KEY, LOGGED_IN_SALT…)
+_SECRET_NAME = (
+    r"[\w.:-]{0,64}?(?:secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|secret[_.-]?key"
+    r"|auth[_.-]?key|nonce[_.-]?key|logged[_.-]?in[_.-]?key|[_.-]salt|credentials?)"
+)
+# A single quote written inside a single-quoted script: ``'\''`` or shlex.quote's ``'"'"'`` (its ``"``
+# escaped too when the script is itself a quoted argument: ``'\"'\"'``). A command a program built
+# with shlex.join for ``bash -lc`` writes every quote of its code so (RP7).
+_SCRIPT_SQ = r"""'(?:\\'|\\?"'\\?")'"""
+_QUOTE = rf"""(?<!\\)\\*+["']|{_SCRIPT_SQ}"""
+_NAME = rf"""(?P<q>{_QUOTE})(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})(?P=q)"""
+# the value literal: the same quotes, its escapes read once; not empty; not a key of JSON or a dict
+# (``{"name": "API_TOKEN", "value": x}``: env_names' pair); a run of backslashes starts a name once
+_VALUE = rf"""(?P<s>(?P<v>{_SCRIPT_SQ}|\\*+["'])(?:(?!(?P=v))(?:[^\\\n]|\\[^\n]))++(?P=v))"""
+# define('NAME', 'x'), setenv("NAME", "x", 1), setProperty("NAME", "x"): the next argument; and
+# x["NAME"] = "x", $cfg[...]['NAME'] = 'x': a subscript assigned (Perl's $ENV{"NAME"} = "x" too)
+_ARGUMENT_OR_SUBSCRIPT = re.compile(rf"{_NAME}[ \t]*+(?:,|[\]}}][ \t]*+=)[ \t]*+{_VALUE}(?![ \t]*+:)")
+# <add key="NAME" value="x" />
+_KEY_VALUE = re.compile(rf"(?<![\w-])(?i:key)={_NAME}[ \t]++(?i:value)={_VALUE}")
+# sed's s/PATTERN/REPLACEMENT/ whose pattern names a secret's placeholder or key: the replacement
+# (wp-config-sample.php's ``s/password_here/x/``, ``s|{{DB_PASSWORD}}|x|``); ``/``, ``|``, ``#`` or
+# ``,`` as the delimiter; the word ends there (``s/passwordless/x/`` stays). The whole replacement
+# goes, a key name in it too (``s/.*AUTH_KEY.*/define('AUTH_KEY', 'x')/``)
+_SED = re.compile(
+    r"(?<![\w-])s(?P<d>[/|#,])[^\s/|#,]{0,64}?"
+    r"(?i:(?P<pw>password|passwd|pwd|pswd?|pass)|secret|token|api[_-]?key|auth[_-]?key)(?![A-Za-z])"
+    r"[^/|#,\n]{0,64}?(?P=d)(?P<s>(?:(?!(?P=d))[^\n\\]|\\[^\n])++)(?P=d)"
+)
+_TRIGGERS = ("pass", "pw", "psw", "secret", "token", "key", "cred", "salt")
+
+
+def named_literal_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, family) of each value literal after a quoted name of a secret."""
+    if "'" not in text and '"' not in text:
+        return []
+    low = text.lower()
+    if not any(t in low for t in _TRIGGERS):
+        return []
+    out: list[tuple[int, int, str]] = []
+    for rx in (_ARGUMENT_OR_SUBSCRIPT, _KEY_VALUE, _SED):
+        for m in rx.finditer(text):
+            out.append((*m.span("s"), "password" if m["pw"] is not None else "secret_token"))
+    return out

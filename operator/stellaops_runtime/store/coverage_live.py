@@ -1,0 +1,130 @@
+"""The question's side of ``node_liveness`` (migration 0015): each node's proof of life and the store's now.
+
+Split from store/coverage_open.py, which decides where a node's watched time ends: this module
+reads what the agents wrote (store/node_liveness.py) and the store's own clock, so that neither a
+node's clock nor the CLI host's moves an answer. A store before migration 0015 has no table: every
+node then keeps the rule of its latest record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store.schema import SCHEMA, node_liveness
+
+# A flush's own time beside its interval: a healthy flush and its proof of life take well under a
+# second, the moment a flush claims is the outage marker's last sample (taken about once a second),
+# and one flush missed (a slow store) is in the three intervals. A flush slower still reads as down
+# for the rest: the safe side (unknown, never "not observed").
+FLUSH_ALLOWANCE = dt.timedelta(seconds=2)
+FLUSHES = 3  # flush intervals a live agent may go without a proof of life
+# How far a live agent's claimed moment may trail its write: Tetragon may still hold events up to its
+# event cache's 32 s and a backlog's lag (sources/event_hold.py: at most 600 s), so a gRPC stream's
+# moment is that far behind now. An agent whose claimed moment trails further (its flushes failing
+# while its proofs of life are written) is taken as down from that moment: the safe side.
+LAG_ALLOWANCE = dt.timedelta(seconds=32 + 600 + 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """One node's proof of life: ``alive_through``/``started_at`` on the store's clock,
+    ``alive_node``/``started_node`` the same moments on the node's (its windows') clock."""
+
+    agent_id: str
+    started_at: dt.datetime
+    started_node: dt.datetime
+    alive_through: dt.datetime
+    alive_node: dt.datetime
+    flush_seconds: float
+    window_seconds: int
+    written_at: dt.datetime  # store clock
+
+    @property
+    def grace(self) -> dt.timedelta:
+        """How long after a proof of life's write a live agent has written the next one:
+        :data:`FLUSHES` flush intervals and :data:`FLUSH_ALLOWANCE`."""
+        return FLUSHES * dt.timedelta(seconds=max(0.0, self.flush_seconds)) + FLUSH_ALLOWANCE
+
+    def alive_at(self, asked: dt.datetime) -> bool:
+        """Whether the agent is taken as alive at ``asked`` (the store's clock): its last write is
+        within :attr:`grace` and its claimed moment trailed that write by at most the grace and
+        :data:`LAG_ALLOWANCE`; a question before the claimed moment is answered by it too."""
+        if asked <= self.alive_through:
+            return True
+        lag = self.written_at - self.alive_through
+        return asked - self.written_at <= self.grace and lag <= self.grace + LAG_ALLOWANCE
+
+    @property
+    def watched_end(self) -> dt.datetime:
+        """Where the node's watched time ends in its windows' time: the earlier of the two clocks'
+        readings of the claimed moment (a node clock behind the store's watched event time up to
+        its own reading only; one ahead is held to the store's)."""
+        return min(self.alive_through, self.alive_node)
+
+    def vouches_for(self, latest: dt.datetime) -> bool:
+        """Whether this agent watched the node's time around its latest record ``latest`` (a window
+        start): the record is not older than the agent's start by more than two of its windows
+        (its restart gap's last row starts within one window of it), nor newer than its claimed
+        moment by more than a live agent's own rows can be (:meth:`explains`). A replayed export
+        file's windows (days behind) or an earlier agent's are not this agent's to vouch for."""
+        slack = dt.timedelta(seconds=2 * max(self.window_seconds, 60))
+        return self.started_node - slack <= latest and self.explains(latest)
+
+    def explains(self, latest: dt.datetime) -> bool:
+        """Whether the agent that wrote this proof may have written the record ``latest`` too: its
+        rows are of events it took by its last flushes, so the window a record starts is no later
+        than its claimed moment (node clock) by more than Tetragon's hold and largest backlog and
+        the flushes a live agent may go without a proof (:attr:`grace`). A record later still came
+        from an agent that writes no proof (the node's agent rolled back to one before migration
+        0015, a second agent) or one whose proofs fail while its flushes store: the proof is stale,
+        and its span, ended at its own day's midnight, would leave the record's day read as watched
+        after that agent is gone. Such a node keeps the rule of its latest record."""
+        return latest <= self.alive_node + self.grace + LAG_ALLOWANCE
+
+
+def has_liveness(conn: sa.Connection) -> bool:
+    """Whether the store has migration 0015's table."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    return sa.inspect(conn).has_table(node_liveness.name, schema=schema)
+
+
+def store_now(conn: sa.Connection) -> dt.datetime:
+    """The store's clock (PostgreSQL ``clock_timestamp()``; SQLite ``'now'``, UTC, milliseconds)."""
+    if conn.dialect.name == "postgresql":
+        value = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    else:
+        value = conn.execute(sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return _as_utc(value)
+
+
+def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
+    """The proof of life of each of ``nodes`` that has one (one statement)."""
+    names = sorted(set(nodes))
+    if not names or not has_liveness(conn):
+        return {}
+    c = node_liveness.c
+    rows = conn.execute(sa.select(node_liveness).where(c.node_name.in_(names))).all()
+    return {
+        r.node_name: Live(
+            r.agent_id,
+            _as_utc(r.started_at),
+            _as_utc(r.started_node),
+            _as_utc(r.alive_through),
+            _as_utc(r.alive_node),
+            float(r.flush_seconds),
+            int(r.window_seconds),
+            _as_utc(r.written_at),
+        )
+        for r in rows
+    }
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):  # SQLite's text
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

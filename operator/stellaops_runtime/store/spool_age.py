@@ -1,0 +1,44 @@
+"""A spooled batch older than the flush ledger's memory is stored as gaps, never counted twice.
+
+The flush ledger (store/ledger.py) answers "already stored" for a batch whose COMMIT went
+through but whose acknowledgement was lost. The rows of an agent that stopped with batches
+pending stay :data:`~stellaops_runtime.store.ledger.LEDGER_RETENTION` (30 days), for its spool
+file, and are then pruned: a spool file replayed later (a node down a month) stored such a batch's
+counts a second time. A batch carries when its flush froze it (``Batch.frozen_unix``, kept in the
+spool file and through its merges, agent/spool_keeper.py); one frozen longer ago than the ledger
+keeps its rows, less :data:`CLOCK_MARGIN` for the node's clock then and the ledger's now (the
+server's on PostgreSQL, :func:`~stellaops_runtime.store.ledger.ledger_now`), and not found in the
+ledger, cannot be told stored or not: it is stored as gaps over its windows, as a batch whose
+export lines cannot be checked is (store/export_spans.py), its counts lost, said and counted
+(``unverified``). A batch of a spool file from before the stamp (None) is replayed as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from stellaops_runtime.store.batches import Batch
+
+log = logging.getLogger("stellaops_runtime.store.ledger")
+
+# A node's clock at the freeze and the ledger's clock now may be this far apart before a batch
+# whose ledger row is pruned escapes the rule (then counted twice, as before).
+CLOCK_MARGIN = dt.timedelta(days=1)
+
+
+def outlived_ledger(batch: Batch, now: dt.datetime, kept: dt.timedelta) -> bool:
+    """Whether ``batch``, read from a spool file, was frozen so long before ``now`` (the ledger's
+    clock) that its ledger rows, kept ``kept``, may be pruned already."""
+    if not batch.from_spool or batch.frozen_unix is None:
+        return False
+    frozen = dt.datetime.fromtimestamp(batch.frozen_unix, dt.UTC)
+    if now - frozen <= kept - CLOCK_MARGIN:
+        return False
+    log.warning(
+        "spooled batch %s/%s was frozen at %s, longer ago than the flush ledger keeps its rows (%s days): "
+        "whether its acknowledgement was lost after it was stored cannot be told, so its rows are not "
+        "stored, their windows are a gap (never counted twice)",
+        batch.agent_id, batch.seq, frozen.isoformat(), kept.days,
+    )  # fmt: skip
+    return True

@@ -1,0 +1,130 @@
+"""A spooled batch older than the flush ledger's 30 days is stored as a gap, not counted again.
+
+The ledger (store/ledger.py) keeps the rows of an agent that stopped with batches pending for
+``LEDGER_RETENTION`` (30 days), so a batch whose COMMIT went through but whose acknowledgement
+was lost, spooled at the agent's shutdown, is found "already stored" when the next agent replays
+it. After 30 days its ledger row is pruned: a spool file replayed later (a node down a month)
+stored the batch's counts a second time. Seen failing before the fix (the call's 7 invocations
+read 14). Now a batch carries when it was frozen (kept in the spool file, through merges), and a
+spooled batch frozen longer ago than the ledger keeps its rows (less a day for two clocks apart),
+by the ledger's clock, is stored as gaps over its windows, as an unverified batch is
+(store/export_spans.py): its counts are lost, said and counted, never doubled. SQLite and
+PostgreSQL (``url``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.ledger import LEDGER_RETENTION, prune_ledger
+from stellaops_runtime.store.schema import datetime_to_ns
+from stellaops_runtime.store.spool import read_spool, write_spool
+from stellaops_runtime.store.spool_age import outlived_ledger
+
+S = 1_000_000_000
+IMG = "sha256:" + "e" * 64
+KEY = HotSymbolKey(IMG, "/usr/lib/libz.so.1", "crc32", EvidenceKind.INVOKED)
+DAY = 86_400
+
+
+def _rows(days_ago: int) -> list[HotSymbolDelta | ObservationWindow]:
+    at = (
+        datetime_to_ns(dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0))
+        - days_ago * DAY * S
+    )
+    return [
+        HotSymbolDelta(KEY, at, 7, at + S, at + 2 * S),
+        ObservationWindow(IMG, "node-2", at, 3, Posture.EBPF_DEEP, 60, "tetragon"),
+    ]
+
+
+def _frozen(monkeypatch: pytest.MonkeyPatch, days_ago: int, seq: int) -> Batch:
+    """A batch as the agent's flush froze it ``days_ago`` days ago (by its clock then)."""
+    then = time.time() - days_ago * DAY
+    with monkeypatch.context() as m:
+        m.setattr(time, "time", lambda: then)
+        return Batch("node-2/gone", seq, list(_rows(days_ago)))
+
+
+def _age_ledger(url: str, days: int) -> None:
+    """The ledger rows written ``days`` days ago, as a month's wait would have left them."""
+    eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    table = "signals.flush_ledger" if url.startswith("postgresql") else "flush_ledger"
+    with eng.begin() as c:
+        rows = c.execute(sa.text(f"SELECT agent_id, flush_seq, part, committed_at FROM {table}")).all()
+        for agent, seq, part, at in rows:
+            at = dt.datetime.fromisoformat(at) if isinstance(at, str) else at
+            c.execute(
+                sa.text(
+                    f"UPDATE {table} SET committed_at = :at "
+                    "WHERE agent_id = :a AND flush_seq = :s AND part = :p"
+                ),
+                {"at": at - dt.timedelta(days=days), "a": agent, "s": seq, "p": part},
+            )
+    eng.dispose()
+
+
+def test_a_spooled_batch_older_than_the_ledger_is_a_gap_not_counted_twice(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool.jsonl"
+    with open_store(url) as s:
+        batch = _frozen(monkeypatch, 31, 1)
+        assert s.write_batch(batch).written == 2  # committed; its acknowledgement lost at a store outage
+        write_spool(spool, [batch])  # so the agent spooled it at its shutdown
+        _age_ledger(url, 31)
+        assert prune_ledger(s.db) == 1  # a month on: the ledger's row of it is pruned
+        [loaded] = read_spool(spool) or []
+        write_spool(spool, [loaded])  # an agent that could not reach the store spooled it again
+        [replayed] = read_spool(spool) or []
+        assert replayed.frozen_unix == loaded.frozen_unix == batch.frozen_unix  # its freeze, not a spooling
+        result = s.write_batch(replayed)  # the node's next agent, a month later
+        [row] = s.read_hot_symbols()
+        assert row["invocation_count"] == 7  # was 14: counted twice
+        assert (result.written, result.unverified) == (1, 2)
+        start = replayed.units[1].window_start_ns  # its window is a gap now: no "not observed" over it
+        gaps = [o for o in s.read_observation_windows() if o["gap_end"] is not None]
+        assert [(datetime_to_ns(o["gap_start"]), o["dropped_events"]) for o in gaps] == [(start, 7)]
+
+
+def test_a_younger_spooled_batch_is_stored_and_a_stored_one_found(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule takes nothing from a spool the ledger still covers: a batch frozen 28 days ago is
+    stored as it is, and one the ledger holds is answered "already stored"."""
+    spool = tmp_path / "spool.jsonl"
+    with open_store(url) as s:
+        stored, pending = _frozen(monkeypatch, 28, 1), _frozen(monkeypatch, 28, 2)
+        s.write_batch(stored)
+        write_spool(spool, [stored, pending])
+        again, new = read_spool(spool) or []
+        assert s.write_batch(again).duplicate == 2
+        result = s.write_batch(new)
+        assert (result.written, result.unverified) == (2, 0)
+        assert sum(r["invocation_count"] for r in s.read_hot_symbols()) == 14
+
+
+@pytest.mark.parametrize("stamp", [10**30, -(10**12), 253_402_300_800, "1", 1.5])
+def test_a_freeze_time_no_datetime_holds_is_not_known(stamp: object) -> None:
+    """A spool line's ``frozen_unix`` out of every datetime's range (a file edited by hand) raised
+    OverflowError/ValueError inside the write, which the ledger takes for a refused row: every row
+    of the batch went to quarantine. Seen failing before the check. Now it is not known (None): the
+    batch replays as one of a file before the stamp."""
+    line = batch_to_json(Batch("node-2/gone", 1, list(_rows(1))))
+    batch = batch_from_json({**line, "frozen_unix": stamp})
+    assert batch.frozen_unix is None
+    assert not outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)
