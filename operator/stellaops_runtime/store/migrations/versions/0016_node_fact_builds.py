@@ -46,10 +46,17 @@ def upgrade() -> None:
         schema=_schema(),
     )
     prefix = "signals." if _schema() else ""
+    # a key past store/fact_builds.py's MAX_KEY_BYTES (2,650) is not kept: PostgreSQL's index would
+    # refuse it, and the upgrade with it; such a fact is met by the build its row keeps, as before
+    size = " + ".join(
+        f"octet_length({c})" if _schema() else f"length(CAST({c} AS BLOB))"
+        for c in ("image_digest", "module", "function_name", "build_id")
+    )
     op.execute(
         f"INSERT INTO {prefix}node_fact_builds (image_digest, module, function_name, build_id) "
         f"SELECT image_digest, module, function_name, build_id FROM {prefix}hot_symbols "
-        "WHERE evidence_kind = 'unprobed' AND build_id <> '' AND substr(image_digest, 1, 5) = 'host:'"
+        "WHERE evidence_kind = 'unprobed' AND build_id <> '' AND substr(image_digest, 1, 5) = 'host:' "
+        f"AND {size} <= 2650"
     )
 
 
