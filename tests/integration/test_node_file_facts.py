@@ -165,7 +165,8 @@ def test_the_node_facts_are_read_through_indexes_not_a_scan_of_every_image(
     The host images to look in are those of the nodes the image was watched on (its observation
     windows, their primary key): a container runs a node's file only on that node, whose agent
     stores the file's facts under ``host:<node>``. Seen failing before the fix: 'SCAN hot_symbols'
-    in the plan. The answers stay as the tests above check."""
+    in the plan. The facts' builds (migration 0016) are read by their table's key too. The answers
+    stay as the tests above check."""
     import sqlalchemy as sa
 
     from stellaops_runtime.store.function_refs import function_query
@@ -197,6 +198,11 @@ def test_the_node_facts_are_read_through_indexes_not_a_scan_of_every_image(
                 got = node_file_unprobed(conn, image=POD, function=function)
                 assert [r.function_name for r in got] == ["f.part.0"], (function, got)
             sa.event.remove(s.engine, "before_cursor_execute", grab)
+            read = [st for st, _ in statements]
+            assert any("node_fact_builds" in st for st in read), read  # its builds (0016), planned too
             for statement, params in statements:
                 plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]  # type: ignore[arg-type]
-                assert not [p for p in plan if p.startswith("SCAN") and "hot_symbols" in p], (statement, plan)
+                scans = [
+                    p for p in plan if p.startswith("SCAN") and ("hot_symbols" in p or "fact_builds" in p)
+                ]
+                assert not scans, (statement, plan)

@@ -12,6 +12,13 @@ conversions (:mod:`stellaops_runtime.store.dbconn`).
 
 from stellaops_runtime.store.dbconn import Statement
 
+SQLITE_FACT_BUILD = Statement(
+    "INSERT INTO main.node_fact_builds (image_digest, module, function_name, build_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    ("image_digest", "module", "function_name", "build_id"),
+    ("", "", "", ""),
+    (),
+)
+
 SQLITE_LEDGER_CLAIM = Statement(
     "INSERT INTO main.flush_ledger (agent_id, flush_seq, part, row_count, committed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part",
     ("agent_id", "flush_seq", "part", "row_count", "committed_at"),
@@ -230,6 +237,13 @@ SQLITE_UPSERT_WIN = Statement(
     (),
 )
 
+POSTGRESQL_FACT_BUILD = Statement(
+    "INSERT INTO signals.node_fact_builds (image_digest, module, function_name, build_id) VALUES (%s::VARCHAR, %s::VARCHAR, %s::VARCHAR, %s::VARCHAR) ON CONFLICT DO NOTHING",
+    ("image_digest", "module", "function_name", "build_id"),
+    ("", "", "", ""),
+    (),
+)
+
 POSTGRESQL_LEDGER_CLAIM = Statement(
     "INSERT INTO signals.flush_ledger (agent_id, flush_seq, part, row_count, committed_at) VALUES (%s::VARCHAR, %s::BIGINT, %s::VARCHAR, %s::INTEGER, %s::TIMESTAMP WITH TIME ZONE) ON CONFLICT DO NOTHING RETURNING signals.flush_ledger.part",
     ("agent_id", "flush_seq", "part", "row_count", "committed_at"),
@@ -267,6 +281,7 @@ POSTGRESQL_QUARANTINE = Statement(
 
 STATEMENTS: dict[str, dict[str, Statement]] = {
     "sqlite": {
+        "fact_build": SQLITE_FACT_BUILD,
         "ledger_claim": SQLITE_LEDGER_CLAIM,
         "ledger_delete_below": SQLITE_LEDGER_DELETE_BELOW,
         "ledger_other_parts": SQLITE_LEDGER_OTHER_PARTS,
@@ -279,6 +294,7 @@ STATEMENTS: dict[str, dict[str, Statement]] = {
         "upsert_win": SQLITE_UPSERT_WIN,
     },
     "postgresql": {
+        "fact_build": POSTGRESQL_FACT_BUILD,
         "ledger_claim": POSTGRESQL_LEDGER_CLAIM,
         "ledger_delete_below": POSTGRESQL_LEDGER_DELETE_BELOW,
         "ledger_other_parts": POSTGRESQL_LEDGER_OTHER_PARTS,

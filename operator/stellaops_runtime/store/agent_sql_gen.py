@@ -38,6 +38,7 @@ from stellaops_runtime.store.schema import (
     flush_ledger,
     hot_symbol_windows,
     hot_symbols,
+    node_fact_builds,
     observation_windows,
     quarantined_rows,
 )
@@ -199,6 +200,7 @@ def _sqlite_upserts() -> dict[str, tuple[Any, tuple[str, ...]]]:
 
 _LEDGER_COLS = ("agent_id", "flush_seq", "part", "row_count", "committed_at")
 _QUARANTINE_COLS = ("agent_id", "table_name", "row_json", "error", "quarantined_at")
+FACT_BUILD_COLS = ("image_digest", "module", "function_name", "build_id")
 
 
 def _common(insert: Any) -> dict[str, tuple[Any, tuple[str, ...] | None]]:
@@ -223,6 +225,8 @@ def _common(insert: Any) -> dict[str, tuple[Any, tuple[str, ...] | None]]:
         ),
         "ledger_prune": (flush_ledger.delete().where(c.committed_at < sa.bindparam("before")), None),
         "quarantine": (quarantined_rows.insert(), _QUARANTINE_COLS),
+        # store/fact_builds.py: a node's fact of each build it was stored of, once
+        "fact_build": (insert(node_fact_builds).on_conflict_do_nothing(), FACT_BUILD_COLS),
     }
 
 

@@ -93,6 +93,10 @@ PLAN: tuple[Placement, ...] = (
         "an image's config digest beside the manifest digest it is filed under",
     ),
     Placement(
+        "node_fact_builds", "distributed", "image_digest", "hot_symbols",
+        "each build a node's unprobed fact was stored of, on its host:<node> image's shard",
+    ),
+    Placement(
         "flush_ledger", "distributed", "agent_id", "none",
         "one row per agent flush; anchors the agent group",
     ),

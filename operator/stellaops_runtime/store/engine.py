@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,9 +218,14 @@ def migrate(engine: Engine, *, revision: str = "head") -> None:
     from alembic import command
 
     cfg = alembic_config()
-    with engine.begin() as conn:
+    with _MIGRATING, engine.begin() as conn:  # one at a time: Alembic's ``op``/``context`` are globals
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+# Two threads migrating at once (an agent's abandoned store-open thread and a later one, tests'
+# stores) ran each other's DDL on the other's connection through Alembic's process-wide proxies.
+_MIGRATING = threading.Lock()
 
 
 # ``revision = "0006"`` / ``down_revision: str | None = None`` at the start of a line.

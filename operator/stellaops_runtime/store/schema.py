@@ -37,6 +37,9 @@ without a schema: engines map ``signals`` to ``None`` with
   digest the agent files it under (store/image_pairs.py, store/same_image.py);
 - ``node_liveness`` (migration 0015): each node's proof of life on the store's
   clock, written at every flush (store/node_liveness.py, store/coverage_open.py).
+- ``node_fact_builds`` (migration 0016): every build-id a node's ``unprobed`` fact
+  (``host:<node>``) was stored with, where ``hot_symbols`` keeps the first
+  (store/fact_builds.py, store/node_facts.py).
 
 Keys (migration 0008): on PostgreSQL every primary and unique key includes
 the column the table is distributed by on Citus (``image_digest``, or
@@ -269,6 +272,20 @@ node_liveness = sa.Table(
     sa.Column("flush_seconds", sa.Float, nullable=False),
     sa.Column("window_seconds", sa.Integer, nullable=False),
     sa.PrimaryKeyConstraint("node_name", name="pk_node_liveness"),
+)
+
+# Migration 0016: each build a node's ``unprobed`` fact was stored of (hot_symbols keeps its first).
+node_fact_builds = sa.Table(
+    "node_fact_builds",
+    metadata,
+    sa.Column("image_digest", sa.Text, nullable=False),  # host:<node>
+    sa.Column("module", sa.Text, nullable=False),
+    sa.Column("function_name", sa.Text, nullable=False),
+    sa.Column("build_id", sa.Text, nullable=False),
+    # a node's facts of a function: its images and names lead, as node_facts.py reads them
+    sa.PrimaryKeyConstraint(
+        "image_digest", "function_name", "module", "build_id", name="pk_node_fact_builds"
+    ),
 )
 
 # Columns added by migration 0003; a store at an older revision lacks them.

@@ -40,6 +40,7 @@ from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, HotSymbolKey,
 from stellaops_runtime.store import marks, pg_write
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, adopt
+from stellaops_runtime.store.fact_builds import record_fact_builds
 from stellaops_runtime.store.rows import HOT_COLS, OBS_COLS, WIN_COLS, hot_tuple, obs_tuple, win_tuple
 from stellaops_runtime.store.timeconv import datetime_to_ns
 
@@ -183,5 +184,6 @@ def write_rows(
         return 0
     write = _write_postgres if conn.dialect == "postgresql" else _write_sqlite
     windows_written = len({(o.image_digest, o.node_name, o.window_start_ns) for o in obs})  # restates once
+    record_fact_builds(conn, deltas)  # before the rollup, which holds its locks until the commit
     floor = None if history_from is None else datetime_to_ns(history_from)
     return write(conn, deltas, obs, floor) + windows_written

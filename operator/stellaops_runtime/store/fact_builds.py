@@ -1,0 +1,71 @@
+"""The write side of ``node_fact_builds`` (migration 0016): each build a node's fact was stored of.
+
+A node's agent stores the unprobed tails and clones of a ``binaryPath`` function as ``unprobed``
+rows of ``host:<node>`` with the file's build-id (native/host_tails.py). ``hot_symbols`` keeps one
+row per (image, path, function, kind) with its first build-id: after the node's file was upgraded in
+place, the new build's fact is added to the old build's row and its build-id is lost there. The
+flush that writes those rows also writes here each (host image, path, function, build-id) it holds,
+so the question's side (store/node_facts.py) meets a container's rows of the new build with the
+new build's fact. Plain DB-API through the generated statement (the agent never loads SQLAlchemy);
+ON CONFLICT DO NOTHING: idempotent across retries and agents; in the flush's own transaction, so a
+fact's build is stored exactly when its row is.
+
+The table's key is ``hot_symbols``' with a build-id (40 characters) for the kind, so a fact whose
+path and name fit ``hot_symbols``' key index with less than that to spare would be refused by this
+table's on PostgreSQL (its btree entries hold 2,704 bytes at most) and the whole flush with it: the
+ledger's bisection then quarantined the fact's row, and a container that ran the node's file said
+"not observed" where a store before 0016 said unknown. A fact past :data:`MAX_KEY_BYTES` keeps no
+builds here: it is met by the build its row keeps, as before 0016 (migration 0016 copies none either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
+from stellaops_runtime.store.agent_sql import STATEMENTS
+from stellaops_runtime.store.dbconn import Conn
+
+HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
+_ROWS_PER_CALL = 5_000  # parameters made at a time, as store/upsert.py's CHUNK_ROWS
+# The key's bytes that always fit PostgreSQL's btree entry (2,704 bytes with its tuple and column
+# headers and their alignment, about 30 of them); migration 0016 copies by the same bound.
+MAX_KEY_BYTES = 2_650
+
+
+def _fits(*parts: str) -> bool:
+    """Whether a key of ``parts`` fits the index: their UTF-8 bytes at most :data:`MAX_KEY_BYTES` (a
+    lone surrogate, of a path that was not UTF-8, counted as 3: never less than the store's)."""
+    return sum(len(p.encode("utf-8", "surrogatepass")) for p in parts) <= MAX_KEY_BYTES
+
+
+def fact_builds(deltas: Iterable[HotSymbolDelta]) -> list[tuple[str, str, str, str]]:
+    """The (host image, path, function, build-id) of the node facts among ``deltas`` whose key fits
+    the index (:func:`_fits`), in key order (concurrent writers of one key take its lock in the same
+    order)."""
+    unprobed = EvidenceKind.UNPROBED
+    return sorted(
+        {
+            row
+            for d in deltas
+            if d.key.evidence is unprobed
+            and d.build_id
+            and d.key.image_digest.startswith(HOST_PREFIX)
+            and _fits(*(row := (d.key.image_digest, d.key.function_name, d.key.module, d.build_id)))
+        }
+    )
+
+
+def record_fact_builds(conn: Conn, deltas: Iterable[HotSymbolDelta]) -> int:
+    """Write the node facts' builds of ``deltas`` inside the caller's transaction; how many sent."""
+    rows = fact_builds(deltas)
+    stmt = STATEMENTS[conn.dialect]["fact_build"]
+    for i in range(0, len(rows), _ROWS_PER_CALL):
+        conn.executemany(
+            stmt,
+            (
+                {"image_digest": image, "module": module, "function_name": name, "build_id": bid}
+                for image, name, module, bid in rows[i : i + _ROWS_PER_CALL]
+            ),
+        )
+    return len(rows)
