@@ -37,7 +37,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stellaops_runtime.agent.export_final import all_stored, mark_final
@@ -160,11 +160,22 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     if all_stored(agent, ok):  # the export position says no count of it is spooled or lost
         await mark_final(agent, deadline)
     if agent.witness is not None and ok:  # the last witnesses, from what was just stored
-        agent.witness.stored()
-        left = deadline - time.monotonic()
-        if left > 0:
-            try:
-                await asyncio.wait_for(agent.witness.flush(agent._store_engine()), timeout=left)
-            except TimeoutError:
-                log.warning("shutdown deadline: %d claims left without a new witness", agent.witness.marked)
+        await last_witnesses(agent.witness, agent._store_engine, deadline)
     return ok
+
+
+async def last_witnesses(witness: Any, engine: Callable[[], Any], deadline: float) -> None:
+    """Sign the witnesses due from what was just stored, within ``deadline``; claims left without
+    one are said, whether the signing timed out or no time was left to start it (the earlier steps,
+    against a hung store, can use the whole grace)."""
+    witness.stored()
+    left = deadline - time.monotonic()
+    if left > 0:
+        try:
+            await asyncio.wait_for(witness.flush(engine()), timeout=left)
+            return
+        except TimeoutError:
+            pass
+    elif not witness.marked:  # no time left, and nothing was due
+        return
+    log.warning("shutdown deadline: %d claims left without a new witness", witness.marked)
