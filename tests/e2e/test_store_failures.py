@@ -202,7 +202,10 @@ async def test_sigterm_during_a_black_hole_ends_in_time_and_the_spool_loses_noth
     export2.write_bytes(b"")
     cfg2 = tmp_path / "second"
     cfg2.mkdir()
-    cfg_path, _port2 = config(cfg2, proxy.url(pg_url), export2, spoolPath=str(spool))
+    # The store is healthy again: the outage's 2 s timeouts could cut this agent's write of the
+    # spool's ~18,000 rows on a loaded machine, and the idle exit would then spool them again.
+    healthy = {"flushTimeout": "30s", "statementTimeout": "30s"}
+    cfg_path, _port2 = config(cfg2, proxy.url(pg_url), export2, spoolPath=str(spool), **healthy)
     # An empty file and the spool's rows pending from the start: the idle exit comes only after a
     # flush stored them all (agent/idle_exit.py), so 1 s of quiet is enough.
     proc2 = h.start_agent(cfg_path, "--exit-when-idle", "1")
@@ -218,7 +221,10 @@ async def test_a_corrupt_spool_file_is_moved_aside_and_counted(tmp_path, pg_url)
     spool.write_bytes(b'{"format": "stellaops-runtime-spool", "version": 1}\n{"sha256": "00"}\n')
     export = tmp_path / "tetragon.log"
     export.write_bytes(b"\n".join(GOOD) + b"\n")
-    cfg, port = config(tmp_path, pg_url, export, spoolPath=str(spool))
+    # A healthy store: not the outage tests' tight 2 s timeouts (see the test below).
+    cfg, port = config(
+        tmp_path, pg_url, export, spoolPath=str(spool), flushTimeout="30s", statementTimeout="30s"
+    )
     proc = h.start_agent(cfg, "--exit-when-idle", "3")
     await h.wait_for(lambda: processed(port) == len(GOOD), what="every event processed", timeout=60)
     m = h.scrape(port)
