@@ -57,7 +57,7 @@ def test_an_enabled_observer_loads_only_when_it_starts() -> None:
         "privacy": {"useDefaultRedactionPatterns": False},
         "lifecycle": {"enabled": True, "containerdAddress": "/nonexistent/c.sock"},
     }
-    _, built = _modules(config, build=True)
+    _, built = _modules(config)
     assert "stellaops_runtime.agent.lifecycle_part" in built
     assert sorted(m for m in OBSERVER if m in built) == []
 

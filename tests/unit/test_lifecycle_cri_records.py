@@ -183,7 +183,7 @@ def test_the_agent_builds_a_cri_observer_and_loads_it_only_when_it_starts() -> N
         "privacy": {"useDefaultRedactionPatterns": False},
         "lifecycle": {"enabled": True, "runtime": "cri", "criAddresses": ["/nonexistent/crio.sock"]},
     }
-    _, built = _modules(agent_config, build=True)
+    _, built = _modules(agent_config)
     assert "stellaops_runtime.agent.lifecycle_part" in built
     cri = ("cri_client", "cri_observer", "cri_records", "wire.cri")
     assert sorted(m for m in built if m.startswith("stellaops_runtime.") and m.endswith(cri)) == []
