@@ -199,7 +199,7 @@ def test_stripped_and_unstripped_copies_give_identical_ids(go_progs: Programs, v
     addrs = sorted({a for entry, end, _ in funcs for a in (entry, (entry + end) // 2)})
     segs = segments(full)
     offsets = [file_offset(segs, a) for a in addrs]
-    sym = Symbolizer()
+    sym = Symbolizer(limits=Limits(parse_seconds=120))  # the clock budget is not under test here
     try:
         ids = {"full": [sym.resolve_file(str(full), o) for o in offsets]}
         for c, path in copies.items():
@@ -304,7 +304,7 @@ def test_text_start_from_the_relocation(go_progs: Programs, tmp_path: Path) -> N
     zeroed = patched(stripped, tmp_path / "zeroed", [(off, b"\0" * 8)])
     addrs = sample_addresses(gosym_list(ref, full), SAMPLE, "zeroed")
     offsets = [file_offset(segments(stripped), a) for a in addrs]
-    sym = Symbolizer()
+    sym = Symbolizer(limits=Limits(parse_seconds=120))  # the clock budget is not under test here
     try:
         want = [sym.resolve_file(str(stripped), o).function_id for o in offsets]
         got = [sym.resolve_file(str(zeroed), o) for o in offsets]
