@@ -160,8 +160,22 @@ class Draining:
             self.watch.flushed(taken, ok)
             # every flush, an empty or failed one too: a live node never reads as down (its moment
             # moves only with a flush that stored everything: agent/watch_record.py ``claimed``)
-            await self.flusher.prove_alive(self.watch.node, self.watch.claimed)
+            await self._prove_unless_stopped()
             delay = interval if ok else min(interval, self.pending.next_retry_delay())
+
+    async def _prove_unless_stopped(self) -> None:
+        """The proof of life after a flush, given up once the agent stops: it holds no count, and the
+        shutdown waits for the flush loop with the grace the final flush and the spool need
+        (agent/shutdown.py); against a black-holed store the proof's connect alone spent 2 s of a
+        4 s grace. Its open and write are shielded on their threads, so giving up the wait is safe."""
+        proof = asyncio.ensure_future(self.flusher.prove_alive(self.watch.node, self.watch.claimed))
+        stop = asyncio.ensure_future(self._flush_stop.wait())
+        try:
+            await asyncio.wait({proof, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not proof.done():
+                proof.cancel()
 
 
 async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
