@@ -100,9 +100,8 @@ def test_a_replayed_file_s_days_keep_the_rule_of_the_latest_record(url: str) -> 
     with open_store(url) as s:  # events of two days ago, read by an agent started a minute ago
         s.write([], [win(old)])
     prove(url, started=60, alive=0)
-    # its proof of life says nothing of event time two days back: that day's rest is open
-    midnight = dt.datetime.combine(old.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
-    assert gaps(url, now) == [(old, midnight)]
+    # its proof of life says nothing of event time two days back: open from it to the question
+    assert gaps(url, now) == [(old, now)]
 
 
 def test_the_question_s_now_is_the_store_s_not_the_cli_host_s(

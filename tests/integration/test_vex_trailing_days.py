@@ -21,6 +21,7 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind, ObservationWind
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from tests.integration.test_vex import DAY, IMG, OPENVEX, T0, VULNS, S, by_vuln, delta, vex_cli, watched
+from tests.node_alive import alive_after
 
 
 def filled(tmp: Path, after: str) -> str:
@@ -36,6 +37,8 @@ def filled(tmp: Path, after: str) -> str:
             windows.append(w)
         else:
             windows.append(ObservationWindow(IMG, "node-1", start, 9, Posture.ACTIVE_TRACING, 60, "tetragon"))
+    # its agent ran on after day 44 (tests/node_alive.py): no open time of the image past it
+    windows += alive_after("node-1", T0 + 45 * DAY)
     with open_store(url) as s:
         s.write([delta("", 0, 1, EvidenceKind.LOADED), delta("crc32", 3, 12)], windows)
     return url

@@ -4,7 +4,7 @@ While a node's agent is down (SIGKILL, an OOM kill, a node lost) nothing in the 
 next agent records the hole when it starts. Before, a day with one EbpfDeep window before the crash
 was a watched, gap-free day, and ``query observed`` / ``vex`` / a witness asked during the outage
 said "not observed" over calls made after the agent died. The rule (store/coverage_open.py): from a
-node's latest record to the end of its UTC day (or the question's moment) the node is unwatched,
+node's latest record to the question's moment, over every UTC day between, the node is unwatched,
 until a newer record of the node closes it. These tests hold the rule's pieces and the evidence's
 watched days that rest on it (evidence/store_facts.py; seen failing before the wiring: {D} instead of
 an empty set). SQLite, a store at head.
@@ -40,10 +40,10 @@ def win(image: str, node: str, t: dt.datetime, events: int = 5) -> ObservationWi
     return ObservationWindow(image, node, datetime_to_ns(t), events, Posture.EBPF_DEEP, 60, "tetragon")
 
 
-def test_the_open_span_runs_from_the_latest_record_to_its_day_s_end_or_the_question() -> None:
+def test_the_open_span_runs_from_the_latest_record_to_the_question() -> None:
     last = at(D, 10)
     assert open_span(last, at(D, 14), 60) == (last, at(D, 14))  # asked the same day: up to now
-    assert open_span(last, at(D, 50), 60) == (last, at(D, 24))  # asked days later: up to its midnight
+    assert open_span(last, at(D, 50), 60) == (last, at(D, 50))  # asked days later: up to it, past midnight
     assert open_span(last, last, 60) is None and open_span(last, at(D, 9), 60) is None  # not after it
     # within three windows of the record: a live agent's newest row is the window it is counting, or
     # on an idle node a lifecycle row written a settle and a flush after its window's end
@@ -74,12 +74,14 @@ def test_a_node_s_last_day_is_no_watched_day_until_a_newer_record_of_it(
         assert not gaps[0].dropped and gaps[0].to_json()["not_watched"] == ["open"]
         # a period ending before the latest record, or starting after the open time, is not touched
         assert open_gaps(conn, image=IMG, asked=at(D, 14), until=at(D, 9.5)) == []
-        assert open_gaps(conn, image=IMG, asked=at(D, 50), since=at(D, 24)) == []
-        assert len(open_gaps(conn, image=IMG, asked=at(D, 50), since=at(D, 23))) == 1
+        assert open_gaps(conn, image=IMG, asked=at(D, 50), since=at(D, 50.5)) == []
+        # a later day's period: the span runs on to the question (was: to D's midnight)
+        assert len(open_gaps(conn, image=IMG, asked=at(D, 50), since=at(D, 30))) == 1
+        assert open_days(conn, IMG, at(D, 50)) == {D, D + DAY, D + 2 * DAY}
     with open_store(url) as s:  # another node's record closes nothing of node a
         s.write([], [win(OTHER, "b", at(D, 30))])
     with open_store(url) as s, s.engine.connect() as conn:
-        assert open_days(conn, IMG, at(D, 120)) == {D}
+        assert open_days(conn, IMG, at(D, 120)) == {D + i * DAY for i in range(5)}  # D + 5 at 00:00
     with open_store(url) as s:  # node a's next record, of any image (its next agent wrote it)
         s.write([], [win(OTHER, "a", at(D, 26))])
     with open_store(url) as s, s.engine.connect() as conn:
@@ -99,9 +101,24 @@ def test_a_node_wide_gap_row_is_a_record_and_a_row_ahead_of_the_question_is_not(
     with open_store(url) as s:
         s.write([], [win(IMG, "a", at(D, 10)), win(IMG, "a", at(D, 24 * 40))])  # a clock 40 days ahead
     with open_store(url) as s, s.engine.connect() as conn:
-        # asked on D + 2: the row stamped 40 days ahead has not happened; the latest record is D 10:00
-        assert open_days(conn, IMG, at(D, 48)) == {D}
+        # asked on D + 2 at 00:00: the row stamped 40 days ahead has not happened; the latest record
+        # is D 10:00, open to the question (its end is exclusive: D + 2 is not touched)
+        assert open_days(conn, IMG, at(D, 48)) == {D, D + DAY}
     with open_store(url) as s:
         s.write([], [gap])
     with open_store(url) as s, s.engine.connect() as conn:
         assert open_days(conn, IMG, at(D, 48)) == set()  # the next agent's restart gap
+
+
+def test_the_days_of_many_spans_are_one_pass_and_a_span_past_the_longest_retention_is_cut() -> None:
+    from stellaops_runtime.store.coverage_open import span_days
+    from stellaops_runtime.store.partitions import MAX_RETENTION_DAYS
+
+    # overlapping and touching spans of many nodes: their union's days, an end exclusive
+    spans = [(at(D, 10), at(D, 30)), (at(D, 20), at(D, 48)), (at(D, 72), at(D, 73))]
+    assert span_days(spans) == {D, D + DAY, D + 3 * DAY}
+    # a node whose last record is from year 1 (a clock far behind): its first day and the longest
+    # retention's days before the question, not 740,000 days
+    old = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    days = span_days([(old, at(D, 12))])
+    assert len(days) == MAX_RETENTION_DAYS + 2 and old.date() in days and D in days

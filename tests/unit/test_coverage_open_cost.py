@@ -57,8 +57,8 @@ def test_open_gaps_of_many_nodes_take_a_few_statements(
     assert {g.node_name for g in gaps} == want and len(gaps) == len(want)
     for g in gaps:
         n = int(g.node_name[5:])
-        assert (g.start, g.end) == (T + dt.timedelta(minutes=n % 7), dt.datetime(2026, 3, 11, tzinfo=dt.UTC))
-    assert days == {T.date()}
+        assert (g.start, g.end) == (T + dt.timedelta(minutes=n % 7), asked)  # on to the question
+    assert days == {T.date() + dt.timedelta(days=i) for i in range(3)}
     # a fixed ~19 (the proofs, the pairings, the latest records, the catalog) plus, in each of the two
     # calls, one statement per 200 (node, day) pairs (coverage_open._CHUNK): 19 for 30 nodes, 21 for 300
     assert len(statements) <= 19 + 2 * -(-NODES // 200), f"{len(statements)} statements for {NODES} nodes"

@@ -11,22 +11,25 @@ The rule: a node's watched time ends at its latest record in the store (the star
 ``observation_windows`` row, any image, lifecycle or gap row: the row of a window still being
 counted claims only what was flushed by then, so its start, not its end). Between two records of
 a node a dead agent's hole is a gap already (the next agent wrote it), so only the time after the
-latest one is open: from it to the end of its UTC day, or to the question's moment when that is
-earlier, the node is taken as unwatched (an *open* gap, node-wide, of kind ``open``) once the
+latest one is open: from it to the question's moment, over every UTC day between (its agent
+died while the node and its workloads may run on: an OOM kill, a crash), the node is taken as
+unwatched (an *open* gap, node-wide, of kind ``open``) once the
 question is more than three of its windows after that record (:func:`grace`: a live agent's latest
 row is the window it is counting, rewritten at each flush, or, on a node that sends no event, the
 lifecycle row of a window that ended a settle and a flush before the last one did; a live agent
 whose node sends no event and, without ``lifecycle.enabled``, writes no row, reads as down: the
 safe side), touching the
-images watched on that node that day like any node-wide gap. So that UTC day is no watched day of
-those images (:func:`open_days`) and a ``query observed`` over a period reaching into the open time
-answers unknown (:func:`open_gaps`), until a newer record of the node closes it. A day counts only
-once its node's records reach past it.
+images watched on that node on the day its watched time ends, like any node-wide gap. So that UTC
+day and every later one up to the question's are no watched days of those images (:func:`open_days`:
+the days other nodes watched them included, which before took nothing out for this node) and a
+``query observed`` over a period reaching into the open time answers unknown (:func:`open_gaps`),
+until a newer record of the node closes it (its next agent records the hole as a gap). A day
+counts only once its node's records reach past it.
 
-A node gone for good (drained, removed by an autoscaler, its agent deleted) keeps its last day
-open: nothing says when after its last record it stopped running the image. Its later days have
-no window of the image, so, like a node that never had an agent, they take nothing out: answers
-about them rest on the nodes that watched the image then (docs/evidence.md, "Days").
+A node gone for good (drained, removed by an autoscaler, its agent deleted) keeps its images open
+to every later question: nothing in the store says when after its last record it stopped running
+them. docs/evidence.md ("Days") says what reads unknown then and how it ends (retention removes
+the node's rows; a newer record of the node closes it).
 A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
 
 A node with a proof of life (``node_liveness``, migration 0015, written by its agent at every flush,
@@ -70,12 +73,14 @@ import sqlalchemy as sa
 
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
 from stellaops_runtime.store.coverage_live import Live, liveness, store_now
+from stellaops_runtime.store.partitions import MAX_RETENTION_DAYS
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
 _DAY = dt.timedelta(days=1)
+_TICK = dt.timedelta(microseconds=1)
 DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
 
 
@@ -91,12 +96,12 @@ def open_span(
     last: dt.datetime, asked: dt.datetime, seconds: int = 0
 ) -> tuple[dt.datetime, dt.datetime] | None:
     """The open time after a node's latest record, a window of ``seconds`` starting at ``last``, for
-    a question asked at ``asked``: from ``last`` to the end of its UTC day, or to ``asked`` when
-    earlier; None while the question is within :func:`grace` of the record (a live agent's latest
-    row is of the window it is counting) or not after it."""
+    a question asked at ``asked``: from ``last`` to ``asked``, over every UTC day between; None while
+    the question is within :func:`grace` of the record (a live agent's latest row is of the window
+    it is counting) or not after it."""
     if asked - last <= grace(seconds):
         return None
-    return last, min(asked, midnight_after(last))
+    return last, asked
 
 
 def grace(seconds: int) -> dt.timedelta:
@@ -196,12 +201,11 @@ def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]
 
 def live_span(live: Live, asked: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
     """The open time of a node by its proof of life, for a question asked at ``asked`` (the store's
-    clock): from its watched end to the end of that UTC day, or to ``asked`` when earlier; None
+    clock): from its watched end to ``asked``; None
     while its agent is taken as alive (:meth:`~stellaops_runtime.store.coverage_live.Live.alive_at`)."""
     if live.alive_at(asked):
         return None
-    end = live.watched_end
-    return end, min(asked, midnight_after(end))
+    return live.watched_end, asked
 
 
 def asked_at(conn: sa.Connection, asked: dt.datetime | None, day: dt.date | None) -> dt.datetime:
@@ -224,8 +228,8 @@ def _open(
         if live is not None and live.vouches_for(last):
             span = live_span(live, asked)
             # a proof of an earlier day than the node's latest record (stale: its writes failing
-            # while the rows are stored, the agent rolled back to one writing none): its span ends at
-            # its own day's midnight, and the record's day has the open time of the record's rule
+            # while the rows are stored, the agent rolled back to one writing none): the images of
+            # the record's day have the open time of the record's rule too
             after = open_span(last, asked, seconds) if span and last.date() > span[0].date() else None
             if after is not None:
                 later[node] = after
@@ -266,9 +270,31 @@ def open_days(
     memo: OpenMemo | None = None,
 ) -> set[dt.date]:
     """UTC days that an open gap takes out of ``image``'s watched days, for a question asked at
-    ``asked`` (:func:`asked_at`): the day the node's watched time ends, when the image was watched
-    on that node that day."""
-    return {start.date() for _, start, _ in _spans(conn, image, asked, day, memo)}
+    ``asked`` (:func:`asked_at`): every day from the one the node's watched time ends on (when the
+    image was watched on that node that day) to the question's (:func:`span_days`)."""
+    return span_days((start, end) for _, start, end in _spans(conn, image, asked, day, memo))
+
+
+def span_days(spans: Iterable[tuple[dt.datetime, dt.datetime]]) -> set[dt.date]:
+    """The UTC days the spans touch (an end is exclusive), their union merged first so that many
+    nodes' spans cost one pass over the days; of a span longer than the longest retention, its
+    first day and the :data:`~stellaops_runtime.store.partitions.MAX_RETENTION_DAYS` before its
+    end only (no window of an earlier day is kept to take out)."""
+    merged: list[list[dt.date]] = []
+    for start, end in sorted(spans):
+        first, last = start.date(), max(start, end - _TICK).date()
+        if merged and first <= merged[-1][1] + _DAY:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    out: set[dt.date] = set()
+    for first, last in merged:
+        out.add(first)
+        day = max(first, last - dt.timedelta(days=MAX_RETENTION_DAYS))
+        while day <= last:
+            out.add(day)
+            day += _DAY
+    return out
 
 
 def open_gaps(
