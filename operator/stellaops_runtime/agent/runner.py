@@ -65,6 +65,7 @@ from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
 from stellaops_runtime.agent.registry_detail import registry_detail
 from stellaops_runtime.agent.shutdown import shutdown
+from stellaops_runtime.agent.stop_record import start_node_read, write_stop_record
 from stellaops_runtime.agent.watch_record import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
@@ -227,6 +228,7 @@ class Agent(AgentViews, Draining):
             )
         try:
             await self.stop_event.wait()
+            node_read = start_node_read(self)  # is the node going away? (agent/stop_record.py)
             # the probes' calls in flight are read at the stop (agent/source_switch_gaps.py)
             at_stop = getattr(self.source, "watching_at_stop_ns", None) or getattr(
                 self.source, "watching_ns", None
@@ -236,8 +238,13 @@ class Agent(AgentViews, Draining):
             if ok and not self.dropped_at_shutdown and (stored := getattr(self.source, "stored_all", None)):
                 stored()  # the probes' counts up to their last read are stored (agent/source_switch_back.py)
             self.watch.final(alive, ok and not self.dropped_at_shutdown)  # all stored or spooled
-            if ok and not self.dropped_at_shutdown and not self.flusher.spool.spooled_rows:
-                await self.flusher.prove_alive(self.watch.node, self.watch.claimed, deadline=self.deadline)
+            clean = ok and not self.dropped_at_shutdown and not self.flusher.spool.spooled_rows
+            if clean and await self.flusher.prove_alive(
+                self.watch.node, self.watch.claimed, deadline=self.deadline
+            ):
+                await write_stop_record(self, node_read)  # everything stored: what runs on
+            if node_read is not None:
+                node_read.cancel()
         finally:
             for t in tasks:
                 t.cancel()

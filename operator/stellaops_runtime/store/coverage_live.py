@@ -9,6 +9,7 @@ node then keeps the rule of its latest record.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,19 @@ LAG_ALLOWANCE = dt.timedelta(seconds=32 + 600 + 30)
 
 
 @dataclass(frozen=True, slots=True)
+class Stopped:
+    """An agent's graceful stop record (store/node_stop.py): ``at`` on the store's clock; the
+    digests of the images still running then, ``uncertain`` when it could not know them; ``gone``
+    when its Node was being deleted."""
+
+    at: dt.datetime
+    reason: str
+    running: frozenset[str]
+    uncertain: bool
+    gone: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Live:
     """One node's proof of life: ``alive_through``/``started_at`` on the store's clock,
     ``alive_node``/``started_node`` the same moments on the node's (its windows') clock."""
@@ -43,6 +57,7 @@ class Live:
     flush_seconds: float
     window_seconds: int
     written_at: dt.datetime  # store clock
+    stop: Stopped | None = None  # its graceful stop record (migration 0017), when it is this agent's
 
     @property
     def grace(self) -> dt.timedelta:
@@ -65,6 +80,18 @@ class Live:
         readings of the claimed moment (a node clock behind the store's watched event time up to
         its own reading only; one ahead is held to the store's)."""
         return min(self.alive_through, self.alive_node)
+
+    def stop_end(self, images: Iterable[str]) -> dt.datetime | None:
+        """Where the open time of an image known by the digests ``images`` ends after this agent's
+        graceful stop: at ``stopped_at`` when its node is gone or the image was not running at the
+        stop (and the running images are known); None (open on to the question) otherwise, and
+        without a stop record (a SIGKILL, an OOM kill, a crash)."""
+        stop = self.stop
+        if stop is None:
+            return None
+        if stop.gone or (not stop.uncertain and not stop.running.intersection(images)):
+            return stop.at
+        return None
 
     def vouches_for(self, latest: dt.datetime) -> bool:
         """Whether this agent watched the node's time around its latest record ``latest`` (a window
@@ -90,13 +117,26 @@ def store_now(conn: sa.Connection) -> dt.datetime:
     return _as_utc(value)
 
 
+_STOP_COLUMNS = ("stopped_at", "stop_agent", "stop_reason", "running_images", "images_uncertain", "gone")
+
+
+def has_stop_columns(conn: sa.Connection) -> bool:
+    """Whether the store has migration 0017's stop record columns."""
+    schema = SCHEMA if conn.dialect.name == "postgresql" else None
+    names = {c["name"] for c in sa.inspect(conn).get_columns(node_liveness.name, schema=schema)}
+    return set(_STOP_COLUMNS) <= names
+
+
 def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
-    """The proof of life of each of ``nodes`` that has one (one statement)."""
+    """The proof of life of each of ``nodes`` that has one (one statement), with its agent's stop
+    record when the store has one (migration 0017) and it is that agent's last word."""
     names = sorted(set(nodes))
     if not names or not has_liveness(conn):
         return {}
     c = node_liveness.c
-    rows = conn.execute(sa.select(node_liveness).where(c.node_name.in_(names))).all()
+    stops = has_stop_columns(conn)
+    cols = [col for col in node_liveness.columns if stops or col.name not in _STOP_COLUMNS]
+    rows = conn.execute(sa.select(*cols).where(c.node_name.in_(names))).all()
     return {
         r.node_name: Live(
             r.agent_id,
@@ -106,10 +146,30 @@ def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
             _as_utc(r.alive_node),
             float(r.flush_seconds),
             int(r.window_seconds),
-            _as_utc(r.written_at),
+            written := _as_utc(r.written_at),
+            _stopped(r, written) if stops else None,
         )
         for r in rows
     }
+
+
+def _stopped(r: Any, written: dt.datetime) -> Stopped | None:
+    """The row's stop record, when it is its agent's and written after its last proof of life (a
+    next agent's proof upserts the row and leaves an earlier agent's stop behind). A record that
+    does not read (a list that is no list of digests) is none: the open time runs on."""
+    if r.stopped_at is None or r.stop_agent != r.agent_id:
+        return None
+    at = _as_utc(r.stopped_at)
+    if at < written:
+        return None
+    try:
+        running = json.loads(r.running_images or "[]")
+    except ValueError:
+        return None
+    if not isinstance(running, list) or not all(isinstance(i, str) for i in running):
+        return None
+    uncertain = r.images_uncertain is None or bool(r.images_uncertain)
+    return Stopped(at, str(r.stop_reason or ""), frozenset(running), uncertain, bool(r.gone))
 
 
 def _as_utc(value: Any) -> dt.datetime:

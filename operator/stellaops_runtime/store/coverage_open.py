@@ -29,7 +29,10 @@ counts only once its node's records reach past it.
 A node gone for good (drained, removed by an autoscaler, its agent deleted) keeps its images open
 to every later question: nothing in the store says when after its last record it stopped running
 them. docs/evidence.md ("Days") says what reads unknown then and how it ends (retention removes
-the node's rows; a newer record of the node closes it).
+the node's rows; a newer record of the node closes it). An agent stopped with SIGTERM says more: its
+stop record (migration 0017, store/node_stop.py, read by
+:meth:`~stellaops_runtime.store.coverage_live.Live.stop_end`) ends the open time at the stop for
+the images no longer running then, and for every image of a node going away (:func:`stopped_span`).
 A row stamped after the question's UTC day (a node's clock ahead) is not the node's latest record.
 
 A node with a proof of life (``node_liveness``, migration 0015, written by its agent at every flush,
@@ -75,7 +78,7 @@ from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
 from stellaops_runtime.store.coverage_live import Live, liveness, store_now
 from stellaops_runtime.store.partitions import MAX_RETENTION_DAYS
 from stellaops_runtime.store.queries import _as_utc
-from stellaops_runtime.store.same_image import of_image
+from stellaops_runtime.store.same_image import of_image, same_image
 from stellaops_runtime.store.schema import observation_windows
 from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
@@ -208,6 +211,17 @@ def live_span(live: Live, asked: dt.datetime) -> tuple[dt.datetime, dt.datetime]
     return live.watched_end, asked
 
 
+def stopped_span(
+    span: tuple[dt.datetime, dt.datetime] | None, stop: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """``span`` ended at the agent's graceful stop ``stop`` (store/node_stop.py: the image was not
+    running then, or the node was going away), None when that leaves nothing of it."""
+    if span is None or stop is None:
+        return span
+    end = min(span[1], stop)
+    return (span[0], end) if end > span[0] else None
+
+
 def asked_at(conn: sa.Connection, asked: dt.datetime | None, day: dt.date | None) -> dt.datetime:
     """The question's moment: ``asked``, else the store's now; the end of ``day`` when earlier."""
     moment = (store_now(conn) if asked is None else asked).astimezone(dt.UTC)
@@ -223,10 +237,11 @@ def _open(
     spans, later = {}, {}
     lasts = image_last_records(conn, image, _day_end(asked.date()))
     lives = liveness(conn, lasts)
+    digests = same_image(conn, image) if any(v.stop for v in lives.values()) else (image,)
     for node, (last, seconds) in sorted(lasts.items()):
         live = lives.get(node)
         if live is not None and live.vouches_for(last):
-            span = live_span(live, asked)
+            span = stopped_span(live_span(live, asked), live.stop_end(digests))
             # a proof of an earlier day than the node's latest record (stale: its writes failing
             # while the rows are stored, the agent rolled back to one writing none): the images of
             # the record's day have the open time of the record's rule too

@@ -36,7 +36,8 @@ without a schema: engines map ``signals`` to ``None`` with
 - ``image_pairs`` (migration 0014): an image's config digest beside the manifest
   digest the agent files it under (store/image_pairs.py, store/same_image.py);
 - ``node_liveness`` (migration 0015): each node's proof of life on the store's
-  clock, written at every flush (store/node_liveness.py, store/coverage_open.py).
+  clock, written at every flush (store/node_liveness.py, store/coverage_open.py); with migration
+  0017 its agent's graceful stop record (store/node_stop.py).
 - ``node_fact_builds`` (migration 0016): every build-id a node's ``unprobed`` fact
   (``host:<node>``) was stored with, where ``hot_symbols`` keeps the first
   (store/fact_builds.py, store/node_facts.py).
@@ -271,6 +272,13 @@ node_liveness = sa.Table(
     sa.Column("written_at", UtcDateTime, nullable=False),  # store clock
     sa.Column("flush_seconds", sa.Float, nullable=False),
     sa.Column("window_seconds", sa.Integer, nullable=False),
+    # Migration 0017: the agent's graceful stop record (store/node_stop.py); NULL: none written.
+    sa.Column("stopped_at", UtcDateTime, nullable=True),  # store clock
+    sa.Column("stop_agent", sa.Text, nullable=True),
+    sa.Column("stop_reason", sa.Text, nullable=True),
+    sa.Column("running_images", sa.Text, nullable=True),  # a JSON list of image digests
+    sa.Column("images_uncertain", sa.Boolean(create_constraint=False), nullable=True),
+    sa.Column("gone", sa.Boolean(create_constraint=False), nullable=True),
     sa.PrimaryKeyConstraint("node_name", name="pk_node_liveness"),
 )
 

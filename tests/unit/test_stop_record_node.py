@@ -1,0 +1,49 @@
+"""The agent's reading of its own Node at a graceful stop (agent/stop_record.py): going away, or not.
+
+A Node with a deletion timestamp, or the cluster autoscaler's or Karpenter's removal taint, is going
+away: the stop record says ``gone`` and the reader ends every image's open time at the stop. Any
+other Node, and a read that fails or does not answer in time, is not: the safe side (open). The
+slow read is a real listening socket that never answers, read through the real Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import yaml
+
+from stellaops_runtime.agent.stop_record import GONE_TAINTS, node_going, read_node_going
+
+
+def node(
+    meta: dict[str, object] | None = None, taints: list[dict[str, str]] | None = None
+) -> dict[str, object]:
+    return {"metadata": {"name": "n", **(meta or {})}, "spec": {"taints": taints or []}}
+
+
+def test_a_deletion_timestamp_or_a_removal_taint_is_going_away_and_nothing_else() -> None:
+    assert node_going(node({"deletionTimestamp": "2026-12-06T20:00:00Z"})) == "deletionTimestamp"
+    for key in GONE_TAINTS:
+        assert node_going(node(taints=[{"key": "other"}, {"key": key, "effect": "NoSchedule"}])) == key
+    assert node_going(node(taints=[{"key": "node.kubernetes.io/unschedulable"}])) is None  # a cordon
+    assert node_going(node()) is None and node_going(None) is None
+    assert node_going({"metadata": None, "spec": {"taints": "not a list"}}) is None
+
+
+def test_a_node_read_that_does_not_answer_in_time_is_not_going_away(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        kubeconfig = tmp_path / "kubeconfig.yaml"
+        server = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": server}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        }))  # fmt: skip
+        began = time.monotonic()
+        assert asyncio.run(read_node_going(str(kubeconfig), "n", 0.3)) is None
+        assert time.monotonic() - began < 2.0  # bounded: the shutdown's grace is not spent here
+    assert asyncio.run(read_node_going(str(tmp_path / "missing"), "n", 0.3)) is None  # no credentials
