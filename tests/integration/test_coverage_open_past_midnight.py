@@ -160,3 +160,21 @@ def test_retention_removing_the_node_s_rows_ends_its_open_days(url: str) -> None
     with open_store(url, retention_days=31) as s:
         s.maintain(now=later)
     assert days(url, IMG, later) == set()  # no row of node-a left: nothing says it ran the image
+
+
+def test_an_agent_killed_just_after_midnight_leaves_the_images_of_the_day_before_open(url: str) -> None:
+    """Killed 30 s into a UTC day: no row of the new day stored yet for the image that ran on across
+    midnight. Seen failing before (its images looked up on the kill's day only): nothing open, and
+    the days after read as watched by node-b."""
+    with open_store(url) as s, s.engine.connect() as c:
+        now = store_now(c)
+    kill = dt.datetime.combine((now - 3 * D).date(), dt.time(), dt.UTC) + dt.timedelta(seconds=30)
+    with open_store(url) as s:
+        s.write([], [window(IMG, "node-a", kill - 2 * M), window(IMG, "node-a", kill - M)])
+    proof(url, "node-a", started=kill - D, alive=kill, written=kill)
+    first = kill.date()
+    assert days(url, IMG, kill + 2 * D) == {first, first + D, first + 2 * D}
+    # an image whose last row on the node is hours before the kill, on the day before: not open
+    with open_store(url) as s:
+        s.write([], [window(OTHER, "node-a", kill - 5 * 60 * M)])
+    assert days(url, OTHER, kill + 2 * D) == set()

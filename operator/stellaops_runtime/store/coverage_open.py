@@ -19,7 +19,8 @@ row is the window it is counting, rewritten at each flush, or, on a node that se
 lifecycle row of a window that ended a settle and a flush before the last one did; a live agent
 whose node sends no event and, without ``lifecycle.enabled``, writes no row, reads as down: the
 safe side), touching the
-images watched on that node on the day its watched time ends, like any node-wide gap. So that UTC
+images watched on that node on the day its watched time ends (or within :func:`grace` before it:
+:func:`_watched_on`), like any node-wide gap. So that UTC
 day and every later one up to the question's are no watched days of those images (:func:`open_days`:
 the days other nodes watched them included, which before took nothing out for this node) and a
 ``query observed`` over a period reaching into the open time answers unknown (:func:`open_gaps`),
@@ -180,18 +181,21 @@ def image_last_records(
     }
 
 
-def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.date]]) -> set[str]:
-    """The nodes of ``pairs`` on which ``image`` has a coverage row on the UTC day paired with them
-    (through the primary key; a statement per :data:`_CHUNK` pairs)."""
+def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.datetime, int]]) -> set[str]:
+    """The nodes of ``pairs`` (node, watched end, its windows' seconds) on which ``image`` has a
+    coverage row on the watched end's UTC day, or within :func:`grace` before the watched end (an
+    agent killed just after midnight has stored no row of the new day yet for an image that ran on
+    across it); through the primary key, a statement per :data:`_CHUNK` pairs."""
     o = observation_windows.c
     covered = is_coverage(conn, observation_windows)
     out: set[str] = set()
     for i in range(0, len(pairs), _CHUNK):
         which = []
-        for node, day in pairs[i : i + _CHUNK]:
-            start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        for node, end, seconds in pairs[i : i + _CHUNK]:
+            day = dt.datetime.combine(end.date(), dt.time(), dt.UTC)
+            start = min(day, end - grace(seconds))
             which.append(
-                sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(start))
+                sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(day))
             )
         stmt = (
             sa.select(o.node_name)
@@ -254,7 +258,8 @@ def _open(
             spans[node] = span
     out = []
     for found in (spans, later):
-        seen = _watched_on(conn, image, [(node, start.date()) for node, (start, _) in found.items()])
+        ends = [(node, start, lasts[node][1]) for node, (start, _) in found.items()]
+        seen = _watched_on(conn, image, ends)
         out += [(node, *span) for node, span in found.items() if node in seen]
     return out
 
