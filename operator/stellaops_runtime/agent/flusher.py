@@ -45,7 +45,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.image_pairs import PairsToRecord
-from stellaops_runtime.store.node_liveness import Liveness, write_liveness
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -67,8 +67,10 @@ class Flusher:
         agent_id: str,
         drain: Callable[[], Awaitable[bool | None]],
         stop: Callable[[str], None],
+        node: str = "",
     ) -> None:
         self.config = config
+        self.node = node  # the node's name: its proof of life's key (store/node_liveness.py)
         st = config.store
         self.timeouts = Timeouts(
             connect=st.connect_timeout,
@@ -98,6 +100,7 @@ class Flusher:
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
+        self._start_proved = False  # the row that claims nothing is written (_prove_start)
 
     @property
     def label(self) -> str:
@@ -177,7 +180,36 @@ class Flusher:
         except BaseException:
             store.close()
             raise
+        self._prove_start(store)  # after on_open: the node's history is read before this agent writes
         return store
+
+    def _prove_start(self, store: HotSymbolStore) -> None:
+        """On the opening thread: the node's row that claims nothing (store/node_liveness.py
+        ``write_start``), so an agent killed before its first proof is judged by the proof rule. Once
+        written, never again; a failure is counted and logged and never fails the open."""
+        if not self.node or self._start_proved:
+            return
+        live = self._liveness(self.node, self.started)
+        try:
+            write_start(store.db, live)
+        except Exception as e:
+            self._liveness_failed(f"the agent's start: {redact(repr(e))}")
+            return
+        self._start_proved = True
+
+    def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
+        """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
+        now_boot = boot_ns()
+        return Liveness(
+            node=node,
+            agent_id=self.pending.agent_id,
+            started_ago=max(0, now_boot - self.started[1]) / 1e9,
+            started_node_ns=self.started[0],
+            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
+            alive_node_ns=claimed[0],
+            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
+            window_seconds=int(self.config.hot_symbols.window_seconds),
+        )
 
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
@@ -227,12 +259,14 @@ class Flusher:
             self.pending.failures += 1
             return False
         assert self.store is not None
+        if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
+            self.pending.failures += 1
+            return False
         ok = await self.pending.flush(
             self.store, write_timeout=self.config.store.flush_timeout, deadline=deadline
         )
         if ok:
             self.spool.done()
-            await self._record_pairs(deadline)
             if deadline is None:  # not at shutdown: no time for housekeeping then
                 await self._maintain()
         else:
@@ -267,17 +301,7 @@ class Flusher:
             return self._liveness_failed(redact(repr(e)))
         store = self.store
         assert store is not None
-        now_boot = boot_ns()
-        live = Liveness(
-            node=node,
-            agent_id=self.pending.agent_id,
-            started_ago=max(0, now_boot - self.started[1]) / 1e9,
-            started_node_ns=self.started[0],
-            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
-            alive_node_ns=claimed[0],
-            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
-            window_seconds=int(self.config.hot_symbols.window_seconds),
-        )
+        live = self._liveness(node, claimed)
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
@@ -296,23 +320,31 @@ class Flusher:
                         self.label, why, self.liveness_failures)  # fmt: skip
         return False
 
-    async def _record_pairs(self, deadline: float | None) -> None:
-        """The pairings not stored yet (store/image_pairs.py), after the rows they pair; kept for the
-        next flush when the write fails or does not finish within ``store.flushTimeout``."""
+    async def _record_pairs(self, deadline: float | None) -> bool:
+        """Store the pairings not stored yet (store/image_pairs.py), before the rows they pair: until
+        a pairing is in, a question by one digest reads that digest's rows alone, and the windows of
+        rows stored first said "watched" while the calls under the other digest went unread (a "not
+        observed" about called code). False, with ``last_error``, when the write fails or does not
+        finish within ``store.flushTimeout``: the flush then stores no rows, and all wait for the
+        next one."""
         store, pairs = self.store, self.pairs.unstored()
         if store is None or not pairs:
-            return
+            return True
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         fut = run_detached(store.record_pairs, pairs, name="store-pairs")
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # never a failed flush: the rows are stored; the pairing comes next time
+        except Exception as e:  # the rows wait with it (a timeout included: left to finish on its thread)
             fut.add_done_callback(_pairs_retrieved)
-            log.warning("image digest pairings not stored yet (will retry): %r", e)
-            return
+            self.pending.last_error = (
+                f"image digest pairings not stored (rows kept for retry): {redact(repr(e))}"
+            )
+            log.warning("%s", self.pending.last_error)
+            return False
         self.pairs.stored(pairs)
+        return True
 
     async def _maintain(self) -> None:
         """The history's partitions and retention, after a flush and outside its write timeout.
