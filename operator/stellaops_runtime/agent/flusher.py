@@ -45,7 +45,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.image_pairs import PairsToRecord
-from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -67,10 +67,8 @@ class Flusher:
         agent_id: str,
         drain: Callable[[], Awaitable[bool | None]],
         stop: Callable[[str], None],
-        node: str = "",
     ) -> None:
         self.config = config
-        self.node = node  # the node's name: its proof of life's key (store/node_liveness.py)
         st = config.store
         self.timeouts = Timeouts(
             connect=st.connect_timeout,
@@ -100,7 +98,6 @@ class Flusher:
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
-        self._start_proved = False  # the row that claims nothing is written (_prove_start)
 
     @property
     def label(self) -> str:
@@ -180,36 +177,7 @@ class Flusher:
         except BaseException:
             store.close()
             raise
-        self._prove_start(store)  # after on_open: the node's history is read before this agent writes
         return store
-
-    def _prove_start(self, store: HotSymbolStore) -> None:
-        """On the opening thread: the node's row that claims nothing (store/node_liveness.py
-        ``write_start``), so an agent killed before its first proof is judged by the proof rule. Once
-        written, never again; a failure is counted and logged and never fails the open."""
-        if not self.node or self._start_proved:
-            return
-        live = self._liveness(self.node, self.started)
-        try:
-            write_start(store.db, live)
-        except Exception as e:
-            self._liveness_failed(f"the agent's start: {redact(repr(e))}")
-            return
-        self._start_proved = True
-
-    def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
-        """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
-        now_boot = boot_ns()
-        return Liveness(
-            node=node,
-            agent_id=self.pending.agent_id,
-            started_ago=max(0, now_boot - self.started[1]) / 1e9,
-            started_node_ns=self.started[0],
-            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
-            alive_node_ns=claimed[0],
-            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
-            window_seconds=int(self.config.hot_symbols.window_seconds),
-        )
 
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
@@ -301,7 +269,17 @@ class Flusher:
             return self._liveness_failed(redact(repr(e)))
         store = self.store
         assert store is not None
-        live = self._liveness(node, claimed)
+        now_boot = boot_ns()
+        live = Liveness(
+            node=node,
+            agent_id=self.pending.agent_id,
+            started_ago=max(0, now_boot - self.started[1]) / 1e9,
+            started_node_ns=self.started[0],
+            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
+            alive_node_ns=claimed[0],
+            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
+            window_seconds=int(self.config.hot_symbols.window_seconds),
+        )
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
