@@ -45,7 +45,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.image_pairs import PairsToRecord
-from stellaops_runtime.store.node_liveness import Liveness, write_liveness
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -67,8 +67,10 @@ class Flusher:
         agent_id: str,
         drain: Callable[[], Awaitable[bool | None]],
         stop: Callable[[str], None],
+        node: str = "",
     ) -> None:
         self.config = config
+        self.node = node  # the node's name: its proof of life's key (store/node_liveness.py)
         st = config.store
         self.timeouts = Timeouts(
             connect=st.connect_timeout,
@@ -98,6 +100,7 @@ class Flusher:
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
+        self._start_proved = False  # the row that claims nothing is written (_prove_start)
 
     @property
     def label(self) -> str:
@@ -179,6 +182,44 @@ class Flusher:
             raise
         return store
 
+    async def _prove_start(self, deadline: float | None) -> None:
+        """Before this agent's first rows are written: the node's row that claims nothing
+        (store/node_liveness.py ``write_start``), so an agent killed between its first flush and that
+        flush's proof is judged by the proof rule. Not at the open: a row says an agent ran on the node
+        (agent/node_history.py ``survivor_ns``), and one that stored nothing must not keep the next
+        agent from replaying the export file. Once written, never again; waited for at most
+        ``store.flushTimeout``; a failure is counted and logged, tried again at the next flush, and
+        never fails the flush."""
+        store = self.store
+        if not self.node or self._start_proved or store is None:
+            return
+        timeout = self.config.store.flush_timeout
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        live = self._liveness(self.node, self.started)
+        fut = run_detached(write_start, store.db, live, name="store-liveness-start")
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+        except Exception as e:  # a timeout included: left to finish on its thread
+            fut.add_done_callback(_retrieved)
+            self._liveness_failed(f"the agent's start: {redact(repr(e))}")
+            return
+        self._start_proved = True
+
+    def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
+        """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
+        now_boot = boot_ns()
+        return Liveness(
+            node=node,
+            agent_id=self.pending.agent_id,
+            started_ago=max(0, now_boot - self.started[1]) / 1e9,
+            started_node_ns=self.started[0],
+            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
+            alive_node_ns=claimed[0],
+            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
+            window_seconds=int(self.config.hot_symbols.window_seconds),
+        )
+
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
         held (the export position not recorded) makes the flush that runs it not store everything."""
@@ -227,6 +268,7 @@ class Flusher:
             self.pending.failures += 1
             return False
         assert self.store is not None
+        await self._prove_start(deadline)  # before this agent's first rows (node_liveness)
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
             return False
@@ -269,17 +311,7 @@ class Flusher:
             return self._liveness_failed(redact(repr(e)))
         store = self.store
         assert store is not None
-        now_boot = boot_ns()
-        live = Liveness(
-            node=node,
-            agent_id=self.pending.agent_id,
-            started_ago=max(0, now_boot - self.started[1]) / 1e9,
-            started_node_ns=self.started[0],
-            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
-            alive_node_ns=claimed[0],
-            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
-            window_seconds=int(self.config.hot_symbols.window_seconds),
-        )
+        live = self._liveness(node, claimed)
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))

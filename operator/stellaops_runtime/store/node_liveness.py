@@ -15,6 +15,16 @@ Plain DB-API SQL (the agent never loads SQLAlchemy, as store/image_pairs.py); on
 the node. ``started_at`` is the agent's start on the store's clock, ``started_node`` and
 ``alive_node`` the start and the claimed moment on the node's wall clock: the clock its windows
 are stamped by, which coverage_open compares them with.
+
+Before its first rows are written the agent writes a row that claims nothing (:func:`write_start`),
+so a node whose agent is killed between its first flush and that flush's proof is judged by the
+proof rule, not by its latest record's stamp (a node clock ahead delayed the open gap by its skew).
+It is inserted only where the node has no row (an earlier agent's claim is where the hole since it
+starts) and says: watched, and proved alive, up to the agent's start less :func:`vouch_slack`
+(before any record the reader lets the row vouch for, store/coverage_live.py ``vouches_for``), so
+the node reads as down from there until the agent's first proof replaces it. Not at the store's
+open: a row tells the next agent that one ran on the node (agent/node_history.py ``survivor_ns``),
+which an agent that stored nothing must not.
 """
 
 from __future__ import annotations
@@ -37,6 +47,14 @@ _SET = (
 # transaction's start); SQLite's 'now' (UTC, milliseconds) as the text SQLAlchemy stores, six digits.
 _PG_AGO = "clock_timestamp() - make_interval(secs => %s)"
 _SQLITE_AGO = "strftime('%Y-%m-%d %H:%M:%f', 'now', ?) || '000'"
+_START_VALUES = {  # the claimed moment and the write's both at the start less the slack (_SQLITE_AGO)
+    "postgresql": f"(%s, %s, {_PG_AGO}, %s, {_PG_AGO}, %s, {_PG_AGO}, %s, %s)",
+    "sqlite": f"(?, ?, {_SQLITE_AGO}, ?, {_SQLITE_AGO}, ?, {_SQLITE_AGO}, ?, ?)",
+}
+_START = {
+    d: f"INSERT INTO {t}.node_liveness ({_COLS}) VALUES {_START_VALUES[d]} ON CONFLICT (node_name) DO NOTHING"
+    for d, t in (("postgresql", "signals"), ("sqlite", "main"))
+}
 _WRITE = {
     "postgresql": (
         f"INSERT INTO signals.node_liveness ({_COLS}) VALUES "
@@ -90,3 +108,33 @@ def write_liveness(db: Any, live: Liveness) -> None:
                 live.window_seconds,
             )  # fmt: skip
         conn.execute(_WRITE[d], params)
+
+
+def vouch_slack(window_seconds: int) -> float:
+    """Seconds before an agent's start that a record its proof of life vouches for may start: two of
+    its windows, at least two minutes (store/coverage_live.py ``Live.vouches_for``)."""
+    return 2.0 * max(int(window_seconds), 60)
+
+
+def write_start(db: Any, live: Liveness) -> None:
+    """The row of an agent that has stored nothing yet, inserted only if the node has none (one
+    transaction): claimed and written at ``live``'s start less :func:`vouch_slack` (its ``alive_*``
+    are not read), so it vouches for no record after its moment and reads as down from it. Raises
+    what the driver raises (the caller counts it)."""
+    slack = vouch_slack(live.window_seconds)
+    ago = max(0.0, live.started_ago) + slack
+    node_ns = live.started_node_ns - int(slack * 1e9)
+    with db.begin() as conn:
+        d = conn.dialect
+        if d == "sqlite":
+            started, back = (f"{-max(0.0, s):+.6f} seconds" for s in (live.started_ago, ago))
+            params: tuple[Any, ...] = (
+                live.node, live.agent_id, started, _node_time(live.started_node_ns, d), back,
+                _node_time(node_ns, d), back, live.flush_seconds, live.window_seconds,
+            )  # fmt: skip
+        else:
+            params = (
+                live.node, live.agent_id, max(0.0, live.started_ago), _node_time(live.started_node_ns, d),
+                ago, _node_time(node_ns, d), ago, live.flush_seconds, live.window_seconds,
+            )  # fmt: skip
+        conn.execute(_START[d], params)
