@@ -28,7 +28,9 @@ The minimum, :data:`MIN_RETENTION_DAYS` = 31, is what the evidence needs:
 the runtime factor's lowest tier is "more than 30 watched days without a
 call", which cannot be reached unless 31 days are kept.
 
-SQLite has no partitions: retention is a DELETE of the same rows.
+SQLite has no partitions: retention is a DELETE of the same rows, by the local
+clock bounded by the time counted since the store was opened
+(store/retention_clock.py: a clock stepped ahead deleted days early).
 :func:`maintain` does everything in one transaction; on PostgreSQL only one
 agent at a time does it (a transaction advisory lock; the others skip) and it
 waits at most :data:`LOCK_TIMEOUT_MS` for the table lock the DDL needs. It
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stellaops_runtime.store.agent_sql import STATEMENTS
@@ -139,11 +141,14 @@ def maintain(
     now: dt.datetime | None = None,
     retention: bool = True,
     lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    local_now: Callable[[], dt.datetime] | None = None,
 ) -> Maintenance:
     """Create the coming day partitions and (``retention``) apply the retention, in one transaction.
 
     ``now`` defaults to the database's clock on PostgreSQL (one clock for
-    every agent) and the local clock on SQLite.
+    every agent) and the local clock on SQLite, read through ``local_now``
+    (a store's :class:`~stellaops_runtime.store.retention_clock.LocalClock`:
+    a clock stepped ahead removes nothing early).
     """
     check_retention_days(retention_days)
     with db.begin() as conn:
@@ -151,7 +156,9 @@ def maintain(
             return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
         if not retention:
             return Maintenance(ran=True)
-        return _maintain_sqlite(conn, retention_days, now or dt.datetime.now(dt.UTC))
+        if now is None:
+            now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
+        return _maintain_sqlite(conn, retention_days, now)
 
 
 def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maintenance:

@@ -49,6 +49,7 @@ from stellaops_runtime.store.partitions import (
     is_missing_partition,
     maintain,
 )
+from stellaops_runtime.store.retention_clock import LocalClock
 from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class HotSymbolStore:
         self.db = db
         self.retention_days = check_retention_days(retention_days)
         self._maintained_at: float | None = None  # time.monotonic() of the last maintenance attempt
+        self._local_clock = LocalClock()  # SQLite's retention: no step of the wall clock ahead
         self.url = safe_url(db.url)
         self._engine: Engine | None = None
         # DBAPI connections of the SQLAlchemy engine (if one was made): abort() reaches them too.
@@ -243,7 +245,10 @@ class HotSymbolStore:
         hourly, with the retention from the second run on (an hour after the
         first batch); see :mod:`stellaops_runtime.store.partitions`.
         """
-        done = maintain(self.db, retention_days=self.retention_days, now=now, retention=retention)
+        done = maintain(
+            self.db, retention_days=self.retention_days, now=now, retention=retention,
+            local_now=self._local_clock.now,
+        )  # fmt: skip
         if done.default_created:
             log.warning("history maintenance: the DEFAULT partition was missing; created it again")
         if done.created or done.dropped or done.deleted_rows:
