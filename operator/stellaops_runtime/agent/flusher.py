@@ -21,7 +21,8 @@ its store handling can each be read on their own.
 - After every flush, empty ones included, and after the final one, the node's
   proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py):
   the store-clock moment up to which the agent watched and stored everything.
-  A failed write is counted and logged and never fails the flush.
+  A failed write is counted and logged and never fails the flush; after a
+  flush that could not open the store it is not tried (counted as failed).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Flusher:
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
         self._start_proved = False  # the row that claims nothing is written (_prove_start)
+        self.open_failed = False  # the last flush could not open the store (its proof does not try)
 
     @property
     def label(self) -> str:
@@ -238,6 +240,7 @@ class Flusher:
         started = time.monotonic()
         ok = False
         self.drain_held = False
+        self.open_failed = False
         try:
             ok = await self._flush(deadline=deadline) and not self.drain_held
         finally:
@@ -266,6 +269,7 @@ class Flusher:
             return False
         if not opened:
             self.pending.failures += 1
+            self.open_failed = True  # the proof after it does not try again (_prove_alive)
             return False
         assert self.store is not None
         await self._prove_start(deadline)  # before this agent's first rows (node_liveness)
@@ -290,9 +294,11 @@ class Flusher:
         """Write the node's proof of life (store/node_liveness.py) for the moment ``claimed`` (wall ns,
         boottime ns; the watch record's, agent/watch_record.py): the store's clock less the boot
         clock's time since it. Opens the store if need be (an idle agent's empty flushes write it
-        too); waited for at most ``store.flushTimeout``, never past ``deadline``. False, counted in
-        :attr:`liveness_failures` and logged, when not written; never raises. Gives the store's idle
-        connections back after it (the flush's too: :meth:`flush` ``proof_follows``)."""
+        too), but not right after a flush whose own open failed (:attr:`open_failed`: it would fail
+        as well, after as long again); waited for at most ``store.flushTimeout``, never past
+        ``deadline``. False, counted in :attr:`liveness_failures` and logged, when not written; never
+        raises. Gives the store's idle connections back after it (the flush's too: :meth:`flush`
+        ``proof_follows``)."""
         try:
             return await self._prove_alive(node, claimed, deadline)
         finally:
@@ -304,6 +310,9 @@ class Flusher:
             return True
         if self._proving is not None and not self._proving.done():  # the last one still hangs
             return self._liveness_failed("the last write has not finished")
+        if self.open_failed and self.store is None:  # the flush's own open just failed: this one would
+            # too, after as long again (a store that is down doubled the flush loop's retry period)
+            return self._liveness_failed(f"the flush could not open the store: {self.pending.last_error}")
         try:
             if not await self.open(deadline=deadline):
                 return self._liveness_failed(self.pending.last_error or "store not open")
