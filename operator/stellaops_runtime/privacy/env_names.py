@@ -35,6 +35,7 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
     "*PASSWD*",
     "*PASSPHRASE*",
+    "*PASS_PHRASE*",
     "*_PWD",
     "*_PASS",
     "PASS",
@@ -58,6 +59,7 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*TOKEN*",
     "*SECRET*",
     "*_KEY",
+    "*SIGNING*KEY",  # Gradle's ORG_GRADLE_PROJECT_signingKey, signingInMemoryKey (an armored private key)
     "*WRITEKEY",  # HONEYCOMB_WRITEKEY
     "*_SALT",  # the WordPress image's WORDPRESS_AUTH_SALT ... WORDPRESS_NONCE_SALT, SIGNING_SALT
     "SALT",
