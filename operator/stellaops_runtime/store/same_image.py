@@ -92,6 +92,16 @@ def _paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], str]:
     return (image, *others), PLATFORMS if _an_index(conn, other_manifests) else ""
 
 
+def one_content(conn: sa.Connection, image: str) -> tuple[str, ...]:
+    """:func:`same_image`'s digests when every one names the same content, ``image`` first;
+    ``(image,)`` when one of them, ``image`` itself included, is an index paired with several
+    platforms' configs (several contents: one platform's claim is no claim about another's code).
+    For what is signed about one content (witness/store.py ``find``); one more read through the
+    primary key, over at most ``MAX_PAIRED`` + 1 keys, and only for a paired image."""
+    keys = same_image(conn, image)
+    return (image,) if len(keys) > 1 and _an_index(conn, list(keys)) else keys
+
+
 def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
     """For a listing of every image (cli/query_images.py): each paired digest's other digests, as
     :func:`same_image` gives them (its configs, then those configs' other manifests; no cut), from
