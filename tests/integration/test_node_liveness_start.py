@@ -7,7 +7,7 @@ the kill said "not observed" over the time after it (the e2e test that met it wa
 now). The agent now writes, before its first rows, a row that claims nothing: watched up to its
 start less two windows (before any record the row can vouch for) and written then, so it reads as
 down from there until the agent's first real proof. A node that has a row (an earlier agent's) keeps
-it untouched: the earlier agent's claim is where the hole since it starts.
+its claim and write (where the hole since it starts); only its agent and start become the new one's.
 Real Flusher, real SQLite and PostgreSQL, the question's own reader (store/coverage_open.py).
 """
 
@@ -105,8 +105,12 @@ async def test_the_start_row_never_replaces_a_proof_and_the_agent_s_own_proof_re
         write_liveness(s.db, earlier)
     before = read(url)
     f.pending.add(*rows_at(now_of(url)))
-    assert await f.flush() is True  # the restart: this agent's first rows; the row is the earlier's still
-    assert read(url) == before  # where the hole since that agent starts (its claim), untouched
+    assert await f.flush() is True  # the restart: this agent's first rows
+    after = read(url)  # the earlier agent's claim and write (where the hole since it starts) are kept;
+    assert (after.alive_through, after.alive_node, after.written_at) == (  # the row is this agent's:
+        before.alive_through, before.alive_node, before.written_at,  # an earlier agent's stop record
+    )  # fmt: skip
+    assert after.agent_id == f"{NODE}/a1" and after.started_at > before.started_at  # is not its word
     assert f.liveness_failures == 0
     assert await f.prove_alive(NODE, (wall, boot)) is True  # this agent's first proof replaces it
     mine = read(url)
