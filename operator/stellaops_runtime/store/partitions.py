@@ -44,12 +44,16 @@ second call on.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, Database
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -77,6 +81,8 @@ class Maintenance:
     dropped: list[str] = field(default_factory=list)
     moved_rows: int = 0  # rows taken over from the DEFAULT partition by a new day partition
     default_created: bool = False  # the DEFAULT partition was missing and is created again
+    # Day partitions not created: moving their rows out of DEFAULT passed the statement timeout.
+    skipped: list[str] = field(default_factory=list)
     deleted_rows: int = 0  # rows deleted (SQLite history, DEFAULT partition, observation windows)
 
 
@@ -198,7 +204,11 @@ def _maintain_postgres(
         conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
         default, out.default_created = DEFAULT_PARTITION, True
     for day in create:
-        out.moved_rows += _create_day(conn, day, default)
+        moved = _unless_timed_out(conn, functools.partial(_create_day, conn, day, default))
+        if moved is None:
+            out.skipped.append(partition_name(day))
+            continue
+        out.moved_rows += moved
         out.created.append(partition_name(day))
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
@@ -207,6 +217,31 @@ def _maintain_postgres(
         res = conn.execute(f"DELETE FROM signals.{_ident(default)} WHERE window_start < %s", (cutoff,))
         out.deleted_rows += max(0, int(res.rowcount or 0))
     return out
+
+
+def _unless_timed_out(conn: Conn, step: Callable[[], int]) -> int | None:
+    """``step()`` under a savepoint; None, its work rolled back, when the server cancelled it at the
+    statement timeout (SQLSTATE 57014), so the rest of the maintenance goes on.
+
+    A day with no partition of its own (the maintenance did not run at its start) has its rows in
+    the DEFAULT partition, and creating its partition moves them, about 23 us a row: past some
+    1.3 M rows that passed ``store.statementTimeout`` (30 s), and the whole maintenance rolled back,
+    the days ahead with it, every hour: no partition was created again and every later day's rows
+    landed in DEFAULT as well. A day skipped keeps its rows in DEFAULT (answers read them there;
+    the retention deletes them there) and is tried again at the next run.
+    """
+    conn.execute("SAVEPOINT stellaops_maintenance_step")
+    try:
+        done = step()
+    except Exception as e:
+        orig = getattr(e, "orig", None) or e
+        if getattr(orig, "sqlstate", None) != "57014":
+            raise
+        conn.execute("ROLLBACK TO SAVEPOINT stellaops_maintenance_step")
+        log.warning("history maintenance: a step passed the statement timeout and is skipped: %s", e)
+        return None
+    conn.execute("RELEASE SAVEPOINT stellaops_maintenance_step")
+    return done
 
 
 def delete_before(conn: Conn, table: str, cutoff: dt.datetime) -> int:

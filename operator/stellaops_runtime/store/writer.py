@@ -249,6 +249,12 @@ class HotSymbolStore:
             self.db, retention_days=self.retention_days, now=now, retention=retention,
             local_now=self._local_clock.now,
         )  # fmt: skip
+        if done.skipped:
+            log.warning(
+                "history maintenance: day partitions %s not created: moving their rows out of the DEFAULT "
+                "partition passed the statement timeout (they stay there; tried again next hour)",
+                done.skipped,
+            )
         if done.default_created:
             log.warning("history maintenance: the DEFAULT partition was missing; created it again")
         if done.created or done.dropped or done.deleted_rows:

@@ -1,0 +1,53 @@
+"""A day whose rows pile up in the DEFAULT partition no longer stops every later maintenance.
+
+When the history's maintenance cannot run for a while (a store read-only, a lock held, agents
+down at midnight), a day comes with no partition of its own and its rows land in the DEFAULT
+partition. Creating that day's partition later moves them out, under the table's exclusive lock:
+measured here, about 23 us a row (100,000 rows 2.3 s, 1,000,000 rows 24 s), so at about 1.3 M
+rows the move passed ``store.statementTimeout`` (30 s). The whole maintenance then rolled back,
+the days ahead with it: no partition was created again, every later day landed in DEFAULT too,
+and every hour the attempt held the lock, blocking every flush, for the statement timeout. Here
+100,000 rows of today and a 0.5 s statement timeout: seen failing before the fix (QueryCanceled,
+nothing created). Now a day whose creation passes the statement timeout is skipped (its rows stay
+in DEFAULT, where retention deletes them in time), and the other days are created. PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from stellaops_runtime.store.dbconn import Timeouts
+from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.partitions import partition_name
+
+ROWS = (
+    "INSERT INTO signals.hot_symbol_windows (image_digest, module, function_name, evidence_kind, "
+    "window_start, invocation_count, unique_callers, total_latency_ns, max_latency_ns, first_seen, "
+    "last_seen) SELECT 'sha256:' || (i % 20), '/lib/x.so', 'f' || (i % 1000), 'invoked', "
+    "date_trunc('day', now()) + (i % 600) * interval '1 minute', 1, 1, 1, 1, now(), now() "
+    "FROM generate_series(1, 100000) i"
+)
+
+PARTITIONS = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = 'signals.hot_symbol_windows'::regclass AND c.relname <> 'hot_symbol_windows_default'"
+)
+
+
+def test_a_day_too_large_to_move_out_of_default_is_skipped_and_the_others_created(pg_url: str) -> None:
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        today = c.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar()
+        for name in c.execute(sa.text(PARTITIONS)).scalars():  # a maintenance not run for days
+            c.execute(sa.text(f"DROP TABLE signals.{name}"))
+        c.execute(sa.text(ROWS))  # today's rows, in DEFAULT
+    with open_store(pg_url, timeouts=Timeouts(statement=0.5)) as store:
+        done = store.maintain()
+        assert done.ran and done.skipped == [partition_name(today)], done
+        assert partition_name(today) not in done.created and len(done.created) == 3, done
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        left = c.execute(sa.text("SELECT count(*) FROM signals.hot_symbol_windows_default")).scalar()
+        assert left == 100_000  # kept, where answers still read them
+        assert (
+            c.execute(sa.text("SELECT sum(invocation_count) FROM signals.hot_symbol_windows")).scalar()
+            == 100_000
+        )
