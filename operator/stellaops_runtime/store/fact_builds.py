@@ -16,6 +16,14 @@ table's on PostgreSQL (its btree entries hold 2,704 bytes at most) and the whole
 ledger's bisection then quarantined the fact's row, and a container that ran the node's file said
 "not observed" where a store before 0016 said unknown. A fact past :data:`MAX_KEY_BYTES` keeps no
 builds here: it is met by the build its row keeps, as before 0016 (migration 0016 copies none either).
+
+The table has no time of its own, and a build's row cannot be judged old by the rows that show that
+build (a process of an old build runs on long after its load event). What retention does end is a
+node's reach: a question meets the facts of the nodes the image was watched on, read from its
+``observation_windows`` (store/node_facts.py), so once retention removed every window of a node (a
+node gone, an autoscaled one replaced under another name) no question reaches its builds again, and
+:func:`prune_fact_builds`, run after the retention, deletes them: without it each node name ever seen
+kept its rows for ever.
 """
 
 from __future__ import annotations
@@ -69,3 +77,28 @@ def record_fact_builds(conn: Conn, deltas: Iterable[HotSymbolDelta]) -> int:
             ),
         )
     return len(rows)
+
+
+def prune_fact_builds(conn: Conn) -> int:
+    """Delete the builds of the facts of each node no observation window is left of (run after the
+    retention, in its transaction); how many rows. One host at a time, through the keys: its builds
+    lead ``node_fact_builds``' key and the node's windows ``ix_observation_windows_node_window``;
+    two statements, no join (on Citus both tables are distributed by image, not by node). A node of
+    no window that is writing its first one at this moment keeps the builds its flush adds, not an
+    earlier build of the same fact that flush found stored (PostgreSQL's READ COMMITTED): only a node
+    back after more than the retention, at the hour the retention ran, may lose such a row."""
+    if conn.dialect == "postgresql":
+        mark, builds, windows = "%s", "signals.node_fact_builds", "signals.observation_windows"
+    else:
+        mark, builds, windows = "?", "node_fact_builds", "observation_windows"
+    hosts = conn.execute(f"SELECT DISTINCT image_digest FROM {builds}").scalars()
+    deleted = 0
+    for host in hosts:
+        node = host[len(HOST_PREFIX) :] if host.startswith(HOST_PREFIX) else None
+        if node is None:
+            continue  # not a node's (fact_builds writes none such): left to whoever wrote it
+        if conn.execute(f"SELECT 1 FROM {windows} WHERE node_name = {mark} LIMIT 1", (node,)).rows:
+            continue
+        res = conn.execute(f"DELETE FROM {builds} WHERE image_digest = {mark}", (host,))
+        deleted += max(0, int(res.rowcount or 0))
+    return deleted
