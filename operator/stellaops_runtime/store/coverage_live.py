@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store.queries import chunks
 from stellaops_runtime.store.schema import SCHEMA, node_liveness
 
 # A flush's own time beside its interval: a healthy flush and its proof of life take well under a
@@ -91,12 +92,13 @@ def store_now(conn: sa.Connection) -> dt.datetime:
 
 
 def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
-    """The proof of life of each of ``nodes`` that has one (one statement)."""
+    """The proof of life of each of ``nodes`` that has one (a statement per
+    :data:`~stellaops_runtime.store.queries.KEYS_PER_STATEMENT` nodes)."""
     names = sorted(set(nodes))
     if not names or not has_liveness(conn):
         return {}
     c = node_liveness.c
-    rows = conn.execute(sa.select(node_liveness).where(c.node_name.in_(names))).all()
+    rows = _in_parts(conn, sa.select(node_liveness), c.node_name, names)
     return {
         r.node_name: Live(
             r.agent_id,
@@ -110,6 +112,13 @@ def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
         )
         for r in rows
     }
+
+
+def _in_parts(conn: sa.Connection, query: sa.Select[Any], column: Any, names: list[str]) -> list[Any]:
+    """``query``'s rows whose ``column`` is one of ``names``, an IN list of at most
+    :data:`~stellaops_runtime.store.queries.KEYS_PER_STATEMENT` a statement (a fleet's nodes passed
+    the drivers' bound-parameter limits in one)."""
+    return [row for part in chunks(names) for row in conn.execute(query.where(column.in_(part))).all()]
 
 
 def _as_utc(value: Any) -> dt.datetime:
