@@ -25,7 +25,8 @@ old, and with them the store's only sign that an agent ran there: a node with a 
 no window for longer than retention read as new, and ``exportFromStart`` counted its never-rotated
 file a second time. :func:`survivor_ns` reads the node's records that retention leaves: its
 ``export_positions`` row (migration 0011: the moment its last drain began) and its
-``node_liveness`` row (migration 0015: the moment its last agent claimed, on the node's clock).
+``node_liveness`` row (migration 0015: the moment its last agent claimed, on the node's clock;
+retention prunes it once that and its write are older than its cutoff, store/node_liveness.py).
 Either says an agent ran; a position with no moment (``{"unknown": ...}``, a row not ours) says
 so too, but not when (:data:`RAN_WHEN_UNKNOWN`: the gap then starts at the node's boot).
 Plain DB-API SQL (store/dbconn.py): the agent never loads SQLAlchemy.

@@ -34,6 +34,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from stellaops_runtime.store.dbvalues import postgres_datetime, sqlite_datetime
+
 _COLS = (
     "node_name, agent_id, started_at, started_node, alive_through, alive_node, written_at, "
     "flush_seconds, window_seconds"
@@ -146,3 +148,24 @@ def write_start(db: Any, live: Liveness) -> None:
                 ago, _node_time(node_ns, d), ago, live.flush_seconds, live.window_seconds,
             )  # fmt: skip
         conn.execute(_START[d], params)
+
+
+# Rows whose every moment is before the retention's cutoff (store/partitions.py): the claim on both
+# clocks and the write. Same-width naive UTC text on SQLite (as written above), so text compares as time.
+_PRUNE = {
+    "postgresql": "DELETE FROM signals.node_liveness WHERE written_at < %s AND alive_through < %s "
+    "AND alive_node < %s",
+    "sqlite": "DELETE FROM main.node_liveness WHERE written_at < ? AND alive_through < ? AND alive_node < ?",
+}
+
+
+def prune_liveness(db: Any, cutoff: dt.datetime) -> int:
+    """Delete the rows of nodes whose last proof of life (its write and its claim, on the store's
+    clock and the node's) is older than the retention's ``cutoff``; returns how many. Such a row
+    changes no answer the store can still give: its watched end is on a day whose windows retention
+    removed, so its open time touches no image watched then, and the node's later records keep the
+    rule of the latest record either way (store/coverage_open.py). A live or recently dead node's row
+    is newer. One transaction; raises what the driver raises (the caller logs it)."""
+    arg = sqlite_datetime(cutoff) if db.dialect == "sqlite" else postgres_datetime(cutoff)
+    with db.begin() as conn:
+        return max(0, int(conn.execute(_PRUNE[db.dialect], (arg, arg, arg)).rowcount or 0))

@@ -42,6 +42,7 @@ from stellaops_runtime.store.engine import (
 )
 from stellaops_runtime.store.image_pairs import record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
+from stellaops_runtime.store.node_liveness import prune_liveness
 from stellaops_runtime.store.partitions import (
     DEFAULT_RETENTION_DAYS,
     Maintenance,
@@ -249,6 +250,8 @@ class HotSymbolStore:
             self.db, retention_days=self.retention_days, now=now, retention=retention,
             local_now=self._local_clock.now,
         )  # fmt: skip
+        if retention and done.ran and done.cutoff is not None:
+            self._prune_liveness(done.cutoff)
         if done.skipped:
             log.warning(
                 "history maintenance: day partitions %s not created: moving their rows out of the DEFAULT "
@@ -263,6 +266,17 @@ class HotSymbolStore:
                 done.created, done.dropped, done.deleted_rows, done.cutoff,
             )  # fmt: skip
         return done
+
+    def _prune_liveness(self, cutoff: dt.datetime) -> None:
+        """The proofs of life of nodes not heard of since before the retention's ``cutoff``
+        (store/node_liveness.py ``prune_liveness``), after the windows it removed; logged, never raised."""
+        try:
+            pruned = prune_liveness(self.db, cutoff)
+        except Exception as e:  # housekeeping: tried again at the next retention
+            log.warning("cannot prune the proofs of life of %s: %s", self.url, first_line(e))
+            return
+        if pruned:
+            log.info("pruned the proofs of life of %d nodes not heard of since before %s", pruned, cutoff)
 
     def abort(self) -> None:
         """Make every call in progress on this store fail now; safe from any thread.
