@@ -44,8 +44,10 @@ GNU C++ spellings (canonical/cxx_gnu.py).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,14 +65,13 @@ from stellaops_runtime.canonical.rustcrates import rust_crate_name
 
 log = logging.getLogger(__name__)
 
-try:  # the fast bindings (see perf-baselines: direct calls, dispatched here on the prefix)
-    from pycxxfilt import itanium_demangle as _llvm_itanium
-    from pycxxfilt import rust_demangle as _llvm_rust
-    from pyderust import demangle as _rustc_demangle
-
-    BINDINGS_AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised only where the wheels are missing
-    BINDINGS_AVAILABLE = False
+# The fast bindings (see perf-baselines: direct calls, dispatched here on the prefix) are loaded
+# with the first C++ or Rust name, not with this module (issue 13): their libraries are ~0.45 MB of
+# the agent's RSS, and a node whose frames are C and Go (and kernel) names never calls them.
+# Installed or not is known without loading them, so the agent's set-up still installs the c++filt
+# fallback where they are missing; a wheel installed but not loadable is found at the first name.
+BINDINGS_AVAILABLE = all(importlib.util.find_spec(m) is not None for m in ("pycxxfilt", "pyderust"))
+if not BINDINGS_AVAILABLE:  # pragma: no cover - exercised only where the wheels are missing
     log.warning("pycxxfilt/pyderust are not importable: demangling needs install_fallback()")
 
 __all__ = [
@@ -276,8 +277,55 @@ def _fallback_only(name: str) -> str | None:
     return None if out == name else out
 
 
-if not BINDINGS_AVAILABLE:  # pragma: no cover
-    _llvm_itanium = _llvm_rust = _rustc_demangle = _fallback_only  # type: ignore[assignment]
+_load_lock = threading.Lock()
+_loaded = False
+
+
+def load_bindings() -> None:
+    """Bind the three calls below to the bindings (to the fallback where they do not load), once.
+
+    Each call's first use runs it; any thread may, and a second waits for the first.
+    """
+    global BINDINGS_AVAILABLE, _loaded, _llvm_itanium, _llvm_rust, _rustc_demangle
+    with _load_lock:
+        if _loaded:
+            return
+        itanium: Callable[[str], str | None]
+        rust: Callable[[str], str | None]
+        rustc: Callable[[str], str | None]
+        try:
+            from pycxxfilt import itanium_demangle, rust_demangle
+            from pyderust import demangle as rustc_demangle
+
+            itanium, rust, rustc = itanium_demangle, rust_demangle, rustc_demangle
+        except ImportError as e:
+            if BINDINGS_AVAILABLE:  # pragma: no cover - a wheel installed but not loadable
+                BINDINGS_AVAILABLE = False
+                log.warning("pycxxfilt/pyderust do not load (%s): demangling needs install_fallback()", e)
+            itanium = rust = rustc = _fallback_only
+        _llvm_itanium, _llvm_rust, _rustc_demangle = itanium, rust, rustc
+        _loaded = True
+
+
+def _first_llvm_itanium(name: str) -> str | None:
+    load_bindings()
+    return _llvm_itanium(name)
+
+
+def _first_llvm_rust(name: str) -> str | None:
+    load_bindings()
+    return _llvm_rust(name)
+
+
+def _first_rustc_demangle(name: str) -> str | None:
+    load_bindings()
+    return _rustc_demangle(name)
+
+
+# The calls demangle_uncached makes, bound to the bindings at the first of them (load_bindings).
+_llvm_itanium: Callable[[str], str | None] = _first_llvm_itanium
+_llvm_rust: Callable[[str], str | None] = _first_llvm_rust
+_rustc_demangle: Callable[[str], str | None] = _first_rustc_demangle
 
 
 demangle = functools.lru_cache(maxsize=CACHE_SIZE)(demangle_uncached)
