@@ -7,7 +7,8 @@ used on amd64 and arm64 nodes is paired with two configs, and its windows hold b
 runs with nothing saying which. Every reader reads the paired digests as one image's
 (store/same_image.py): asked by the amd64 config digest, the arm64 nodes' windows under the index
 were watched time of it, and a "no" said over amd64 code nobody watched. Such a digest (another
-manifest paired with more than one config) leaves a "no" unknown (evidence/paired_image.py).
+manifest paired with more than one config) leaves a "no" unknown (evidence/paired_image.py), and
+so does a question by the index itself that names one platform's code (a function ID, a purl's arch).
 
 Real rows through the store's writer (SQLite and PostgreSQL); the CLI in-process.
 """
@@ -21,7 +22,12 @@ from typing import Any
 import pytest
 
 from stellaops_runtime.cli.main import main
-from stellaops_runtime.contracts.hotsymbols import ObservationWindow
+from stellaops_runtime.contracts.hotsymbols import (
+    EvidenceKind,
+    HotSymbolDelta,
+    HotSymbolKey,
+    ObservationWindow,
+)
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
@@ -80,5 +86,42 @@ def test_an_index_asked_by_itself_reads_its_platforms_as_before(
 ) -> None:
     """The index's own name covers all its platforms: its own windows answer, as before pairing."""
     watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    code, doc = observed(capsys, url, INDEX)
+    assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+AMD64_BUILD = "ab" * 20  # the build-id of the amd64 image's libz
+PURL_AMD64 = "pkg:deb/debian/zlib1g@1.2.13?arch=amd64"
+
+
+def test_a_no_about_one_platforms_build_asked_by_the_index_is_unknown(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """amd-node ran the index on day 1 (its amd64 libz seen: crc32 called), then other images only;
+    arm-node ran it days 1 to 3. Asked by the index about inflate of the amd64 build (a function
+    ID), the arm64 runs, which hold no such build, were its watched time: not_observed, exit 1
+    (before). A function ID or a purl's arch names one platform's code: unknown, saying so. Asked by
+    name, a "no" is about every platform's runs, each of which could call it: as before."""
+    watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    key = HotSymbolKey(INDEX, "/usr/lib/x86_64-linux-gnu/libz.so.1", "crc32", EvidenceKind.INVOKED)
+    call = HotSymbolDelta(key, at(1), 3, at(1), at(1) + 1, build_id=AMD64_BUILD, purl=PURL_AMD64,
+                          function_id=f"{AMD64_BUILD}:crc32+0x0")  # fmt: skip
+    others = [
+        ObservationWindow(OTHER_ARM64, "amd-node", at(d), 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for d in (2, 3)
+    ]
+    with open_store(url) as s:
+        s.write(
+            [call],
+            [ObservationWindow(INDEX, "amd-node", at(1), 9, Posture.EBPF_DEEP, 60, "tetragon"), *others],
+        )
+    for how in (
+        ("--function", f"{AMD64_BUILD}:inflate+0x0"),
+        ("--function", "inflate", "--purl", PURL_AMD64),
+    ):
+        code = main(["query", "observed", "--store", url, "--image", INDEX, *how, "--json", *PERIOD])
+        doc = json.loads(capsys.readouterr().out)
+        assert (code, doc["answer"]) == (3, "unknown"), (how, doc)
+        assert "paired_image" in doc and "one platform" in doc["reason"], doc
     code, doc = observed(capsys, url, INDEX)
     assert (code, doc["answer"]) == (1, "not_observed"), doc

@@ -102,6 +102,12 @@ def one_content(conn: sa.Connection, image: str) -> tuple[str, ...]:
     return (image,) if len(keys) > 1 and _an_index(conn, list(keys)) else keys
 
 
+def several_platforms(conn: sa.Connection, image: str) -> bool:
+    """Whether ``image`` itself is an index paired with several platforms' configs (its windows
+    hold each platform's runs); one read through the primary key, and only for a paired image."""
+    return len(same_image(conn, image)) > 1 and _an_index(conn, [image])
+
+
 def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
     """For a listing of every image (cli/query_images.py): each paired digest's other digests, as
     :func:`same_image` gives them (its configs, then those configs' other manifests; no cut), from
