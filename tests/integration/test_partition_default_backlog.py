@@ -51,3 +51,29 @@ def test_a_day_too_large_to_move_out_of_default_is_skipped_and_the_others_create
             c.execute(sa.text("SELECT sum(invocation_count) FROM signals.hot_symbol_windows")).scalar()
             == 100_000
         )
+
+
+OLD_ROWS = (
+    "INSERT INTO signals.hot_symbol_windows (image_digest, module, function_name, evidence_kind, "
+    "window_start, invocation_count, unique_callers, total_latency_ns, max_latency_ns, first_seen, "
+    "last_seen) SELECT 'sha256:' || (i % 100), '/lib/x.so', 'f' || (i % 1000), 'invoked', "
+    "date_trunc('day', now()) - interval '100 days' + (i % 1440) * interval '1 minute', 1, 1, 1, 1, "
+    "now(), now() FROM generate_series(1, 100000) i"
+)
+
+
+def test_old_rows_of_a_large_default_partition_are_deleted_an_image_a_statement(pg_url: str) -> None:
+    """The retention deleted the DEFAULT partition's old rows in one statement (no index there leads
+    with ``window_start``): a DEFAULT holding a fleet's day past the retention passed the statement
+    timeout, and every maintenance rolled back, for ever. Here 100,000 rows of 100 days ago (100
+    images) and an 80 ms statement timeout: seen failing before the fix (QueryCanceled). Now they
+    go an image a statement (the index leads with ``image_digest``), all in the one transaction."""
+    with open_store(pg_url) as store:
+        assert store.maintain().ran  # the days around today exist: this maintenance creates none
+        with store.engine.begin() as c:
+            c.execute(sa.text(OLD_ROWS))
+    with open_store(pg_url, timeouts=Timeouts(statement=0.08)) as store:
+        done = store.maintain()
+        assert done.ran and done.created == [] and done.deleted_rows == 100_000, done
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM signals.hot_symbol_windows")).scalar() == 0
