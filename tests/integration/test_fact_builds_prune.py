@@ -21,7 +21,6 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.fact_builds import prune_fact_builds
-from stellaops_runtime.store.partitions import maintain
 from tests.integration.test_node_fact_builds import _ask
 from tests.integration.test_vex import DAY, T0, S
 
@@ -50,11 +49,12 @@ def _builds(s: object) -> list[tuple[str, str]]:
 
 def test_a_node_retention_left_no_window_of_loses_its_builds_only(url: str) -> None:
     """node-1 was watched 60-100 days before NOW (its windows past the 31-day retention), node-2 in the
-    last 40 days. Each stored two builds of its fact. After the retention the prune deletes
-    node-1's two rows and keeps node-2's; POD, watched on node-2 and showing its second build,
-    still answers unknown naming the tail; a second prune deletes nothing."""
+    last 40 days. Each stored two builds of its fact. The store's retention pass (store/writer.py
+    ``maintain``) deletes node-1's two rows and keeps node-2's (seen failing before its call was
+    added: all four kept); POD, watched on node-2 and showing its second build, still answers
+    unknown naming the tail; a second prune deletes nothing."""
     early, late = T0 + 2 * DAY, T0 + 70 * DAY
-    with open_store(url) as s:
+    with open_store(url, retention_days=31) as s:
         s.write([], _windows("host:node-1", "node-1", 0, 40) + _windows("host:node-2", "node-2", 60, 40))
         s.write([], _windows(POD, "node-2", 60, 40))
         for n, (node, bid, at) in enumerate(
@@ -65,9 +65,7 @@ def test_a_node_retention_left_no_window_of_loses_its_builds_only(url: str) -> N
         s.write([HotSymbolDelta(load, late, 1, late + S, late + S, build_id="b2", node_name="node-2")], [])
         before = _builds(s)
         assert [h for h, _ in before].count("host:node-1") == 2
-        assert maintain(s.db, retention_days=31, now=NOW).ran
-        with s.db.begin() as conn:
-            assert prune_fact_builds(conn) == 2
+        assert s.maintain(now=NOW, retention=True).ran  # the retention pass, then its prunes
         assert _builds(s) == [r for r in before if r[0] == "host:node-2"]
         with s.db.begin() as conn:
             assert prune_fact_builds(conn) == 0

@@ -28,11 +28,15 @@ kept its rows for ever.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta
 from stellaops_runtime.store.agent_sql import STATEMENTS
-from stellaops_runtime.store.dbconn import Conn
+from stellaops_runtime.store.dbconn import Conn, Database
+from stellaops_runtime.store.errors import first_line
+
+log = logging.getLogger("stellaops_runtime.store.writer")  # the retention pass's logger
 
 HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 _ROWS_PER_CALL = 5_000  # parameters made at a time, as store/upsert.py's CHUNK_ROWS
@@ -80,13 +84,14 @@ def record_fact_builds(conn: Conn, deltas: Iterable[HotSymbolDelta]) -> int:
 
 
 def prune_fact_builds(conn: Conn) -> int:
-    """Delete the builds of the facts of each node no observation window is left of (run after the
-    retention, in its transaction); how many rows. One host at a time, through the keys: its builds
-    lead ``node_fact_builds``' key and the node's windows ``ix_observation_windows_node_window``;
-    two statements, no join (on Citus both tables are distributed by image, not by node). A node of
-    no window that is writing its first one at this moment keeps the builds its flush adds, not an
-    earlier build of the same fact that flush found stored (PostgreSQL's READ COMMITTED): only a node
-    back after more than the retention, at the hour the retention ran, may lose such a row."""
+    """Delete the builds of the facts of each node no observation window is left of, inside the
+    caller's transaction (:func:`prune_gone_nodes_builds`); how many rows. One host at a time,
+    through the keys: its builds lead ``node_fact_builds``' key and the node's windows
+    ``ix_observation_windows_node_window``; two statements, no join (on Citus both tables are
+    distributed by image, not by node). A node of no window writing its first one at this moment
+    keeps the builds its flush adds, not an earlier build of the same fact that flush found stored
+    (PostgreSQL's READ COMMITTED): only a node back after more than the retention, within the
+    moment the retention ran, may lose such a row."""
     if conn.dialect == "postgresql":
         mark, builds, windows = "%s", "signals.node_fact_builds", "signals.observation_windows"
     else:
@@ -102,3 +107,18 @@ def prune_fact_builds(conn: Conn) -> int:
         res = conn.execute(f"DELETE FROM {builds} WHERE image_digest = {mark}", (host,))
         deleted += max(0, int(res.rowcount or 0))
     return deleted
+
+
+def prune_gone_nodes_builds(db: Database, url: str) -> int:
+    """:func:`prune_fact_builds` in its own transaction, as the store's retention pass runs it
+    (store/writer.py ``maintain``, after the windows it removed): logged, never raised (housekeeping,
+    tried again at the next retention); how many rows went."""
+    try:
+        with db.begin() as conn:
+            pruned = prune_fact_builds(conn)
+    except Exception as e:
+        log.warning("cannot prune the node fact builds of %s: %s", url, first_line(e))
+        return 0
+    if pruned:
+        log.info("pruned %d node fact builds of nodes the retention left no window of", pruned)
+    return pruned

@@ -40,6 +40,7 @@ from stellaops_runtime.store.engine import (
     open_store,
     safe_url,
 )
+from stellaops_runtime.store.fact_builds import prune_gone_nodes_builds
 from stellaops_runtime.store.image_pairs import record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
 from stellaops_runtime.store.node_liveness import prune_liveness
@@ -252,6 +253,7 @@ class HotSymbolStore:
         )  # fmt: skip
         if retention and done.ran and done.cutoff is not None:
             self._prune_liveness(done.cutoff)
+            prune_gone_nodes_builds(self.db, self.url)  # after the windows it removed; never raises
         if done.skipped:
             log.warning(
                 "history maintenance: day partitions %s not created: moving their rows out of the DEFAULT "
