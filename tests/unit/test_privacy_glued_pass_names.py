@@ -115,3 +115,15 @@ def test_the_glued_pass_rule_costs_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig())
     for unit in ("BYPASSBYPASS_", "A_B_C_DBPASS", "BYPASS=BYPASS=", "X_" * 8 + "PASS "):
         assert growth(pf.filter_field, unit) < 10, unit
+
+
+def test_gos_test_summary_keeps_the_test_name() -> None:
+    # ``go test -v`` writes ``--- PASS: TestName (0.00s)`` per test, nested subtests indented: no key
+    # (RP7 saw the name taken for a PASS key's value); ``PASS: x`` alone is still a key (a YAML env entry)
+    text = (
+        "=== RUN   TestX\n--- PASS: TestX (0.00s)\n"
+        "    --- PASS: TestX/sub_case (0.00s)\nPASS\nok  \tpkg\t0.01s\n"
+    )
+    assert _text(text) == text
+    assert _text(f"PASS: {_PW}") == "PASS: [REDACTED]"
+    assert _text(f"env:\n  DB_PASS: {_PW}\n") == "env:\n  DB_PASS: [REDACTED]\n"
