@@ -32,12 +32,12 @@ def delta() -> HotSymbolDelta:
     return HotSymbolDelta(key=key, window_start_ns=t, invocation_count=1, first_seen_ns=t, last_seen_ns=t + 1)
 
 
-def flusher(url: str) -> Flusher:
+def flusher(url: str, flush_timeout: str = "5s") -> Flusher:
     async def no_drain() -> None:
         return None
 
     cfg = AgentConfig(
-        store={"url": url, "connectTimeout": "1s", "statementTimeout": "1s", "flushTimeout": "5s"}
+        store={"url": url, "connectTimeout": "1s", "statementTimeout": "1s", "flushTimeout": flush_timeout}
     )
     return Flusher(cfg, agent_id=f"{NODE}/a1", drain=no_drain, stop=lambda _r: None, node=NODE)
 
@@ -67,3 +67,28 @@ async def test_the_proof_after_a_flush_that_could_not_open_the_store_opens_nothi
     assert await g.flush(proof_follows=True) is True and g.store is None
     assert await g.prove_alive(NODE, now_pair()) is True and g.liveness_failures == 0
     await g.close()
+
+
+async def test_a_hung_store_costs_a_fresh_agent_s_first_flush_one_flush_timeout_not_two(pg_url: str) -> None:
+    """The start row (store/node_liveness.py ``write_start``) goes before an agent's first rows: on a
+    store that hangs once open it waited ``store.flushTimeout`` and then the rows' write waited as long
+    again (seen: 2.0 s with a 1 s timeout). A start row not written in time now fails the flush, its
+    hung connection cut as a hung write's is: the rows wait in the buffer for the next flush."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="1s")
+    try:
+        assert await f.open() is True  # open, its connection pooled; then the network goes silent
+        proxy.blackhole()
+        f.pending.add([delta()], [])
+        t0 = time.monotonic()
+        assert await f.flush() is False
+        took = time.monotonic() - t0
+        assert took < 1.6, took  # one flushTimeout (before: the start row's and the rows' write's)
+        assert f.pending.pending_rows == 1 and f.liveness_failures == 1
+        proxy.heal()
+        assert await f.flush() is True, f.pending.last_error  # the next flush stores both, once
+        assert f.pending.rows_flushed == 1 and f.liveness_failures == 1
+    finally:
+        await f.close()
+        proxy.close()

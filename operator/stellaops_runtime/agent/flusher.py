@@ -184,17 +184,18 @@ class Flusher:
             raise
         return store
 
-    async def _prove_start(self, deadline: float | None) -> None:
+    async def _prove_start(self, deadline: float | None) -> bool:
         """Before this agent's first rows are written: the node's row that claims nothing
         (store/node_liveness.py ``write_start``), so an agent killed between its first flush and that
         flush's proof is judged by the proof rule. Not at the open: a row says an agent ran on the node
         (agent/node_history.py ``survivor_ns``), and one that stored nothing must not keep the next
-        agent from replaying the export file. Once written, never again; waited for at most
-        ``store.flushTimeout``; a failure is counted and logged, tried again at the next flush, and
-        never fails the flush."""
+        agent from replaying the export file. Once written, never again; a failure is counted and
+        logged, tried again at the next flush, and fails no flush, except a write not done within
+        ``store.flushTimeout`` (never past ``deadline``): the store hangs, so the rows' write would
+        wait as long again; False then, the store's connections cut as for a hung write."""
         store = self.store
         if not self.node or self._start_proved or store is None:
-            return
+            return True
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
@@ -202,11 +203,17 @@ class Flusher:
         fut = run_detached(write_start, store.db, live, name="store-liveness-start")
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # a timeout included: left to finish on its thread
+        except TimeoutError:
             fut.add_done_callback(_retrieved)
+            store.abort()  # its thread returns; the next flush opens a new connection
+            self.pending.last_error = f"store {self.label} did not answer within {timeout:g}s"
+            self._liveness_failed(f"the agent's start: {self.pending.last_error}")
+            return False
+        except Exception as e:
             self._liveness_failed(f"the agent's start: {redact(repr(e))}")
-            return
+            return True
         self._start_proved = True
+        return True
 
     def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
         """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
@@ -272,7 +279,9 @@ class Flusher:
             self.open_failed = True  # the proof after it does not try again (_prove_alive)
             return False
         assert self.store is not None
-        await self._prove_start(deadline)  # before this agent's first rows (node_liveness)
+        if not await self._prove_start(deadline):  # before this agent's first rows (node_liveness)
+            self.pending.failures += 1
+            return False
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
             return False
