@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def _compile(tmp_path: Path, source: str, name: str) -> Path:
     src.write_text(source)
     subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], check=True, capture_output=True, timeout=60)
     return out
+
+
+def _upgrade(tmp_path: Path, exe: Path) -> None:
+    """The node's file upgraded: another build written over the same inode (as ``cp`` over it)."""
+    with open(exe, "r+b") as f:
+        f.write(_compile(tmp_path, PROGRAM + NEW + MAIN2, "new").read_bytes())
+        f.truncate()
 
 
 def _watch(tmp_path: Path, host: Path) -> tetragon_facts.TetragonFacts:
@@ -84,9 +92,7 @@ def test_a_node_file_upgraded_in_place_gets_its_new_build_s_fact(
     assert [r.key.function_name for r in first] == ["split_fn.part.0"] and len(reads) == 1
     assert _facts(watch, 102.0, before) == [] and len(reads) == 1  # nothing changed: no read
     inode = exe.stat().st_ino
-    with open(exe, "r+b") as f:  # the upgrade, written over the same inode
-        f.write(_compile(tmp_path, PROGRAM + NEW + MAIN2, "new").read_bytes())
-        f.truncate()
+    _upgrade(tmp_path, exe)
     assert exe.stat().st_ino == inode
     second = _facts(watch, 104.0, after)
     assert [(r.key.module, r.key.function_name) for r in second] == [(first[0].key.module, "split_fn.part.0")]
@@ -123,3 +129,52 @@ def test_a_file_replaced_by_rename_or_rewritten_at_its_size_is_another_identity(
     assert tetragon_facts.idents(files) != renamed
     f.unlink()
     assert tetragon_facts.idents(files) == (None,)
+
+
+@needs_gcc
+def test_under_bcc_a_node_file_upgraded_in_place_reloads_with_its_new_build_s_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The BCC probes read a node file's facts (and probe its clones) when they load, and a file
+    rewritten at its inode is a gap until the next load (native/follow.py). Seen failing before the
+    fix: with no PURL function the switch never wanted a reload for it, so the new build's tail had
+    no fact. Now a changed node file wants one (at most once a REPLACED_RELOAD_SECONDS), and its
+    configure hands over the new build's fact."""
+    from stellaops_runtime.agent.pipeline import Pipeline
+    from stellaops_runtime.agent.source_switch_purl import REPLACED_RELOAD_SECONDS
+    from stellaops_runtime.contracts.config import parse_config
+    from stellaops_runtime.contracts.posture import Posture
+    from stellaops_runtime.native import detect
+    from stellaops_runtime.native.config import NativeConfig, UprobeTarget
+    from tests.integration.test_binary_path_clones import _switch
+
+    exe = tmp_path / "host" / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    shutil.copyfile(_compile(tmp_path, PROGRAM + MAIN, "old"), exe)
+    rep = detect.Report(kernel="6.1", machine="x86_64", posture=Posture.PASSIVE)
+    monkeypatch.setattr(detect, "detect", lambda **kw: rep)
+    cfg = parse_config({"symbols": {"enabled": False}, "attribution": {"enabled": False}})
+    pipeline = Pipeline(cfg, node_name="node-1")
+    base = NativeConfig(uprobes=(UprobeTarget(str(exe), "split_fn"),))
+
+    def drained() -> list[tuple[str, str]]:
+        rows = pipeline.unprobed.deltas(node_name="node-1", now_ns=T0, window_seconds=60)
+        return [(r.key.function_name, r.build_id) for r in rows]
+
+    async def load_upgrade_reload() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        sw = _switch(cfg, pipeline)
+        assert await sw._make_bcc()
+        sw._probe_config = lambda: base  # type: ignore[method-assign]
+        await sw._configure()
+        first = drained()
+        sw._reloaded_at = time.monotonic() - REPLACED_RELOAD_SECONDS  # the last load a minute ago
+        assert not sw._reload_wanted()  # nothing changed
+        _upgrade(tmp_path, exe)
+        assert sw._reload_wanted()
+        await sw._configure()  # what the reload runs
+        assert not sw._reload_wanted()
+        return first, drained()
+
+    first, second = asyncio.run(load_upgrade_reload())
+    assert [n for n, _ in first] == [n for n, _ in second] == ["split_fn.part.0"]
+    assert first[0][1] and second[0][1] and first[0][1] != second[0][1]

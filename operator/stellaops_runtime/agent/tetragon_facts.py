@@ -82,12 +82,19 @@ def read_facts(path: str, *, node_name: str, host_root: str, debug_files: bool =
         return {}, (), ()
     if not targets:
         return {}, (), ()
-    from stellaops_runtime.native.follow_files import split_root
-    from stellaops_runtime.native.host_tails import HOST_ROOTS, host_functions
+    from stellaops_runtime.native.host_tails import host_functions
 
-    files = tuple(sorted({t.binary for t in targets if not t.root and split_root(t.binary)[0] in HOST_ROOTS}))
+    files = host_files(targets)
     before = idents(files)
     return host_functions(targets, node_name=node_name, debug_files=debug_files, room=0).facts, files, before
+
+
+def host_files(targets: Any) -> tuple[str, ...]:
+    """The node's files among ``targets`` (uprobe targets), as native/host_tails.py picks them."""
+    from stellaops_runtime.native.follow_files import split_root
+    from stellaops_runtime.native.host_tails import HOST_ROOTS
+
+    return tuple(sorted({t.binary for t in targets if not t.root and split_root(t.binary)[0] in HOST_ROOTS}))
 
 
 class TetragonFacts:
