@@ -95,3 +95,76 @@ def test_a_binding_installed_but_not_loadable_is_found_at_the_first_mangled_name
         """
     )
     assert (available_before, out, failures, available_after, warned) == (True, NAMES[3], 1, False, True)
+
+
+# What the agent's wiring (agent/canonicalizer_setup.py) makes of bindings it cannot use: GNU c++filt,
+# with the bindings' own answers. sys.modules[...] = None is how an interpreter hides a module
+# (find_spec answers None: not installed).
+_THROUGH_THE_WIRING = """
+import json, logging, sys
+{setup}
+seen = []
+class Seen(logging.Handler):
+    def emit(self, record):
+        seen.append(record.getMessage())
+logging.getLogger().addHandler(Seen())
+from stellaops_runtime.agent.canonicalizer_setup import make_canonicalizer
+from stellaops_runtime.canonical import demangle as dm
+from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
+from stellaops_runtime.contracts.config import parse_config
+make_canonicalizer(parse_config({{}}), node_name="n")
+at_start = type(dm.current_fallback()).__name__
+out = [dm.demangle_uncached(n) for n in {names!r}]
+cxxfilt = isinstance(dm.current_fallback(), CxxfiltDemangler)
+warned = [m for m in seen if "pycxxfilt/pyderust" in m]
+print(json.dumps([at_start, out, dm.demangle_stats().failures, cxxfilt, warned]))
+"""
+
+
+def _expected() -> list[str]:
+    from stellaops_runtime.canonical.demangle import demangle_uncached
+
+    return [demangle_uncached(n) for n in NAMES]  # the bindings' answers (this process has them)
+
+
+def test_the_wiring_starts_cxxfilt_at_once_where_the_bindings_are_not_installed() -> None:
+    setup = "sys.modules['pycxxfilt'] = sys.modules['pyderust'] = None"
+    at_start, out, failures, cxxfilt, warned = _run(_THROUGH_THE_WIRING.format(setup=setup, names=NAMES))
+    assert (at_start, cxxfilt, failures) == ("CxxfiltDemangler", True, 0)
+    assert out == _expected() and len(warned) == 1
+
+
+def test_a_binding_installed_but_not_loadable_hands_its_names_to_cxxfilt(tmp_path) -> None:
+    # Found installed at start (so no fallback then), it fails at the first mangled name: with an
+    # ImportError (a wheel built for another glibc) or any other error of its import (an OSError of
+    # a damaged file). The wiring's c++filt then answers every name, byte for byte as the bindings
+    # would have, the import is tried once, and a warning says so. Seen failing before: the Rust
+    # names stayed mangled (and, for the OSError, every C++ name too, its import tried per name).
+    tries = tmp_path / "tries"
+    for name, error in (("pycxxfilt", "ImportError"), ("pyderust", "OSError")):
+        broken = tmp_path / name / "broken"
+        (broken / name).mkdir(parents=True)
+        (broken / name / "__init__.py").write_text(
+            f"open({str(tries)!r}, 'a').write('x')\nraise {error}('a broken wheel')\n"
+        )
+        setup = f"sys.path.insert(0, {str(broken)!r})"
+        at_start, out, failures, cxxfilt, warned = _run(_THROUGH_THE_WIRING.format(setup=setup, names=NAMES))
+        assert (at_start, cxxfilt, failures) == ("NoneType", True, 0), name
+        assert out == _expected(), name
+        assert len(warned) == 1 and "a broken wheel" in warned[0], name
+    assert tries.read_text() == "xx"  # each broken import tried once
+
+
+def test_a_call_restored_to_its_first_use_form_after_the_load_still_demangles(monkeypatch) -> None:
+    # A caller (a test's monkeypatch, a bench's default argument) that took a call before the load
+    # and puts it back after: it loads nothing again and answers. Before, it called itself without
+    # end (RecursionError, so the name came back mangled, counted as a failure).
+    from stellaops_runtime.canonical import demangle as dm
+
+    dm.load_bindings()
+    expected = [dm.demangle_uncached(n) for n in NAMES]
+    for call, first_use in zip(("_llvm_itanium", "_llvm_rust", "_rustc_demangle"), dm.FIRST_USE, strict=True):
+        monkeypatch.setattr(dm, call, first_use)
+    failures = dm.demangle_stats().failures
+    assert [dm.demangle_uncached(n) for n in NAMES] == expected
+    assert dm.demangle_stats().failures == failures
