@@ -137,12 +137,16 @@ def test_the_wiring_starts_cxxfilt_at_once_where_the_bindings_are_not_installed(
 def test_a_binding_installed_but_not_loadable_hands_its_names_to_cxxfilt(tmp_path) -> None:
     # Found installed at start (so no fallback then), it fails at the first mangled name: with an
     # ImportError (a wheel built for another glibc) or any other error of its import (an OSError of
-    # a damaged file). The wiring's c++filt then answers every name, byte for byte as the bindings
-    # would have, the import is tried once, and a warning says so. Seen failing before: the Rust
-    # names stayed mangled (and, for the OSError, every C++ name too, its import tried per name).
+    # a damaged file, pyo3's PanicException, a BaseException, of a Rust module's failed start). The
+    # wiring's c++filt then answers every name, byte for byte as the bindings would have, the import
+    # is tried once, and a warning says so. Seen failing before: the Rust names stayed mangled (and,
+    # for the OSError, every C++ name too, its import tried per name; the panic escaped demangle).
     tries = tmp_path / "tries"
-    for name, error in (("pycxxfilt", "ImportError"), ("pyderust", "OSError")):
-        broken = tmp_path / name / "broken"
+    panic = "type('PanicException', (BaseException,), {})"
+    for i, (name, error) in enumerate(
+        (("pycxxfilt", "ImportError"), ("pyderust", "OSError"), ("pyderust", panic))
+    ):
+        broken = tmp_path / str(i) / "broken"
         (broken / name).mkdir(parents=True)
         (broken / name / "__init__.py").write_text(
             f"open({str(tries)!r}, 'a').write('x')\nraise {error}('a broken wheel')\n"
@@ -152,7 +156,7 @@ def test_a_binding_installed_but_not_loadable_hands_its_names_to_cxxfilt(tmp_pat
         assert (at_start, cxxfilt, failures) == ("NoneType", True, 0), name
         assert out == _expected(), name
         assert len(warned) == 1 and "a broken wheel" in warned[0], name
-    assert tries.read_text() == "xx"  # each broken import tried once
+    assert tries.read_text() == "xxx"  # each broken import tried once
 
 
 def test_a_call_restored_to_its_first_use_form_after_the_load_still_demangles(monkeypatch) -> None:

@@ -311,7 +311,9 @@ def load_bindings() -> None:
             from pyderust import demangle as rustc_demangle
 
             calls = (itanium_demangle, rust_demangle, rustc_demangle)
-        except Exception as e:  # ImportError, or whatever else a broken wheel's import raises
+        except BaseException as e:  # ImportError, or whatever else a broken wheel's import raises
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):  # not the wheel's (pyo3 panics are Base)
+                raise
             if BINDINGS_AVAILABLE:  # found installed at import: its failure is news
                 BINDINGS_AVAILABLE = False
                 now = _install_named_fallback()
