@@ -14,8 +14,10 @@ in DEFAULT, where retention deletes them in time), and the other days are create
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
+from stellaops_runtime.store import default_partition
 from stellaops_runtime.store.dbconn import Timeouts
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.partitions import partition_name
@@ -77,3 +79,23 @@ def test_old_rows_of_a_large_default_partition_are_deleted_an_image_a_statement(
         assert done.ran and done.created == [] and done.deleted_rows == 100_000, done
     with open_store(pg_url) as store, store.engine.begin() as c:
         assert c.execute(sa.text("SELECT count(*) FROM signals.hot_symbol_windows")).scalar() == 0
+
+
+def test_a_day_with_more_rows_than_a_move_may_take_is_not_tried_under_the_lock(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every agent's maintenance in turn tried the same doomed move, each holding the table's
+    exclusive lock for up to the statement timeout, so flushes waited most of the time. A day with
+    ``MAX_MOVE_ROWS`` rows in DEFAULT or more (counted before the lock, without it) is not tried:
+    seen failing before (the day created, its rows moved). Here the bound is 5,000 and today has
+    10,000 rows there: with the statement timeout the move would have taken, it is skipped."""
+    monkeypatch.setattr(default_partition, "MAX_MOVE_ROWS", 5_000)
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        today = c.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar()
+        for name in c.execute(sa.text(PARTITIONS)).scalars():
+            c.execute(sa.text(f"DROP TABLE signals.{name}"))
+        c.execute(sa.text(ROWS.replace("100000", "10000")))
+    with open_store(pg_url) as store:
+        done = store.maintain()
+        assert done.skipped == [partition_name(today)] and done.moved_rows == 0, done
+        assert len(done.created) == 3 and store.maintain().skipped == [partition_name(today)]

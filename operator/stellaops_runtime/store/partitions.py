@@ -25,7 +25,7 @@ an hour of ``window_start`` a statement (:func:`delete_before`: a fleet's day in
 passed ``store.statementTimeout``), before the history's table lock is taken; the DEFAULT
 partition's old history an image a statement (:func:`delete_default_before`). A day partition
 whose creation passes the statement timeout (its rows piled up in DEFAULT) is skipped, not the
-whole maintenance (:func:`_unless_timed_out`).
+whole maintenance (store/default_partition.py).
 
 The minimum, :data:`MIN_RETENTION_DAYS` = 31, is what the evidence needs:
 the runtime factor's lowest tier is "more than 30 watched days without a
@@ -48,15 +48,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, Database
-
-log = logging.getLogger(__name__)
+from stellaops_runtime.store.default_partition import (
+    delete_default_before,
+    too_many_to_move,
+    unless_timed_out,
+)
+from stellaops_runtime.store.default_partition import quoted as _ident
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -200,6 +203,11 @@ def _maintain_postgres(
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
+    if default is not None:  # before the table's lock: a day too large to move is not tried under it
+        today = now.astimezone(dt.UTC).date()
+        backlog = [d for d in create if d <= today and too_many_to_move(conn, default, midnight(d))]
+        out.skipped += [partition_name(d) for d in backlog]
+        create = [d for d in create if d not in backlog]
     if create or drop or default is None:
         # Taken whole before any DDL: the DDL below needs it, and a lock taken in steps could deadlock.
         conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
@@ -207,7 +215,7 @@ def _maintain_postgres(
         conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
         default, out.default_created = DEFAULT_PARTITION, True
     for day in create:
-        moved = _unless_timed_out(conn, functools.partial(_create_day, conn, day, default))
+        moved = unless_timed_out(conn, functools.partial(_create_day, conn, day, default))
         if moved is None:
             out.skipped.append(partition_name(day))
             continue
@@ -219,60 +227,6 @@ def _maintain_postgres(
     if retention:
         out.deleted_rows += delete_default_before(conn, default, cutoff)
     return out
-
-
-def delete_default_before(conn: Conn, default: str, cutoff: dt.datetime) -> int:
-    """Delete the DEFAULT partition's rows with ``window_start`` before ``cutoff``, an image a statement.
-
-    No index of the history leads with ``window_start`` (a step by it would scan the partition
-    whole each time), and in one statement a DEFAULT holding a fleet's day past the retention (a
-    day whose partition was never created) passed ``store.statementTimeout``: every maintenance
-    rolled back, for ever. The history's index leads with ``image_digest``: each step deletes one
-    image's old rows, and the next image is found past the last (past this transaction's deleted
-    index entries), so a statement's work is bounded by one image's rows there. In the caller's
-    one transaction.
-    """
-    name = f"signals.{_ident(default)}"
-    total = 0
-    # Rows that came since the last ANALYZE (a day's backlog) look like none to the planner, which
-    # then scanned the whole partition for every image; the index is what bounds each step.
-    conn.execute("SET LOCAL enable_seqscan = off")
-    image = conn.execute(f"SELECT min(image_digest) FROM {name}").scalar()
-    while image is not None:
-        res = conn.execute(
-            f"DELETE FROM {name} WHERE image_digest = %s AND window_start < %s", (image, cutoff)
-        )
-        total += max(0, int(res.rowcount or 0))
-        image = conn.execute(
-            f"SELECT min(image_digest) FROM {name} WHERE image_digest > %s", (image,)
-        ).scalar()
-    conn.execute("SET LOCAL enable_seqscan = on")
-    return total
-
-
-def _unless_timed_out(conn: Conn, step: Callable[[], int]) -> int | None:
-    """``step()`` under a savepoint; None, its work rolled back, when the server cancelled it at the
-    statement timeout (SQLSTATE 57014), so the rest of the maintenance goes on.
-
-    A day with no partition of its own (the maintenance did not run at its start) has its rows in
-    the DEFAULT partition, and creating its partition moves them, about 23 us a row: past some
-    1.3 M rows that passed ``store.statementTimeout`` (30 s), and the whole maintenance rolled back,
-    the days ahead with it, every hour: no partition was created again and every later day's rows
-    landed in DEFAULT as well. A day skipped keeps its rows in DEFAULT (answers read them there;
-    the retention deletes them there) and is tried again at the next run.
-    """
-    conn.execute("SAVEPOINT stellaops_maintenance_step")
-    try:
-        done = step()
-    except Exception as e:
-        orig = getattr(e, "orig", None) or e
-        if getattr(orig, "sqlstate", None) != "57014":
-            raise
-        conn.execute("ROLLBACK TO SAVEPOINT stellaops_maintenance_step")
-        log.warning("history maintenance: a step passed the statement timeout and is skipped: %s", e)
-        return None
-    conn.execute("RELEASE SAVEPOINT stellaops_maintenance_step")
-    return done
 
 
 def delete_before(conn: Conn, table: str, cutoff: dt.datetime) -> int:
@@ -323,11 +277,6 @@ def _default_partition(conn: Conn) -> str | None:
         "WHERE pt.partrelid = 'signals.hot_symbol_windows'::regclass"
     ).scalar()
     return None if name is None else str(name)
-
-
-def _ident(name: str) -> str:
-    """``name`` quoted as an SQL identifier (a DEFAULT partition created by hand may have any name)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def is_missing_partition(e: BaseException) -> bool:

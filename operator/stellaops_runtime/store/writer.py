@@ -256,8 +256,8 @@ class HotSymbolStore:
             prune_gone_nodes_builds(self.db, self.url)  # after the windows it removed; never raises
         if done.skipped:
             log.warning(
-                "history maintenance: day partitions %s not created: moving their rows out of the DEFAULT "
-                "partition passed the statement timeout (they stay there; tried again next hour)",
+                "history maintenance: day partitions %s not created: too many of their rows are in the "
+                "DEFAULT partition to move them under the table's lock in time (they stay there)",
                 done.skipped,
             )
         if done.default_created:
