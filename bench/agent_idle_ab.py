@@ -91,7 +91,10 @@ tetragon_msg_op_total{msg_op="5"} 0
 
 
 class _TetragonPage(http.server.BaseHTTPRequestHandler):
+    served = 0  # pages served: a node run that read none measured an agent that did not scrape
+
     def do_GET(self) -> None:
+        _TetragonPage.served += 1
         body = TETRAGON_PAGE.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -189,6 +192,7 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
         if config == "node":
             doc = node_config(tmp)
             wrap, env = in_pod(tmp)
+        served = _TetragonPage.served
         a = bench._Agent(
             tmp,
             events=0,
@@ -205,8 +209,14 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
             time.sleep(3)  # idle: a few flush loop turns, no event
             st = a.status()
             allocator = a.allocator()
-            if bench._metric(a.metrics(), "stellaops_runtime_events_received_total") != 0:
+            metrics = a.metrics()
+            if bench._metric(metrics, "stellaops_runtime_events_received_total") != 0:
                 raise RuntimeError("the idle agent received an event")
+            if config == "node" and (
+                _TetragonPage.served == served
+                or bench._metric(metrics, "stellaops_runtime_tetragon_metrics_scrape_errors_total") != 0
+            ):
+                raise RuntimeError("the idle agent did not read Tetragon's metrics page, as a node does")
         finally:
             a.close()
     return {**{k: st[k] for k in FIELDS}, "allocator": allocator, "in_cluster": wrap is not None}
