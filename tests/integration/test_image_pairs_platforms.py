@@ -63,8 +63,14 @@ def test_a_no_by_one_platforms_config_is_not_said_over_the_other_platforms_watch
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Only an arm64 node watched the index; an amd64 agent paired it with the amd64 config. Asked
-    by the amd64 config: unknown (before: not_observed, exit 1, over arm64 windows alone)."""
+    by the amd64 config: unknown (before: not_observed, exit 1, over arm64 windows alone). The
+    index's windows are no watch of it: none is read. With windows of its own (an amd64 node whose
+    agent has no lifecycle part), a "no" is unknown still: the amd64 runs under the index are not
+    told apart from the arm64 ones."""
     watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    code, doc = observed(capsys, url, AMD64)
+    assert (code, doc["answer"]) == (3, "unknown") and "no observation window" in doc["reason"], doc
+    watched(url, AMD64, "amd-node", [])
     code, doc = observed(capsys, url, AMD64)
     assert (code, doc["answer"]) == (3, "unknown"), doc
     assert "paired_image" in doc and "several platforms" in doc["reason"], doc
@@ -74,7 +80,8 @@ def test_a_no_by_one_index_is_not_said_over_another_index_sharing_a_config(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two indexes share the amd64 config; only the other one's arm64 run (other code) was
-    watched. Asked by the first index: unknown (before: not_observed over the other's arm64 run)."""
+    watched. Asked by the first index: unknown (before: not_observed over the other's arm64 run);
+    the other index's windows are not read."""
     watched(url, OTHER_INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX), (AMD64, OTHER_INDEX),
                                            (OTHER_ARM64, OTHER_INDEX)])  # fmt: skip
     code, doc = observed(capsys, url, INDEX)
@@ -125,3 +132,20 @@ def test_a_no_about_one_platforms_build_asked_by_the_index_is_unknown(
         assert "paired_image" in doc and "one platform" in doc["reason"], doc
     code, doc = observed(capsys, url, INDEX)
     assert (code, doc["answer"]) == (1, "not_observed"), doc
+
+
+def test_a_call_of_another_platforms_run_is_no_call_by_this_platforms_config(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The arm64 run of the index called inflate; asked by the amd64 config digest, that call was
+    read as the amd64 image's: observed, exit 0, with its count (before). Another index's rows are
+    not read by a platform's digest: unknown, as its "no" was (the amd64 runs under the index are
+    not told apart)."""
+    watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    key = HotSymbolKey(INDEX, "/usr/lib/aarch64-linux-gnu/libz.so.1", "inflate", EvidenceKind.INVOKED)
+    with open_store(url) as s:
+        s.write([HotSymbolDelta(key, at(1), 5, at(1), at(1) + 1)], [])
+    code, doc = observed(capsys, url, AMD64)
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    code, doc = observed(capsys, url, INDEX)  # the index's own call: observed by the index
+    assert (code, doc["answer"]) == (0, "observed"), doc
