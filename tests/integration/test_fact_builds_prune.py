@@ -10,6 +10,8 @@ answers unknown by its build.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -20,7 +22,8 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
-from stellaops_runtime.store.fact_builds import prune_fact_builds
+from stellaops_runtime.store.fact_builds import prune_fact_builds, prune_gone_nodes_builds
+from stellaops_runtime.store.upsert import write_rows
 from tests.integration.test_node_fact_builds import _ask
 from tests.integration.test_vex import DAY, T0, S
 
@@ -71,3 +74,51 @@ def test_a_node_retention_left_no_window_of_loses_its_builds_only(url: str) -> N
             assert prune_fact_builds(conn) == 0
     code, doc = _ask(url, POD, "b2:split_fn+0x0")
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in str(doc["reason"]), doc
+
+
+def test_a_node_back_while_the_prune_runs_keeps_the_build_its_flush_found_stored(pg_url: str) -> None:
+    """PostgreSQL's READ COMMITTED: node-1, silent past the retention, is back; its first flush
+    writes a window and the fact of build a1, which it finds stored (ON CONFLICT DO NOTHING), and
+    has not committed when the prune looks for node-1's windows. Before the fix the prune saw none
+    and deleted a1 under the flush: committed, node-1 had a window and no build a1 (its agent hands
+    a build over once), so a container showing a1 could say not_observed. Now the flush holds its
+    host's lock shared until its commit and the prune waits for it: a1 stays."""
+    late = T0 + 70 * DAY
+    with open_store(pg_url, retention_days=31) as s:
+        assert not s.write_batch(Batch("node-1/old", 1, [_fact("node-1", "a1", T0)])).errors
+        assert _builds(s) == [("host:node-1", "a1")]  # no window of node-1 left: a candidate
+        prune: threading.Thread | None = None
+        with s.db.begin() as flush:  # the back node's first flush, open
+            write_rows(flush, [_fact("node-1", "a1", late)], _windows("host:node-1", "node-1", 70, 1))
+            prune = threading.Thread(target=prune_gone_nodes_builds, args=(s.db, "test"))
+            prune.start()
+            with s.db.connect() as watch:  # the prune ended, or waits on the flush's lock
+                for _ in range(1000):
+                    waiting = watch.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ).scalar()
+                    if waiting or not prune.is_alive():
+                        break
+                    time.sleep(0.01)
+        prune.join(30)
+        assert not prune.is_alive()
+        assert _builds(s) == [("host:node-1", "a1")]
+
+
+def test_a_retention_pass_that_removed_no_window_does_not_prune(url: str) -> None:
+    """Every agent runs the retention pass hourly (on PostgreSQL whoever takes the maintenance
+    lock), and the prune read the whole table's hosts and one statement a node: a fleet of N nodes
+    paid N x N statements an hour. A node loses its last window only in a pass that removed
+    windows (a day's, once a day), so a pass that removed none does not prune. Seen failing before:
+    the table read and one look a node (4 nodes)."""
+    nodes = [f"node-{n}" for n in range(4)]
+    with open_store(url, retention_days=31) as s:
+        s.write([], [w for node in nodes for w in _windows(f"host:{node}", node, 90, 5)])
+        for n, node in enumerate(nodes):
+            assert not s.write_batch(Batch(f"{node}/agent", n + 1, [_fact(node, "b1", T0 + 90 * DAY)])).errors
+        seen: list[str] = []
+        s.db.hooks.append(lambda sql, _params, _many: seen.append(str(sql)))
+        done = s.maintain(now=NOW, retention=True)
+        assert done.ran and not done.deleted_rows
+        assert [q for q in seen if "node_fact_builds" in q] == []
+        assert len(_builds(s)) == 4

@@ -43,6 +43,9 @@ _ROWS_PER_CALL = 5_000  # parameters made at a time, as store/upsert.py's CHUNK_
 # The key's bytes that always fit PostgreSQL's btree entry (2,704 bytes with its tuple and column
 # headers and their alignment, about 30 of them); migration 0016 copies by the same bound.
 MAX_KEY_BYTES = 2_650
+# The class of the per-node advisory locks, pg_advisory_xact_lock(LOCK_CLASS, hashtext(host)): the
+# two-int key space, apart from the one-bigint locks of the ledger, migrations and maintenance.
+LOCK_CLASS = 0x53544642  # "STFB"
 
 
 def _fits(*parts: str) -> bool:
@@ -68,9 +71,20 @@ def fact_builds(deltas: Iterable[HotSymbolDelta]) -> list[tuple[str, str, str, s
     )
 
 
+def _lock_hosts(conn: Conn, hosts: Iterable[str], *, shared: bool) -> None:
+    """Take each host's :data:`LOCK_CLASS` advisory lock until the commit (PostgreSQL), in key
+    order: shared by the flushes writing its builds, alone by :func:`prune_fact_builds`."""
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    for host in sorted(set(hosts)):
+        conn.execute(f"SELECT {fn}(%s, hashtext(%s))", (LOCK_CLASS, host))
+
+
 def record_fact_builds(conn: Conn, deltas: Iterable[HotSymbolDelta]) -> int:
-    """Write the node facts' builds of ``deltas`` inside the caller's transaction; how many sent."""
+    """Write the node facts' builds of ``deltas`` inside the caller's transaction; how many sent.
+    On PostgreSQL each node's lock is held shared first (:func:`prune_fact_builds`)."""
     rows = fact_builds(deltas)
+    if rows and conn.dialect == "postgresql":
+        _lock_hosts(conn, (r[0] for r in rows), shared=True)
     stmt = STATEMENTS[conn.dialect]["fact_build"]
     for i in range(0, len(rows), _ROWS_PER_CALL):
         conn.executemany(
@@ -88,22 +102,28 @@ def prune_fact_builds(conn: Conn) -> int:
     caller's transaction (:func:`prune_gone_nodes_builds`); how many rows. One host at a time,
     through the keys: its builds lead ``node_fact_builds``' key and the node's windows
     ``ix_observation_windows_node_window``; two statements, no join (on Citus both tables are
-    distributed by image, not by node). A node of no window writing its first one at this moment
-    keeps the builds its flush adds, not an earlier build of the same fact that flush found stored
-    (PostgreSQL's READ COMMITTED): only a node back after more than the retention, within the
-    moment the retention ran, may lose such a row."""
+    distributed by image, not by node). On PostgreSQL a node found with no window is looked at
+    again under its lock (:func:`_lock_hosts`), which a flush writing its builds holds shared until
+    its commit: a node back after more than the retention, whose first flush found an earlier build
+    stored (READ COMMITTED: ON CONFLICT DO NOTHING, no row lock) and has not committed, is waited
+    for and keeps that build; a flush that comes after the delete writes its builds again."""
     if conn.dialect == "postgresql":
         mark, builds, windows = "%s", "signals.node_fact_builds", "signals.observation_windows"
     else:
         mark, builds, windows = "?", "node_fact_builds", "observation_windows"
-    hosts = conn.execute(f"SELECT DISTINCT image_digest FROM {builds}").scalars()
+    hosts = sorted(conn.execute(f"SELECT DISTINCT image_digest FROM {builds}").scalars())  # lock order
     deleted = 0
     for host in hosts:
         node = host[len(HOST_PREFIX) :] if host.startswith(HOST_PREFIX) else None
         if node is None:
             continue  # not a node's (fact_builds writes none such): left to whoever wrote it
-        if conn.execute(f"SELECT 1 FROM {windows} WHERE node_name = {mark} LIMIT 1", (node,)).rows:
+        seen = f"SELECT 1 FROM {windows} WHERE node_name = {mark} LIMIT 1"
+        if conn.execute(seen, (node,)).rows:
             continue
+        if conn.dialect == "postgresql":  # under its lock: a flush of its builds committed first
+            _lock_hosts(conn, (host,), shared=False)
+            if conn.execute(seen, (node,)).rows:
+                continue
         res = conn.execute(f"DELETE FROM {builds} WHERE image_digest = {mark}", (host,))
         deleted += max(0, int(res.rowcount or 0))
     return deleted
