@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.agent.node_history import survivor_ns
@@ -35,7 +36,7 @@ from stellaops_runtime.store.coverage_live import liveness, store_now
 from stellaops_runtime.store.coverage_open import open_gaps
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.node_liveness import Liveness, write_liveness
-from stellaops_runtime.store.schema import datetime_to_ns
+from stellaops_runtime.store.schema import datetime_to_ns, node_liveness
 
 IMG = "sha256:" + "e" * 64
 NODE = "node-start"
@@ -110,7 +111,8 @@ async def test_the_start_row_never_replaces_a_proof_and_the_agent_s_own_proof_re
     assert (after.alive_through, after.alive_node, after.written_at) == (  # the row is this agent's:
         before.alive_through, before.alive_node, before.written_at,  # an earlier agent's stop record
     )  # fmt: skip
-    assert after.agent_id == f"{NODE}/a1" and after.started_at > before.started_at  # is not its word
+    assert after.agent_id == f"{NODE}/a1"  # is not its word; the start its claim vouches from is kept
+    assert (after.started_at, after.started_node) == (before.started_at, before.started_node)
     assert f.liveness_failures == 0
     assert await f.prove_alive(NODE, (wall, boot)) is True  # this agent's first proof replaces it
     mine = read(url)
@@ -119,3 +121,74 @@ async def test_the_start_row_never_replaces_a_proof_and_the_agent_s_own_proof_re
     assert await f.flush() is True  # a later flush writes no start row again
     assert read(url) == mine
     await f.close()
+
+
+def drop_pairs_table(url: str) -> None:
+    """The pairing table gone: the flush's pairing write, after the start row and before the rows,
+    fails (as test_image_pairs_first does), so the start row is in and the rows are not."""
+    with open_store(url) as s, s.engine.begin() as c:
+        c.execute(sa.text(f"DROP TABLE {'signals.' if c.dialect.name == 'postgresql' else ''}image_pairs"))
+
+
+async def test_a_restart_whose_first_rows_fail_keeps_the_earlier_proof_vouching(url: str) -> None:
+    """Defect (review of 751b5016): the start row on a node with a row took the new agent's start, so
+    the earlier agent's records, older than that start less two windows, were no longer vouched for:
+    until the new agent's rows were stored the node fell back to its latest record's rule (three
+    windows, the node clock's skew on top), and a question a minute after the restart found no open
+    gap ('not observed' over the time since the earlier agent's kill; before the start row, and now:
+    open from that agent's claim). The node's clock is ten minutes ahead; the earlier agent was killed
+    three minutes before the restart, whose first flush fails after its start row (pairing write)."""
+    ahead, now = 10 * M, now_of(url)
+    killed = now - 3 * M
+    if killed.date() != (now + ahead + M).date():  # the open time would end at a midnight between
+        pytest.skip("within a quarter of an hour of midnight UTC")
+    earlier = {  # its last proof, written as it was killed, claiming then
+        "node_name": NODE, "agent_id": f"{NODE}/a0", "started_at": killed - 60 * M,
+        "started_node": killed - 60 * M + ahead, "alive_through": killed, "alive_node": killed + ahead,
+        "written_at": killed, "flush_seconds": 10.0, "window_seconds": 60,
+    }  # fmt: skip
+    with open_store(url) as s:
+        s.write(*rows_at(killed + ahead))  # its last rows, stamped by the node's clock
+        with s.engine.begin() as c:
+            c.execute(sa.insert(node_liveness), [earlier])
+    drop_pairs_table(url)
+    f = flusher(url)
+    f.started = (datetime_to_ns(now + ahead), f.started[1])  # its start on the node's clock
+    f.pairs.note("sha256:" + "c" * 64, IMG)
+    f.pending.add(*rows_at(now + ahead))
+    assert await f.flush() is False and f.pending.pending_rows > 0  # its rows wait; its start row is in
+    await f.close()
+    live = read(url)
+    assert live.agent_id == f"{NODE}/a1"  # an earlier agent's stop record is not this row's word
+    with open_store(url) as s, s.engine.connect() as c:
+        gaps = open_gaps(c, image=IMG, asked=now + M)
+    assert [(g.start, g.end) for g in gaps] == [(killed, now + M)], gaps  # before the fix: []
+
+
+async def test_a_start_row_alone_does_not_tell_the_next_agent_that_one_ran(url: str) -> None:
+    """Defect (review of d417a73b): a first agent whose start row went in but whose rows did not (its
+    first flush failed; an OOM kill in a big exportFromStart replay's first flush) left a row that
+    node_history.survivor_ns read as "an agent ran": the next agent with no usable watch record then
+    read the export file from its end, and every line the first one had read was lost. A start row
+    its agent never replaced claims nothing and says no agent ran; an earlier agent's proof under a
+    later start row still does."""
+    drop_pairs_table(url)
+    f = flusher(url)
+    f.pairs.note("sha256:" + "c" * 64, IMG)
+    f.pending.add(*rows_at(now_of(url)))
+    assert await f.flush() is False and read(url) is not None  # the start row alone is in
+    await f.close()
+    with open_store(url) as s:
+        assert survivor_ns(s.db, NODE) is None
+    wall, _boot = now_pair()
+    earlier = Liveness(NODE, f"{NODE}/a0", 600.0, wall - 600 * S, 30.0, wall - 30 * S, 10.0, 60)
+    with open_store(url) as s:  # an agent that proved, then a next one's start row over its proof
+        write_liveness(s.db, earlier)
+        claimed = survivor_ns(s.db, NODE)
+    g = flusher(url, "a2")
+    g.pairs.note("sha256:" + "c" * 64, IMG)
+    g.pending.add(*rows_at(now_of(url)))
+    assert await g.flush() is False and read(url).agent_id == f"{NODE}/a2"
+    await g.close()
+    with open_store(url) as s:
+        assert claimed is not None and survivor_ns(s.db, NODE) == claimed

@@ -21,11 +21,13 @@ so a node whose agent is killed between its first flush and that flush's proof i
 proof rule, not by its latest record's stamp (a node clock ahead delayed the open gap by its skew).
 It says: watched, and proved alive, up to the agent's start less :func:`vouch_slack` (before any
 record the reader lets the row vouch for, store/coverage_live.py ``vouches_for``), so the node reads
-as down from there until the agent's first proof replaces it. A node that has a row keeps its claim
-and its write (an earlier agent's: where the hole since it starts); only the row's agent and start
-become this agent's (so a stop record of the earlier agent, migration 0017, is not the row's last
-word). Not at the store's open: a row tells the next agent that one ran on the node
-(agent/node_history.py ``survivor_ns``), which an agent that stored nothing must not.
+as down from there until the agent's first proof replaces it. A node that has a row keeps its claim,
+its write and the start of the agent that made them (an earlier agent's: where the hole since it
+starts, and the records that claim vouches for); only the row's agent becomes this one (so a stop
+record of the earlier agent, migration 0017, is not the row's last word). Not at the store's open:
+a row tells the next agent that one ran on the node (agent/node_history.py ``survivor_ns``), which
+an agent that stored nothing must not; nor does a start row its agent never replaced (written
+before its start: its first rows may never have been stored), which ``survivor_ns`` passes over.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ _START_VALUES = {  # the claimed moment and the write's both at the start less t
     "postgresql": f"(%s, %s, {_PG_AGO}, %s, {_PG_AGO}, %s, {_PG_AGO}, %s, %s)",
     "sqlite": f"(?, ?, {_SQLITE_AGO}, ?, {_SQLITE_AGO}, ?, {_SQLITE_AGO}, ?, ?)",
 }
-# A node with a row keeps its claim (alive_*, written_at: where the hole since that agent starts); the
-# row becomes this agent's, so a record the earlier agent left of its own stop is no longer read as
-# the row's last word (only its own agent's is).
-_START_SET = (
-    "agent_id = excluded.agent_id, started_at = excluded.started_at, started_node = excluded.started_node"
-)
+# A node with a row keeps its claim (alive_*, written_at: where the hole since that agent starts) and
+# the start of the agent that made it (started_*: the records that claim vouches for, coverage_live's
+# ``vouches_for``; this agent's start there left the earlier agent's last records unvouched, so until
+# this agent's rows were stored the node fell back to its latest record's rule, a clock ahead's skew
+# late); only the agent becomes this one, so a record the earlier agent left of its own stop is no
+# longer read as the row's last word (only its own agent's is).
+_START_SET = "agent_id = excluded.agent_id"
 _START = {
     d: f"INSERT INTO {t}.node_liveness ({_COLS}) VALUES {_START_VALUES[d]} "
     f"ON CONFLICT (node_name) DO UPDATE SET {_START_SET}"
@@ -129,8 +132,8 @@ def vouch_slack(window_seconds: int) -> float:
 def write_start(db: Any, live: Liveness) -> None:
     """The row of an agent that has stored nothing yet (one transaction): claimed and written at
     ``live``'s start less :func:`vouch_slack` (its ``alive_*`` are not read), so it vouches for no
-    record before its moment and reads as down from it; a row already there keeps its claim and write,
-    and takes this agent's id and start. Raises what the driver raises (the caller counts it)."""
+    record before its moment and reads as down from it; a row already there keeps its claim, write and
+    start, and takes this agent's id. Raises what the driver raises (the caller counts it)."""
     slack = vouch_slack(live.window_seconds)
     ago = max(0.0, live.started_ago) + slack
     node_ns = live.started_node_ns - int(slack * 1e9)
