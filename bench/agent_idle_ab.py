@@ -19,7 +19,12 @@ Two configurations (``--configs``):
   made for the run) mounted where the kubelet mounts it, in a private mount namespace (``unshare
   --mount``, a tmpfs over ``/run``: root only; elsewhere the agent runs without them and says so
   in ``in_cluster``). Nobody answers at that address, so the writer logs the error and retries,
-  as on a node whose API server is down. This is what a node pays.
+  as on a node whose API server is down. ``NODE_IP`` is set (127.0.0.1), as the pod's downward
+  API sets it, and the Tetragon metrics URL the operator renders (``http://$(NODE_IP):2112/metrics``)
+  is kept with its port moved to a page this script serves (:func:`tetragon_metrics_port`: Tetragon's
+  watched counters, at 0), so the agent scrapes and parses it as on a node. (Without ``NODE_IP`` the
+  agent looked up the name ``$(NODE_IP)``, which loaded the IDNA codec, ``stringprep`` and
+  ``unicodedata``, ~0.3 MB a node never pays, and failed every scrape.) This is what a node pays.
 
 Usage::
 
@@ -33,12 +38,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,60 @@ import agent_memory_bench as bench
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("default", "node")
 FIELDS = ("VmRSS", "RssAnon", "RssFile")
+NODE_IP = "127.0.0.1"  # the pod's NODE_IP (status.hostIP), where the served Tetragon page listens
+
+# A Tetragon metrics page: the counters the agent watches (sources/tetragon_metrics_text.py
+# WATCHED), at 0, with Tetragon's label names, and a few of the families it skips.
+TETRAGON_PAGE = """\
+# HELP tetragon_events_total The total number of Tetragon events
+# TYPE tetragon_events_total counter
+tetragon_events_total{binary="",namespace="",pod="",type="PROCESS_EXEC",workload=""} 0
+# HELP tetragon_notify_overflowed_events_total The total number of events dropped
+# TYPE tetragon_notify_overflowed_events_total counter
+tetragon_notify_overflowed_events_total 0
+# HELP tetragon_bpf_missed_events_total Number of Tetragon perf events that are failed to be sent
+# TYPE tetragon_bpf_missed_events_total counter
+tetragon_bpf_missed_events_total{error="",msg_op="5"} 0
+# HELP tetragon_observer_ringbuf_events_lost_total Number of perf events Tetragon ring buffer lost
+# TYPE tetragon_observer_ringbuf_events_lost_total counter
+tetragon_observer_ringbuf_events_lost_total 0
+# HELP tetragon_observer_ringbuf_queue_events_lost_total Number of lost events in the queue
+# TYPE tetragon_observer_ringbuf_queue_events_lost_total counter
+tetragon_observer_ringbuf_queue_events_lost_total 0
+# HELP tetragon_missed_prog_probes_total The total number of Tetragon probe missed by program
+# TYPE tetragon_missed_prog_probes_total counter
+tetragon_missed_prog_probes_total{attach="sys_execve",policy="base"} 0
+# HELP tetragon_missed_link_probes_total The total number of Tetragon probe missed by link
+# TYPE tetragon_missed_link_probes_total counter
+tetragon_missed_link_probes_total{attach="sys_execve",policy="base"} 0
+# HELP tetragon_msg_op_total The total number of times we encounter a given message opcode
+# TYPE tetragon_msg_op_total counter
+tetragon_msg_op_total{msg_op="5"} 0
+"""
+
+
+class _TetragonPage(http.server.BaseHTTPRequestHandler):
+    served = 0  # pages served: a node run that read none measured an agent that did not scrape
+
+    def do_GET(self) -> None:
+        _TetragonPage.served += 1
+        body = TETRAGON_PAGE.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@functools.cache
+def tetragon_metrics_port() -> int:
+    """The port of Tetragon's metrics page, served by a thread of this process from its first call."""
+    server = http.server.ThreadingHTTPServer((NODE_IP, 0), _TetragonPage)
+    threading.Thread(target=server.serve_forever, name="tetragon-page", daemon=True).start()
+    return int(server.server_address[1])
 
 
 def node_config(tmp: Path) -> dict[str, Any]:
@@ -65,6 +127,9 @@ def node_config(tmp: Path) -> dict[str, Any]:
     doc["symbols"]["indexCacheDir"] = str(tmp / "index-cache")
     doc["native"]["probeConfigFile"] = str(tmp / "probes" / "probes.json")
     (tmp / "probes" / "probes.json").write_text("{}")
+    url = doc["tetragon"]["metricsUrl"]
+    assert url == "http://$(NODE_IP):2112/metrics", url  # what the operator renders (see above)
+    doc["tetragon"]["metricsUrl"] = url.replace(":2112/", f":{tetragon_metrics_port()}/")
     return doc
 
 
@@ -94,10 +159,19 @@ def _ca_certificate() -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def pod_env(*, in_cluster: bool) -> dict[str, str]:
+    """The pod's environment the agent reads: ``NODE_IP`` (the downward API's ``status.hostIP``) and,
+    in a cluster, the API server's address (nobody answers there: see the docstring)."""
+    env = {"NODE_IP": NODE_IP}
+    if in_cluster:
+        env |= {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(bench._free_port())}
+    return env
+
+
 def in_pod(tmp: Path) -> tuple[list[str] | None, dict[str, str] | None]:
     """The command and environment that run the agent as in a pod (see the docstring)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return None, None
+        return None, pod_env(in_cluster=False)
     account = tmp / "serviceaccount"
     account.mkdir()
     (account / "token").write_text("bench-token")
@@ -107,8 +181,7 @@ def in_pod(tmp: Path) -> tuple[list[str] | None, dict[str, str] | None]:
         f' && mount --bind "{account}" /run/secrets/kubernetes.io/serviceaccount && exec "$@"'
     )
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"]
-    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(bench._free_port())}
-    return wrap, env
+    return wrap, pod_env(in_cluster=True)
 
 
 def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[str, Any]:
@@ -119,6 +192,7 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
         if config == "node":
             doc = node_config(tmp)
             wrap, env = in_pod(tmp)
+        served = _TetragonPage.served
         a = bench._Agent(
             tmp,
             events=0,
@@ -135,8 +209,14 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
             time.sleep(3)  # idle: a few flush loop turns, no event
             st = a.status()
             allocator = a.allocator()
-            if bench._metric(a.metrics(), "stellaops_runtime_events_received_total") != 0:
+            metrics = a.metrics()
+            if bench._metric(metrics, "stellaops_runtime_events_received_total") != 0:
                 raise RuntimeError("the idle agent received an event")
+            if config == "node" and (
+                _TetragonPage.served == served
+                or bench._metric(metrics, "stellaops_runtime_tetragon_metrics_scrape_errors_total") != 0
+            ):
+                raise RuntimeError("the idle agent did not read Tetragon's metrics page, as a node does")
         finally:
             a.close()
     return {**{k: st[k] for k in FIELDS}, "allocator": allocator, "in_cluster": wrap is not None}

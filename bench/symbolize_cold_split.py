@@ -79,6 +79,7 @@ def decode(i):
         return strtab[off:end].decode()
     except UnicodeDecodeError:
         return strtab[off:end].decode("utf-8", "replace")
+dm.load_bindings()  # the bindings load with the first mangled name: the direct call, not that
 def llvm(n, f=dm._llvm_itanium):
     try:
         return f(n)

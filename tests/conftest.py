@@ -40,10 +40,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pg import SETUP_HINT, PgServer, make_server, migrate_to_head, migrations_digest
+from xdist_scopes import make_scheduler
 
 # Before xdist starts its workers (this file is read first): they and every subprocess inherit it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` with tests/realkube as one work unit (tests/xdist_scopes.py)."""
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")

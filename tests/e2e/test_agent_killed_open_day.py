@@ -65,8 +65,8 @@ async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
     try:
         await h.wait_for(lambda: received(port) == len(OBJS), what="the agent received the stream")
         await h.wait_for(lambda: all_stored(port, len(OBJS)), what="the agent stored every count")
-        # and wrote its proof of life (after the flush that stored them: killed before its first
-        # one, the node keeps the rule of its latest record, ten minutes ahead)
+        # and wrote its proof of life (after the flush that stored them; an agent killed before it is
+        # judged by the row it wrote before its first rows: tests/integration/test_node_liveness_start.py)
         await h.wait_for(lambda: proofs(url) > 0, what="the agent's proof of life")
         proc.send_signal(signal.SIGKILL)
         killed = dt.datetime.now(dt.UTC)

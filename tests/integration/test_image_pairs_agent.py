@@ -2,10 +2,10 @@
 
 The lifecycle registry knows both digests of a container's image exactly (containerd's content
 store: ``ContainerRecord.image_config``). The lifecycle part hands each pairing to the flusher
-(agent/lifecycle_part.py), which writes the new ones after a flush (store/image_pairs.py); a
-question by either digest then rests on both (tests/integration/test_image_pairs_answer.py).
-A pairing that cannot be written (its table dropped; a store before 0014 is refused whole with
-``store.migrate: false``, as for every revision: store/engine.py) fails no flush and is kept.
+(agent/lifecycle_part.py), which writes the new ones before the rows of a flush
+(store/image_pairs.py); a question by either digest then rests on both
+(tests/integration/test_image_pairs_answer.py). A pairing that cannot be written fails the flush,
+its rows kept for the next one (tests/integration/test_image_pairs_first.py).
 Real LifecyclePart, Flusher and store (SQLite and PostgreSQL); the observer is a registry only.
 """
 
@@ -90,27 +90,6 @@ async def _run(url: str) -> None:
 
 def test_the_agent_stores_each_pairing_from_its_registry_once(url: str) -> None:
     asyncio.run(_run(url))
-
-
-async def _no_table(url: str) -> None:
-    async def no_drain() -> None:
-        return None
-
-    engine = create_store_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE {'signals.' if 'postgresql' in url else ''}image_pairs"))
-    engine.dispose()
-    cfg = AgentConfig(store={"url": url, "migrate": False})
-    f = Flusher(cfg, agent_id="n1/a", drain=no_drain, stop=lambda _r: None)
-    f.pairs.note(CONFIG, MANIFEST)
-    f.pending.add([delta()], [])
-    assert await f.flush() is True, f.pending.last_error  # the rows are stored
-    assert f.pairs.unstored() == [(CONFIG, MANIFEST)]  # kept for the next flush
-    await f.close()
-
-
-def test_a_pairing_the_store_cannot_take_fails_no_flush_and_is_kept(url: str) -> None:
-    asyncio.run(_no_table(url))
 
 
 def test_pairings_are_lower_case_digests_that_differ() -> None:

@@ -14,6 +14,7 @@ PostgreSQL (``url``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from pathlib import Path
@@ -28,12 +29,15 @@ from stellaops_runtime.contracts.hotsymbols import (
     ObservationWindow,
 )
 from stellaops_runtime.contracts.posture import Posture
-from stellaops_runtime.store.batches import Batch, batch_from_json, batch_to_json
+from stellaops_runtime.store.batches import Batch, BatchResult, batch_from_json, batch_to_json
 from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.errors import StoreUnavailable
 from stellaops_runtime.store.ledger import LEDGER_RETENTION, prune_ledger
+from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.store.spool import read_spool, write_spool
 from stellaops_runtime.store.spool_age import outlived_ledger
+from stellaops_runtime.store.writer import HotSymbolStore
 
 S = 1_000_000_000
 IMG = "sha256:" + "e" * 64
@@ -127,4 +131,71 @@ def test_a_freeze_time_no_datetime_holds_is_not_known(stamp: object) -> None:
     line = batch_to_json(Batch("node-2/gone", 1, list(_rows(1))))
     batch = batch_from_json({**line, "frozen_unix": stamp})
     assert batch.frozen_unix is None
+    assert not outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)
+
+
+def _live(monkeypatch: pytest.MonkeyPatch, days_ago: int, seq: int) -> Batch:
+    """A batch a live agent's flush froze ``days_ago`` days ago (by its wall clock then)."""
+    wall = time.time() - days_ago * DAY
+    with monkeypatch.context() as m:
+        m.setattr(time, "time", lambda: wall)
+        return Batch("node-2/live", seq, list(_rows(days_ago)))
+
+
+def _days_later(monkeypatch: pytest.MonkeyPatch, days: int) -> None:
+    """The clock that counts since boot ``days`` days on (the wall clock is not asked)."""
+    since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    monkeypatch.setattr(time, "clock_gettime", lambda clock: since_boot + days * DAY)
+
+
+class _AckLost:
+    """The real store, whose acknowledgement of the first write is lost after its COMMIT."""
+
+    def __init__(self, store: HotSymbolStore) -> None:
+        self.store, self.lost = store, False
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        result = self.store.write_batch(batch)
+        if not self.lost:
+            self.lost = True
+            raise StoreUnavailable("connection lost before the COMMIT's acknowledgement")
+        return result
+
+    def abort(self) -> None:
+        self.store.abort()
+
+
+@pytest.mark.parametrize("days_ago", [31, 28])
+def test_a_live_batch_unacknowledged_past_the_ledger_is_a_gap_not_counted_twice(
+    url: str, monkeypatch: pytest.MonkeyPatch, days_ago: int
+) -> None:
+    """A live agent whose COMMIT went through but whose acknowledgement was lost keeps the batch in
+    memory and retries it; cut off from the store for a month (other agents pruning the ledger), its
+    retry after the ledger's row of it was pruned stored the counts a second time (seen failing
+    before: 14 where 7 is right). Now a live batch held longer than the ledger keeps its rows (by
+    the clock that counts since boot, which a node's wall-clock skew does not move) is stored as
+    gaps, counted in ``outlived_rows``; one held 28 days is still found "already stored"."""
+    with open_store(url) as s:
+        pending = PendingWrites(agent_id="node-2/live")
+        [delta, window] = _rows(days_ago)
+        pending.add([delta], [window])
+        store = _AckLost(s)
+        assert not asyncio.run(pending.flush(store))  # committed; its acknowledgement lost
+        _age_ledger(url, days_ago)
+        assert prune_ledger(s.db) == (days_ago > 30)
+        _days_later(monkeypatch, days_ago)
+        assert asyncio.run(pending.flush(store))  # the same agent, its store reachable again
+        assert [r["invocation_count"] for r in s.read_hot_symbols()] == [7]  # never 14
+        gaps = [o for o in s.read_observation_windows() if o["gap_end"] is not None]
+        if days_ago > 30:
+            assert (pending.outlived_rows, pending.duplicate_rows) == (2, 0)
+            assert [datetime_to_ns(o["gap_start"]) for o in gaps] == [window.window_start_ns]
+        else:
+            assert (pending.outlived_rows, pending.duplicate_rows, gaps) == (0, 2, [])
+
+
+def test_a_live_batch_s_age_is_not_its_node_s_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node whose wall clock is a month behind the server must not lose a fresh batch's counts:
+    a live batch's age is counted since boot, not from its wall-clock stamp."""
+    batch = _live(monkeypatch, 40, 1)  # the node's wall clock at the freeze: 40 days behind
     assert not outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)

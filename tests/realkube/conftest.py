@@ -1,12 +1,16 @@
 """The real Kubernetes v1.20 control plane for tests marked ``realkube``.
 
-``control_plane`` (session) starts etcd + kube-apiserver + kube-controller-manager
+``control_plane`` (package) starts etcd + kube-apiserver + kube-controller-manager
 (tests/realkube/controlplane.py) once, and installs what ``kubectl apply -k
 manifests/`` would, minus the operator Deployment: the namespaces, our CRDs
 (without their CEL rules, which 1.20 does not know), kopf's peering CRDs, the
 operator's and the agents' RBAC, and Tetragon's two policy CRDs (v1.7.0, as
 the rendering tests use). Not manifests/admission/: ValidatingAdmissionPolicy
 needs Kubernetes 1.30.
+
+Under ``make test`` (``-n 2 --dist loadfile``) this directory is one work unit (tests/xdist_scopes.py):
+one worker runs all its files in a row, under one control plane, stopped once the last of them
+ends (package scope) rather than left idle through the rest of the session.
 
 Without the binaries the fixture fails (it does not skip) and names the make
 target that builds them: ``make kube``.
@@ -31,7 +35,7 @@ CRD_FILES = [
 RBAC_FILES = [MANIFESTS / "operator" / "rbac.yaml", MANIFESTS / "agent" / "rbac.yaml"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     tmp = tmp_path_factory.mktemp("realkube")
     try:

@@ -101,10 +101,14 @@ NATIVE_ONLY = (
     "stellaops_runtime.agent.native_selection_policies",
     "stellaops_runtime.contracts.label_selector",
 )
+# The demangler's bindings (~0.45 MB of libraries): loaded with the first C++ or Rust name
+# (canonical/demangle.py load_bindings; tests/unit/test_demangle_bindings_lazy.py).
+DEMANGLER_BINDINGS = ("pycxxfilt", "pyderust")
 # Not after building the agent with the default config (gRPC source, default privacy patterns).
 NOT_AT_START = (
     *NEVER,
     *RARE_PATHS,
+    *DEMANGLER_BINDINGS,
     *EXPORT_OR_RARE,
     *YAML,
     *SHUTIL,
@@ -212,6 +216,7 @@ def _operators_config(tmp: str, *, native: bool) -> dict:
 NEVER_ON_A_NODE = (
     *(m for m in NEVER if m != "stellaops_runtime.kube.client"),
     *RARE_PATHS,
+    *DEMANGLER_BINDINGS,
     *EXPORT_OR_RARE,
     *YAML,
     *SHUTIL,

@@ -117,22 +117,6 @@ def test_text_glued_after_a_quoted_value_is_kept() -> None:
     assert _filter("app --password 'x'\\''Gone-12' next") == "app --password [REDACTED] next"
 
 
-def test_secrets_no_name_or_client_tells_are_kept() -> None:
-    # found by the P7 corpus (session 45) and left: an upper-case name glued to PASS is no key
-    # (BYPASS, COMPASS). (A .pgpass line, redis.conf's requirepass and a protocol's password line in a
-    # bare write go since RP7, test_privacy_wire_lines.py; fish's set -x and csh's setenv too,
-    # test_privacy_spaced_env.py)
-    for kept in [
-        "env DBPASS=KeptGlued-19 ./app",
-    ]:
-        assert _filter(kept) == kept
-    # the same secrets where a name or a client tells: gone
-    assert (
-        _filter("redis-cli CONFIG SET requirepass Gone-14") == "redis-cli CONFIG SET requirepass [REDACTED]"
-    )
-    assert _filter("env DB_PASS=Gone-19 ./app") == "env DB_PASS=[REDACTED] ./app"
-
-
 def test_a_deploy_tools_secret_list_loses_its_names_too() -> None:
     # az containerapp --secrets and doppler secrets set take the list up to the next option whole:
     # its names go with the values (over-redaction, never a leak)

@@ -61,6 +61,7 @@ def _old_pw() -> str:
     return "|".join(
         [
             rf"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))(?P<s>{K.WIDE_VALUE})",
+            rf"{P._PW_HEADS[1]}(?P<s>{K.WIDE_VALUE})",  # a two-dash flag ending in pw (``--rootpw``)
             *K.in_query_or_odbc("|".join(PW_WORDS), r"[\"']?\s*=\s*"),
             *(rf"{w}{K.SEP}(?P<s>{K.WIDE_VALUE})" for w in PW_WORDS),
             *STDIN_SECRET_ALTERNATIVES,

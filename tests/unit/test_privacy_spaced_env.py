@@ -88,3 +88,23 @@ def test_a_value_an_earlier_rule_took_is_counted_once() -> None:
     assert sum(f.redactions_by_pattern.values()) == 1 and f.fields_redacted == 1
     f.filter_field(f"set -x DB_PASSWORD {_PW}")
     assert f.redactions_by_pattern["env_name"] == 1 and f.fields_redacted == 2
+
+
+@pytest.mark.parametrize(
+    ("binary", "arguments", "kept"),
+    [
+        # csh's value in escaped double quotes inside a double-quoted script (P8, session 46)
+        ("/bin/csh", f'-c "setenv DB_PASSWORD \\"{_PW} x\\" && ./app"', "&& ./app"),
+        # fish's set takes a list: every word to the command's end is the value (P8)
+        ("/usr/bin/fish", f"-c 'set -gx DB_PASSWORD {_PW} {_PW}2; ./app'", "; ./app"),
+        ("/usr/bin/fish", f"-c 'set -x API_TOKEN (cat /run/t) {_PW}'", "-c 'set -x API_TOKEN"),
+    ],
+)
+def test_an_escaped_quote_or_a_list_loses_the_whole_value(binary: str, arguments: str, kept: str) -> None:
+    out = _exec(binary, arguments)
+    assert _PW not in out and " x" not in out and kept in out, out
+
+
+def test_a_list_of_a_name_naming_no_secret_stays() -> None:
+    text = "set -x PATH /usr/local/bin /usr/bin; set -gx EDITOR vim"
+    assert _text(text) == text

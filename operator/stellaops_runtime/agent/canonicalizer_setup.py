@@ -28,6 +28,8 @@ def make_canonicalizer(config: AgentConfig, *, node_name: str) -> FrameCanonical
     if not demangling.BINDINGS_AVAILABLE and demangling.current_fallback() is None:
         # The demangler bindings are missing from this install: GNU c++filt, one coprocess.
         demangling.install_fallback(CxxfiltDemangler())
+    else:  # installed, but loaded only at the first C++ or Rust name: c++filt if that load fails
+        demangling.fallback_if_bindings_fail(CxxfiltDemangler)
     symbolizer = Symbolizer(
         max_binaries=sym.max_binaries,
         proc_root=sym.proc_root or "/proc",

@@ -21,7 +21,8 @@ its store handling can each be read on their own.
 - After every flush, empty ones included, and after the final one, the node's
   proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py):
   the store-clock moment up to which the agent watched and stored everything.
-  A failed write is counted and logged and never fails the flush.
+  A failed write is counted and logged and never fails the flush; after a
+  flush that could not open the store it is not tried (counted as failed).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.image_pairs import PairsToRecord
-from stellaops_runtime.store.node_liveness import Liveness, write_liveness
+from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
@@ -67,8 +68,10 @@ class Flusher:
         agent_id: str,
         drain: Callable[[], Awaitable[bool | None]],
         stop: Callable[[str], None],
+        node: str = "",
     ) -> None:
         self.config = config
+        self.node = node  # the node's name: its proof of life's key (store/node_liveness.py)
         st = config.store
         self.timeouts = Timeouts(
             connect=st.connect_timeout,
@@ -98,6 +101,8 @@ class Flusher:
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
+        self._start_proved = False  # the row that claims nothing is written (_prove_start)
+        self.open_failed = False  # the last flush could not open the store (its proof does not try)
 
     @property
     def label(self) -> str:
@@ -179,6 +184,51 @@ class Flusher:
             raise
         return store
 
+    async def _prove_start(self, deadline: float | None) -> bool:
+        """Before this agent's first rows are written: the node's row that claims nothing
+        (store/node_liveness.py ``write_start``), so an agent killed between its first flush and that
+        flush's proof is judged by the proof rule. Not at the open: a row says an agent ran on the node
+        (agent/node_history.py ``survivor_ns``), and one that stored nothing must not keep the next
+        agent from replaying the export file. Once written, never again; a failure is counted and
+        logged, tried again at the next flush, and fails no flush, except a write not done within
+        ``store.flushTimeout`` (never past ``deadline``): the store hangs, so the rows' write would
+        wait as long again; False then, the store's connections cut as for a hung write."""
+        store = self.store
+        if not self.node or self._start_proved or store is None:
+            return True
+        timeout = self.config.store.flush_timeout
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        live = self._liveness(self.node, self.started)
+        fut = run_detached(write_start, store.db, live, name="store-liveness-start")
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+        except TimeoutError:
+            fut.add_done_callback(_retrieved)
+            store.abort()  # its thread returns; the next flush opens a new connection
+            self.pending.last_error = f"store {self.label} did not answer within {timeout:g}s"
+            self._liveness_failed(f"the agent's start: {self.pending.last_error}")
+            return False
+        except Exception as e:
+            self._liveness_failed(f"the agent's start: {redact(repr(e))}")
+            return True
+        self._start_proved = True
+        return True
+
+    def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
+        """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
+        now_boot = boot_ns()
+        return Liveness(
+            node=node,
+            agent_id=self.pending.agent_id,
+            started_ago=max(0, now_boot - self.started[1]) / 1e9,
+            started_node_ns=self.started[0],
+            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
+            alive_node_ns=claimed[0],
+            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
+            window_seconds=int(self.config.hot_symbols.window_seconds),
+        )
+
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
         held (the export position not recorded) makes the flush that runs it not store everything."""
@@ -197,6 +247,7 @@ class Flusher:
         started = time.monotonic()
         ok = False
         self.drain_held = False
+        self.open_failed = False
         try:
             ok = await self._flush(deadline=deadline) and not self.drain_held
         finally:
@@ -225,14 +276,20 @@ class Flusher:
             return False
         if not opened:
             self.pending.failures += 1
+            self.open_failed = True  # the proof after it does not try again (_prove_alive)
             return False
         assert self.store is not None
+        if not await self._prove_start(deadline):  # before this agent's first rows (node_liveness)
+            self.pending.failures += 1
+            return False
+        if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
+            self.pending.failures += 1
+            return False
         ok = await self.pending.flush(
             self.store, write_timeout=self.config.store.flush_timeout, deadline=deadline
         )
         if ok:
             self.spool.done()
-            await self._record_pairs(deadline)
             if deadline is None:  # not at shutdown: no time for housekeeping then
                 await self._maintain()
         else:
@@ -246,9 +303,11 @@ class Flusher:
         """Write the node's proof of life (store/node_liveness.py) for the moment ``claimed`` (wall ns,
         boottime ns; the watch record's, agent/watch_record.py): the store's clock less the boot
         clock's time since it. Opens the store if need be (an idle agent's empty flushes write it
-        too); waited for at most ``store.flushTimeout``, never past ``deadline``. False, counted in
-        :attr:`liveness_failures` and logged, when not written; never raises. Gives the store's idle
-        connections back after it (the flush's too: :meth:`flush` ``proof_follows``)."""
+        too), but not right after a flush whose own open failed (:attr:`open_failed`: it would fail
+        as well, after as long again); waited for at most ``store.flushTimeout``, never past
+        ``deadline``. False, counted in :attr:`liveness_failures` and logged, when not written; never
+        raises. Gives the store's idle connections back after it (the flush's too: :meth:`flush`
+        ``proof_follows``)."""
         try:
             return await self._prove_alive(node, claimed, deadline)
         finally:
@@ -260,6 +319,9 @@ class Flusher:
             return True
         if self._proving is not None and not self._proving.done():  # the last one still hangs
             return self._liveness_failed("the last write has not finished")
+        if self.open_failed and self.store is None:  # the flush's own open just failed: this one would
+            # too, after as long again (a store that is down doubled the flush loop's retry period)
+            return self._liveness_failed(f"the flush could not open the store: {self.pending.last_error}")
         try:
             if not await self.open(deadline=deadline):
                 return self._liveness_failed(self.pending.last_error or "store not open")
@@ -267,17 +329,7 @@ class Flusher:
             return self._liveness_failed(redact(repr(e)))
         store = self.store
         assert store is not None
-        now_boot = boot_ns()
-        live = Liveness(
-            node=node,
-            agent_id=self.pending.agent_id,
-            started_ago=max(0, now_boot - self.started[1]) / 1e9,
-            started_node_ns=self.started[0],
-            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
-            alive_node_ns=claimed[0],
-            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
-            window_seconds=int(self.config.hot_symbols.window_seconds),
-        )
+        live = self._liveness(node, claimed)
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
@@ -296,23 +348,31 @@ class Flusher:
                         self.label, why, self.liveness_failures)  # fmt: skip
         return False
 
-    async def _record_pairs(self, deadline: float | None) -> None:
-        """The pairings not stored yet (store/image_pairs.py), after the rows they pair; kept for the
-        next flush when the write fails or does not finish within ``store.flushTimeout``."""
+    async def _record_pairs(self, deadline: float | None) -> bool:
+        """Store the pairings not stored yet (store/image_pairs.py), before the rows they pair: until
+        a pairing is in, a question by one digest reads that digest's rows alone, and the windows of
+        rows stored first said "watched" while the calls under the other digest went unread (a "not
+        observed" about called code). False, with ``last_error``, when the write fails or does not
+        finish within ``store.flushTimeout``: the flush then stores no rows, and all wait for the
+        next one."""
         store, pairs = self.store, self.pairs.unstored()
         if store is None or not pairs:
-            return
+            return True
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         fut = run_detached(store.record_pairs, pairs, name="store-pairs")
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # never a failed flush: the rows are stored; the pairing comes next time
+        except Exception as e:  # the rows wait with it (a timeout included: left to finish on its thread)
             fut.add_done_callback(_pairs_retrieved)
-            log.warning("image digest pairings not stored yet (will retry): %r", e)
-            return
+            self.pending.last_error = (
+                f"image digest pairings not stored (rows kept for retry): {redact(repr(e))}"
+            )
+            log.warning("%s", self.pending.last_error)
+            return False
         self.pairs.stored(pairs)
+        return True
 
     async def _maintain(self) -> None:
         """The history's partitions and retention, after a flush and outside its write timeout.

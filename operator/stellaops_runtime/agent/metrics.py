@@ -68,6 +68,8 @@ store_rows_duplicate_total           rows a retry found already stored (lost ack
 store_rows_quarantined_total         rows the database refused, kept in signals.quarantined_rows
 store_rows_expired_total             observation windows not stored: their day store.retentionDays
                                      removed (a late spool, a clock behind; store/late_rows.py)
+store_rows_outlived_ledger_total     rows of a batch held unacknowledged past the flush ledger's 30
+                                     days, stored as gaps, never counted twice (store/spool_age.py)
 store_spool_rows_total{event}        spool file rows: spooled (at shutdown), loaded (at start), replayed
                                      (stored from the spool), recounted and unverified (stored as
                                      gaps, store/export_spans.py), corrupt (spool files moved aside)

@@ -25,7 +25,10 @@ old, and with them the store's only sign that an agent ran there: a node with a 
 no window for longer than retention read as new, and ``exportFromStart`` counted its never-rotated
 file a second time. :func:`survivor_ns` reads the node's records that retention leaves: its
 ``export_positions`` row (migration 0011: the moment its last drain began) and its
-``node_liveness`` row (migration 0015: the moment its last agent claimed, on the node's clock).
+``node_liveness`` row (migration 0015: the moment its last agent claimed, on the node's clock;
+retention prunes it once that and its write are older than its cutoff, store/node_liveness.py;
+not a start row that claims nothing, whose agent may have stored nothing before it was killed:
+taken as "ran", the next agent read the export file from its end and those lines were lost).
 Either says an agent ran; a position with no moment (``{"unknown": ...}``, a row not ours) says
 so too, but not when (:data:`RAN_WHEN_UNKNOWN`: the gap then starts at the node's boot).
 Plain DB-API SQL (store/dbconn.py): the agent never loads SQLAlchemy.
@@ -54,15 +57,17 @@ _NOT_AFTER = {  # the same, up to a bound (agent/history_days.py: a window stamp
 
 
 # What survives retention (store/partitions.py removes windows only): the node's export position
-# (migration 0011) and its proof of life (migration 0015).
+# (migration 0011) and its proof of life (migration 0015), not a start row its agent never replaced
+# (store/node_liveness.py ``write_start``: written before its agent's start, which may have stored
+# nothing; the only row written so, as every proof is written after its agent's start).
 _SURVIVORS = {
     "postgresql": (
         "SELECT position FROM signals.export_positions WHERE node_name = %s",
-        "SELECT alive_node FROM signals.node_liveness WHERE node_name = %s",
+        "SELECT alive_node FROM signals.node_liveness WHERE node_name = %s AND written_at >= started_at",
     ),
     "sqlite": (
         "SELECT position FROM main.export_positions WHERE node_name = ?",
-        "SELECT alive_node FROM main.node_liveness WHERE node_name = ?",
+        "SELECT alive_node FROM main.node_liveness WHERE node_name = ? AND written_at >= started_at",
     ),
 }
 RAN_WHEN_UNKNOWN = -1  # :func:`survivor_ns`: an agent ran on the node, when is not known

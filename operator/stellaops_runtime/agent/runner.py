@@ -119,7 +119,9 @@ class Agent(AgentViews, Draining):
         self._worker = DaemonPool(max_workers=1, name="pipeline")
         # What a config may leave off is imported only when it is on (agent/optional_parts.py).
         self.source, self._process = make_source(config, self.queue, self.pipeline, self.in_pipeline)
-        self.flusher = Flusher(config, agent_id=self.agent_id, drain=self._drain, stop=self.stop)
+        self.flusher = Flusher(
+            config, agent_id=self.agent_id, drain=self._drain, stop=self.stop, node=self.node_name
+        )
         self._poller = make_poller(config)
         self.witness = make_witness(config)
         self.stop_event = asyncio.Event()

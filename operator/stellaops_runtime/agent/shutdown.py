@@ -10,7 +10,8 @@ The order matters, and each step has its share of the deadline:
    time they arrived in and over their own event times (a replayed stream's);
 3. a flush already running may finish: its batch is frozen, so aborting it
    when it must be cut short loses nothing and its retry cannot count twice;
-4. the other tasks end; Tetragon's metrics are read once more (what it lost
+4. the other tasks end (one that does not end when cancelled is left running at the drain's
+   deadline, said by name); Tetragon's metrics are read once more (what it lost
    since the last scrape: sources/tetragon_metrics.py); an outage of the source
    still open, and those losses, become gaps (agent/outages.py) so the last
    drain carries them;
@@ -126,9 +127,7 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
         if not done:
             tasks[2].cancel()
         await asyncio.gather(tasks[2], return_exceptions=True)
-    for t in tasks[3:]:
-        t.cancel()
-    await asyncio.gather(*tasks[3:], return_exceptions=True)
+    await end_tasks(tasks[3:], deadline - reserve)
     # Native records still waiting for the container lookup: decoded with what it says now.
     held = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.release_native_held, True))
     await asyncio.wait({held}, timeout=max(0.0, deadline - reserve - time.monotonic()))
@@ -162,6 +161,23 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
     if agent.witness is not None and ok:  # the last witnesses, from what was just stored
         await last_witnesses(agent.witness, agent._store_engine, deadline)
     return ok
+
+
+async def end_tasks(tasks: Sequence[asyncio.Task[Any]], until: float) -> None:
+    """Cancel ``tasks`` and wait for them until ``until`` (monotonic; the drain's deadline, as the
+    flush loop's wait): one that does not end (deaf to its cancel, a step shielded from it) is left
+    running, said by name, and the last drain still has its time."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=max(0.0, until - time.monotonic()))
+    for t in done:  # as gather(return_exceptions=True): an error of an ending task is not raised
+        if not t.cancelled():
+            t.exception()
+    if pending:
+        log.warning("shutdown deadline: task(s) %s did not end when cancelled; left running",
+                    ", ".join(sorted(t.get_name() for t in pending)))  # fmt: skip
 
 
 async def last_witnesses(witness: Any, engine: Callable[[], Any], deadline: float) -> None:

@@ -65,6 +65,7 @@ class ProbeReloads:
     config: Any  # the agent's AgentConfig
     host_root = "/proc/1/root"  # the node's root as the agent reaches it (policy_config.DEFAULT_HOST_ROOT)
     _facts_watch: Any = None  # agent/tetragon_facts.py TetragonFacts, made at the first Tetragon tick
+    _host_files: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())  # node files last read, identities
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
 
@@ -107,6 +108,7 @@ class ProbeReloads:
                 n, len(containers), len(wiring.plan.targets()),
             )  # fmt: skip
         host: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._host_files = ((), ())
         if own:  # their tails in the node's files as facts; their entry clones probed where room is left
             base, host = await asyncio.to_thread(self._host_functions, own, base, debug)
         if wiring is not None:
@@ -126,9 +128,12 @@ class ProbeReloads:
         ``host:<node>``: their split tails and the clones left out (native/host_tails.py)."""
         import dataclasses
 
+        from stellaops_runtime.agent.tetragon_facts import host_files, idents
         from stellaops_runtime.native.config import MAX_UPROBE_TARGETS
         from stellaops_runtime.native.host_tails import host_functions
 
+        files = host_files(own)
+        self._host_files = (files, idents(files))  # before the read: a change meanwhile reloads again
         got = host_functions(
             own, node_name=self.pipeline.node_name, debug_files=debug,
             room=max(0, MAX_UPROBE_TARGETS - len(cfg.uprobes)), periods=cfg.uprobe_periods,
@@ -186,6 +191,8 @@ class ProbeReloads:
         """Whether the ConfigMap changed, or (with PURL functions) the running containers did."""
         if config_stamp(self.native_cfg.probe_config_file) != self._config_stamp:
             return True
+        if self._host_upgraded() and time.monotonic() - self._reloaded_at >= REPLACED_RELOAD_SECONDS:
+            return True
         if not self._purl_functions:
             return False
         replaced = self.bcc is not None and self.bcc.stats.reload_wanted  # a probed file replaced in
@@ -206,6 +213,17 @@ class ProbeReloads:
         if self.purl.selection is not None and not self._selection_policies:
             self._selection_policies = self._read_selection_policies()
         return selection_of(self._purl_functions, now, self._purl_selects(records)) != self.purl.selection
+
+    def _host_upgraded(self) -> bool:
+        """Whether a node file of the ``binaryPath`` functions changed since the probes' load (its
+        stat identity: agent/tetragon_facts.py): upgraded in place, its new build's tails and clones
+        are read at a reload (a file rewritten at its inode is a gap until then: native/follow.py)."""
+        files, seen = self._host_files
+        if not files:
+            return False
+        from stellaops_runtime.agent.tetragon_facts import idents
+
+        return idents(files) != seen
 
     async def _reload_bcc(self) -> None:
         """BCC to BCC with a new configuration: the old probes end before the new attach (a gap between)."""

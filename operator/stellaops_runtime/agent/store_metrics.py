@@ -73,6 +73,11 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
         "Observation windows not stored: they start in a day store.retentionDays already removed.",
         pend.expired_rows,
     )
+    yield _counter(
+        "store_rows_outlived_ledger",
+        "Rows of a batch held unacknowledged longer than the flush ledger's 30 days, stored as gaps.",
+        pend.outlived_rows,
+    )
     yield _labelled(
         "store_spool_rows",
         "Spool file rows: spooled at shutdown, loaded at start, replayed into the store; corrupt files.",

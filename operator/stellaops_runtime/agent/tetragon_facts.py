@@ -12,10 +12,12 @@ agent/unprobed.py): the answers say unknown, naming them.
 
 The source switch polls one :class:`TetragonFacts` while Tetragon runs (its BCC probes have their
 own facts: agent/source_switch_purl.py); an agent without the switch (``native.enabled: false``, or
-Tetragon's JSON export file as the source) runs one for its whole life (agent/runner.py). The
-ConfigMap's stamp is looked at every ``CHECK_SECONDS``; the files are read again (on a thread) when
-it changed, or when the switch replaced the facts. Nothing heavy is imported unless the ConfigMap
-names a ``binaryPath`` function.
+Tetragon's JSON export file as the source) runs one for its whole life (agent/runner.py). Every
+``CHECK_SECONDS`` the ConfigMap's stamp and the stat identity of each node file the last read
+covered are looked at (one stat each: not per event); the files are read again (on a thread) when
+one changed (a node file upgraded in place while the agent runs: its new build's tails and clones
+are facts of that build, agent/unprobed.py hands them over again), or when the switch replaced the
+facts. Nothing heavy is imported unless the ConfigMap names a ``binaryPath`` function.
 """
 
 from __future__ import annotations
@@ -42,22 +44,57 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def read_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Facts:
+Ident = tuple[int, int, int, int, int] | None  # a file's (device, inode, size, mtime, ctime); None: no file
+
+
+def _ident(path: str) -> Ident:
+    """The stat identity of a node file as its read resolves it (native/follow_files.py): an upgrade
+    in place (``cp`` over it: same inode, new size or mtime) or by rename (a new inode) changes it."""
+    from stellaops_runtime.native.follow_files import stat_path
+
+    try:
+        st = stat_path(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def idents(files: tuple[str, ...]) -> tuple[Ident, ...]:
+    """:func:`_ident` of each of ``files`` (a read's), to compare with the next poll's."""
+    return tuple(_ident(f) for f in files)
+
+
+Read = tuple["Facts", tuple[str, ...], tuple[Ident, ...]]  # facts, the node files read, their identities
+
+
+def read_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Read:
     """The split tails and entry clones of the probe ConfigMap's ``binaryPath`` functions in the
-    node's files (under ``host_root``), as facts of ``host:<node_name>``; none when the ConfigMap
-    cannot be read (the probes' own read says why) or names no such function."""
+    node's files (under ``host_root``), as facts of ``host:<node_name>``, with those files' paths
+    and identities taken before they were read (a file changed while read is read again at the
+    next poll); none when the ConfigMap cannot be read (the probes' own read says why) or names no
+    such function."""
     from stellaops_runtime.native.config import NativeConfig, NativeConfigError
     from stellaops_runtime.native.policy_config import read_probe_config
 
     try:
         targets = read_probe_config(path, NativeConfig(), host_root=host_root).config.uprobes
     except (OSError, NativeConfigError):
-        return {}
+        return {}, (), ()
     if not targets:
-        return {}
+        return {}, (), ()
     from stellaops_runtime.native.host_tails import host_functions
 
-    return host_functions(targets, node_name=node_name, debug_files=debug_files, room=0).facts
+    files = host_files(targets)
+    before = idents(files)
+    return host_functions(targets, node_name=node_name, debug_files=debug_files, room=0).facts, files, before
+
+
+def host_files(targets: Any) -> tuple[str, ...]:
+    """The node's files among ``targets`` (uprobe targets), as native/host_tails.py picks them."""
+    from stellaops_runtime.native.follow_files import split_root
+    from stellaops_runtime.native.host_tails import HOST_ROOTS
+
+    return tuple(sorted({t.binary for t in targets if not t.root and split_root(t.binary)[0] in HOST_ROOTS}))
 
 
 class TetragonFacts:
@@ -71,24 +108,32 @@ class TetragonFacts:
         self.debug_files = debug_files
         self.host_root = host_root
         self._stamp: object = ()  # the ConfigMap's (mtime, size) at the last read; (): none yet
+        self._files: tuple[str, ...] = ()  # the node files that read covered
+        self._idents: tuple[Ident, ...] = ()  # their identities, taken before that read
         self._facts: object = None  # the set that read made current
         self._check_at = 0.0
 
     async def poll(self, now: float) -> None:
-        """Read the facts again when due and the ConfigMap (or the pipeline's set) changed."""
+        """Read the facts again when due and the ConfigMap, a node file it names (or the pipeline's
+        set) changed."""
         if now < self._check_at:
             return
         self._check_at = now + CHECK_SECONDS
         stamp = _stamp(self.path)
-        if stamp == self._stamp and self.pipeline.unprobed.current is self._facts:
+        if (
+            stamp == self._stamp
+            and self.pipeline.unprobed.current is self._facts
+            and (not self._files or idents(self._files) == self._idents)
+        ):
             return
         self._stamp = stamp
-        facts: Facts = {}
+        read: Read = ({}, (), ())
         if stamp is not None:
-            facts = await asyncio.to_thread(
+            read = await asyncio.to_thread(
                 read_facts, self.path, node_name=self.pipeline.node_name, host_root=self.host_root,
                 debug_files=self.debug_files,
             )  # fmt: skip
+        facts, self._files, self._idents = read
         self._facts = self.pipeline.unprobed.replace(facts)
 
     async def run(self, stop: asyncio.Event) -> None:

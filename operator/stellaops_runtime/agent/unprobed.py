@@ -14,8 +14,10 @@ and package. Such a row is no observation (every reader counts only rows with ca
 evidence/probed_in_part.py reads it and answers ``unknown`` naming the tail. It rides the same
 flush as the counts (ledger, outage buffer, spool, export), so it is kept exactly as they are, and
 the outage bound never drops it (store/batches.py ``never_dropped``). Each fact is handed over
-once per agent (the store keeps it: an image's file never changes); the set of those sent is
-bounded. Pure (no I/O but the demangler's own, shared with the pipeline).
+once per agent and build (the store keeps it: an image's file never changes, but a node's file
+upgraded in place while the agent runs gives its tail's fact again under the new build-id,
+store/fact_builds.py); the set of those sent is bounded. Pure (no I/O but the demangler's own,
+shared with the pipeline).
 """
 
 from __future__ import annotations
@@ -36,32 +38,43 @@ class UnprobedTails:
 
     def __init__(self) -> None:
         self.current: Facts = {}
-        self._sent: set[tuple[str, str, str]] = set()
+        self._sent: set[tuple[tuple[str, str, str], str]] = set()  # (fact's key, build-id)
+        # facts of the old set not handed over yet whose key the new set gives another build
+        self._earlier: dict[tuple[tuple[str, str, str], str], str] = {}  # (key, build-id) -> PURL
 
     def replace(self, facts: Facts) -> Facts:
         """Make ``facts`` the current set (swapped whole), keeping those of the old set not handed
         over yet: the switch replaces the set at each configure of the probes and while Tetragon
         runs, maybe before a drain took the old one. A fact kept that a drain on the pipeline
-        thread sends meanwhile is sent twice (a row again, nothing more); none is lost. Returns the
-        set now current."""
-        old = self.current
-        unsent = {k: v for k, v in old.items() if k not in self._sent and k not in facts}
-        self.current = {**unsent, **facts} if unsent else facts
+        thread sends meanwhile is sent twice (a row again, nothing more); none is lost, not even
+        one of a build the new set replaced (a file upgraded before the drain). Returns the set now
+        current."""
+        old, sent = self.current, self._sent
+        unsent = {k: v for k, v in old.items() if (k, v[0]) not in sent}
+        earlier = {**self._earlier, **{(k, v[0]): v[1] for k, v in unsent.items() if k in facts}}
+        # swapped whole, never changed in place: only this (the event loop) writes it; a drain reads it
+        self._earlier = {
+            e: purl
+            for e, purl in earlier.items()
+            if e not in sent and (e[0] not in facts or facts[e[0]][0] != e[1])
+        }
+        kept = {k: v for k, v in unsent.items() if k not in facts}
+        self.current = {**kept, **facts} if kept else facts
         return self.current
 
     def deltas(self, *, node_name: str, now_ns: int, window_seconds: int) -> list[HotSymbolDelta]:
-        """One 0-call ``unprobed`` row per fact not handed over yet (called at each drain)."""
+        """One 0-call ``unprobed`` row per fact (and build) not handed over yet (called at each drain)."""
         facts = self.current  # read once: the switch replaces the mapping, never changes it
-        new = [k for k in facts if k not in self._sent]
+        new = [(k, *facts[k]) for k in facts if (k, facts[k][0]) not in self._sent]
+        new += [(k, bid, purl) for (k, bid), purl in self._earlier.items() if (k, bid) not in self._sent]
         if not new:
             return []
         if len(self._sent) + len(new) > MAX_SENT:
             self._sent.clear()
         win = now_ns - now_ns % (window_seconds * 1_000_000_000)
         out = []
-        for key in new:
+        for key, build_id, purl in new:
             image, path, tail = key
-            build_id, purl = facts[key]
             k = HotSymbolKey(image, path, demangle(tail), EvidenceKind.UNPROBED)
             out.append(
                 HotSymbolDelta(
@@ -76,5 +89,5 @@ class UnprobedTails:
                     node_name=node_name,
                 )
             )
-            self._sent.add(key)
+            self._sent.add((key, build_id))
         return out

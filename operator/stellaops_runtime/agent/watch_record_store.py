@@ -95,33 +95,30 @@ class StoreAnswer:
             return False
         self._told = True
         since = self._store_knows
-        if since == RAN_WHEN_UNKNOWN:
-            # The store's windows are gone (retention), and what it keeps of the node names no
-            # moment: an earlier agent ran, its hole's start is not known on this boot.
+        if since == RAN_WHEN_UNKNOWN or (since is not None and since > time.time_ns() + FUTURE_SKEW_NS):
+            # An earlier agent ran, and where its hole began is not known on this clock: the store's
+            # windows are gone (retention) and what it keeps of the node names no moment, or that
+            # agent's clock was ahead (stepped back since), as for a record ahead of the clock
+            # (agent/watch_record_file.py). The time from the node's boot is the gap.
             wall, boot = now_pair()
             source.resume_outage(wall - boot, 0)
             self.restart_gaps += 1
             self.restart_gap_seconds = boot / 1e9
-            log.warning(
-                "no usable watch record, and the store holds no window of node %s but a record "
-                "that an earlier agent ran on it, with no moment: the time from the node's boot "
-                "at %s is a gap",
-                self.node, _iso(wall - boot),
-            )  # fmt: skip
-        elif since is not None and since > time.time_ns() + FUTURE_SKEW_NS:
-            # An earlier agent's clock was ahead (stepped back since): where the hole began on this
-            # clock is unknown, as for a record ahead of the clock (agent/watch_record_file.py).
-            wall, boot = now_pair()
-            source.resume_outage(wall - boot, 0)
-            self.restart_gaps += 1
-            self.restart_gap_seconds = boot / 1e9
-            log.warning(
-                "no usable watch record, and the store holds a window of node %s starting at %s, "
-                "ahead of the clock (it was stepped back since an earlier agent wrote it): the "
-                "windows cannot say where the hole since that agent began, so the time from the "
-                "node's boot at %s is a gap",
-                self.node, _iso(since), _iso(wall - boot),
-            )  # fmt: skip
+            if since == RAN_WHEN_UNKNOWN:
+                log.warning(
+                    "no usable watch record, and the store holds no window of node %s but a record "
+                    "that an earlier agent ran on it, with no moment: the time from the node's boot "
+                    "at %s is a gap",
+                    self.node, _iso(wall - boot),
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "no usable watch record, and the store holds a window of node %s starting at %s, "
+                    "ahead of the clock (it was stepped back since an earlier agent wrote it): the "
+                    "windows cannot say where the hole since that agent began, so the time from the "
+                    "node's boot at %s is a gap",
+                    self.node, _iso(since), _iso(wall - boot),
+                )  # fmt: skip
         elif since is not None:
             # A window up to FUTURE_SKEW_NS ahead (two clocks a little apart) is taken as now, as a
             # record's moment is (agent/watch_record_file.py): the gap never reaches the future.

@@ -44,8 +44,10 @@ GNU C++ spellings (canonical/cxx_gnu.py).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,14 +65,13 @@ from stellaops_runtime.canonical.rustcrates import rust_crate_name
 
 log = logging.getLogger(__name__)
 
-try:  # the fast bindings (see perf-baselines: direct calls, dispatched here on the prefix)
-    from pycxxfilt import itanium_demangle as _llvm_itanium
-    from pycxxfilt import rust_demangle as _llvm_rust
-    from pyderust import demangle as _rustc_demangle
-
-    BINDINGS_AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised only where the wheels are missing
-    BINDINGS_AVAILABLE = False
+# The fast bindings (see perf-baselines: direct calls, dispatched here on the prefix) are loaded
+# with the first C++ or Rust name, not with this module (issue 13): their libraries are ~0.45 MB of
+# the agent's RSS, and a node whose frames are C and Go (and kernel) names never calls them.
+# Installed or not is known without loading them, so the agent's set-up still installs the c++filt
+# fallback where they are missing; a wheel installed but not loadable is found at the first name.
+BINDINGS_AVAILABLE = all(importlib.util.find_spec(m) is not None for m in ("pycxxfilt", "pyderust"))
+if not BINDINGS_AVAILABLE:  # pragma: no cover - exercised only where the wheels are missing
     log.warning("pycxxfilt/pyderust are not importable: demangling needs install_fallback()")
 
 __all__ = [
@@ -86,10 +87,12 @@ __all__ = [
     "demangle",
     "demangle_stats",
     "demangle_uncached",
+    "fallback_if_bindings_fail",
     "go_package_path",
     "install_fallback",
     "is_legacy_rust",
     "language_of",
+    "load_bindings",
     "reset_stats",
     "rust_crate_name",
     "strip_symbol_decorations",
@@ -276,8 +279,75 @@ def _fallback_only(name: str) -> str | None:
     return None if out == name else out
 
 
-if not BINDINGS_AVAILABLE:  # pragma: no cover
-    _llvm_itanium = _llvm_rust = _rustc_demangle = _fallback_only  # type: ignore[assignment]
+_load_lock = threading.Lock()
+_loaded = False
+_bound: list[Callable[[str], str | None]] = []  # what load_bindings bound the three calls to
+_fallback_factory: Callable[[], Demangler] | None = None
+
+
+def fallback_if_bindings_fail(factory: Callable[[], Demangler] | None) -> None:
+    """Name the fallback to install if the bindings, found installed at import, then do not load.
+
+    The wiring installs its fallback at once where they are missing and names it here otherwise, so
+    a broken wheel's names get the fallback's answers rather than staying mangled.
+    """
+    global _fallback_factory
+    _fallback_factory = factory
+
+
+def load_bindings() -> None:
+    """Bind the three calls below to the bindings (to the fallback where they do not load), once.
+
+    Each call's first use runs it; any thread may, and a second waits for the first. A load that
+    fails (any error) is not tried again; the fallback named for it is installed, if none is.
+    """
+    global BINDINGS_AVAILABLE, _loaded, _llvm_itanium, _llvm_rust, _rustc_demangle
+    with _load_lock:
+        if _loaded:
+            return
+        calls: tuple[Callable[[str], str | None], ...]
+        try:
+            from pycxxfilt import itanium_demangle, rust_demangle
+            from pyderust import demangle as rustc_demangle
+
+            calls = (itanium_demangle, rust_demangle, rustc_demangle)
+        except BaseException as e:  # ImportError, or whatever else a broken wheel's import raises
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):  # not the wheel's (pyo3 panics are Base)
+                raise
+            if BINDINGS_AVAILABLE:  # found installed at import: its failure is news
+                BINDINGS_AVAILABLE = False
+                now = _install_named_fallback()
+                log.warning("pycxxfilt/pyderust do not load (%s: %s): %s", type(e).__name__, e, now)
+            calls = (_fallback_only,) * 3
+        _bound[:] = calls
+        _llvm_itanium, _llvm_rust, _rustc_demangle = calls
+        _loaded = True
+
+
+def _install_named_fallback() -> str:
+    if _fallback is None and _fallback_factory is not None:
+        try:
+            install_fallback(_fallback_factory())
+        except Exception as e:  # c++filt missing too: as if none had been named
+            log.warning("the demangling fallback does not start: %s: %s", type(e).__name__, e)
+    if _fallback is not None:
+        return f"demangling through the fallback {type(_fallback).__name__}"
+    return "no fallback: Rust names stay as they came (failures); C++ has __cxa_demangle"
+
+
+def _first_use(i: int) -> Callable[[str], str | None]:
+    def first(name: str) -> str | None:
+        load_bindings()
+        return _bound[i](name)  # not the global: one restored to this function would call it again
+
+    return first
+
+
+# The calls demangle_uncached makes, bound to the bindings at the first of them (load_bindings).
+FIRST_USE = (_first_use(0), _first_use(1), _first_use(2))
+_llvm_itanium: Callable[[str], str | None] = FIRST_USE[0]
+_llvm_rust: Callable[[str], str | None] = FIRST_USE[1]
+_rustc_demangle: Callable[[str], str | None] = FIRST_USE[2]
 
 
 demangle = functools.lru_cache(maxsize=CACHE_SIZE)(demangle_uncached)

@@ -242,6 +242,8 @@ def run_list(args: argparse.Namespace) -> int:
                     f" {_shown(r.vulnerability)}" if r.vulnerability else ""
                 )
                 mark = "\tissued later than the store's clock: its date is not its age" if a else ""
+                if r.image_digest != args.image:  # one content's other digest (witness/store.py find)
+                    mark += f"\tsigned for {r.image_digest}, a digest paired with it"
                 emit(
                     f"{r.id}\t{r.envelope_sha256}\t{r.state or 'defer'}\t{claimed}\t"
                     f"{r.issued_at.isoformat()}{mark}"

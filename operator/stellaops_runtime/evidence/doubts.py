@@ -274,7 +274,7 @@ def doubts(
         offset_unplaced(conn, image=image, function=function, since=since, until=until),
         probed_in_part(conn, image=image, function=function, purl=purl),
         replaced_in_place(conn, image=image, function=function, purl=purl, since=since, until=until),
-        paired_image(conn, image=image),
+        paired_image(conn, image=image, function=function, purl=purl),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))
@@ -299,7 +299,7 @@ def package_doubts(
         interpreted(conn, image=image, function=None, purl=purl, prefix=prefix),
         refused(conn, image=image, function=None, purl=purl, unattributed_too=False),
         probed_in_part(conn, image=image, function=None, purl=purl, prefix=prefix),
-        paired_image(conn, image=image),
+        paired_image(conn, image=image, purl=purl),
     ]
     if purl is not None or prefix is not None:  # asked of no package (``hot``), such rows are listed
         found.append(unattributed(conn, image=image, function=None))

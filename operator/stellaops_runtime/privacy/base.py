@@ -27,7 +27,17 @@ SQ_PIECES = r"""(?:(?<=')(?:\\'|"'")'[^'\n]*+'?)*+"""
 # shlex.quote); the value runs from the escaped quote to the next quote, and takes the escaped quote
 # that closes it. (Read as a quoted backslash, ``'\'``, it left the password after it.)
 # (its ``"`` escaped too inside a double-quoted argument: ``'\"'\"'``, RP7)
-ESCAPED_SQ = r"""'(?:\\'|\\?"'\\?")'[^'\n]*+(?:'(?:\\'|\\?"'\\?")')?+"""
+# A script quoted again quotes the escaped quote again: ``bash -lc`` of a ``bash -c '…'`` line writes
+# ``'"'"'`` as ``'"'"'"'"'"'"'"'"'``, escaped quotes joined by ``"`` or ``\`` (P8: the value after that
+# run was kept); so the escaped quote is a run of them. Possessive: each piece is read once.
+_ESCAPED_SQ_UNIT = r"""'(?:\\'|\\?"'\\?")'"""
+ESCAPED_SQ_OPEN = rf"""{_ESCAPED_SQ_UNIT}(?:[\\"]*+{_ESCAPED_SQ_UNIT})*+"""
+# A closing run with more of the word right after it joins that piece (a value holding a quote,
+# ``'"'"'a'"'"'\'"'"''"'"'b'"'"'`` for ``a'b``); one before a blank, the end or what ends an
+# embedded string (``"``, ``;``, ``,``, a bracket: ``psql -c "… PASSWORD '\''x'\''"``) closes it.
+# (The run is written twice, not three times: the whole set holds ESCAPED_SQ ~25 times.)
+_JOINED_PIECE = r"""(?:(?=[^\s'";,)}\]&|<>])[^'\n]++)?+"""
+ESCAPED_SQ = rf"""{ESCAPED_SQ_OPEN}[^'\n]*+(?:{ESCAPED_SQ_OPEN}{_JOINED_PIECE})*+"""
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

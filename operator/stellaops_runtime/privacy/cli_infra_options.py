@@ -60,11 +60,21 @@ _SWITCHES = (
 )
 # pulumi config set [--secret] KEY VALUE [--secret]: with --secret (before or after) any value is one,
 # without it a key naming a secret
-# (other options, with their values, at most 8 words, before or after)
+# (other options, with their values, at most 8 words, before or after; ``--`` before the value, which
+# may then start with a dash: it was taken for the value, and the value stored)
+_DD = r"(?:--\s+)?+"
 _PULUMI = (
-    rf"(?<!\S)config\s+set\s+(?:\S+\s+){{0,8}}?--secret\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}",
+    rf"(?<!\S)config\s+set\s+(?:\S+\s+){{0,8}}?--secret\s+{_SWITCHES}[^\s-]\S*\s+{_DD}{VALUE}",
     rf"(?<!\S)config\s+set\s+{_SWITCHES}[^\s-]\S*\s+{VALUE}(?=(?:\s+\S+){{0,8}}?\s+--secret(?![^\s\"']))",
-    rf"(?<!\S)config\s+set\s+{_SWITCHES}{_SECRET_NAME}\s+(?![-\s]){VALUE}",
+    rf"(?<!\S)config\s+set\s+{_SWITCHES}{_SECRET_NAME}\s+(?:--\s+|(?![-\s])){VALUE}",
+)
+# anaconda-client's global -t/--token before the subcommand (``anaconda -t TOKEN upload``; after it
+# ``upload -t`` is the package type): read from the command's start, across its global options
+# (-s/--site take a value); argparse's ``-t=T`` and ``-tT`` too; a path is no token (``pip install
+# anaconda -t /opt/target``)
+_ANACONDA = (
+    r"(?:(?<=anaconda)\s+|\A\s*)(?:(?:-s|--site)(?:=|\s+)\S+\s+|(?:--[\w-]++|-(?!t)[\w-]++)\s+){0,8}+"
+    rf"-t(?:=|\s+|(?=[^\s=]))(?![\"']?[/~.])(?!-){VALUE}"
 )
 # client name -> its credential options (regex alternatives, each with a (?P<s>) group)
 INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -163,6 +173,8 @@ INFRA_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
         rf"(?<!\S)(?i:setapikey)\s+{VALUE}",
         rf"(?<!\S)(?i:push)\s+[^\s-]\S*\s+(?![-/\s]){VALUE}",
     ),
+    # https://docs.anaconda.com/anaconda-org/user-guide/work-with-tokens/ (anaconda -t TOKEN upload)
+    ("anaconda",): (_ANACONDA,),
     # https://docs.anaconda.com/anaconda-org/user-guide/work-with-tokens/ (conda token set TOKEN)
     # (after an option and its value, ``-s SITE``: the last word, RP7)
     ("conda",): (

@@ -204,7 +204,7 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     (
         *("snyk", "snyk-linux", "snyk-linux-arm64", "snyk-alpine", "snyk-alpine-arm64"),
         *("snyk-macos", "snyk-macos-arm64", "snyk-win.exe"),
-    ): (rf"(?<!\S)auth\s+{OPTIONS_THEN_TOKEN}", rf"(?<!\S)config\s+set\s+[\"']?api={VALUE}"),
+    ): (rf"(?<!\S)auth\s+{OPTIONS_THEN_TOKEN}", rf"(?<!\S)config\s+set\s+(?:\\?[\"'])?api={VALUE}"),
     # https://docs.codecov.com/docs/codecov-uploader and codecov-cli (-t, --token: the upload token)
     ("codecov", "codecovcli"): (sep("-t"),),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the

@@ -10,7 +10,7 @@ reaches every rule. Every fragment names the secret part ``(?P<s>...)``.
 
 from __future__ import annotations
 
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, ESCAPED_SQ, WORD_VALUE
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, ESCAPED_SQ, ESCAPED_SQ_OPEN, WORD_VALUE
 
 # An option value: a quoted string (closing quote optional: the text may have
 # been truncated; ``\"`` does not end a double-quoted one; a single-quoted one may open with an escaped
@@ -22,9 +22,12 @@ QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*+'?|\\"(?:[^"\\]|\\(?!"
 
 
 def after(divider: str) -> str:
-    """The password half of ``user<divider>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U)."""
+    """The password half of ``user<divider>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U).
+
+    Quoted by an escaped single quote too (``bash -c 'curl -u '"'"'bob:x'"'"' …'``, shlex.quote's)."""
     return (
-        rf"""(?:"[^"{divider}]*{divider}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{divider}]*{divider}(?P<s>[^']*)'?"""
+        rf"""(?:{ESCAPED_SQ_OPEN}[^'\n{divider}]*+{divider}(?P<s>[^'\n]*+)"""
+        rf"""|"[^"{divider}]*{divider}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{divider}]*{divider}(?P<s>[^']*)'?"""
         rf"""|[^\s{divider}"']*{divider}(?P<s>{WORD_VALUE}))"""
     )
 

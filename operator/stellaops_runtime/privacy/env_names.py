@@ -35,9 +35,11 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
     "*PASSWD*",
     "*PASSPHRASE*",
+    "*PASS_PHRASE*",
     "*_PWD",
     "*_PASS",
     "PASS",
+    "*PASS",  # glued: DBPASS, MYSQLPASS, PGPASS (not BYPASS, COMPASS, GIT_ASKPASS: NOT_A_GLUED_PASS)
     "*_PW",
     "*BINDPW",  # an LDAP bind password: LDAP_BINDPW (nslcd's bindpw)
     "*_PAT",  # a personal access token: GITHUB_PAT (R's gh, usethis), AZURE_DEVOPS_EXT_PAT (az devops)
@@ -57,6 +59,7 @@ DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
     "*TOKEN*",
     "*SECRET*",
     "*_KEY",
+    "*SIGNING*KEY",  # Gradle's ORG_GRADLE_PROJECT_signingKey, signingInMemoryKey (an armored private key)
     "*WRITEKEY",  # HONEYCOMB_WRITEKEY
     "*_SALT",  # the WordPress image's WORDPRESS_AUTH_SALT ... WORDPRESS_NONCE_SALT, SIGNING_SALT
     "SALT",
@@ -95,9 +98,30 @@ ANY_CASE_SUFFIXES: tuple[str, ...] = ("_PSW",)
 # is not one: in lower case it most often names a pattern (``file_pat=*.log``).
 SETTING_GUARDED_SUFFIXES: tuple[str, ...] = ("_CREDS", "_DSN", "_JWT", "_SALT", "SSHPASS")
 
+# The glob ``*PASS`` takes a name whose last part (after ``_``, ``.`` or ``-``) ends in PASS glued to
+# what names the password's service (``DBPASS``, ``MYSQLPASS``, ``APP_ROOTPASS``), unless that part is
+# one of these words with "pass" after it: English (BYPASS, COMPASS), a program asking for a password
+# (GIT_ASKPASS), a test's outcome (XPASS, NOPASS), a filter or render pass (LOWPASS, RENDERPASS, TWOPASS),
+# a password manager's name (LASTPASS, KEEPASS). Found by a grep of Debian's /usr/share, /etc, the Python
+# libraries and the test fixtures for upper-case names ending in PASS (test_privacy_glued_pass_names.py).
+NOT_A_GLUED_PASS: tuple[str, ...] = (
+    "BY", "COM", "ENCOM", "SUR", "TRES", "OVER", "UNDER", "RE", "OUT",
+    "ASK",
+    "X", "NO", "EX",
+    "LOW", "HIGH", "BAND", "ALL", "NOTCH", "MULTI", "SINGLE", "ONE", "TWO", "FIRST", "SECOND", "THIRD",
+    "SUB", "RENDER", "PRE", "POST", "DEPTH", "SHADOW", "BLUR", "LIGHT",
+    "LAST", "KEE", "GO",
+)  # fmt: skip
+_GLUED_PASS = (
+    rf"(?:{_NAME_CHAR}*[_.-])?(?!(?:{'|'.join(NOT_A_GLUED_PASS)})PASS(?!{_NAME_CHAR}))"
+    rf"(?:(?![_.-]){_NAME_CHAR})*PASS"
+)
+
 
 def glob_to_regex(glob: str) -> str:
-    """A name glob as a regex fragment (no anchors)."""
+    """A name glob as a regex fragment (no anchors); ``*PASS`` is :data:`NOT_A_GLUED_PASS`'s rule."""
+    if glob.upper() == "*PASS":
+        return _GLUED_PASS
     out = []
     for ch in glob:
         if ch == "*":

@@ -20,6 +20,7 @@ __all__ = ["PASSWORD_WORDS", "PW_WORDS", "SECRET_WORDS", "SETTING_WORDS"]
 # ``gpsw`` (a GPS week). (A lookbehind after the first character: key_rules.keyed leads with it.)
 PASSWORD_WORDS: tuple[str, ...] = (
     *("password", "passwd", "passphrase", "passcode", "pwd"),
+    r"pass[_-]phrase",  # ``--pass-phrase X``, ``GPG_PASS_PHRASE=X`` (P7, session 45)
     r"p(?:(?<![ig]p)|(?<=[A-Za-z0-9][ig]p))swd?",
 )
 SECRET_WORDS: tuple[str, ...] = (
@@ -43,6 +44,11 @@ SECRET_WORDS: tuple[str, ...] = (
     r"account[_.-]?key(?:\.[\w-]{1,63}+){0,6}+",
     # SonarQube's scanner property ``sonar.login``: a token (or a user before ``sonar.password``)
     r"sonar[._]login",
+    # Gradle's signing plugin's in-memory armored key (``-PsigningKey=…``, ``ORG_GRADLE_PROJECT_signingKey``)
+    # and the maven-publish plugin's ``signingInMemoryKey`` (``signingKeyId`` is an id: it ends no key;
+    # git's ``user.signingKey`` is a key's id or public key, no secret)
+    # (not ``_``: an upper-case ``SIGNING_KEY=`` is the environment-name rule's, *_KEY)
+    r"s(?<!user\.s)igning[.-]?(?:in[.-]?memory[.-]?)?key",
 )
 
 # ``pw`` ends a password key too (PuTTY's ``plink -pw X``, OpenLDAP's ``rootpw=X``,
@@ -58,7 +64,7 @@ PW_WORDS: tuple[str, ...] = (
     # ``DB_PASS=``), not inside one (``bypass=``, ``compass=``).
     r"p(?<![A-Za-z0-9]p)ass",
     r"P(?<=[a-z]P)ass",
-    r"P(?<![A-Za-z0-9]P)ASS",
+    r"P(?<![A-Za-z0-9]P)(?<!--- P)ASS",  # (``--- PASS: TestX (0.00s)``: go test's summary, no key)
 )
 
 # A log level, a switch or an authentication method: alone, no value of a credential key

@@ -19,18 +19,26 @@ __all__ = ["spaced_env_spans"]
 _NAME = r"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"
 # the value: quoted (to its closing quote) or a word, which ``;``, ``|`` and ``&`` end (a command's end);
 # not an option nor a redirection (``gh secret set NAME --body X``, ``gh secret set NAME < F``: gh's rules)
-_VALUE = r"""(?P<s>"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?|[^\s;|&"'<>-][^\s;|&]*+)"""
-# fish's set with its flags (``-x``, ``-gx``, ``--export``), csh's setenv: as a command
-_SET = re.compile(
-    rf"(?<![^\s;|&(`{{\"'])(?:set(?:[ \t]++-[-A-Za-z]++)*+|setenv)[ \t]++{_NAME}[ \t]++{_VALUE}", re.ASCII
+# (in escaped double quotes too, inside a double-quoted ``csh -c "…"``: ``\"a b\"``, P8)
+_ONE = (
+    r"""\\"(?:[^"\\\r\n]|\\(?!")[^\r\n])*+(?:\\")?+|"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?"""
+    r"""|[^\s;|&"'<>-][^\s;|&]*+"""
 )
+_WHERE = r"(?<![^\s;|&(`{\"'])"
+# fish's set with its flags (``-x``, ``-gx``, ``--export``): its value is a list, every word to the
+# command's end (``set -x DB_PASSWORD a b``: P8); csh's setenv: one word
+_SET = re.compile(
+    rf"{_WHERE}set(?:[ \t]++-[-A-Za-z]++)*+[ \t]++{_NAME}[ \t]++(?P<s>(?:{_ONE})(?:[ \t]++(?:{_ONE}))*+)",
+    re.ASCII,
+)
+_SETENV = re.compile(rf"{_WHERE}setenv[ \t]++{_NAME}[ \t]++(?P<s>{_ONE})", re.ASCII)
 # a Dockerfile's ENV NAME value (the legacy form: the rest of the line is the value)
 _ENV = re.compile(rf"(?m)^[ \t]*+ENV[ \t]++{_NAME}[ \t]++(?P<s>[^\s=][^\r\n]*+)", re.ASCII)
 
 
 def spaced_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, int, str]]:
     """(start, end, "env_name") of each such value whose name ``name_rx`` (env_names.name_regex) takes."""
-    rxs = ([_SET] if "set" in text else []) + ([_ENV] if "ENV" in text else [])
+    rxs = ([_SET, _SETENV] if "set" in text else []) + ([_ENV] if "ENV" in text else [])
     out: list[tuple[int, int, str]] = []
     for rx in rxs:
         for m in rx.finditer(text):

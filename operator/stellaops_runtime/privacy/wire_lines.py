@@ -12,10 +12,23 @@ look-alikes stay: a protocol command only as a whole line ending in CRLF (Go's t
 fields with a port or ``*`` second (an IPv6 address has 8 groups or an empty one, /etc/passwd 7
 fields, /etc/group 4); a redis.conf directive only at a line's start (``# requirepass x`` is a
 comment). Possessive and anchored: linear in the text.
+
+A SASL exchange's base64 answers too (RFC 4954 SMTP AUTH, RFC 5034 POP3, RFC 9051 IMAP AUTHENTICATE;
+left by RP7): ``AUTH PLAIN <b64>`` and ``a1 AUTHENTICATE PLAIN|XOAUTH2|OAUTHBEARER <b64>`` lose the
+initial response, ``AUTH LOGIN`` the password's line after it (the user's stays), a transcript the
+line after the server's ``334 UGFzc3dvcmQ6`` ("Password:"), and a write of one base64 word and CRLF
+alone loses it: a client library (Python's smtplib) writes the password's line by itself, and no
+state joins two writes. Only a word that looks like base64 counts (a multiple of 4 long, mixed case
+or a digit or padding, not all hex): ``STARTTLS``, ``QUIT``, ``+OK`` and an HTTP chunk's size stay.
+The lines may end in LF alone (a script piped into ``openssl s_client -crlf`` or ``nc -C``), and a
+word written alone with no CRLF, or LF, goes when it decodes to a SASL answer: PLAIN's
+``authzid\0user\0password`` or a bearer token's ``…\x01auth=…`` (XOAUTH2, OAUTHBEARER). Python's
+imaplib writes AUTHENTICATE's answer and its CRLF apart (RP8); a path or a word decodes to neither.
 """
 
 from __future__ import annotations
 
+import binascii
 import re
 
 __all__ = ["wire_line_spans"]
@@ -31,11 +44,14 @@ _REDIS_CONF = re.compile(
     r"""(?mi)^[ \t]*+(?:requirepass|masterauth)[ \t]++"""
     r"""(?P<s>"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?|[^\s"']\S*+)"""
 )
+# a SASL mechanism after AUTH names no password (``AUTH LOGIN``: Redis's ``AUTH x`` is the rest)
+_MECHANISMS = r"(?i:LOGIN|PLAIN|XOAUTH2|OAUTHBEARER|CRAM-MD5|DIGEST-MD5|SCRAM-SHA-[0-9]++(?:-PLUS)?+|NTLM)"
+_NOT_A_MECHANISM = rf"(?!{_MECHANISMS}(?:[ ]|\r$))"
 # a protocol command as a whole line ending in CRLF: PASS x; TAG LOGIN user x (a quoted user too);
 # AUTH [user] x (the rest of the line)
 _PROTOCOL = re.compile(
     r"(?m)^(?:(?i:PASS)[ ]|[!-~]{1,64}+[ ](?i:LOGIN)[ ](?:\"(?:[^\"\\\r\n]|\\.)*+\"|[^\s\"]++)[ ]"
-    r"|(?i:AUTH)[ ])(?P<s>[^\r\n]++)\r$"
+    rf"|(?i:AUTH)[ ]{_NOT_A_MECHANISM})(?P<s>[^\r\n]++)\r$"
 )
 # RESP: AUTH's one argument (an array of 2), or the second of two (AUTH user x; HELLO 3 AUTH user x)
 _BULK = r"\$[0-9]{1,10}+\r\n"
@@ -43,6 +59,82 @@ _RESP_AUTH = re.compile(
     rf"(?:(?<![^\n])\*2\r\n\$4\r\n(?i:AUTH)\r\n{_BULK}|\$4\r\n(?i:AUTH)\r\n{_BULK}[^\r\n]*+\r\n{_BULK})"
     r"(?P<s>[^\r\n]++)"
 )
+
+# SMTP's and POP3's AUTH, IMAP's TAG AUTHENTICATE: the mechanism, its initial response or none
+_SASL = re.compile(
+    r"(?m)^(?:[!-~]{1,64}+[ ](?i:AUTHENTICATE)|(?i:AUTH))[ ](?P<m>(?i:LOGIN|PLAIN|XOAUTH2|OAUTHBEARER))"
+    r"(?:[ ](?P<ir>[^\s]++))?[ \t]*+(?:\r?\n|\Z)"
+)
+_LINE = re.compile(r"(?P<s>[^\r\n]*+)\r?\n")
+# anywhere else (``printf 'AUTH PLAIN <b64>\\r\\n'`` in a script, a line ending in CR alone): the
+# initial response of PLAIN or a bearer mechanism, when it decodes to a SASL answer (_sasl_answer)
+_SASL_ANYWHERE = re.compile(
+    r"(?<![\w-])(?i:AUTH(?:ENTICATE)?+)[ \t]++(?i:PLAIN|XOAUTH2|OAUTHBEARER)[ \t]++(?P<s>[A-Za-z0-9+/]++=*+)"
+)
+# a transcript: the server's "Password:" prompt in base64, then the client's line (``C: ``, `` ~> ``)
+_PROMPTED = re.compile(
+    r"334[ -](?:UGFzc3dvcmQ6|cGFzc3dvcmQ6)[ \t]*+\r?\n[ \t]*+(?:[!-~]{1,3}+[ \t]++)?"
+    r"(?P<s>[A-Za-z0-9+/]++=*+)[ \t]*+(?=\r?\n|$)"
+)
+_B64 = re.compile(r"[A-Za-z0-9+/]++={0,2}+")
+# a write of one word and its line end, or none
+_ALONE = re.compile(r"(?P<s>[A-Za-z0-9+/]++={0,2}+)[ \t]*+(?P<end>\r?\n)?+")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _base64_like(word: str) -> bool:
+    """Whether ``word`` looks like a base64 credential: not a protocol's command, a word or a hex size."""
+    if len(word) < 4 or len(word) % 4 or not _B64.fullmatch(word) or _HEX.issuperset(word):
+        return False
+    if word.endswith("=") or "+" in word or "/" in word:
+        return True
+    return any(c.islower() for c in word) and any(c.isupper() or c.isdigit() for c in word)
+
+
+def _sasl_answer(word: str) -> bool:
+    """Whether base64 ``word`` decodes to a SASL answer holding a secret: PLAIN's three fields
+    (RFC 4616: ``authzid\\0user\\0password``) or a bearer token's ``\\x01auth=`` (XOAUTH2, RFC 7628)."""
+    if len(word) < 8:
+        return False
+    try:  # (a long bearer token cut by maxArgumentBytes: its whole quanta)
+        raw = binascii.a2b_base64(word[: len(word) // 4 * 4])
+    except binascii.Error:
+        return False
+    if b"\x01auth=" in raw:
+        return True
+    fields = raw.split(b"\0")
+    return len(fields) == 3 and all(fields[1:]) and not _CONTROL.search(raw.replace(b"\0", b""))
+
+
+def _sasl_spans(text: str, low: str) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    alone = _ALONE.fullmatch(text)
+    if alone is not None:  # one answer's line written alone (smtplib), or with no CRLF (imaplib)
+        word = alone["s"]
+        if (alone["end"] == "\r\n" and _base64_like(word)) or _sasl_answer(word):
+            out.append((*alone.span("s"), "password"))
+        return out
+    if "auth" not in low and "334" not in text:
+        return out
+    for m in _SASL.finditer(text):
+        login = m["m"].upper() == "LOGIN"
+        ir = m["ir"]
+        if ir is not None and not (login and _B64.fullmatch(ir) and len(ir) % 4 == 0):
+            out.append((*m.span("ir"), "password"))  # PLAIN's or a token's; LOGIN's user stays
+            continue
+        pos = m.end()
+        for i in range(2 if login and ir is None else 1):  # LOGIN: the user's line, then the password's
+            line = _LINE.match(text, pos)
+            if line is None or not _base64_like(line["s"]):
+                break
+            if not login or i == 1 or ir is not None:
+                out.append((*line.span("s"), "password"))
+            pos = line.end()
+    out.extend((*m.span("s"), "password") for m in _SASL_ANYWHERE.finditer(text) if _sasl_answer(m["s"]))
+    if "334" in text:
+        out.extend((*m.span("s"), "password") for m in _PROMPTED.finditer(text))
+    return out
 
 
 def wire_line_spans(text: str) -> list[tuple[int, int, str]]:
@@ -54,6 +146,7 @@ def wire_line_spans(text: str) -> list[tuple[int, int, str]]:
     low = text.lower()
     if "requirepass" in low or "masterauth" in low:
         rxs.append(_REDIS_CONF)
+    out.extend(_sasl_spans(text, low))
     if "\r" in text:
         rxs.append(_PROTOCOL)
         if "$4\r\n" in text:

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from stellaops_runtime.store.queries import chunks
 from stellaops_runtime.store.schema import SCHEMA, node_liveness
 
 # A flush's own time beside its interval: a healthy flush and its proof of life take well under a
@@ -128,7 +129,8 @@ def has_stop_columns(conn: sa.Connection) -> bool:
 
 
 def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
-    """The proof of life of each of ``nodes`` that has one (one statement), with its agent's stop
+    """The proof of life of each of ``nodes`` that has one (a statement per
+    :data:`~stellaops_runtime.store.queries.KEYS_PER_STATEMENT` nodes), with its agent's stop
     record when the store has one (migration 0017) and it is that agent's last word."""
     names = sorted(set(nodes))
     if not names or not has_liveness(conn):
@@ -136,7 +138,7 @@ def liveness(conn: sa.Connection, nodes: Iterable[str]) -> dict[str, Live]:
     c = node_liveness.c
     stops = has_stop_columns(conn)
     cols = [col for col in node_liveness.columns if stops or col.name not in _STOP_COLUMNS]
-    rows = conn.execute(sa.select(*cols).where(c.node_name.in_(names))).all()
+    rows = _in_parts(conn, sa.select(*cols), c.node_name, names)
     return {
         r.node_name: Live(
             r.agent_id,
@@ -170,6 +172,13 @@ def _stopped(r: Any, written: dt.datetime) -> Stopped | None:
         return None
     uncertain = r.images_uncertain is None or bool(r.images_uncertain)
     return Stopped(at, str(r.stop_reason or ""), frozenset(running), uncertain, bool(r.gone))
+
+
+def _in_parts(conn: sa.Connection, query: sa.Select[Any], column: Any, names: list[str]) -> list[Any]:
+    """``query``'s rows whose ``column`` is one of ``names``, an IN list of at most
+    :data:`~stellaops_runtime.store.queries.KEYS_PER_STATEMENT` a statement (a fleet's nodes passed
+    the drivers' bound-parameter limits in one)."""
+    return [row for part in chunks(names) for row in conn.execute(query.where(column.in_(part))).all()]
 
 
 def _as_utc(value: Any) -> dt.datetime:

@@ -9,7 +9,8 @@ the same tables: on SQLite the engine maps schema ``signals`` to no schema.
 Migrations are Alembic revisions shipped in the package and run from code (no
 alembic.ini): :func:`migrate` is idempotent, so every agent may call it at
 start-up, and :func:`open_store` loads SQLAlchemy and Alembic only when the
-store is not at head (:func:`at_head` reads the version over DB-API).
+store is not at head (:func:`at_head` reads the version over DB-API). Those
+revision reads and the migration run are store/revisions.py's, named here too.
 
 A SQLite file's directory must exist: :func:`open_store` raises
 :class:`StoreConfigError` for a missing one unless asked to create it
@@ -19,11 +20,8 @@ of growing a directory tree somewhere.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,31 +36,46 @@ from stellaops_runtime.store.errors import (
     is_database_error,
     is_unavailable,
 )
+from stellaops_runtime.store.revisions import (  # the schema's revision and migration, named here too
+    HOT_SYMBOLS,
+    MIGRATIONS_DIR,
+    SCHEMA,
+    alembic_config,
+    at_head,
+    behind_head,
+    has_schema,
+    has_table,
+    head_revision,
+    migrate,
+    store_revisions,
+)
 from stellaops_runtime.store.store_url import StoreURL, parse_store_url
 
 if TYPE_CHECKING:
-    from alembic.config import Config
     from sqlalchemy.engine import URL, Engine
 
     from stellaops_runtime.store.writer import HotSymbolStore
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SCHEMA = "signals"  # as store/schema.py, which this module does not import (it loads SQLAlchemy)
-HOT_SYMBOLS = "hot_symbols"
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
+    "HOT_SYMBOLS",
+    "MIGRATIONS_DIR",
+    "SCHEMA",
     "StoreConfigError",
     "StoreError",
     "StoreNotInitialized",
     "StoreUnavailable",
     "Timeouts",
+    "alembic_config",
     "at_head",
+    "behind_head",
     "create_store_engine",
     "first_line",
     "has_schema",
+    "has_table",
     "head_revision",
     "is_database_error",
     "is_unavailable",
@@ -71,6 +84,7 @@ __all__ = [
     "open_store",
     "prepare_sqlite_directory",
     "safe_url",
+    "store_revisions",
 ]
 
 
@@ -197,105 +211,6 @@ def create_store_engine(
     return sa.create_engine(u, pool_pre_ping=True, connect_args=args, **kwargs)
 
 
-def alembic_config() -> Config:
-    # Alembic is imported here, not at the top: its ~11 MB of modules are needed
-    # only while migrating, never by an agent whose store is already at head.
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return cfg
-
-
-def migrate(engine: Engine, *, revision: str = "head") -> None:
-    """``alembic upgrade <revision>`` (head by default) on the engine's database, in one transaction.
-
-    Nothing to do, and Alembic stays unimported, when the upgrade is to head and
-    the store is already there (:func:`at_head`).
-    """
-    if revision == "head" and at_head(engine):
-        return
-    from alembic import command
-
-    cfg = alembic_config()
-    with _MIGRATING, engine.begin() as conn:  # one at a time: Alembic's ``op``/``context`` are globals
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
-# Two threads migrating at once (an agent's abandoned store-open thread and a later one, tests'
-# stores) ran each other's DDL on the other's connection through Alembic's process-wide proxies.
-_MIGRATING = threading.Lock()
-
-
-# ``revision = "0006"`` / ``down_revision: str | None = None`` at the start of a line.
-_REVISION_LINE = re.compile(
-    r"""^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(?:"([^"]*)"|'([^']*)'|None)\s*$""", re.M
-)
-
-
-@functools.cache
-def head_revision() -> str | None:
-    """The newest revision in migrations/versions, read from the files without importing Alembic.
-
-    None when they do not form one line (a branch, a merge, an unreadable
-    file): then :func:`migrate` leaves the answer to Alembic. A unit test
-    holds this equal to Alembic's own head.
-    """
-    parents = _revision_parents()
-    if parents is None:
-        return None
-    heads = set(parents) - set(parents.values())
-    return heads.pop() if len(heads) == 1 and len(set(parents.values())) == len(parents) else None
-
-
-@functools.cache
-def _revision_parents() -> dict[str, str | None] | None:
-    """Each revision in migrations/versions -> its down revision; None when a file cannot be read so."""
-    parents: dict[str, str | None] = {}
-    for path in sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*.py")):
-        found = {m[1]: m[2] or m[3] or None for m in _REVISION_LINE.finditer(path.read_text())}
-        if "revision" not in found or "down_revision" not in found:
-            return None
-        parents[str(found["revision"])] = found["down_revision"]
-    return parents
-
-
-def store_revisions(db: Database | Engine) -> list[str] | None:
-    """The store's Alembic version(s); None when it has no version table (never migrated)."""
-    postgres = _dialect(db) == "postgresql"
-    with _connect(db) as conn:
-        if not has_table(conn, "alembic_version"):
-            return None
-        table = f"{SCHEMA}.alembic_version" if postgres else "alembic_version"
-        return [str(r[0]) for r in _rows(conn, f"SELECT version_num FROM {table}", ())]
-
-
-def at_head(db: Database | Engine) -> bool:
-    """Whether the store's Alembic version is :func:`head_revision` (False for a new database).
-
-    ``db``: the agent's :class:`~stellaops_runtime.store.dbconn.Database` or a
-    SQLAlchemy engine; read over the DB-API either way.
-    """
-    head = head_revision()
-    return head is not None and store_revisions(db) == [head]
-
-
-def behind_head(db: Database | Engine) -> str | None:
-    """The store's revision when it is an older revision of this code's chain than the head, else None.
-
-    A revision this code does not know (a newer agent migrated the store) is
-    not behind: counts are additive and later revisions stay writable by
-    earlier agents (docs/operations.md, "Upgrading").
-    """
-    head, parents = head_revision(), _revision_parents()
-    versions = store_revisions(db)
-    if head is None or parents is None or not versions or versions == [head]:
-        return None
-    older = set(parents) - {head}
-    return next((v for v in versions if v in older), None)
-
-
 def _check_revision(db: Database, url: str) -> None:
     """Refuse a store whose schema is older than this agent writes (``store.migrate: false``).
 
@@ -313,41 +228,6 @@ def _check_revision(db: Database, url: str) -> None:
             f"{head_revision()}: run the migrations first (one agent or Job with store.migrate: true, "
             "see docs/operations.md, Upgrading); the counts are kept until then"
         )
-
-
-def has_table(conn: Any, name: str) -> bool:
-    """Whether the table exists (PostgreSQL: in schema ``signals``).
-
-    ``conn``: a :class:`~stellaops_runtime.store.dbconn.Conn` or a SQLAlchemy connection.
-    """
-    if _dialect(conn) == "postgresql":
-        sql = (
-            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'f', 'v', 'm')"
-        )
-        return bool(_rows(conn, sql, (SCHEMA, name)))
-    sql = "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
-    return bool(_rows(conn, sql, (name,)))
-
-
-def has_schema(conn: Any) -> bool:
-    """Whether the hot-symbol tables exist (i.e. the store was migrated); ``conn`` as :func:`has_table`."""
-    return has_table(conn, HOT_SYMBOLS)
-
-
-def _dialect(x: Any) -> str:
-    d = x.dialect
-    return d if isinstance(d, str) else str(d.name)
-
-
-def _connect(db: Any) -> Any:
-    return db.connect()
-
-
-def _rows(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    if hasattr(conn, "exec_driver_sql"):  # a SQLAlchemy connection: its driver's placeholders
-        return list(conn.exec_driver_sql(sql, params).all())
-    return conn.execute(sql, params).rows
 
 
 def open_store(

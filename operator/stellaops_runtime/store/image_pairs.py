@@ -5,8 +5,9 @@ containerd lifecycle part under its manifest digest (lifecycle/lookup.py ``enric
 kubectl shows its config digest (``imageID``) and an agent with ``lifecycle.enabled: false``
 (or one before that fix) files its Tetragon events under the config digest. Both digests are
 known exactly from containerd's content store (``ContainerRecord.image_config``). The agent
-keeps the pairings its registry holds (:class:`PairsToRecord`) and writes the new ones after a
-flush (:func:`record_pairs`), once per pairing and process; the question's side is
+keeps the pairings its registry holds (:class:`PairsToRecord`) and writes the new ones before the
+rows of a flush (:func:`record_pairs`; agent/flusher.py: no row is stored before its pairing),
+once per pairing and process; the question's side is
 store/same_image.py. Plain DB-API SQL (the agent never loads SQLAlchemy); ON CONFLICT DO NOTHING
 makes a write idempotent across retries and agents. Past ``MAX_PAIRS`` kept, a new pairing is not
 kept: it is counted (``lifecycle_image_pairs_dropped_total``, each time the registry offers it) and

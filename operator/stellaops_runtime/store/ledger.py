@@ -199,9 +199,11 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                     raise _Rollback(state)
                 # The export file's spans: written with the counts, or a spooled batch whose lines
                 # another agent's stored counts cover is stored as gaps (store/export_spans.py); so
-                # is one older than the ledger's rows (store/spool_age.py).
-                old = batch.from_spool and batch.frozen_unix is not None  # asked only of these
-                if old and outlived_ledger(batch, ledger_now(conn), LEDGER_RETENTION):
+                # is one (spooled or held live) older than the ledger's rows (store/spool_age.py).
+                # The ledger's clock is asked only of a spooled batch with a stamp; a live one's age
+                # is its process's.
+                old = batch.from_spool and batch.frozen_unix is not None
+                if outlived_ledger(batch, ledger_now(conn) if old else None, LEDGER_RETENTION):
                     deltas, obs, recounted, unverified = as_gaps(deltas, obs)
                 else:
                     deltas, obs, recounted, unverified = guard(

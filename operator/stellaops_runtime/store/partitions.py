@@ -22,13 +22,18 @@ called". The cutoff is midnight UTC of the day ``retentionDays`` before now,
 minus one more day because a window lasts up to a day: every row removed
 belongs to a window that ended more than ``retentionDays`` ago. Observation windows are deleted
 an hour of ``window_start`` a statement (:func:`delete_before`: a fleet's day in one statement
-passed ``store.statementTimeout``), before the history's table lock is taken.
+passed ``store.statementTimeout``), before the history's table lock is taken; the DEFAULT
+partition's old history an image a statement (:func:`delete_default_before`). A day partition
+whose creation passes the statement timeout (its rows piled up in DEFAULT) is skipped, not the
+whole maintenance (store/default_partition.py).
 
 The minimum, :data:`MIN_RETENTION_DAYS` = 31, is what the evidence needs:
 the runtime factor's lowest tier is "more than 30 watched days without a
 call", which cannot be reached unless 31 days are kept.
 
-SQLite has no partitions: retention is a DELETE of the same rows.
+SQLite has no partitions: retention is a DELETE of the same rows, by the local
+clock bounded by the time counted since the store was opened
+(store/retention_clock.py: a clock stepped ahead deleted days early).
 :func:`maintain` does everything in one transaction; on PostgreSQL only one
 agent at a time does it (a transaction advisory lock; the others skip) and it
 waits at most :data:`LOCK_TIMEOUT_MS` for the table lock the DDL needs. It
@@ -42,12 +47,19 @@ second call on.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stellaops_runtime.store.agent_sql import STATEMENTS
 from stellaops_runtime.store.dbconn import Conn, Database
+from stellaops_runtime.store.default_partition import (
+    delete_default_before,
+    too_many_to_move,
+    unless_timed_out,
+)
+from stellaops_runtime.store.default_partition import quoted as _ident
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -75,6 +87,8 @@ class Maintenance:
     dropped: list[str] = field(default_factory=list)
     moved_rows: int = 0  # rows taken over from the DEFAULT partition by a new day partition
     default_created: bool = False  # the DEFAULT partition was missing and is created again
+    # Day partitions not created: moving their rows out of DEFAULT passed the statement timeout.
+    skipped: list[str] = field(default_factory=list)
     deleted_rows: int = 0  # rows deleted (SQLite history, DEFAULT partition, observation windows)
 
 
@@ -139,11 +153,14 @@ def maintain(
     now: dt.datetime | None = None,
     retention: bool = True,
     lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    local_now: Callable[[], dt.datetime] | None = None,
 ) -> Maintenance:
     """Create the coming day partitions and (``retention``) apply the retention, in one transaction.
 
     ``now`` defaults to the database's clock on PostgreSQL (one clock for
-    every agent) and the local clock on SQLite.
+    every agent) and the local clock on SQLite, read through ``local_now``
+    (a store's :class:`~stellaops_runtime.store.retention_clock.LocalClock`:
+    a clock stepped ahead removes nothing early).
     """
     check_retention_days(retention_days)
     with db.begin() as conn:
@@ -151,7 +168,9 @@ def maintain(
             return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
         if not retention:
             return Maintenance(ran=True)
-        return _maintain_sqlite(conn, retention_days, now or dt.datetime.now(dt.UTC))
+        if now is None:
+            now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
+        return _maintain_sqlite(conn, retention_days, now)
 
 
 def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maintenance:
@@ -184,6 +203,11 @@ def _maintain_postgres(
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
+    if default is not None:  # before the table's lock: a day too large to move is not tried under it
+        today = now.astimezone(dt.UTC).date()
+        backlog = [d for d in create if d <= today and too_many_to_move(conn, default, midnight(d))]
+        out.skipped += [partition_name(d) for d in backlog]
+        create = [d for d in create if d not in backlog]
     if create or drop or default is None:
         # Taken whole before any DDL: the DDL below needs it, and a lock taken in steps could deadlock.
         conn.execute(f"LOCK TABLE signals.{PARENT} IN ACCESS EXCLUSIVE MODE")
@@ -191,14 +215,17 @@ def _maintain_postgres(
         conn.execute(f"CREATE TABLE signals.{DEFAULT_PARTITION} PARTITION OF signals.{PARENT} DEFAULT")
         default, out.default_created = DEFAULT_PARTITION, True
     for day in create:
-        out.moved_rows += _create_day(conn, day, default)
+        moved = unless_timed_out(conn, functools.partial(_create_day, conn, day, default))
+        if moved is None:
+            out.skipped.append(partition_name(day))
+            continue
+        out.moved_rows += moved
         out.created.append(partition_name(day))
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
-    if retention:  # one statement: no index leads with window_start here, a step would scan it whole
-        res = conn.execute(f"DELETE FROM signals.{_ident(default)} WHERE window_start < %s", (cutoff,))
-        out.deleted_rows += max(0, int(res.rowcount or 0))
+    if retention:
+        out.deleted_rows += delete_default_before(conn, default, cutoff)
     return out
 
 
@@ -250,11 +277,6 @@ def _default_partition(conn: Conn) -> str | None:
         "WHERE pt.partrelid = 'signals.hot_symbol_windows'::regclass"
     ).scalar()
     return None if name is None else str(name)
-
-
-def _ident(name: str) -> str:
-    """``name`` quoted as an SQL identifier (a DEFAULT partition created by hand may have any name)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def is_missing_partition(e: BaseException) -> bool:

@@ -141,6 +141,9 @@ class PendingWrites:
         # Spooled rows stored as gaps: their lines cannot be checked and another agent of the node
         # stored counts of the export file (store/export_spans.py ``guard``).
         self.spool_unverified_rows = 0
+        # A live batch's rows stored as gaps: held unacknowledged longer than the flush ledger keeps
+        # its rows, whether it was stored cannot be told (store/spool_age.py).
+        self.outlived_rows = 0
         self.last_error: str | None = None
         # Where the export file's lines drained so far may reach (agent/export_resume.py), given
         # to each batch frozen from the buffer and written with its counts (store/export_position.py).
@@ -372,6 +375,8 @@ class PendingWrites:
             self.spool_replayed_rows += result.written + result.duplicate + result.quarantined
             self.spool_recounted_rows += result.recounted
             self.spool_unverified_rows += result.unverified
+        else:
+            self.outlived_rows += result.unverified
         if result.duplicate:
             log.warning(
                 "flush %s/%d: %d rows were already stored (a retry after a lost acknowledgement); "

@@ -11,7 +11,8 @@ them all through :func:`of_image`. A "no" stays unknown (evidence/paired_image.p
 than ``MAX_PAIRED`` paired) and when another of the digests is an index of several platforms (a
 manifest digest paired with more than one config: the lifecycle agent pairs an index with its own
 node's platform's config, lifecycle/containerd_client.py), whose windows hold each platform's runs
-with nothing saying which: another platform's watched time is no watch of the code asked about.
+with nothing saying which: another platform's watched time is no watch of the code asked about,
+and its calls are no calls of it, so such an index's rows are not read by the others' digests.
 A store before migration 0014 has no pairings.
 """
 
@@ -52,8 +53,9 @@ def paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], str]:
     those configs (each part sorted), at most ``MAX_PAIRED`` besides ``image``; and what leaves a
     "no" unknown (evidence/paired_image.py), "" when nothing: :data:`CUT` when more were paired
     and left out, else :data:`PLATFORMS` when one of the other manifests is paired with more than
-    one config (an index of several platforms). The configs come first: a cut never leaves out the
-    digest the image's other nodes file it under."""
+    one config (an index of several platforms; such manifests are left out: their calls may be
+    another platform's). The configs come first: a cut never leaves out the digest the image's
+    other nodes file it under."""
     if not image.startswith(("sha256:", "sha512:")):
         return (image,), ""
     txn = conn.get_transaction()  # one question's snapshot (queries.snapshot): its pairings stay
@@ -89,13 +91,31 @@ def _paired(conn: sa.Connection, image: str) -> tuple[tuple[str, ...], str]:
     others = [*sorted(configs - {image}), *other_manifests]
     if len(others) > MAX_PAIRED:
         return (image, *others[:MAX_PAIRED]), CUT
-    return (image, *others), PLATFORMS if _an_index(conn, other_manifests) else ""
+    if indexes := _indexes(conn, other_manifests):  # other platforms' runs: not this image's rows
+        return (image, *(d for d in others if d not in indexes)), PLATFORMS
+    return (image, *others), ""
+
+
+def one_content(conn: sa.Connection, image: str) -> tuple[str, ...]:
+    """:func:`same_image`'s digests when every one names the same content, ``image`` first;
+    ``(image,)`` when one of them, ``image`` itself included, is an index paired with several
+    platforms' configs (several contents: one platform's claim is no claim about another's code).
+    For what is signed about one content (witness/store.py ``find``); one more read through the
+    primary key, over at most ``MAX_PAIRED`` + 1 keys, and only for a paired image."""
+    keys = same_image(conn, image)
+    return (image,) if len(keys) > 1 and _an_index(conn, list(keys)) else keys
+
+
+def several_platforms(conn: sa.Connection, image: str) -> bool:
+    """Whether ``image`` itself is an index paired with several platforms' configs (its windows
+    hold each platform's runs); one read through the primary key, and only for a paired image."""
+    return len(same_image(conn, image)) > 1 and _an_index(conn, [image])
 
 
 def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
     """For a listing of every image (cli/query_images.py): each paired digest's other digests, as
-    :func:`same_image` gives them (its configs, then those configs' other manifests; no cut), from
-    one read of ``image_pairs`` instead of a look-up per image."""
+    :func:`same_image` gives them (its configs, then those configs' other manifests but indexes of
+    several platforms; no cut), from one read of ``image_pairs`` instead of a look-up per image."""
     if not has_pairs_table(conn):
         return {}
     p = image_pairs.c
@@ -105,11 +125,22 @@ def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:
         configs_of.setdefault(manifest, set()).add(config)
         manifests_of.setdefault(config, set()).add(manifest)
     out = {}
+    indexes = {m for m, cs in configs_of.items() if len(cs) > 1}  # left out as :func:`paired` does
     for image in configs_of.keys() | manifests_of.keys():
         configs = {image} | configs_of.get(image, set())
         manifests = set().union(*(manifests_of.get(c, set()) for c in configs))
-        out[image] = (*sorted(configs - {image}), *sorted(manifests - configs))
+        out[image] = (*sorted(configs - {image}), *sorted(manifests - configs - indexes))
     return out
+
+
+def _indexes(conn: sa.Connection, manifests: list[str]) -> set[str]:
+    """Those of ``manifests`` paired with more than one config (indexes several platforms' nodes
+    ran); at most ``MAX_PAIRED`` keys, through the primary key."""
+    if not manifests:
+        return set()
+    p = image_pairs.c
+    stmt = sa.select(p.image_digest).where(p.image_digest.in_(manifests)).group_by(p.image_digest)
+    return set(conn.execute(stmt.having(sa.func.count() > 1)).scalars())
 
 
 def _an_index(conn: sa.Connection, manifests: list[str]) -> bool:

@@ -1,4 +1,4 @@
-"""A spooled batch older than the flush ledger's memory is stored as gaps, never counted twice.
+"""A batch older than the flush ledger's memory is stored as gaps, never counted twice.
 
 The flush ledger (store/ledger.py) answers "already stored" for a batch whose COMMIT went
 through but whose acknowledgement was lost. The rows of an agent that stopped with batches
@@ -11,6 +11,13 @@ server's on PostgreSQL, :func:`~stellaops_runtime.store.ledger.ledger_now`), and
 ledger, cannot be told stored or not: it is stored as gaps over its windows, as a batch whose
 export lines cannot be checked is (store/export_spans.py), its counts lost, said and counted
 (``unverified``). A batch of a spool file from before the stamp (None) is replayed as before.
+
+So is a live agent's batch held in memory that long (``Batch.frozen_boot``): its COMMIT went
+through, the acknowledgement was lost, and its store stayed out of reach while other agents pruned
+the ledger; retried, it was counted twice. Its age is counted by the clock since boot
+(:func:`~stellaops_runtime.store.batches.boot_clock`), not its node's wall clock: a node a month
+behind would otherwise have every fresh batch of its taken for one the ledger forgot (its counts
+lost), one a month ahead none.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.batches import Batch, boot_clock
 
 log = logging.getLogger("stellaops_runtime.store.ledger")
 
@@ -27,18 +34,27 @@ log = logging.getLogger("stellaops_runtime.store.ledger")
 CLOCK_MARGIN = dt.timedelta(days=1)
 
 
-def outlived_ledger(batch: Batch, now: dt.datetime, kept: dt.timedelta) -> bool:
-    """Whether ``batch``, read from a spool file, was frozen so long before ``now`` (the ledger's
-    clock) that its ledger rows, kept ``kept``, may be pruned already."""
-    if not batch.from_spool or batch.frozen_unix is None:
-        return False
-    frozen = dt.datetime.fromtimestamp(batch.frozen_unix, dt.UTC)
-    if now - frozen <= kept - CLOCK_MARGIN:
-        return False
+def outlived_ledger(batch: Batch, now: dt.datetime | None, kept: dt.timedelta) -> bool:
+    """Whether ``batch`` was frozen so long ago that its ledger rows, kept ``kept``, may be pruned
+    already: a spooled one by its freeze's wall-clock stamp to ``now`` (the ledger's clock; None:
+    not asked), a live one by the time since boot it has been held."""
+    if not batch.from_spool:
+        if batch.frozen_boot is None:
+            return False
+        held = dt.timedelta(seconds=boot_clock() - batch.frozen_boot)
+        if held <= kept - CLOCK_MARGIN:
+            return False
+        what = f"batch {batch.agent_id}/{batch.seq} was held unacknowledged for {held.days} days"
+    else:
+        if batch.frozen_unix is None or now is None:
+            return False
+        frozen = dt.datetime.fromtimestamp(batch.frozen_unix, dt.UTC)
+        if now - frozen <= kept - CLOCK_MARGIN:
+            return False
+        what = f"spooled batch {batch.agent_id}/{batch.seq} was frozen at {frozen.isoformat()}"
     log.warning(
-        "spooled batch %s/%s was frozen at %s, longer ago than the flush ledger keeps its rows (%s days): "
-        "whether its acknowledgement was lost after it was stored cannot be told, so its rows are not "
-        "stored, their windows are a gap (never counted twice)",
-        batch.agent_id, batch.seq, frozen.isoformat(), kept.days,
+        "%s, longer than the flush ledger keeps its rows (%s days): whether its acknowledgement was lost "
+        "after it was stored cannot be told, so its rows are not stored, their windows are a gap (never "
+        "counted twice)", what, kept.days,
     )  # fmt: skip
     return True

@@ -40,8 +40,10 @@ from stellaops_runtime.store.engine import (
     open_store,
     safe_url,
 )
+from stellaops_runtime.store.fact_builds import prune_gone_nodes_builds
 from stellaops_runtime.store.image_pairs import record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
+from stellaops_runtime.store.node_liveness import prune_liveness
 from stellaops_runtime.store.partitions import (
     DEFAULT_RETENTION_DAYS,
     Maintenance,
@@ -49,6 +51,7 @@ from stellaops_runtime.store.partitions import (
     is_missing_partition,
     maintain,
 )
+from stellaops_runtime.store.retention_clock import LocalClock
 from stellaops_runtime.store.upsert import merge_by_key, merge_by_window, merge_observations, write_rows
 
 if TYPE_CHECKING:
@@ -87,6 +90,7 @@ class HotSymbolStore:
         self.db = db
         self.retention_days = check_retention_days(retention_days)
         self._maintained_at: float | None = None  # time.monotonic() of the last maintenance attempt
+        self._local_clock = LocalClock()  # SQLite's retention: no step of the wall clock ahead
         self.url = safe_url(db.url)
         self._engine: Engine | None = None
         # DBAPI connections of the SQLAlchemy engine (if one was made): abort() reaches them too.
@@ -243,7 +247,20 @@ class HotSymbolStore:
         hourly, with the retention from the second run on (an hour after the
         first batch); see :mod:`stellaops_runtime.store.partitions`.
         """
-        done = maintain(self.db, retention_days=self.retention_days, now=now, retention=retention)
+        done = maintain(
+            self.db, retention_days=self.retention_days, now=now, retention=retention,
+            local_now=self._local_clock.now,
+        )  # fmt: skip
+        if retention and done.ran and done.cutoff is not None:
+            self._prune_liveness(done.cutoff)
+            if done.deleted_rows:  # a node loses its last window only where windows went (once a day)
+                prune_gone_nodes_builds(self.db, self.url)  # after the windows it removed; never raises
+        if done.skipped:
+            log.warning(
+                "history maintenance: day partitions %s not created: too many of their rows are in the "
+                "DEFAULT partition to move them under the table's lock in time (they stay there)",
+                done.skipped,
+            )
         if done.default_created:
             log.warning("history maintenance: the DEFAULT partition was missing; created it again")
         if done.created or done.dropped or done.deleted_rows:
@@ -252,6 +269,17 @@ class HotSymbolStore:
                 done.created, done.dropped, done.deleted_rows, done.cutoff,
             )  # fmt: skip
         return done
+
+    def _prune_liveness(self, cutoff: dt.datetime) -> None:
+        """The proofs of life of nodes not heard of since before the retention's ``cutoff``
+        (store/node_liveness.py ``prune_liveness``), after the windows it removed; logged, never raised."""
+        try:
+            pruned = prune_liveness(self.db, cutoff)
+        except Exception as e:  # housekeeping: tried again at the next retention
+            log.warning("cannot prune the proofs of life of %s: %s", self.url, first_line(e))
+            return
+        if pruned:
+            log.info("pruned the proofs of life of %d nodes not heard of since before %s", pruned, cutoff)
 
     def abort(self) -> None:
         """Make every call in progress on this store fail now; safe from any thread.

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from stellaops_runtime.store.function_refs import FunctionQuery, function_query
 from stellaops_runtime.store.queries import rfc3339
 from stellaops_runtime.store.refs import PurlQuery, RefError
+from stellaops_runtime.store.same_image import one_content
 from stellaops_runtime.store.schema import SCHEMA, runtime_witnesses
 
 
@@ -199,37 +200,57 @@ def save(
     return int(new_id), True
 
 
-def _canonical_ids(conn: sa.Connection, image: str) -> dict[str, str]:
-    """Each claim id kept for ``image`` -> the canonical id of its claim. A version before canonical
-    claims hashed the values as typed (``pkg:deb/debian/Zlib1g``, ``cve-2024-1``): its rows are
-    read again here, so the id anyone computes from the claim finds them. One entry per distinct
-    claim spelling, few per image."""
+_Claim = tuple[str, str, str | None]  # a claim's canonical purl, function, vulnerability
+
+
+def _kept_claims(
+    conn: sa.Connection, digests: tuple[str, ...]
+) -> dict[str, tuple[str, _Claim | None, frozenset[str]]]:
+    """Each claim id kept under ``digests`` -> the canonical id of its claim (by the digest it was
+    signed with), its canonical values (None when they no longer read as a claim) and every id that
+    names it: the kept one, and the canonical id by each of ``digests`` (one image's content, so one
+    claim by any of them). A version before canonical claims hashed the values as typed
+    (``pkg:deb/debian/Zlib1g``, ``cve-2024-1``): its rows are read again here, so the id anyone
+    computes from the claim finds them. One entry per distinct claim spelling, few per image."""
     c = runtime_witnesses.c
     rows = conn.execute(
-        sa.select(c.claim_id, c.purl, c.function, c.vulnerability).where(c.image_digest == image).distinct()
+        sa.select(c.image_digest, c.claim_id, c.purl, c.function, c.vulnerability)
+        .where(c.image_digest.in_(digests))
+        .distinct()
     )
-    return {
-        r.claim_id: _stored_claim_id(image, r.purl, r.function, r.vulnerability) or r.claim_id for r in rows
-    }
+    out: dict[str, tuple[str, _Claim | None, frozenset[str]]] = {}
+    for r in rows:
+        try:
+            values = canonical_claim(r.purl, r.function, r.vulnerability or None)
+        except RefError:
+            out[r.claim_id] = (r.claim_id, None, frozenset({r.claim_id}))
+            continue
+        ids = frozenset({r.claim_id, *(typed_claim_id(d, *values) for d in digests)})
+        out[r.claim_id] = (typed_claim_id(r.image_digest, *values), values, ids)
+    return out
 
 
 def find(conn: sa.Connection, *, image: str, claim: str | None = None) -> list[StoredWitness]:
     """Witnesses of ``image`` (of one claim id when given), newest first, each with its claim's
     canonical id. ``claim`` is a canonical id, or the id a version before canonical claims kept a
-    witness under."""
+    witness under. The witnesses signed by a digest paired with ``image`` as the same content
+    (store/same_image.py ``one_content``: its config digest, its other manifests) are its too, each
+    once, with the digest and claim id it was signed with: a claim's id by either digest finds them."""
     _check(conn)
     c = runtime_witnesses.c
-    canonical = _canonical_ids(conn, image)
-    stmt = sa.select(*(c[f] for f in StoredWitness.__slots__)).where(c.image_digest == image)  # type: ignore[attr-defined]
+    digests = one_content(conn, image)
+    kept = _kept_claims(conn, digests)
+    of_image = c.image_digest == image if len(digests) == 1 else c.image_digest.in_(digests)
+    stmt = sa.select(*(c[f] for f in StoredWitness.__slots__)).where(of_image)  # type: ignore[attr-defined]
     if claim is not None:
-        target = canonical.get(claim, claim)  # an id kept by an older version: its claim's
-        ids = sorted(kept for kept, cid in canonical.items() if cid == target or kept == claim)
+        asked = {values for _own, values, names in kept.values() if claim in names and values is not None}
+        ids = sorted(k for k, (_own, values, names) in kept.items() if claim in names or values in asked)
         if not ids:
             return []
         stmt = stmt.where(c.claim_id.in_(ids))
     found = conn.execute(stmt.order_by(c.issued_at.desc(), c.id.desc()))
     return [
-        dataclasses.replace(w, claim_id=canonical.get(w.claim_id, w.claim_id))
+        dataclasses.replace(w, claim_id=kept[w.claim_id][0] if w.claim_id in kept else w.claim_id)
         for w in (StoredWitness(**r._mapping) for r in found)
     ]
 

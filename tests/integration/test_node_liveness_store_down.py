@@ -1,0 +1,94 @@
+"""A store that is down: the proof of life after a flush that could not open it does not open it again.
+
+Defect (RLV's report, session 45, "Left alone" 5): after a flush failed to open the store, the flush
+loop's proof of life (agent/flusher.py ``prove_alive``) opened it again, waiting as long again
+(connect, statement and 5 s; 45 s by default), so a store that was down doubled the loop's retry
+period, and each round started two connections into the outage. The proof now gives up at once
+when the flush's own open just failed (counted in ``liveness_failures`` like any proof not
+written); an idle node's proof, whose flush opens nothing, still opens the store itself.
+Real Flusher, real PostgreSQL behind tests/pgproxy.py's black hole (connections accepted, nothing
+answered: the connect timeout fires).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from pgproxy import PgProxy
+
+from stellaops_runtime.agent.flusher import Flusher
+from stellaops_runtime.contracts.config import AgentConfig
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.hotsymbols.clock_span import now_pair
+
+NODE = "node-down"
+IMG = "sha256:" + "f" * 64
+
+
+def delta() -> HotSymbolDelta:
+    t = time.time_ns() // 60_000_000_000 * 60_000_000_000
+    key = HotSymbolKey(IMG, "/lib/libz.so.1", "inflate", EvidenceKind.INVOKED)
+    return HotSymbolDelta(key=key, window_start_ns=t, invocation_count=1, first_seen_ns=t, last_seen_ns=t + 1)
+
+
+def flusher(url: str, flush_timeout: str = "5s") -> Flusher:
+    async def no_drain() -> None:
+        return None
+
+    cfg = AgentConfig(
+        store={"url": url, "connectTimeout": "1s", "statementTimeout": "1s", "flushTimeout": flush_timeout}
+    )
+    return Flusher(cfg, agent_id=f"{NODE}/a1", drain=no_drain, stop=lambda _r: None, node=NODE)
+
+
+async def test_the_proof_after_a_flush_that_could_not_open_the_store_opens_nothing(pg_url: str) -> None:
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy.blackhole()
+    f = flusher(proxy.url(pg_url))
+    try:
+        f.pending.add([delta()], [])
+        t0 = time.monotonic()
+        assert await f.flush(proof_follows=True) is False  # its open met the black hole
+        flushed = time.monotonic() - t0
+        tried = proxy.accepted
+        assert tried >= 1 and f.store is None
+        t1 = time.monotonic()
+        assert await f.prove_alive(NODE, now_pair()) is False
+        proved = time.monotonic() - t1
+        # before: a second open into the outage, as long again as the flush's (2.0 s and 2.0 s)
+        assert proxy.accepted == tried and proved < 0.5, (proxy.accepted, tried, flushed, proved)
+        assert f.liveness_failures == 1
+    finally:
+        proxy.close()
+    # an idle node's flush opens nothing: its proof still opens the store itself
+    g = flusher(pg_url)
+    assert await g.flush(proof_follows=True) is True and g.store is None
+    assert await g.prove_alive(NODE, now_pair()) is True and g.liveness_failures == 0
+    await g.close()
+
+
+async def test_a_hung_store_costs_a_fresh_agent_s_first_flush_one_flush_timeout_not_two(pg_url: str) -> None:
+    """The start row (store/node_liveness.py ``write_start``) goes before an agent's first rows: on a
+    store that hangs once open it waited ``store.flushTimeout`` and then the rows' write waited as long
+    again (seen: 2.0 s with a 1 s timeout). A start row not written in time now fails the flush, its
+    hung connection cut as a hung write's is: the rows wait in the buffer for the next flush."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="1s")
+    try:
+        assert await f.open() is True  # open, its connection pooled; then the network goes silent
+        proxy.blackhole()
+        f.pending.add([delta()], [])
+        t0 = time.monotonic()
+        assert await f.flush() is False
+        took = time.monotonic() - t0
+        assert took < 1.6, took  # one flushTimeout (before: the start row's and the rows' write's)
+        assert f.pending.pending_rows == 1 and f.liveness_failures == 1
+        proxy.heal()
+        assert await f.flush() is True, f.pending.last_error  # the next flush stores both, once
+        assert f.pending.rows_flushed == 1 and f.liveness_failures == 1
+    finally:
+        await f.close()
+        proxy.close()

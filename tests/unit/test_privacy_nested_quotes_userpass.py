@@ -1,0 +1,105 @@
+"""``user:password`` opened by an escaped single quote, and snyk's setting in escaped double quotes.
+
+Three levels deep too (``bash -lc`` of a ``bash -c '…'`` line: the escaped quote quoted again).
+P7 (session 45) taught the value rules the escaped single quote a program writes when it builds a
+``bash -c`` script with ``shlex.quote`` (``--password '"'"'a b'"'"'``), but not the rules of a
+``user:password`` value (``cli_syntax.after``: curl's ``-u``, skopeo's ``--creds``, lftp's ``-u``,
+smbclient's ``-U``): ``bash -c 'curl -u '"'"'bob:x'"'"' https://h'`` stored the password (two levels
+of quoting, what ``subprocess.run(["bash", "-c", shlex.join(argv)])`` runs). RP7 left snyk's
+``config set \\"api=T\\"`` inside a double-quoted ``sh -c "…"``. Each case runs through the filter the
+agent uses, as an exec of the shell; the same commands without a secret stay.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+
+_PW = "P8-nested"
+
+
+def _exec(binary: str, arguments: str) -> str:
+    ev = RuntimeCallEvent(
+        kind=EventKind.EXEC,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, exec_id="e1", binary=binary, arguments=arguments),
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    assert ev.process is not None
+    return ev.process.arguments
+
+
+def _script_forms(line: str) -> list[str]:
+    """``line`` as ``bash -c``'s argument built by shlex.quote, and that inside ``sh -c "…"``."""
+    quoted = shlex.quote(line)
+    return [f"-c {quoted}", '-c "bash -c ' + quoted.replace('"', '\\"') + '"']
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"curl -u 'bob:{_PW}' https://h",
+        f"curl -u 'bob:{_PW} x' https://h",
+        f"curl --user 'bob:{_PW}' -sS https://h",
+        f"skopeo copy --src-creds 'bob:{_PW}' docker://a docker://b",
+        f"lftp -u 'bob,{_PW}' ftp://h",
+        f"smbclient //h/s -U 'CORP\\bob%{_PW}'",
+    ],
+)
+def test_a_user_password_in_escaped_single_quotes_loses_its_password(line: str) -> None:
+    for args in _script_forms(line):
+        out = _exec("/bin/bash", args)
+        assert _PW not in out, out
+        assert "bob" in out, out  # the user stays
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"mysql --password '{_PW} x' db",
+        f"app --token='{_PW}' x",
+        f"curl -u 'bob:{_PW}' https://h",
+        f"export DB_PASSWORD='{_PW} y'",
+        f"app --password 'a'\\''{_PW}' next",  # a password holding a quote
+    ],
+)
+def test_quoting_three_levels_deep_loses_the_secret(line: str) -> None:
+    # bash -lc <quoted: bash -c <quoted: line>> (RP7's first left-alone item: the escaped quote is
+    # quoted again, ``'"'"'"'"'"'"'"'"'``, and the value after it was kept); also two levels with the
+    # value holding a quote (``'"'"'a'"'"'\'"'"''"'"'b'"'"'``)
+    two = "bash -c " + shlex.quote(line)
+    for args in (f"-lc {shlex.quote(two)}", f"-c {shlex.quote(line)}"):
+        out = _exec("/bin/bash", args)
+        assert _PW not in out, out
+        assert line.split()[-1] in out or line.startswith("export"), out  # the words after it stay
+
+
+def test_snyks_setting_in_escaped_double_quotes_loses_its_token() -> None:
+    out = _exec("/bin/sh", f'-c "snyk config set \\"api={_PW}\\" && snyk test"')
+    assert _PW not in out and "snyk test" in out, out
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "curl -u 'bob' https://h",  # curl prompts
+        "curl -H 'Accept: a/b' https://h",
+        'snyk config set "org=acme"',
+    ],
+)
+def test_the_same_commands_without_a_secret_stay(line: str) -> None:
+    for args in _script_forms(line):
+        assert _exec("/bin/bash", args) == args
+
+
+def test_the_escaped_quote_forms_cost_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    for unit in ("curl -u '\"'\"'b:", "-u '\\''", 'config set \\"api=', "-U '\"'\"'d\\u%"):
+        assert growth(pf.filter_field, unit) < 10, unit
