@@ -33,6 +33,15 @@ def test_a_deletion_timestamp_or_a_removal_taint_is_going_away_and_nothing_else(
     assert node_going({"metadata": None, "spec": {"taints": "not a list"}}) is None
 
 
+def test_the_autoscaler_s_soft_candidate_taint_is_not_going_away() -> None:
+    # the cluster autoscaler puts DeletionCandidateOfClusterAutoscaler (PreferNoSchedule) on every node
+    # unneeded for a while and takes it off when the node is needed again: a node may carry it for
+    # days and run on. An agent stopped then (a rollout, an uninstall) must leave its images open.
+    soft = {"key": "DeletionCandidateOfClusterAutoscaler", "value": "1", "effect": "PreferNoSchedule"}
+    assert node_going(node(taints=[soft])) is None
+    assert "DeletionCandidateOfClusterAutoscaler" not in GONE_TAINTS
+
+
 def test_a_node_read_that_does_not_answer_in_time_is_not_going_away(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         kubeconfig = tmp_path / "kubeconfig.yaml"

@@ -36,11 +36,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Taints put on a Node that is about to be removed: the cluster autoscaler's (scale-down in progress,
-# and its soft candidate mark) and Karpenter's disruption taint (v1; its value names the reason).
+# Taints put on a Node that is about to be removed: the cluster autoscaler's scale-down in progress
+# and Karpenter's disruption taint (its value names the reason). Not the autoscaler's soft
+# DeletionCandidateOfClusterAutoscaler (PreferNoSchedule): it marks a node merely unneeded for a while,
+# taken off when the node is needed again; an agent stopped under it (a rollout, an uninstall) would
+# have ended every image's open time on a node that runs on unwatched.
 GONE_TAINTS = (
     "ToBeDeletedByClusterAutoscaler",
-    "DeletionCandidateOfClusterAutoscaler",
     "karpenter.sh/disruption",
 )
 NODE_READ_SECONDS = 2.0  # at most, and at most a quarter of the shutdown's grace
