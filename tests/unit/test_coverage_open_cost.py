@@ -79,6 +79,9 @@ def test_one_vex_run_computes_its_open_gaps_once_not_per_function(
     calls: list[str] = []
     real = coverage_open._open
     monkeypatch.setattr(coverage_open, "_open", lambda *a: calls.append(a[1]) or real(*a))
+    walks: list[int] = []  # the days of the spans, walked (1-7 ms a function at 1,000 nodes down)
+    real_days = coverage_open.span_days
+    monkeypatch.setattr(coverage_open, "span_days", lambda spans: walks.append(1) or real_days(spans))
     pq = PurlQuery.parse("pkg:deb/debian/zlib1g")
     with open_store(url) as s:
         s.write([], rows)
@@ -86,11 +89,17 @@ def test_one_vex_run_computes_its_open_gaps_once_not_per_function(
             answers = []
             for memo in (None, {}):  # each function on its own; then one memo, as vex passes (cli/vex.py)
                 calls.clear()
+                walks.clear()
                 for fn in ("inflate", "deflate", "crc32"):
                     obs = store_facts.observe(
                         conn, image=IMG, purl=pq, function=function_query(fn), open_memo=memo
                     )
                     answers.append((fn, obs.facts.watched_days, [(g.node_name, g.start) for g in obs.gaps]))
                 assert len(calls) == (3 if memo is None else 1), calls  # was 2 per function: days, then gaps
+                assert len(walks) == (3 if memo is None else 1)  # the days too: once a run (review RNG)
+            mine = coverage_open.open_days(conn, IMG, memo=memo)
+            kept = set(mine)
+            mine.clear()  # the caller's own set: emptying it leaves the run's memo whole
+            assert T.date() in kept and coverage_open.open_days(conn, IMG, memo=memo) == kept
     assert answers[:3] == answers[3:]  # the same answers
     assert all(gaps for _, _, gaps in answers)  # T's day is past: each node's is open
