@@ -31,6 +31,7 @@ COMMANDS = {
     "attribute": "stellaops_runtime.cli.attribute",
     "containers": "stellaops_runtime.cli.containers",
     "evidence": "stellaops_runtime.cli.evidence",
+    "node-gone": "stellaops_runtime.cli.node_gone",
     "operator": "stellaops_runtime.cli.operator",
     "probes": "stellaops_runtime.cli.probes",
     "query": "stellaops_runtime.cli.query",
