@@ -9,7 +9,7 @@ containers not stopped; ``images_uncertain`` when it could not know, lifecycle o
 keeps every image open), and whether its Node is going away (``gone``: a deletion timestamp or an
 autoscaler's or Karpenter's taint on it). The reader then ends the open time at ``stopped_at`` for
 the images not running, and for every image of a node that is gone (store/node_stop.py,
-store/coverage_stop.py).
+store/coverage_live.py, store/coverage_open.py).
 
 ``stop_agent``: the agent that wrote the stop; a stop counts only for the proof of the same agent
 written no later than it (a next agent's proof upserts the row and leaves these columns behind).
