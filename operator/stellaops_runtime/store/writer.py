@@ -200,7 +200,7 @@ class HotSymbolStore:
                 self._maintain_quietly(retention)
         if self._batches % PRUNE_EVERY_BATCHES == 1:
             try:
-                pruned = prune_ledger(self.db)
+                pruned = prune_ledger(self.db, local_now=self._local_clock.now)  # SQLite: bounded
             except Exception as e:  # pruning is housekeeping: never fail a write for it
                 log.warning("cannot prune the flush ledger of %s: %s", self.url, first_line(e))
             else:
