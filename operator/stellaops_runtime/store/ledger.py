@@ -70,6 +70,7 @@ from stellaops_runtime.store.batches import (
     Batch,
     BatchResult,
     Coverage,
+    boot_clock,
     coverage,
     parse_part,
     part_name,
@@ -136,6 +137,8 @@ def ledger_now(conn: Conn) -> dt.datetime:
 
 def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     """Insert this range's ledger row; say whether the range (or part of it) was applied before."""
+    if batch.claimed_boot is None:  # from here on a COMMIT of it may go through (store/spool_age.py)
+        batch.claimed_boot = boot_clock()
     now = _lock(conn, batch)
     sql = STATEMENTS[conn.dialect]
     part = part_name(lo, hi)
