@@ -155,3 +155,10 @@ def test_the_same_forms_without_a_secret_stay(line: str) -> None:
 def test_the_widened_values_cost_grows_linearly(unit: str) -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     assert growth(pf.filter_field, unit) < 10, unit
+
+
+def test_snyks_setting_in_double_quotes_escaped_twice_loses_its_token() -> None:
+    # sh -c "sh -c \"snyk config set \\\"api=T\\\"\"": two double-quoted levels (RP8)
+    args = '-c "sh -c \\"snyk config set \\\\\\"api=' + _PW + '\\\\\\"\\""'
+    out = _exec("/bin/sh", args)
+    assert _PW not in out and "api=" in out, out
