@@ -60,6 +60,7 @@ from stellaops_runtime.store.default_partition import (
     unless_timed_out,
 )
 from stellaops_runtime.store.default_partition import quoted as _ident
+from stellaops_runtime.store.retention_cut import record_cut
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -165,12 +166,16 @@ def maintain(
     check_retention_days(retention_days)
     with db.begin() as conn:
         if conn.dialect == "postgresql":
-            return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
-        if not retention:
+            done = _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
+        elif not retention:
             return Maintenance(ran=True)
-        if now is None:
-            now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
-        return _maintain_sqlite(conn, retention_days, now)
+        else:
+            if now is None:
+                now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
+            done = _maintain_sqlite(conn, retention_days, now)
+    if retention and done.ran and done.cutoff is not None:  # the highest cut kept (mixed settings)
+        record_cut(db, done.cutoff, now or dt.datetime.now(dt.UTC))
+    return done
 
 
 def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maintenance:
