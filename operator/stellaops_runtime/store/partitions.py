@@ -23,7 +23,8 @@ minus one more day because a window lasts up to a day: every row removed
 belongs to a window that ended more than ``retentionDays`` ago. Observation windows are deleted
 an hour of ``window_start`` a statement (:func:`delete_before`: a fleet's day in one statement
 passed ``store.statementTimeout``), before the history's table lock is taken; the DEFAULT
-partition's old history an image a statement (:func:`delete_default_before`). A day partition
+partition's old history an image a statement (:func:`delete_default_before`), before that lock
+too. A day partition
 whose creation passes the statement timeout (its rows piled up in DEFAULT) is skipped, not the
 whole maintenance (store/default_partition.py).
 
@@ -208,6 +209,10 @@ def _maintain_postgres(
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
+    if retention and default is not None:
+        # Before the table's lock too: a large old backlog there took statement after statement
+        # while every flush's insert into the history waited for the lock.
+        out.deleted_rows += delete_default_before(conn, default, cutoff)
     if default is not None:  # before the table's lock: a day too large to move is not tried under it
         today = now.astimezone(dt.UTC).date()
         backlog = [d for d in create if d <= today and too_many_to_move(conn, default, midnight(d))]
@@ -229,8 +234,6 @@ def _maintain_postgres(
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
-    if retention:
-        out.deleted_rows += delete_default_before(conn, default, cutoff)
     return out
 
 
