@@ -253,7 +253,7 @@ class HotSymbolStore:
         )  # fmt: skip
         if retention and done.ran and done.cutoff is not None:
             self._prune_liveness(done.cutoff)
-            if done.deleted_rows:  # a node loses its last window only where windows went (once a day)
+            if done.deleted_rows or done.dropped:  # a node loses its last window only where rows went
                 prune_gone_nodes_builds(self.db, self.url)  # after the windows it removed; never raises
         if done.skipped:
             log.warning(
