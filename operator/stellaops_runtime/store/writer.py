@@ -41,7 +41,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.fact_builds import prune_gone_nodes_builds
-from stellaops_runtime.store.image_pairs import record_pairs
+from stellaops_runtime.store.image_pairs import PairsToRecord, record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
 from stellaops_runtime.store.node_liveness import prune_liveness
 from stellaops_runtime.store.partitions import (
@@ -150,10 +150,11 @@ class HotSymbolStore:
         except Exception as e:
             raise self._wrap(e, "write to") from e
 
-    def record_pairs(self, pairs: list[tuple[str, str]]) -> int:
-        """Store ``(config digest, manifest digest)`` pairings (store/image_pairs.py), idempotently."""
+    def record_pairs(self, pairs: list[tuple[str, str]], into: PairsToRecord | None = None) -> int:
+        """Store ``(config digest, manifest digest)`` pairings (store/image_pairs.py), idempotently;
+        each part kept in ``into`` as it commits, a refused pairing counted there."""
         try:
-            return record_pairs(self.db, pairs)
+            return record_pairs(self.db, pairs, into)
         except Exception as e:
             raise self._wrap(e, "write to") from e
 
