@@ -99,3 +99,34 @@ def test_a_day_with_more_rows_than_a_move_may_take_is_not_tried_under_the_lock(
         done = store.maintain()
         assert done.skipped == [partition_name(today)] and done.moved_rows == 0, done
         assert len(done.created) == 3 and store.maintain().skipped == [partition_name(today)]
+
+
+def test_the_default_partition_s_old_rows_go_before_the_history_s_exclusive_lock(pg_url: str) -> None:
+    """The DEFAULT partition's stepped delete ran after ``LOCK TABLE ... ACCESS EXCLUSIVE`` whenever
+    the run also created or dropped a day (daily): a large old backlog there was deleted, statement
+    after statement with no bound on the whole, while every flush's insert into the history waited
+    (seen failing before: an insert with a 200 ms lock timeout, made while the delete ran, timed
+    out). Now it runs before the lock, as the observation windows' delete does: the insert goes
+    through, and the day is still created."""
+    with open_store(pg_url) as store, store.engine.begin() as c:
+        tomorrow = c.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date + 1")).scalar()
+        c.execute(sa.text(f"DROP TABLE signals.{partition_name(tomorrow)}"))  # a day to create
+        c.execute(sa.text(OLD_ROWS.replace("100000", "300")))  # 100 images' rows of 100 days ago
+    flushed: list[str] = []
+    with open_store(pg_url) as store, open_store(pg_url) as other:
+
+        def flush_meanwhile(sql: str, _args: object, _many: bool) -> None:
+            if flushed or not sql.startswith('DELETE FROM signals."hot_symbol_windows_default"'):
+                return
+            try:
+                with other.engine.begin() as c:
+                    c.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                    c.execute(sa.text(ROWS.replace("100000", "1")))
+                flushed.append("stored")
+            except sa.exc.OperationalError as e:
+                flushed.append(f"waited: {e.orig}")
+
+        store.db.hooks.append(flush_meanwhile)
+        done = store.maintain()
+        assert done.deleted_rows == 300 and done.created == [partition_name(tomorrow)], done
+    assert flushed == ["stored"]

@@ -199,3 +199,39 @@ def test_a_live_batch_s_age_is_not_its_node_s_wall_clock(monkeypatch: pytest.Mon
     a live batch's age is counted since boot, not from its wall-clock stamp."""
     batch = _live(monkeypatch, 40, 1)  # the node's wall clock at the freeze: 40 days behind
     assert not outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)
+
+
+class _Down:
+    """The real store, out of reach for the first ``n`` attempts: each fails before any statement."""
+
+    def __init__(self, store: HotSymbolStore, n: int) -> None:
+        self.store, self.n = store, n
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        if self.n:
+            self.n -= 1
+            raise StoreUnavailable("connection refused")
+        return self.store.write_batch(batch)
+
+    def abort(self) -> None:
+        self.store.abort()
+
+
+def test_a_live_batch_that_never_reached_the_store_keeps_its_counts_after_a_month(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch frozen at the start of a store outage of 31 days never reached a COMMIT (each attempt
+    failed before its first statement): no ledger row of it can exist, so nothing can double. Its
+    age counted from the freeze stored it as gaps, its counts lost (seen failing before: 0 calls,
+    2 rows outlived); from its first attempt that reached the database, it is stored whole."""
+    with open_store(url) as s:
+        pending = PendingWrites(agent_id="node-2/live")
+        [delta, window] = _rows(0)
+        pending.add([delta], [window])
+        store = _Down(s, 2)
+        assert not asyncio.run(pending.flush(store))  # frozen, the store down
+        _days_later(monkeypatch, 31)
+        assert not asyncio.run(pending.flush(store))  # still down a month on
+        assert asyncio.run(pending.flush(store))  # back
+        assert [r["invocation_count"] for r in s.read_hot_symbols()] == [7]
+        assert (pending.outlived_rows, pending.rows_flushed) == (0, 2)

@@ -50,6 +50,10 @@ def test_the_lifecycle_part_exposes_the_pairings_kept_and_dropped(monkeypatch: p
     part.pairs = PairsToRecord()
     for i in (1, 2, 3):
         part.pairs.note(CONFIG, manifest(i))
+    part.pairs.refuse((CONFIG, manifest(1)), ValueError("refused"))  # the store refused it as data
+    part.pairs.refuse((CONFIG, manifest(1)), ValueError("refused"))  # counted once a pairing
     samples = {s.name: s.value for m in part.metrics() for s in m.samples}
     assert samples["stellaops_runtime_lifecycle_image_pairs"] == 1, samples
     assert samples["stellaops_runtime_lifecycle_image_pairs_dropped_total"] == 2, samples
+    assert samples["stellaops_runtime_lifecycle_image_pairs_refused_total"] == 1, samples
+    assert part.pairs.unstored() == []

@@ -103,3 +103,62 @@ def test_the_escaped_quote_forms_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig())
     for unit in ("curl -u '\"'\"'b:", "-u '\\''", 'config set \\"api=', "-U '\"'\"'d\\u%"):
         assert growth(pf.filter_field, unit) < 10, unit
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a name only the environment-name rules read (the glued *PASS, *_PAT, *_CREDS), its value with a
+        # blank, as shlex.join writes it: bash -c 'env DBPASS='"'"'a b'"'"' ./app' (RP8)
+        f"env DBPASS='a {_PW}' ./app",
+        f"export MYSQLPASS='a {_PW}'; ./app",
+        f"docker run -e GITHUB_PAT='a {_PW}' img",
+        # fish's set and csh's setenv: the value in escaped single quotes
+        f"set -x DB_PASSWORD 'a {_PW}'",
+        f"setenv DB_PASSWORD 'a {_PW}'",
+        # snyk's setting quoted in the inner script
+        f"snyk config set 'api={_PW}'",
+        f'snyk config set "api={_PW}"',
+        # a two-dash flag of one word ending in PW after lower case (P8's --rootpw rule)
+        f"slapadd --rootPW {_PW}",
+    ],
+)
+def test_a_value_in_escaped_quotes_of_an_env_name_set_setenv_or_snyk_loses_it(line: str) -> None:
+    for args in [*_script_forms(line), "-c " + shlex.quote("bash -c " + shlex.quote(line))]:
+        out = _exec("/bin/bash", args)
+        assert _PW not in out, out
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        *("env DEBUG='a b' ./app", "set -x EDITOR 'code -w'", "setenv LANG 'C.UTF-8'"),
+        "snyk config set 'org=acme'",
+    ],
+)
+def test_the_same_forms_without_a_secret_stay(line: str) -> None:
+    for args in _script_forms(line):
+        assert _exec("/bin/bash", args) == args
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "DBPASS='\"'\"'",
+        "DBPASS='\"'\"'a'\"'\"'b",
+        "set -x DB_PASSWORD '\"'\"'a ",
+        "setenv DB_PASSWORD '\"'\"'",
+        "snyk config set \\\\\\",
+        "snyk config set '\"'\"'api=",
+    ],
+)
+def test_the_widened_values_cost_grows_linearly(unit: str) -> None:
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    assert growth(pf.filter_field, unit) < 10, unit
+
+
+def test_snyks_setting_in_double_quotes_escaped_twice_loses_its_token() -> None:
+    # sh -c "sh -c \"snyk config set \\\"api=T\\\"\"": two double-quoted levels (RP8)
+    args = '-c "sh -c \\"snyk config set \\\\\\"api=' + _PW + '\\\\\\"\\""'
+    out = _exec("/bin/sh", args)
+    assert _PW not in out and "api=" in out, out

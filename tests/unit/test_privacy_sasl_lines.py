@@ -206,6 +206,9 @@ def test_a_sasl_answer_framed_otherwise_loses_its_base64(text: str, expected: st
     [
         "/usr/local/bin/python3",  # a path is base64's alphabet: it decodes to no SASL answer
         "/usr/bin/ls\n",
+        # a four-letter word and CRLF written alone (a line a server or a program prints): base64 of
+        # a password of 3 characters at most
+        *("Done\r\n", "True\r\n", "None\r\n", "Main\r\n"),
         "ReadFile",  # a function's name, 8 letters
         "Done\n",
         _b64("hello world"),  # base64 of no credential

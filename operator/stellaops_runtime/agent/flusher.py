@@ -354,24 +354,28 @@ class Flusher:
         rows stored first said "watched" while the calls under the other digest went unread (a "not
         observed" about called code). False, with ``last_error``, when the write fails or does not
         finish within ``store.flushTimeout``: the flush then stores no rows, and all wait for the
-        next one."""
+        next one (the parts stored meanwhile are not written again; a write not done in time is cut
+        with the store's connections). A pairing the database refuses as data can never be written:
+        counted (``PairsToRecord.refused``), it holds no rows."""
         store, pairs = self.store, self.pairs.unstored()
         if store is None or not pairs:
             return True
         timeout = self.config.store.flush_timeout
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-        fut = run_detached(store.record_pairs, pairs, name="store-pairs")
+        # each part kept as stored when it commits, a refused pairing counted (never tried again)
+        fut = run_detached(store.record_pairs, pairs, self.pairs, name="store-pairs")
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # the rows wait with it (a timeout included: left to finish on its thread)
+        except Exception as e:  # the rows wait with it
             fut.add_done_callback(_pairs_retrieved)
-            self.pending.last_error = (
-                f"image digest pairings not stored (rows kept for retry): {redact(repr(e))}"
-            )
+            why = redact(repr(e))
+            if isinstance(e, TimeoutError):  # cut, as a hung rows' write is (else one hung thread and
+                store.abort()  # connection more each flush); the parts it stored stay stored
+                why = f"store {self.label} did not answer within {timeout:g}s"
+            self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {why}"
             log.warning("%s", self.pending.last_error)
             return False
-        self.pairs.stored(pairs)
         return True
 
     async def _maintain(self) -> None:

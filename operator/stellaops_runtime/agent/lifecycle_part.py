@@ -312,6 +312,12 @@ class LifecyclePart:
                 f"Offers of a new image pairing not kept (past {MAX_PAIRS} kept; offered at each refresh).",
                 self.pairs.dropped,
             )
+            yield counter(
+                "lifecycle_image_pairs_refused",
+                "Image pairings the store refused as data (a constraint, a value its column does not "
+                "take): never written, they hold no rows.",
+                self.pairs.refused,
+            )
 
 
 class UnseenContainers(RunWindows):

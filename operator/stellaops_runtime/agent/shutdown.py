@@ -10,11 +10,11 @@ The order matters, and each step has its share of the deadline:
    time they arrived in and over their own event times (a replayed stream's);
 3. a flush already running may finish: its batch is frozen, so aborting it
    when it must be cut short loses nothing and its retry cannot count twice;
-4. the other tasks end (one that does not end when cancelled is left running at the drain's
-   deadline, said by name); Tetragon's metrics are read once more (what it lost
-   since the last scrape: sources/tetragon_metrics.py); an outage of the source
-   still open, and those losses, become gaps (agent/outages.py) so the last
-   drain carries them;
+4. the other tasks end (one that does not end when cancelled is left running, said by name, after
+   half of the time left to the drain's deadline: the last flush keeps the rest); Tetragon's
+   metrics are read once more (what it lost since the last scrape: sources/tetragon_metrics.py);
+   an outage of the source still open, and those losses, become gaps (agent/outages.py) so the
+   last drain carries them;
 5. the final flush drains the pipeline and writes, spooling what the store
    did not take (a reserve of the deadline is kept for writing the spool);
    a drain still running at the deadline holds counts that reach neither:
@@ -127,7 +127,9 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
         if not done:
             tasks[2].cancel()
         await asyncio.gather(tasks[2], return_exceptions=True)
-    await end_tasks(tasks[3:], deadline - reserve)
+    # Half of what is left at most (as the consumer's share): the last flush keeps the rest, which a
+    # task deaf to its cancel took whole before (its counts then reached neither store nor spool).
+    await end_tasks(tasks[3:], deadline - reserve - max(0.0, deadline - reserve - time.monotonic()) / 2)
     # Native records still waiting for the container lookup: decoded with what it says now.
     held = asyncio.ensure_future(agent.in_pipeline(agent.pipeline.release_native_held, True))
     await asyncio.wait({held}, timeout=max(0.0, deadline - reserve - time.monotonic()))
@@ -164,8 +166,8 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
 
 
 async def end_tasks(tasks: Sequence[asyncio.Task[Any]], until: float) -> None:
-    """Cancel ``tasks`` and wait for them until ``until`` (monotonic; the drain's deadline, as the
-    flush loop's wait): one that does not end (deaf to its cancel, a step shielded from it) is left
+    """Cancel ``tasks`` and wait for them until ``until`` (monotonic; half-way to the drain's
+    deadline): one that does not end (deaf to its cancel, a step shielded from it) is left
     running, said by name, and the last drain still has its time."""
     for t in tasks:
         t.cancel()

@@ -30,6 +30,7 @@ import re
 
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
+    ESCAPED_SQ_OPEN,
     WORD_VALUE,
 )
 from stellaops_runtime.privacy.cli_db_options import DB_RULES
@@ -204,7 +205,11 @@ _RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     (
         *("snyk", "snyk-linux", "snyk-linux-arm64", "snyk-alpine", "snyk-alpine-arm64"),
         *("snyk-macos", "snyk-macos-arm64", "snyk-win.exe"),
-    ): (rf"(?<!\S)auth\s+{OPTIONS_THEN_TOKEN}", rf"(?<!\S)config\s+set\s+(?:\\?[\"'])?api={VALUE}"),
+    ): (
+        rf"(?<!\S)auth\s+{OPTIONS_THEN_TOKEN}",
+        # (its quote escaped, a script quoted again: ``'"'"'api=T'"'"'``, ``\\\"api=T\\\"``; RP8)
+        rf"(?<!\S)config\s+set\s+(?:{ESCAPED_SQ_OPEN}|\\*+[\"'])?api={VALUE}",
+    ),
     # https://docs.codecov.com/docs/codecov-uploader and codecov-cli (-t, --token: the upload token)
     ("codecov", "codecovcli"): (sep("-t"),),
     # https://rclone.org/commands/rclone_obscure/ (the password as argument; "-" reads stdin), the

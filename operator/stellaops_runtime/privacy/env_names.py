@@ -28,7 +28,14 @@ import re
 from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, NOT_A_MARKER, NOT_A_PEM_START, REDACTED, SQ_PIECES
+from stellaops_runtime.privacy.base import (
+    DOUBLE_QUOTED,
+    ESCAPED_SQ,
+    NOT_A_MARKER,
+    NOT_A_PEM_START,
+    REDACTED,
+    SQ_PIECES,
+)
 from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 DEFAULT_ENV_NAME_PATTERNS: tuple[str, ...] = (
@@ -179,7 +186,9 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
     word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
-    value = rf"""(?P<s>{DOUBLE_QUOTED}|'[^']*'?{SQ_PIECES}|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
+    # (quoted by an escaped single quote too, a script quoted again: ``DBPASS='"'"'a b'"'"'``, RP8)
+    quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""
+    value = rf"""(?P<s>{quoted}|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
     guard = NOT_A_PEM_START if pem_rule else ""
     return re.compile(
         rf"{start}(?:{names})\\*=(?=\S){guard}{value}", re.ASCII

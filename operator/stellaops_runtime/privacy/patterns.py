@@ -94,7 +94,7 @@ _PASSWORD_HEADS, _PASSWORD_OTHERS = keyed(list(PASSWORD_WORDS))
 _PW_HEADS = [
     r"-(?<![\w./-]-)-?(?:[A-Za-z0-9]+[-_.])*(?:pw|PW)(?:=|\s+(?![-\s]))",
     # a two-dash flag of one word ending in ``pw`` (kickstart's and slapd's ``--rootpw X``, ``--adminPw``)
-    r"-(?<![\w./-]-)-[A-Za-z0-9]++(?<=[a-z0-9]pw|[a-z0-9]Pw|[A-Z0-9]PW)(?:=|\s+(?![-\s]))",
+    r"-(?<![\w./-]-)-[A-Za-z0-9]++(?<=[a-z0-9]pw|[a-z0-9]Pw|[A-Za-z0-9]PW)(?:=|\s+(?![-\s]))",
     rf"(?:{'|'.join(PW_WORDS)}){SEP}",
 ]
 # The ``password`` and ``pw`` heads share one value, the ``pw`` ones after as before; the XML, query

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from stellaops_runtime.privacy import env_names
+from stellaops_runtime.privacy.base import ESCAPED_SQ
 
 __all__ = ["spaced_env_spans"]
 
@@ -21,6 +22,7 @@ _NAME = r"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"
 # not an option nor a redirection (``gh secret set NAME --body X``, ``gh secret set NAME < F``: gh's rules)
 # (in escaped double quotes too, inside a double-quoted ``csh -c "…"``: ``\"a b\"``, P8)
 _ONE = (
+    rf"""{ESCAPED_SQ}|"""  # a script quoted again: ``set -x NAME '"'"'a b'"'"'`` (RP8)
     r"""\\"(?:[^"\\\r\n]|\\(?!")[^\r\n])*+(?:\\")?+|"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?"""
     r"""|[^\s;|&"'<>-][^\s;|&]*+"""
 )

@@ -19,7 +19,8 @@ initial response, ``AUTH LOGIN`` the password's line after it (the user's stays)
 line after the server's ``334 UGFzc3dvcmQ6`` ("Password:"), and a write of one base64 word and CRLF
 alone loses it: a client library (Python's smtplib) writes the password's line by itself, and no
 state joins two writes. Only a word that looks like base64 counts (a multiple of 4 long, mixed case
-or a digit or padding, not all hex): ``STARTTLS``, ``QUIT``, ``+OK`` and an HTTP chunk's size stay.
+or a digit or padding, not all hex; alone, 8 characters at least): ``STARTTLS``, ``QUIT``, ``+OK``, an
+HTTP chunk's size and a four-letter word (``Done``, ``True``) stay.
 The lines may end in LF alone (a script piped into ``openssl s_client -crlf`` or ``nc -C``), and a
 word written alone with no CRLF, or LF, goes when it decodes to a SASL answer: PLAIN's
 ``authzid\0user\0password`` or a bearer token's ``…\x01auth=…`` (XOAUTH2, OAUTHBEARER). Python's
@@ -112,7 +113,8 @@ def _sasl_spans(text: str, low: str) -> list[tuple[int, int, str]]:
     alone = _ALONE.fullmatch(text)
     if alone is not None:  # one answer's line written alone (smtplib), or with no CRLF (imaplib)
         word = alone["s"]
-        if (alone["end"] == "\r\n" and _base64_like(word)) or _sasl_answer(word):
+        # (8 characters at least: base64 of a password of 4 or more; ``Done``, ``True`` stay)
+        if (alone["end"] == "\r\n" and len(word) >= 8 and _base64_like(word)) or _sasl_answer(word):
             out.append((*alone.span("s"), "password"))
         return out
     if "auth" not in low and "334" not in text:

@@ -90,10 +90,12 @@ class Batch:
     # its merges: a spooled batch frozen before the flush ledger's rows are pruned cannot be told
     # stored or not (store/spool_age.py). None: a spool file of before session 45, not known.
     frozen_unix: int | None = field(default_factory=lambda: int(time.time()))
-    # When the flush froze it by :func:`boot_clock` (never spooled): a live agent holding a batch
-    # whose acknowledgement was lost longer than the ledger keeps its rows cannot tell it stored or
-    # not either, and its node's wall clock may be a month off (store/spool_age.py). None: spooled.
-    frozen_boot: float | None = field(default_factory=lambda: boot_clock())
+    # When this process's first attempt at it reached the database (store/ledger.py ``_claim``), by
+    # :func:`boot_clock`: a live agent holding a batch whose acknowledgement was lost longer than the
+    # ledger keeps its rows cannot tell it stored or not, and its node's wall clock may be a month
+    # off (store/spool_age.py). None: no attempt of this process reached a COMMIT (a store down
+    # since the freeze: no ledger row can exist), or read from a spool file (never spooled).
+    claimed_boot: float | None = None
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
@@ -351,7 +353,6 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         export_known="export_position" in d and (position is None or isinstance(position, dict)),
         # A time no datetime holds (a file edited by hand) is not known: it would raise in the write.
         frozen_unix=frozen if type(frozen) is int and 0 <= frozen < _YEAR_10000_UNIX else None,
-        frozen_boot=None,  # another process's, maybe another boot's: its age is frozen_unix's
     )
 
 

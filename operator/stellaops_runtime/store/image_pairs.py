@@ -12,6 +12,13 @@ store/same_image.py. Plain DB-API SQL (the agent never loads SQLAlchemy); ON CON
 makes a write idempotent across retries and agents. Past ``MAX_PAIRS`` kept, a new pairing is not
 kept: it is counted (``lifecycle_image_pairs_dropped_total``, each time the registry offers it) and
 logged once, as a question by one of its digests then reads that digest's rows alone.
+
+Pairings go in parts of ``PART`` (one statement, one transaction each), each kept as stored when
+it commits, so a write that outlives ``store.flushTimeout`` leaves the next flush less to do (one
+statement per pairing took 17-19 s for ``MAX_PAIRS`` on a local PostgreSQL, and every flush began
+again: none ever stored). A pairing the database refuses as data (a constraint, a value its column
+does not take: store/row_refusal.py) can never be written: it is counted
+(``lifecycle_image_pairs_refused_total``), logged once and not tried again, and holds no rows.
 """
 
 from __future__ import annotations
@@ -22,22 +29,20 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from stellaops_runtime.store.row_refusal import error_text, is_row_refusal
+
 # What a pairing's digests must look like: the agent's image keys (lower-case hex).
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 MAX_PAIRS = 65_536  # a node holds a few hundred images; past this, pairings are not kept
+PART = 400  # pairings a statement: 800 parameters, under SQLite's oldest limit (999)
 
 log = logging.getLogger(__name__)
 
-_WRITE = {
-    "postgresql": (
-        "INSERT INTO signals.image_pairs (image_digest, config_digest) VALUES (%s, %s) "
-        "ON CONFLICT (image_digest, config_digest) DO NOTHING"
-    ),
-    "sqlite": (
-        "INSERT INTO main.image_pairs (image_digest, config_digest) VALUES (?, ?) "
-        "ON CONFLICT (image_digest, config_digest) DO NOTHING"
-    ),
+_INSERT = {
+    "postgresql": ("INSERT INTO signals.image_pairs (image_digest, config_digest) VALUES ", "(%s, %s)"),
+    "sqlite": ("INSERT INTO main.image_pairs (image_digest, config_digest) VALUES ", "(?, ?)"),
 }
+_ON_CONFLICT = " ON CONFLICT (image_digest, config_digest) DO NOTHING"
 
 
 def pairing(config: str, manifest: str) -> tuple[str, str] | None:
@@ -47,16 +52,40 @@ def pairing(config: str, manifest: str) -> tuple[str, str] | None:
     return config, manifest
 
 
-def record_pairs(db: Any, pairs: Iterable[tuple[str, str]]) -> int:
-    """Write ``(config, manifest)`` pairings in one transaction; returns how many were sent.
-    Raises what the driver raises (the caller keeps them for the next flush)."""
+def record_pairs(db: Any, pairs: Iterable[tuple[str, str]], into: PairsToRecord | None = None) -> int:
+    """Write ``(config, manifest)`` pairings, ``PART`` a statement and transaction; returns how
+    many were sent. With ``into``, each part is kept there as stored when it commits (a write
+    abandoned at its timeout keeps what it stored), and a pairing the database refuses as data is
+    written alone, then counted there as refused. Raises any other error of the driver (the
+    caller keeps the rest for the next flush); without ``into``, a refusal too."""
     rows = [p for p in pairs if pairing(*p) is not None]
-    if not rows:
-        return 0
-    with db.begin() as conn:
-        for config, manifest in rows:
-            conn.execute(_WRITE[conn.dialect], (manifest, config))
+    for i in range(0, len(rows), PART):
+        part = rows[i : i + PART]
+        try:
+            _write(db, part)
+        except Exception as e:
+            if into is None or not is_row_refusal(e):
+                raise
+            for p in part:  # which of them: each alone
+                try:
+                    _write(db, [p])
+                except Exception as one:
+                    if not is_row_refusal(one):
+                        raise
+                    into.refuse(p, one)
+                else:
+                    into.stored([p])
+            continue
+        if into is not None:
+            into.stored(part)
     return len(rows)
+
+
+def _write(db: Any, part: list[tuple[str, str]]) -> None:
+    with db.begin() as conn:
+        head, values = _INSERT[conn.dialect]
+        args = [d for config, manifest in part for d in (manifest, config)]
+        conn.execute(head + ", ".join([values] * len(part)) + _ON_CONFLICT, args)
 
 
 class PairsToRecord:
@@ -67,8 +96,11 @@ class PairsToRecord:
         self._lock = threading.Lock()
         self._seen: set[tuple[str, str]] = set()
         self._stored: set[tuple[str, str]] = set()
-        self._others: dict[str, frozenset[str]] = {}  # rebuilt whole when pairings are stored
+        self._refused: set[tuple[str, str]] = set()  # the database refused them: never tried again
+        self._others: dict[str, frozenset[str]] = {}  # rebuilt whole by others() after a change
+        self._changed = False  # pairings stored since _others was built
         self.dropped = 0  # offers of a new pairing past MAX_PAIRS (the metric; read without the lock)
+        self.refused = 0  # pairings the database refused as data (the metric; read without the lock)
 
     def note(self, config: str, manifest: str) -> None:
         p = pairing(config, manifest)
@@ -98,21 +130,51 @@ class PairsToRecord:
 
     def unstored(self) -> list[tuple[str, str]]:
         with self._lock:
-            return sorted(self._seen - self._stored)
+            return sorted(self._seen - self._stored - self._refused)
 
     def stored(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Kept as stored (the writing thread calls it as each part commits): cheap, the digests of
+        one image are rebuilt at the next :meth:`others`."""
         with self._lock:
             self._stored.update(pairs)
-            groups: dict[str, set[str]] = {}
-            for config, manifest in self._stored:
-                groups.setdefault(config, {config}).add(manifest)
-            others: dict[str, frozenset[str]] = {}
-            for group in groups.values():
-                for d in group:
-                    others[d] = others.get(d, frozenset()) | (group - {d})
-            self._others = others  # assigned whole: read without the lock
+            self._changed = True
+
+    def refuse(self, pair: tuple[str, str], error: BaseException) -> None:
+        """A pairing the database refused as data: counted, logged once, never written again."""
+        with self._lock:
+            if pair in self._refused:
+                return
+            self._refused.add(pair)
+            self.refused += 1
+            first = self.refused == 1
+        if first:
+            log.warning(
+                "the store refused image pairing (config %s, manifest %s): %s; not tried again, a "
+                "question by one of its digests reads that digest's rows alone; "
+                "lifecycle_image_pairs_refused_total counts such pairings",
+                pair[0],
+                pair[1],
+                error_text(error),
+            )
 
     def others(self, digest: str) -> frozenset[str]:
         """The digests a stored pairing makes one image with ``digest`` (the store's same_image
         answers a question by any of them from the rows of all); empty when none is stored."""
+        if self._changed:
+            with self._lock:
+                if self._changed:
+                    self._others = _groups(self._stored)  # assigned whole: read without the lock
+                    self._changed = False
         return self._others.get(digest, frozenset())
+
+
+def _groups(stored: set[tuple[str, str]]) -> dict[str, frozenset[str]]:
+    """Each digest's others: a config's group is itself and its manifests."""
+    groups: dict[str, set[str]] = {}
+    for config, manifest in stored:
+        groups.setdefault(config, {config}).add(manifest)
+    others: dict[str, frozenset[str]] = {}
+    for group in groups.values():
+        for d in group:
+            others[d] = others.get(d, frozenset()) | (group - {d})
+    return others

@@ -22,11 +22,10 @@ retention runs on: the database's on PostgreSQL, the local one on SQLite. Asked 
 within :data:`CLOCK_MARGIN` of the local clock's cutoff or older: a current write costs no round
 trip. On PostgreSQL such a write takes the maintenance's lock shared (:func:`hold_off_retention`):
 a retention running meanwhile, its deletions not yet seen, made the write keep a row of a day it
-was removing (SQLite's writes take turns with it). Each agent checks with its own
-``store.retentionDays``: after the setting was raised (or while agents of two settings run, a
-rollout), a row between the old cutoff and the new one is stored, and the first record moves
-back to it until a retention removes it (a known limit: the store keeps no record of where a
-retention cut).
+was removing (SQLite's writes take turns with it). The cutoff is the later of the writer's own
+``store.retentionDays``'s and the highest one any retention of the store applied
+(store/retention_cut.py): after the setting was raised, or while agents of two settings run (a
+rollout), a row between the two cutoffs was stored and the first record moved back to it.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from collections.abc import Sequence
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta, ObservationWindow
 from stellaops_runtime.store.dbconn import Conn, Statement
-from stellaops_runtime.store.partitions import MAINTENANCE_LOCK_ID, retention_cutoff
+from stellaops_runtime.store.partitions import MAINTENANCE_LOCK_ID, MIN_RETENTION_DAYS, retention_cutoff
+from stellaops_runtime.store.retention_cut import recorded_cut
 from stellaops_runtime.store.timeconv import datetime_to_ns
 
 # How far the database's clock may be ahead of the agent's before a row the retention removed
@@ -71,13 +71,17 @@ def history_from(
     oldest = oldest_window(deltas, obs)
     if oldest is None:
         return None
-    local = retention_cutoff(now or dt.datetime.now(dt.UTC), retention_days)
+    # Another agent's shorter setting may have cut later than this one's (store/retention_cut.py):
+    # a row younger than the shortest setting's cutoff is current for every agent, no round trip.
+    local = retention_cutoff(now or dt.datetime.now(dt.UTC), MIN_RETENTION_DAYS)
     if oldest >= datetime_to_ns(local + CLOCK_MARGIN):
         return None
-    cutoff, held_off = local, True
+    cutoff, held_off = retention_cutoff(now or dt.datetime.now(dt.UTC), retention_days), True
     if conn.dialect == "postgresql":
         db_now, held_off = hold_off_retention(conn)
         cutoff = retention_cutoff(db_now, retention_days)
+    if (cut := recorded_cut(conn)) is not None and cut > cutoff:
+        cutoff = cut
     if oldest >= datetime_to_ns(cutoff):
         return None
     if not held_off:  # a retention is removing the days before the cutoff now: the first record moves

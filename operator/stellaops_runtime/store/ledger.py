@@ -61,6 +61,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 
 from stellaops_runtime.contracts.hotsymbols import HotSymbolDelta
 from stellaops_runtime.store.agent_sql import STATEMENTS
@@ -69,6 +70,7 @@ from stellaops_runtime.store.batches import (
     Batch,
     BatchResult,
     Coverage,
+    boot_clock,
     coverage,
     parse_part,
     part_name,
@@ -135,6 +137,8 @@ def ledger_now(conn: Conn) -> dt.datetime:
 
 def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     """Insert this range's ledger row; say whether the range (or part of it) was applied before."""
+    if batch.claimed_boot is None:  # from here on a COMMIT of it may go through (store/spool_age.py)
+        batch.claimed_boot = boot_clock()
     now = _lock(conn, batch)
     sql = STATEMENTS[conn.dialect]
     part = part_name(lo, hi)
@@ -298,9 +302,20 @@ def _quarantine(db: Database, batch: Batch, i: int, error: BaseException, result
     result.errors.append(text)
 
 
-def prune_ledger(db: Database, *, older_than: dt.timedelta = LEDGER_RETENTION) -> int:
-    """Delete ledger rows older than the retention; returns how many went."""
+def prune_ledger(
+    db: Database,
+    *,
+    older_than: dt.timedelta = LEDGER_RETENTION,
+    local_now: Callable[[], dt.datetime] | None = None,
+) -> int:
+    """Delete ledger rows older than the retention; returns how many went.
+
+    On SQLite the clock is ``local_now`` when given (a store's
+    :class:`~stellaops_runtime.store.retention_clock.LocalClock`): the wall clock as it was, stepped
+    a month ahead while agents ran, pruned every fresh row, and a retry after a lost acknowledgement
+    was stored twice (tests/integration/test_flush_ledger_sqlite_clock.py)."""
     with db.begin() as conn:
-        before = ledger_now(conn) - older_than
+        now = local_now() if local_now is not None and conn.dialect == "sqlite" else ledger_now(conn)
+        before = now - older_than
         res = conn.execute(STATEMENTS[conn.dialect]["ledger_prune"], {"before": before})
         return max(0, int(res.rowcount or 0))

@@ -23,7 +23,8 @@ minus one more day because a window lasts up to a day: every row removed
 belongs to a window that ended more than ``retentionDays`` ago. Observation windows are deleted
 an hour of ``window_start`` a statement (:func:`delete_before`: a fleet's day in one statement
 passed ``store.statementTimeout``), before the history's table lock is taken; the DEFAULT
-partition's old history an image a statement (:func:`delete_default_before`). A day partition
+partition's old history an image a statement (:func:`delete_default_before`), before that lock
+too. A day partition
 whose creation passes the statement timeout (its rows piled up in DEFAULT) is skipped, not the
 whole maintenance (store/default_partition.py).
 
@@ -60,6 +61,7 @@ from stellaops_runtime.store.default_partition import (
     unless_timed_out,
 )
 from stellaops_runtime.store.default_partition import quoted as _ident
+from stellaops_runtime.store.retention_cut import record_cut
 
 DEFAULT_RETENTION_DAYS = 90
 MIN_RETENTION_DAYS = 31
@@ -165,12 +167,16 @@ def maintain(
     check_retention_days(retention_days)
     with db.begin() as conn:
         if conn.dialect == "postgresql":
-            return _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
-        if not retention:
+            done = _maintain_postgres(conn, retention_days, now, retention, lock_timeout_ms)
+        elif not retention:
             return Maintenance(ran=True)
-        if now is None:
-            now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
-        return _maintain_sqlite(conn, retention_days, now)
+        else:
+            if now is None:
+                now = local_now() if local_now is not None else dt.datetime.now(dt.UTC)
+            done = _maintain_sqlite(conn, retention_days, now)
+    if retention and done.ran and done.cutoff is not None:  # the highest cut kept (mixed settings)
+        record_cut(db, done.cutoff, now or dt.datetime.now(dt.UTC))
+    return done
 
 
 def _maintain_sqlite(conn: Conn, retention_days: int, now: dt.datetime) -> Maintenance:
@@ -203,6 +209,10 @@ def _maintain_postgres(
     drop = days_to_drop(existing, cutoff) if retention else []
     create = [d for d in create if midnight(d + dt.timedelta(days=1)) > cutoff]
     default = _default_partition(conn)
+    if retention and default is not None:
+        # Before the table's lock too: a large old backlog there took statement after statement
+        # while every flush's insert into the history waited for the lock.
+        out.deleted_rows += delete_default_before(conn, default, cutoff)
     if default is not None:  # before the table's lock: a day too large to move is not tried under it
         today = now.astimezone(dt.UTC).date()
         backlog = [d for d in create if d <= today and too_many_to_move(conn, default, midnight(d))]
@@ -224,8 +234,6 @@ def _maintain_postgres(
     for day in drop:
         conn.execute(f"DROP TABLE signals.{partition_name(day)}")
         out.dropped.append(partition_name(day))
-    if retention:
-        out.deleted_rows += delete_default_before(conn, default, cutoff)
     return out
 
 

@@ -6,7 +6,8 @@ buffer into batches of at most ``max_rows`` rows, oldest window first, that
 :class:`~stellaops_runtime.store.pending.PendingWrites` then writes exactly once each. When the
 bound is passed, the oldest droppable row goes first; a hot-symbol row, or a window row carrying the
 unwatched-container mark, leaves a gap (:func:`dropped_gap`). An ``unprobed`` or ``listed`` fact
-is never dropped, as a gap row (store/batches.py ``never_dropped``): it is held apart (``Window.facts``).
+is never dropped, as a gap row (store/batches.py ``never_dropped``): it is held apart (``Window.facts``),
+one row per build (two builds' facts of one tail in one window are two rows: the store keeps each).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class Window:
     observations: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)  # (image, node)
     # (image, node) -> the window's restate row, written after its row (store/marks.py)
     restates: dict[tuple[str, str], ObservationWindow] = field(default_factory=dict)
-    facts: dict[HotSymbolKey, HotSymbolDelta] = field(default_factory=dict)  # never_dropped facts
+    # never_dropped facts, one per (key, build-id): a node file upgraded in place while the agent runs
+    # gives its tail's fact of each build (agent/unprobed.py), each stored (store/fact_builds.py)
+    facts: dict[tuple[HotSymbolKey, str], HotSymbolDelta] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.deltas) + len(self.observations) + len(self.restates) + len(self.facts)
@@ -43,11 +46,16 @@ def add_delta(buf: Buffer, d: HotSymbolDelta, *, copy: bool) -> bool:
     w = buf.get(d.window_start_ns)
     if w is None:
         w = buf[d.window_start_ns] = Window()
-    rows = w.facts if never_dropped(d) else w.deltas
-    have = rows.get(d.key)
-    if have is None:
-        rows[d.key] = dataclasses.replace(d) if copy else d
-        return True
+    if never_dropped(d):  # by build too: one merged into another build's row kept that build-id only
+        have = w.facts.get((d.key, d.build_id))
+        if have is None:
+            w.facts[(d.key, d.build_id)] = dataclasses.replace(d) if copy else d
+            return True
+    else:
+        have = w.deltas.get(d.key)
+        if have is None:
+            w.deltas[d.key] = dataclasses.replace(d) if copy else d
+            return True
     have.merge(d)
     return False
 

@@ -10,7 +10,9 @@ So a store reads the local clock for its retention through :class:`LocalClock`: 
 boot counted since (CLOCK_BOOTTIME, which no step of the wall clock moves) plus :data:`SLACK`; a
 clock stepped back is taken as it is (it removes less). The limit: the anchor is the wall clock
 when this process opened the store, so an agent started with its clock already ahead still
-removes that many days early.
+removes that many days early. The flush ledger's prune on SQLite reads the same clock
+(store/ledger.py ``prune_ledger``): the wall clock stepped a month ahead pruned every fresh ledger
+row, and a retry after a lost acknowledgement was stored twice.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class LocalClock:
         if wall > bound:
             log.warning(
                 "the local clock reads %s, %.0f s ahead of the time counted since the store was opened "
-                "(stepped ahead?): the retention runs on %s instead, so it removes nothing early",
+                "(stepped ahead?): the retention and the flush ledger's prune run on %s instead, so they "
+                "remove nothing early",
                 dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(), wall - bound,
                 dt.datetime.fromtimestamp(bound, dt.UTC).isoformat(),
             )  # fmt: skip

@@ -12,12 +12,15 @@ ledger, cannot be told stored or not: it is stored as gaps over its windows, as 
 export lines cannot be checked is (store/export_spans.py), its counts lost, said and counted
 (``unverified``). A batch of a spool file from before the stamp (None) is replayed as before.
 
-So is a live agent's batch held in memory that long (``Batch.frozen_boot``): its COMMIT went
-through, the acknowledgement was lost, and its store stayed out of reach while other agents pruned
-the ledger; retried, it was counted twice. Its age is counted by the clock since boot
+So is a live agent's batch held in memory that long: its COMMIT went through, the
+acknowledgement was lost, and its store stayed out of reach while other agents pruned the ledger;
+retried, it was counted twice. Its age is counted from its first attempt that reached the database
+(``Batch.claimed_boot``, set before its ledger row is claimed), by the clock since boot
 (:func:`~stellaops_runtime.store.batches.boot_clock`), not its node's wall clock: a node a month
 behind would otherwise have every fresh batch of its taken for one the ledger forgot (its counts
-lost), one a month ahead none.
+lost), one a month ahead none. A batch no attempt of which reached the database (a store down
+since its freeze) has no ledger row to be forgotten: it is stored whole, however long it waited
+(counted from the freeze, a month's outage lost its first batch's counts).
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ CLOCK_MARGIN = dt.timedelta(days=1)
 def outlived_ledger(batch: Batch, now: dt.datetime | None, kept: dt.timedelta) -> bool:
     """Whether ``batch`` was frozen so long ago that its ledger rows, kept ``kept``, may be pruned
     already: a spooled one by its freeze's wall-clock stamp to ``now`` (the ledger's clock; None:
-    not asked), a live one by the time since boot it has been held."""
+    not asked), a live one by the time since boot since its first attempt reached the database."""
     if not batch.from_spool:
-        if batch.frozen_boot is None:
+        if batch.claimed_boot is None:  # no attempt reached the database: no ledger row of it exists
             return False
-        held = dt.timedelta(seconds=boot_clock() - batch.frozen_boot)
+        held = dt.timedelta(seconds=boot_clock() - batch.claimed_boot)
         if held <= kept - CLOCK_MARGIN:
             return False
         what = f"batch {batch.agent_id}/{batch.seq} was held unacknowledged for {held.days} days"

@@ -41,7 +41,7 @@ from stellaops_runtime.store.engine import (
     safe_url,
 )
 from stellaops_runtime.store.fact_builds import prune_gone_nodes_builds
-from stellaops_runtime.store.image_pairs import record_pairs
+from stellaops_runtime.store.image_pairs import PairsToRecord, record_pairs
 from stellaops_runtime.store.ledger import prune_ledger, write_batch
 from stellaops_runtime.store.node_liveness import prune_liveness
 from stellaops_runtime.store.partitions import (
@@ -150,10 +150,11 @@ class HotSymbolStore:
         except Exception as e:
             raise self._wrap(e, "write to") from e
 
-    def record_pairs(self, pairs: list[tuple[str, str]]) -> int:
-        """Store ``(config digest, manifest digest)`` pairings (store/image_pairs.py), idempotently."""
+    def record_pairs(self, pairs: list[tuple[str, str]], into: PairsToRecord | None = None) -> int:
+        """Store ``(config digest, manifest digest)`` pairings (store/image_pairs.py), idempotently;
+        each part kept in ``into`` as it commits, a refused pairing counted there."""
         try:
-            return record_pairs(self.db, pairs)
+            return record_pairs(self.db, pairs, into)
         except Exception as e:
             raise self._wrap(e, "write to") from e
 
@@ -200,7 +201,7 @@ class HotSymbolStore:
                 self._maintain_quietly(retention)
         if self._batches % PRUNE_EVERY_BATCHES == 1:
             try:
-                pruned = prune_ledger(self.db)
+                pruned = prune_ledger(self.db, local_now=self._local_clock.now)  # SQLite: bounded
             except Exception as e:  # pruning is housekeeping: never fail a write for it
                 log.warning("cannot prune the flush ledger of %s: %s", self.url, first_line(e))
             else:
@@ -253,7 +254,7 @@ class HotSymbolStore:
         )  # fmt: skip
         if retention and done.ran and done.cutoff is not None:
             self._prune_liveness(done.cutoff)
-            if done.deleted_rows:  # a node loses its last window only where windows went (once a day)
+            if done.deleted_rows or done.dropped:  # a node loses its last window only where rows went
                 prune_gone_nodes_builds(self.db, self.url)  # after the windows it removed; never raises
         if done.skipped:
             log.warning(
