@@ -94,3 +94,21 @@ def test_a_stop_not_of_the_row_s_agent_or_overtaken_counts_for_nothing(url: str)
         wall = datetime_to_ns(now_of(url))
         write_liveness(s.db, Liveness(NODE, "node-a/next", 5, wall - 5 * S, 0.0, wall, 10.0, 60))
     assert days(url, ENDED, 2) == {today, today + D, today + 2 * D}  # the next agent died: open
+
+
+def test_a_next_agent_s_start_row_takes_an_earlier_agent_s_stop_back(url: str) -> None:
+    """The merge of PL's start row (store/node_liveness.py ``write_start``: a row already there keeps
+    its claim and takes the new agent's id) with the stop record: the earlier agent's stop no longer
+    counts once the next agent is about to store (it may die before its first proof: the node then
+    reads open from the earlier claim, for every image), and the next agent's stop counts only once
+    it wrote its own proof."""
+    from stellaops_runtime.store.node_liveness import write_start
+
+    assert stopped(url, running=(), gone=True)
+    today = now_of(url).date()
+    assert days(url, ENDED, 2) <= {today}  # the stop counts
+    with open_store(url) as s:
+        wall = datetime_to_ns(now_of(url))
+        write_start(s.db, Liveness(NODE, "node-a/next", 1, wall - S, 0.0, wall, 10.0, 60))
+        assert not write_stop(s.db, Stop(NODE, AGENT, "sigterm", (), True))  # the row is not A's now
+    assert days(url, ENDED, 2) == {today, today + D, today + 2 * D}
