@@ -83,3 +83,26 @@ def test_a_node_that_shows_life_or_has_no_proof_is_refused_and_nothing_written(u
     for bad in ("", "a\x00b", " node-a", "x" * 300):
         assert cli_in_process("node-gone", "--store", url, "--node", bad).returncode == 2
     assert cli_in_process("node-gone", "--store", url, "--node", "n", "--quiet-windows", "0").returncode == 2
+
+
+def test_a_node_gone_ends_its_open_time_under_the_rule_of_its_latest_record_too(url: str) -> None:
+    """node-a's last proof of life is of an agent that started long after node-a's latest record (an
+    idle node without lifecycle rows, an agent that stored nothing): the proof vouches for no record,
+    so the node's open time is its latest record's rule. Seen failing before: ``node-gone`` said
+    recorded, and the span ran on to every later question (its stop was read on the proof's rule
+    only)."""
+    kill = killed_days_ago(url)
+    proof(url, "node-a", started=kill + D, alive=kill + D, written=kill + D)  # vouches for no record
+    r = cli_in_process("node-gone", "--store", url, "--node", "node-a", "--json")
+    assert r.returncode == 0, r.stderr
+    at = dt.datetime.fromisoformat(json.loads(r.stdout)["at"])
+    with open_store(url) as s, s.engine.connect() as c:
+        mine = [g for g in open_gaps(c, image=IMG, asked=at + 3 * D) if g.node_name == "node-a"]
+        assert [g.end for g in mine] == [at]
+        assert max(open_days(c, IMG)) == at.date()
+    # a row of node-a after the record (it was not gone: its proofs failed while its rows were stored)
+    with open_store(url) as s:
+        s.write([], [window(IMG, "node-a", at + M)])
+    with open_store(url) as s, s.engine.connect() as c:
+        mine = [g for g in open_gaps(c, image=IMG, asked=at + 3 * D) if g.node_name == "node-a"]
+        assert [(g.start, g.end) for g in mine] == [(at + M, at + 3 * D)]  # open again from that row

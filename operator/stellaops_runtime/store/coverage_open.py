@@ -245,16 +245,22 @@ def _open(
     digests = same_image(conn, image) if any(v.stop for v in lives.values()) else (image,)
     for node, (last, seconds) in sorted(lasts.items()):
         live = lives.get(node)
+        stop = live.stop if live is not None else None
+        if stop is not None and last > stop.at:  # a record of the node after its stop: it ran on
+            stop = None  # (an operator's node-gone the node outlived: store/node_gone.py)
+        # a node gone (its Node deleted at its agent's stop, or an operator's node-gone) runs nothing
+        # after: every span of it ends there, whichever rule started it
+        gone = stop.at if stop is not None and stop.gone else None
         if live is not None and live.vouches_for(last):
-            span = stopped_span(live_span(live, asked), live.stop_end(digests))
+            span = stopped_span(live_span(live, asked), live.stop_end(digests) if stop else None)
             # a proof of an earlier day than the node's latest record (stale: its writes failing
             # while the rows are stored, the agent rolled back to one writing none): the images of
             # the record's day have the open time of the record's rule too
             after = open_span(last, asked, seconds) if span and last.date() > span[0].date() else None
-            if after is not None:
+            if (after := stopped_span(after, gone)) is not None:
                 later[node] = after
         else:
-            span = open_span(last, asked, seconds)
+            span = stopped_span(open_span(last, asked, seconds), gone)
         if span is not None:
             spans[node] = span
     out = []

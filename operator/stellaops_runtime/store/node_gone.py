@@ -14,7 +14,8 @@ Refused (nothing written) when the node shows a sign of life within ``quiet`` wi
 before now: its proof of life written then (the condition is in the UPDATE itself, so a proof
 written meanwhile wins), or a row of the node starting then (an agent whose proofs fail while its
 rows are stored). A store before migration 0017, or a node with no proof of life, is refused too.
-A later proof of life on the node (the node back, or a next agent) replaces the record.
+A later proof of life on the node (the node back, or a next agent) replaces the record, and a
+row of the node starting after it sets it aside (store/coverage_open.py): the node ran on.
 """
 
 from __future__ import annotations
