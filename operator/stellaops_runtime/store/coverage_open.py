@@ -77,7 +77,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from stellaops_runtime.store.coverage_gaps import OPEN_LABEL, Gap
-from stellaops_runtime.store.coverage_live import Live, liveness, store_now
+from stellaops_runtime.store.coverage_live import Live, Stopped, liveness, store_now
 from stellaops_runtime.store.partitions import MAX_RETENTION_DAYS
 from stellaops_runtime.store.queries import _as_utc
 from stellaops_runtime.store.same_image import of_image, same_image
@@ -86,6 +86,7 @@ from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 
 _DAY = dt.timedelta(days=1)
 _TICK = dt.timedelta(microseconds=1)
+_NONE = dt.timedelta(0)
 DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
 
 
@@ -227,6 +228,16 @@ def stopped_span(
     return (span[0], end) if end > span[0] else None
 
 
+def _stop_before(live: Live | None, last: dt.datetime) -> Stopped | None:
+    """``live``'s stop record, None when the node's latest record ``last`` starts after it (on the
+    node's clock, ahead by as much as its agent's proof said): the node ran on, an operator's
+    node-gone it outlived (store/node_gone.py)."""
+    if live is None or live.stop is None:
+        return None
+    ahead = max(_NONE, live.alive_node - live.alive_through)
+    return None if last > live.stop.at + ahead else live.stop
+
+
 def asked_at(conn: sa.Connection, asked: dt.datetime | None, day: dt.date | None) -> dt.datetime:
     """The question's moment: ``asked``, else the store's now; the end of ``day`` when earlier."""
     moment = (store_now(conn) if asked is None else asked).astimezone(dt.UTC)
@@ -245,9 +256,7 @@ def _open(
     digests = same_image(conn, image) if any(v.stop for v in lives.values()) else (image,)
     for node, (last, seconds) in sorted(lasts.items()):
         live = lives.get(node)
-        stop = live.stop if live is not None else None
-        if stop is not None and last > stop.at:  # a record of the node after its stop: it ran on
-            stop = None  # (an operator's node-gone the node outlived: store/node_gone.py)
+        stop = _stop_before(live, last)
         # a node gone (its Node deleted at its agent's stop, or an operator's node-gone) runs nothing
         # after: every span of it ends there, whichever rule started it
         gone = stop.at if stop is not None and stop.gone else None
