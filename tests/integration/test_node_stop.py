@@ -112,3 +112,17 @@ def test_a_next_agent_s_start_row_takes_an_earlier_agent_s_stop_back(url: str) -
         write_start(s.db, Liveness(NODE, "node-a/next", 1, wall - S, 0.0, wall, 10.0, 60))
         assert not write_stop(s.db, Stop(NODE, AGENT, "sigterm", (), True))  # the row is not A's now
     assert days(url, ENDED, 2) == {today, today + D, today + 2 * D}
+
+
+def test_a_node_clock_ahead_keeps_its_agent_s_stop(url: str) -> None:
+    """The node's clock 5 minutes ahead of the store's: its last window starts after the stop on the
+    store's clock, yet before it on the node's, as the agent's proof measured it; the stop holds
+    (coverage_open ``_stop_before`` sets a stop aside only for a record after it on the node's clock)."""
+    now, ahead = now_of(url), 5 * M
+    with open_store(url) as s:
+        s.write([], [ObservationWindow(ENDED, NODE, datetime_to_ns(now + ahead - M), 5, Posture.EBPF_DEEP, 60,
+                                       "tetragon")])  # fmt: skip
+        wall = datetime_to_ns(now + ahead)
+        write_liveness(s.db, Liveness(NODE, AGENT, 600, wall - 600 * S, 0.0, wall, 10.0, 60))
+        assert write_stop(s.db, Stop(NODE, AGENT, "sigterm", (RUNS,), False))
+    assert days(url, ENDED, 2) <= {now.date()}
