@@ -16,8 +16,8 @@ flush as the counts (ledger, outage buffer, spool, export), so it is kept exactl
 the outage bound never drops it (store/batches.py ``never_dropped``). Each fact is handed over
 once per agent and build (the store keeps it: an image's file never changes, but a node's file
 upgraded in place while the agent runs gives its tail's fact again under the new build-id,
-store/fact_builds.py), and again once a day (:data:`RESEND_NS`: a build the store pruned comes
-back); the set of those sent is bounded. Pure (no I/O but the demangler's own,
+store/fact_builds.py), a node's own facts again once a day (:data:`RESEND_NS`: a build the store
+pruned comes back); the set of those sent is bounded. Pure (no I/O but the demangler's own,
 shared with the pipeline).
 """
 
@@ -31,10 +31,13 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta,
 # (image digest, path in the image, tail symbol) -> (build-id, installed PURL or "")
 Facts = Mapping[tuple[str, str, str], tuple[str, str]]
 MAX_SENT = 100_000  # facts remembered as sent; past it the set starts over (a fact sent again costs a row)
-# The set also starts over once a day: the store prunes a node's builds when retention left it no window
-# (store/fact_builds.py: its agent alive but its store out of reach, or nothing to watch, for longer),
-# and a build marked sent for the agent's whole life never came back. A row a fact a day, no more.
+# The node's own facts (``host:<node>``, at most MAX_UPROBE_TARGETS files' tails) are sent again once a
+# day: the store prunes a node's builds when retention left it no window (store/fact_builds.py: its
+# agent alive but its store out of reach, or nothing to watch, for longer), and a build marked sent for
+# the agent's whole life never came back. A row a fact a day; an image's facts are never pruned, and a
+# month-long outage holds a day's rows of the node's facts only (never dropped: store/batches.py).
 RESEND_NS = 86_400 * 1_000_000_000
+HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 
 
 class UnprobedTails:
@@ -72,8 +75,8 @@ class UnprobedTails:
         """One 0-call ``unprobed`` row per fact (and build) not handed over yet (called at each drain)."""
         if self._since is None or now_ns < self._since:  # the first drain, or the clock stepped back
             self._since = now_ns
-        elif now_ns - self._since >= RESEND_NS:  # once a day: every current fact again (RESEND_NS)
-            self._sent.clear()
+        elif now_ns - self._since >= RESEND_NS:  # once a day: the node's own facts again (RESEND_NS)
+            self._sent = {e for e in self._sent if not e[0][0].startswith(HOST_PREFIX)}
             self._since = now_ns
         facts = self.current  # read once: the switch replaces the mapping, never changes it
         new = [(k, *facts[k]) for k in facts if (k, facts[k][0]) not in self._sent]
