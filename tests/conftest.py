@@ -40,7 +40,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pg import SETUP_HINT, PgServer, make_server, migrate_to_head, migrations_digest
-from xdist_scopes import make_scheduler
+from xdist_scopes import configure_node, make_scheduler
 
 # Before xdist starts its workers (this file is read first): they and every subprocess inherit it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -51,6 +51,12 @@ sys.dont_write_bytecode = False
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """``--dist loadfile`` with tests/realkube as one work unit (tests/xdist_scopes.py)."""
     return make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """Each worker learns the run's --dist (tests/xdist_scopes.py ``one_worker_scope``)."""
+    configure_node(node)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ temporary directory (in memory, ``/dev/shm``, when there is room: see
 :func:`memory_dir`), ``pg_ctl start`` on a free loopback port with durability
 switched off (fsync, synchronous_commit, full_page_writes: tests do not need
 crash safety and start-up stays around 2 s), and ``pg_ctl stop`` + removal at
-the end. Outage tests call :meth:`PgServer.stop` and :meth:`PgServer.start`
+the end (by tests/pg_watch.py's watcher when this process dies before its
+teardown). Outage tests call :meth:`PgServer.stop` and :meth:`PgServer.start`
 to take the same cluster down and up again on the same port.
 
 The server binaries come from Debian's ``postgresql`` package
@@ -54,6 +55,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.pg_watch import start as start_watcher
 from tests.ports import free_port
 
 PG_URL_ENV = "STELLA_TEST_PG_URL"
@@ -103,6 +105,7 @@ class PgServer:
         self._n = 0
         self.running = False
         self._templates: set[str] = set()
+        self._watcher: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -137,6 +140,9 @@ class PgServer:
         )
         self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        # Stops the cluster and removes it if this process dies before teardown (tests/pg_watch.py).
+        stop = self._command("pg_ctl", "-w", "-D", str(self._tmp / "data"), "-m", "immediate", "stop")
+        self._watcher = start_watcher(os.getpid(), str(self._tmp), stop)
         self.start()
         self._create_database(DATABASE)
 
@@ -182,6 +188,10 @@ class PgServer:
     def teardown(self) -> None:
         if self._external or self._tmp is None:
             return
+        if self._watcher is not None:
+            self._watcher.kill()  # the cluster is ours to stop now
+            self._watcher.wait()
+            self._watcher = None
         try:
             if self.running:
                 self.stop()
@@ -253,11 +263,13 @@ class PgServer:
         if self._external:
             raise RuntimeError(f"cannot {what} the external PostgreSQL server given by {PG_URL_ENV}")
 
-    def _run(self, tool: str, *args: str) -> None:
+    def _command(self, tool: str, *args: str) -> list[str]:
         assert self._bindir is not None
         cmd = [str(self._bindir / tool), *args]
-        if self._user:
-            cmd = ["runuser", "-u", self._user, "--", *cmd]
+        return ["runuser", "-u", self._user, "--", *cmd] if self._user else cmd
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = self._command(tool, *args)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
         if proc.returncode != 0:
             log = ""

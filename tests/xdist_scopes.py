@@ -5,8 +5,9 @@ the session's control plane (tests/realkube/conftest.py: etcd, kube-apiserver an
 kube-controller-manager), so spread over both workers the suite started two of them (~6.6 s of CPU
 and 12 s of a worker's time each in CI), and each then sat idle at ~6% of a core until its worker
 ended, through the whole unit phase. Here tests/realkube is one unit: one worker starts one
-control plane, runs the directory's files one after the other, and (the fixture is package-scoped)
-stops it before its next file. Every other file stays its own unit, as ``loadfile`` makes them.
+control plane, runs the directory's files one after the other, and (the fixture is package-scoped:
+one_worker_scope; tests/realkube/__init__.py gives it a Package) stops it before its next file.
+Every other file stays its own unit, as ``loadfile`` makes them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,39 @@ import pytest
 
 # Directories whose files share a costly per-worker server: each runs whole on one worker.
 ONE_WORKER_DIRS = ("tests/realkube/",)
+
+# The --dist modes under which each process runs such a directory's tests in a row: none (one process),
+# ``loadfile`` with make_scheduler, ``each``. ``load``, ``loadscope``, ``loadgroup`` and ``worksteal``
+# mix them with other files on a worker, where a package fixture would start again after every switch.
+IN_A_ROW = ("no", "loadfile", "each")
+
+# The key of the controller's --dist in a worker's ``config.workerinput``: xdist sets a worker's own
+# ``dist`` option to "no" (it runs what it is sent), so the worker cannot read the mode from it.
+DIST_KEY = "stellaops_dist"
+
+
+def scope_for_dist(dist: str) -> str:
+    """``package`` where the directory's tests run in a row (its server stops after its last), else
+    ``session`` (one server a worker, kept to the worker's end, as without this module)."""
+    return "package" if dist in IN_A_ROW else "session"
+
+
+def configure_node(node: Any) -> None:
+    """On the controller (xdist's ``pytest_configure_node``): hand its --dist to the worker."""
+    node.workerinput[DIST_KEY] = str(node.config.getoption("dist", "no"))
+
+
+def run_dist(config: pytest.Config) -> str:
+    """The run's --dist, read on the controller, a worker, or without xdist ("no")."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput.get(DIST_KEY, "load"))  # a worker not told: assume its tests are mixed
+    return str(config.getoption("dist", "no"))
+
+
+def one_worker_scope(fixture_name: str, config: pytest.Config) -> str:
+    """A fixture's ``scope=`` for a ONE_WORKER_DIRS directory's costly server."""
+    return scope_for_dist(run_dist(config))
 
 
 def scope_of(nodeid: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,9 @@ DAY = 86_400.0
 
 
 def test_a_wall_clock_stepped_ahead_prunes_no_fresh_ledger_row(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_at_head: Callable[[Path], str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    url = sqlite_at_head(tmp_path / "store.db")  # a copy of the migrated template
     wall, boot = time.time(), time.clock_gettime(time.CLOCK_BOOTTIME)
     with open_store(url) as a, open_store(url) as b:  # two agents of the node (a surge rollout)
         first = batch(1, n=2, agent="node-1/a")

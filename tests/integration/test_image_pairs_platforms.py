@@ -149,3 +149,34 @@ def test_a_call_of_another_platforms_run_is_no_call_by_this_platforms_config(
     assert (code, doc["answer"]) == (3, "unknown"), doc
     code, doc = observed(capsys, url, INDEX)  # the index's own call: observed by the index
     assert (code, doc["answer"]) == (0, "observed"), doc
+
+
+def test_the_index_is_looked_up_once_per_question_not_per_function(url: str) -> None:
+    """A vex run asks every function in one snapshot: whether the asked digest is an index of
+    several platforms (same_image.several_platforms, for a function ID) was one statement per
+    function (seen before: 3 for 3 functions); now one per snapshot, as paired() is."""
+    import sqlalchemy as sa
+
+    from stellaops_runtime.evidence.paired_image import paired_image
+    from stellaops_runtime.store.engine import create_store_engine
+    from stellaops_runtime.store.function_refs import function_query
+    from stellaops_runtime.store.queries import snapshot
+
+    watched(url, INDEX, "arm-node", [(AMD64, INDEX), (ARM64, INDEX)])
+    engine = create_store_engine(url)
+    having: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+        if "HAVING" in statement.upper():
+            having.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.connect() as conn:
+            snapshot(conn)
+            for name in ("inflate", "deflate", "crc32"):
+                doubt = paired_image(conn, image=INDEX, function=function_query(f"{AMD64_BUILD}:{name}+0x0"))
+                assert doubt is not None and "one platform" in doubt.why, doubt
+    finally:
+        engine.dispose()
+    assert len(having) == 1, having

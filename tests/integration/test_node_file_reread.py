@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +179,35 @@ def test_under_bcc_a_node_file_upgraded_in_place_reloads_with_its_new_build_s_fa
     first, second = asyncio.run(load_upgrade_reload())
     assert [n for n, _ in first] == [n for n, _ in second] == ["split_fn.part.0"]
     assert first[0][1] and second[0][1] and first[0][1] != second[0][1]
+
+
+def test_the_poll_s_look_at_the_node_files_is_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look runs every second; a node file on a file system that hangs (an NFS mount behind
+    /opt, a FUSE one) hung its stat, and the stat ran on the event loop: the whole agent (the
+    stream, the flushes, the proof of life, the stop) stood still with it. It now runs on a worker
+    thread (the agent's default executor: daemon threads, never waited for at the exit), as the
+    read does. Seen failing before the fix: the stat ran on the loop's thread (review RNX)."""
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"not an ELF file")  # no facts, but a file the read covered
+    watch = _watch(tmp_path, host)
+    on: list[bool] = []
+    real = tetragon_facts.idents
+
+    def spy(files: tuple[str, ...]) -> tuple[tetragon_facts.Ident, ...]:
+        on.append(threading.current_thread() is loop_thread)
+        return real(files)
+
+    async def polls() -> None:
+        nonlocal loop_thread
+        loop_thread = threading.current_thread()
+        await watch.poll(100.0)  # the first read
+        monkeypatch.setattr(tetragon_facts, "idents", spy)
+        await watch.poll(102.0)  # a look, nothing changed
+
+    loop_thread = threading.current_thread()
+    asyncio.run(polls())
+    assert watch._files and on == [False]

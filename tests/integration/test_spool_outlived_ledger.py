@@ -82,6 +82,14 @@ def _age_ledger(url: str, days: int) -> None:
     eng.dispose()
 
 
+def _age_claim(spool: Path, days: int) -> None:
+    """The spooled batches' first claim ``days`` days earlier, as a month's wait would have left it."""
+    [b] = read_spool(spool) or []
+    assert b.claimed_unix is not None
+    b.claimed_unix -= days * DAY
+    write_spool(spool, [b])
+
+
 def test_a_spooled_batch_older_than_the_ledger_is_a_gap_not_counted_twice(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,11 +99,13 @@ def test_a_spooled_batch_older_than_the_ledger_is_a_gap_not_counted_twice(
         assert s.write_batch(batch).written == 2  # committed; its acknowledgement lost at a store outage
         write_spool(spool, [batch])  # so the agent spooled it at its shutdown
         _age_ledger(url, 31)
+        _age_claim(spool, 31)  # its first attempt's moment, by the ledger's clock, as old
         assert prune_ledger(s.db) == 1  # a month on: the ledger's row of it is pruned
         [loaded] = read_spool(spool) or []
         write_spool(spool, [loaded])  # an agent that could not reach the store spooled it again
         [replayed] = read_spool(spool) or []
         assert replayed.frozen_unix == loaded.frozen_unix == batch.frozen_unix  # its freeze, not a spooling
+        assert replayed.claimed_unix == loaded.claimed_unix is not None  # its first claim, not a replay's
         result = s.write_batch(replayed)  # the node's next agent, a month later
         [row] = s.read_hot_symbols()
         assert row["invocation_count"] == 7  # was 14: counted twice
@@ -235,3 +245,33 @@ def test_a_live_batch_that_never_reached_the_store_keeps_its_counts_after_a_mont
         assert asyncio.run(pending.flush(store))  # back
         assert [r["invocation_count"] for r in s.read_hot_symbols()] == [7]
         assert (pending.outlived_rows, pending.rows_flushed) == (0, 2)
+
+
+def test_a_spooled_batch_no_attempt_of_which_reached_the_store_keeps_its_counts(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node down a month whose agent could not reach the store before it stopped: its spooled
+    batch, frozen 31 days ago, never reached a COMMIT, so no ledger row of it can exist and nothing
+    can double. Judged by its freeze, its counts were lost as gaps (seen failing before: 0 calls,
+    2 rows unverified). The spool file now says whether (and when, by the ledger's clock) an
+    attempt reached the database; one that never did is stored whole, however old."""
+    spool = tmp_path / "spool.jsonl"
+    with open_store(url) as s:
+        write_spool(spool, [_frozen(monkeypatch, 31, 1)])  # the store out of reach until the stop
+        [replayed] = read_spool(spool) or []
+        result = s.write_batch(replayed)  # the node's next agent, a month later
+        assert (result.written, result.unverified) == (2, 0)
+        assert [r["invocation_count"] for r in s.read_hot_symbols()] == [7]
+
+
+@pytest.mark.parametrize("claimed", ["absent", "1", 10**30])
+def test_a_spool_line_without_a_known_claim_is_judged_by_its_freeze(
+    monkeypatch: pytest.MonkeyPatch, claimed: object
+) -> None:
+    """A spool file of before s46 (no ``claimed_unix``) or one whose value no datetime holds does not
+    say whether an attempt reached the store: judged by its freeze as before (31 days: a gap)."""
+    line = batch_to_json(_frozen(monkeypatch, 31, 1))
+    assert line["claimed_unix"] is None  # never reached the store: said so in the file
+    old = {k: v for k, v in line.items() if k != "claimed_unix"}
+    batch = batch_from_json(old if claimed == "absent" else {**old, "claimed_unix": claimed})
+    assert not batch.claim_known and outlived_ledger(batch, dt.datetime.now(dt.UTC), LEDGER_RETENTION)

@@ -17,6 +17,7 @@ import json
 
 from stellaops_runtime.agent.unprobed import UnprobedTails
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.store.batches import Batch
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.pending import PendingWrites
 from tests.cli_run import cli_in_process
@@ -54,3 +55,34 @@ def test_a_build_upgraded_within_one_buffered_window_keeps_its_fact(url: str) ->
 
 def _iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_live_agent_s_build_pruned_while_its_node_had_no_window_is_handed_over_again(url: str) -> None:
+    """node-1's agent stored its file's facts of b1 and, after an upgrade in place, b2, then wrote
+    no window for longer than the retention (its store out of reach, or nothing to watch): the
+    retention pass left node-1 no window and pruned both builds (store/fact_builds.py). The agent,
+    alive all along, had each build marked sent for its whole life, so b2 never came back, and POD,
+    started on node-1 afterwards with b2 through a hostPath mount, said not_observed. Facts are now
+    handed over again once a day. Seen failing before the fix: the later drain gave nothing."""
+    tails = UnprobedTails()
+    tails.replace({KEY: ("b1", "")})
+    tails.replace({KEY: ("b2", "")})
+    early, back = T0 + 2 * DAY, T0 + 100 * DAY
+    with open_store(url, retention_days=31) as s:
+        s.write([], _windows("host:node-2", "node-2", 0, 40))
+        sent = tails.deltas(node_name="node-2", now_ns=early, window_seconds=60)
+        assert not s.write_batch(Batch("node-2/agent", 1, sent)).errors
+        assert s.maintain(now=dt.datetime.fromtimestamp(back / 1e9, dt.UTC), retention=True).ran
+        assert _builds(s) == []  # no window of node-2 left: its builds pruned
+        again = tails.deltas(node_name="node-2", now_ns=back, window_seconds=60)
+        assert ("split_fn.part.0", "b2") in [(d.key.function_name, d.build_id) for d in again]
+        assert not s.write_batch(Batch("node-2/agent", 2, again)).errors
+        s.write([], _windows("host:node-2", "node-2", 100, 2) + _windows(POD, "node-2", 100, 2))
+        load = HotSymbolKey(POD, "/host" + APP, "", EvidenceKind.LOADED)
+        s.write([HotSymbolDelta(load, back, 1, back + S, back + S, build_id="b2", node_name="node-2")], [])
+    r = cli_in_process(
+        "query", "observed", "--image", POD, "--function", "b2:split_fn+0x0", "--store", url, "--json",
+        "--since", _iso(T0 + 100 * DAY), "--until", _iso(T0 + 101 * DAY),
+    )  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert (r.returncode, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in str(doc["reason"]), doc

@@ -10,7 +10,9 @@ needs Kubernetes 1.30.
 
 Under ``make test`` (``-n 2 --dist loadfile``) this directory is one work unit (tests/xdist_scopes.py):
 one worker runs all its files in a row, under one control plane, stopped once the last of them
-ends (package scope) rather than left idle through the rest of the session.
+ends (package scope; __init__.py makes the directory a package) rather than left idle through the rest
+of the session. Under a --dist that mixes its files with others on a worker (load, loadscope,
+worksteal) the fixture is session-scoped, one control plane a worker, as before.
 
 Without the binaries the fixture fails (it does not skip) and names the make
 target that builds them: ``make kube``.
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.realkube.controlplane import REPO, ControlPlane, SetupError, load_yaml, wait_for
+from tests.xdist_scopes import one_worker_scope
 
 MANIFESTS = REPO / "manifests"
 TETRAGON_CRDS = REPO / "tests" / "fixtures" / "tetragon" / "crds" / "v1.7.0"
@@ -35,7 +38,7 @@ CRD_FILES = [
 RBAC_FILES = [MANIFESTS / "operator" / "rbac.yaml", MANIFESTS / "agent" / "rbac.yaml"]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope=one_worker_scope)
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     tmp = tmp_path_factory.mktemp("realkube")
     try:

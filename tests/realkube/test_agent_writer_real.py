@@ -20,9 +20,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from controlplane import ControlPlane, wait_for
-
 from stellaops_runtime.contracts.crd_names import API_VERSION, NODE_KIND
+from tests.realkube.controlplane import ControlPlane, wait_for
 
 AGENT_NS = "stellaops-agent"
 NEVER = ("aiohttp", "yarl", "multidict", "kubernetes", "requests", "urllib3", "pydantic")

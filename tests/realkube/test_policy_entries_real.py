@@ -21,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from controlplane import ControlPlane
 
 from stellaops_runtime.agent.capabilities import policy_entry
 from stellaops_runtime.agent.node_status import ObservationNodeWriter
@@ -29,6 +28,7 @@ from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonCo
 from stellaops_runtime.contracts.crd_names import API_VERSION, NODE_KIND
 from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServer
 from stellaops_runtime.wire.tetragon import sensors_pb2
+from tests.realkube.controlplane import ControlPlane
 
 NODE = "node-policy-entries"
 FILE_INFO = "from-a-file (object:0/) (type:TracingPolicy/cilium.io/v1alpha1)"

@@ -90,3 +90,26 @@ def test_look_alikes_stay(text: str) -> None:
 def test_its_cost_grows_linearly_with_a_hostile_field(unit: str) -> None:
     ratio = growth(PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20)).redact_text, unit)
     assert ratio < 10, f"{unit!r}: 64 KiB costs {ratio:.1f}x the 16 KiB field"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # RFC 9051 literals: a password sent as {N} (or LITERAL+'s {N+}, no wait for "+": one write);
+        # the user as a literal too (RP8)
+        f"a1 LOGIN bob {{{len(_PW)}+}}\r\n{_PW}\r\n",
+        f"a1 LOGIN bob {{{len(_PW)}}}\r\n{_PW}\r\n",
+        f'a1 LOGIN "bob" {{{len(_PW)}+}}\r\n{_PW}\r\n',
+        f"a1 LOGIN {{3+}}\r\nbob {{{len(_PW)}+}}\r\n{_PW}\r\n",
+    ],
+)
+def test_an_imap_login_password_sent_as_a_literal_loses_it(text: str) -> None:
+    out = _buffer(text)
+    assert _PW not in out and "bob" in out, out
+
+
+def test_an_imap_literal_of_another_command_stays() -> None:
+    text = "a2 APPEND INBOX {5+}\r\nhello\r\n"
+    assert _buffer(text) == text
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
+    assert growth(pf.redact_text, "a LOGIN {1+}\r\n") < 10

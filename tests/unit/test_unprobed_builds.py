@@ -43,3 +43,20 @@ def test_a_build_replaced_before_any_drain_is_still_handed_over() -> None:
     u.replace({KEY: ("cc", "")})
     assert _drain(u) == []
     assert u._earlier == {}  # the superseded builds are not kept once handed over
+
+
+def test_the_node_s_own_facts_are_handed_over_again_once_a_day_an_image_s_are_not() -> None:
+    """The store prunes a node's builds once retention left it no window (store/fact_builds.py); an
+    image's facts it never prunes, and a month-long outage would hold a row of each a day."""
+    from stellaops_runtime.agent.unprobed import RESEND_NS
+
+    image = ("sha256:" + "ab" * 32, "/usr/lib/libz.so.1", "crc32.part.0")
+    u = UnprobedTails()
+    u.replace({KEY: ("aa", ""), image: ("cc", "pkg:deb/debian/zlib1g@1.2.13")})
+    first = u.deltas(node_name="n", now_ns=10, window_seconds=60)
+    assert len(first) == 2
+    assert u.deltas(node_name="n", now_ns=RESEND_NS, window_seconds=60) == []  # not a day yet
+    again = u.deltas(node_name="n", now_ns=10 + RESEND_NS, window_seconds=60)
+    assert [(d.key.image_digest, d.build_id) for d in again] == [("host:node-1", "aa")]
+    assert u.deltas(node_name="n", now_ns=20 + RESEND_NS, window_seconds=60) == []
+    assert u.deltas(node_name="n", now_ns=5, window_seconds=60) == []  # a clock stepped back: no resend

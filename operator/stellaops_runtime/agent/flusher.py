@@ -88,16 +88,17 @@ class Flusher:
         self._drain_fn = drain
         self._stop = stop
         self.config_error = ""  # a store configuration error met after start-up (exit 2)
-        self.spool = SpoolKeeper(config.store.spool_path, self.pending, self._why)
+        # An image's config digest beside the manifest digest it is filed under, from the lifecycle
+        # registry (agent/lifecycle_part.py); stored before the rows of a flush, once each
+        # (store/image_pairs.py), and spooled with the rows at shutdown (agent/spool_pairs.py).
+        self.pairs = PairsToRecord()
+        self.spool = SpoolKeeper(config.store.spool_path, self.pending, self._why, self.pairs)
         self._opening: asyncio.Future[HotSymbolStore] | None = None
         self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
         self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
-        # An image's config digest beside the manifest digest it is filed under, from the lifecycle
-        # registry (agent/lifecycle_part.py); stored after a flush, once each (store/image_pairs.py).
-        self.pairs = PairsToRecord()
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None

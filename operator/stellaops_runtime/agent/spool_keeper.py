@@ -27,6 +27,8 @@ spooled; this module is what the file holds and who may remove it.
   node's latest stored window: another agent of the path may have stored
   windows after the lost ones. So does the gap for a file set aside whole at
   start (the earliest window its text names, ``text_window_ns``).
+- The image pairings not stored at shutdown go beside the file (agent/spool_pairs.py), noted
+  at load, so the next agent writes them before the rows they pair; removed with the file.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ import logging
 from collections.abc import Callable
 
 from stellaops_runtime.agent.node_history import spooled_window_ns
+from stellaops_runtime.agent.spool_pairs import read_pairs, remove_pairs, write_pairs
 from stellaops_runtime.store.batches import Batch
+from stellaops_runtime.store.image_pairs import PairsToRecord
 from stellaops_runtime.store.pending import PendingWrites
 from stellaops_runtime.store.spool import (
     NOTHING_UNREAD,
@@ -61,9 +65,12 @@ log = logging.getLogger(__name__)
 class SpoolKeeper:
     """The agent's spool file (``store.spoolPath``, empty for none) and what it says about it."""
 
-    def __init__(self, path: str, pending: PendingWrites, why: Callable[[], str]) -> None:
+    def __init__(
+        self, path: str, pending: PendingWrites, why: Callable[[], str], pairs: PairsToRecord | None = None
+    ) -> None:
         self.path = path
         self.pending = pending
+        self.pairs = pairs  # the flush writes them before the rows they pair (agent/spool_pairs.py)
         self._why = why  # why rows are left at shutdown (the flusher's last error)
         self.lost_rows = 0
         self.spooled_rows = 0
@@ -86,6 +93,9 @@ class SpoolKeeper:
         with spool_lock(path) as locked:
             if locked and (n := remove_stale_temporaries(path)):
                 log.info("removed %d temporary spool file(s) left by a killed agent beside %s", n, path)
+            if self.pairs is not None:  # the spooled rows' pairings: written before them
+                for config, manifest in read_pairs(path):
+                    self.pairs.note(config, manifest)
             try:
                 got = read_spool_kept(path)
             except SpoolError as e:  # its gap starts at the earliest window its text names at the latest
@@ -99,6 +109,8 @@ class SpoolKeeper:
                 self._keep_aside(path, got[2], "(the time since the node's latest stored window, or the "
                                  "earliest window they name if before it, is a gap), "
                                  "the other batches are replayed")  # fmt: skip
+            if got is None and locked:  # no rows wait for them (those noted are written anyway)
+                remove_pairs(path)
         if got is None:
             return
         batches, self._identity, bad, _unread = got
@@ -145,6 +157,7 @@ class SpoolKeeper:
         if loaded is None or spool_identity(path) != loaded:
             return False
         remove_spool(path)
+        remove_pairs(path)  # its rows are stored, so were their pairings (agent/flusher.py)
         return True
 
     def _foreign(self, path: str) -> tuple[list[Batch], Unread]:
@@ -174,6 +187,16 @@ class SpoolKeeper:
                     "are kept in the file written now", path, sum(b.rows for b in got[0]))  # fmt: skip
         return got[0], got[3]
 
+    def _save_pairs(self, path: str) -> None:
+        """The pairings not stored, beside the spool file (call under the lock): the next agent
+        writes them before replaying the rows (agent/spool_pairs.py)."""
+        unstored = self.pairs.unstored() if self.pairs is not None else []
+        try:
+            write_pairs(path, unstored)
+        except OSError as e:
+            log.error("could not keep %d image pairings beside spool file %s: %s (a question by one "
+                      "of their digests reads that digest's rows alone)", len(unstored), path, e)  # fmt: skip
+
     def save(self) -> bool:
         """Write everything still pending to the spool file; True when nothing is left unsaved."""
         path = self.path
@@ -199,6 +222,7 @@ class SpoolKeeper:
                 log.error("could not store %d hot-symbol rows before shutdown (%s), and %s",
                           rows, self._why(), e)  # fmt: skip
                 return False
+            self._save_pairs(path)
         log.warning("the store could not take %d hot-symbol rows before shutdown (%s); spooled them to "
                     "%s for the next start", self.spooled_rows, self._why(), path)  # fmt: skip
         return True

@@ -14,7 +14,8 @@ The source switch polls one :class:`TetragonFacts` while Tetragon runs (its BCC 
 own facts: agent/source_switch_purl.py); an agent without the switch (``native.enabled: false``, or
 Tetragon's JSON export file as the source) runs one for its whole life (agent/runner.py). Every
 ``CHECK_SECONDS`` the ConfigMap's stamp and the stat identity of each node file the last read
-covered are looked at (one stat each: not per event); the files are read again (on a thread) when
+covered are looked at (one stat each, on a worker thread: not per event, and never on the event
+loop, which a hung node file system would stop); the files are read again (on a thread) when
 one changed (a node file upgraded in place while the agent runs: its new build's tails and clones
 are facts of that build, agent/unprobed.py hands them over again), or when the switch replaced the
 facts. Nothing heavy is imported unless the ConfigMap names a ``binaryPath`` function.
@@ -123,8 +124,8 @@ class TetragonFacts:
         if (
             stamp == self._stamp
             and self.pipeline.unprobed.current is self._facts
-            and (not self._files or idents(self._files) == self._idents)
-        ):
+            and (not self._files or await asyncio.to_thread(idents, self._files) == self._idents)
+        ):  # the look on a thread, as the read: a node file system that hangs never holds the loop
             return
         self._stamp = stamp
         read: Read = ({}, (), ())

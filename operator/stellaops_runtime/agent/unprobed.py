@@ -16,7 +16,8 @@ flush as the counts (ledger, outage buffer, spool, export), so it is kept exactl
 the outage bound never drops it (store/batches.py ``never_dropped``). Each fact is handed over
 once per agent and build (the store keeps it: an image's file never changes, but a node's file
 upgraded in place while the agent runs gives its tail's fact again under the new build-id,
-store/fact_builds.py); the set of those sent is bounded. Pure (no I/O but the demangler's own,
+store/fact_builds.py), a node's own facts again once a day (:data:`RESEND_NS`: a build the store
+pruned comes back); the set of those sent is bounded. Pure (no I/O but the demangler's own,
 shared with the pipeline).
 """
 
@@ -30,6 +31,13 @@ from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta,
 # (image digest, path in the image, tail symbol) -> (build-id, installed PURL or "")
 Facts = Mapping[tuple[str, str, str], tuple[str, str]]
 MAX_SENT = 100_000  # facts remembered as sent; past it the set starts over (a fact sent again costs a row)
+# The node's own facts (``host:<node>``, at most MAX_UPROBE_TARGETS files' tails) are sent again once a
+# day: the store prunes a node's builds when retention left it no window (store/fact_builds.py: its
+# agent alive but its store out of reach, or nothing to watch, for longer), and a build marked sent for
+# the agent's whole life never came back. A row a fact a day; an image's facts are never pruned, and a
+# month-long outage holds a day's rows of the node's facts only (never dropped: store/batches.py).
+RESEND_NS = 86_400 * 1_000_000_000
+HOST_PREFIX = "host:"  # contracts/events.py image_key: a host process's image
 
 
 class UnprobedTails:
@@ -41,6 +49,7 @@ class UnprobedTails:
         self._sent: set[tuple[tuple[str, str, str], str]] = set()  # (fact's key, build-id)
         # facts of the old set not handed over yet whose key the new set gives another build
         self._earlier: dict[tuple[tuple[str, str, str], str], str] = {}  # (key, build-id) -> PURL
+        self._since: int | None = None  # when ``_sent`` last started over (wall clock, ns)
 
     def replace(self, facts: Facts) -> Facts:
         """Make ``facts`` the current set (swapped whole), keeping those of the old set not handed
@@ -64,6 +73,11 @@ class UnprobedTails:
 
     def deltas(self, *, node_name: str, now_ns: int, window_seconds: int) -> list[HotSymbolDelta]:
         """One 0-call ``unprobed`` row per fact (and build) not handed over yet (called at each drain)."""
+        if self._since is None or now_ns < self._since:  # the first drain, or the clock stepped back
+            self._since = now_ns
+        elif now_ns - self._since >= RESEND_NS:  # once a day: the node's own facts again (RESEND_NS)
+            self._sent = {e for e in self._sent if not e[0][0].startswith(HOST_PREFIX)}
+            self._since = now_ns
         facts = self.current  # read once: the switch replaces the mapping, never changes it
         new = [(k, *facts[k]) for k in facts if (k, facts[k][0]) not in self._sent]
         new += [(k, bid, purl) for (k, bid), purl in self._earlier.items() if (k, bid) not in self._sent]

@@ -2,7 +2,8 @@
 
 Why this exists: the key rules (``patterns``) need a name before a value (``password=x``), and the
 client rules a client's name in the text. A traced ``write()`` of a socket or a file often has
-neither: FTP's and POP3's ``PASS x`` (RFC 959, RFC 1939), IMAP's ``a1 LOGIN user x`` (RFC 9051),
+neither: FTP's and POP3's ``PASS x`` (RFC 959, RFC 1939), IMAP's ``a1 LOGIN user x`` (RFC 9051; the
+password as a literal too, ``{N+}`` then its line),
 Redis's ``AUTH [user] x``, inline or as the RESP array every client library sends
 (``*2\\r\\n$4\\r\\nAUTH\\r\\n$1\\r\\nx``; HELLO's ``AUTH user x`` too), a ``.pgpass`` line
 (``host:port:database:user:x``) and redis.conf's ``requirepass x`` / ``masterauth x`` (P7's first
@@ -53,6 +54,13 @@ _NOT_A_MECHANISM = rf"(?!{_MECHANISMS}(?:[ ]|\r$))"
 _PROTOCOL = re.compile(
     r"(?m)^(?:(?i:PASS)[ ]|[!-~]{1,64}+[ ](?i:LOGIN)[ ](?:\"(?:[^\"\\\r\n]|\\.)*+\"|[^\s\"]++)[ ]"
     rf"|(?i:AUTH)[ ]{_NOT_A_MECHANISM})(?P<s>[^\r\n]++)\r$"
+)
+# IMAP's LOGIN with the password as a literal (RFC 9051 ``{N}``, LITERAL+'s ``{N+}``, one write): the
+# line after it; the user quoted, an atom or a literal itself (RP8)
+_LITERAL = r"\{[0-9]{1,5}+\+?+\}\r\n"
+_LOGIN_LITERAL = re.compile(
+    rf"(?m)^[!-~]{{1,64}}+[ ](?i:LOGIN)[ ](?:\"(?:[^\"\\\r\n]|\\.)*+\"|{_LITERAL}[^\r\n ]*+|[^\s\"{{]++)"
+    rf"[ ]{_LITERAL}(?P<s>[^\r\n]++)"
 )
 # RESP: AUTH's one argument (an array of 2), or the second of two (AUTH user x; HELLO 3 AUTH user x)
 _BULK = r"\$[0-9]{1,10}+\r\n"
@@ -153,6 +161,8 @@ def wire_line_spans(text: str) -> list[tuple[int, int, str]]:
         rxs.append(_PROTOCOL)
         if "$4\r\n" in text:
             rxs.append(_RESP_AUTH)
+        if "}\r\n" in text:
+            rxs.append(_LOGIN_LITERAL)
     for rx in rxs:
         out.extend((*m.span("s"), "password") for m in rx.finditer(text))
     return out

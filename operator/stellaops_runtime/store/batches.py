@@ -96,6 +96,12 @@ class Batch:
     # off (store/spool_age.py). None: no attempt of this process reached a COMMIT (a store down
     # since the freeze: no ledger row can exist), or read from a spool file (never spooled).
     claimed_boot: float | None = None
+    # When an attempt at it first reached the database, by the ledger's clock (the server's on
+    # PostgreSQL: store/ledger.py ``_claim``), unix seconds, kept in the spool file: a spooled batch
+    # none of whose attempts did (None, ``claim_known``) has no ledger row to be forgotten
+    # (store/spool_age.py). ``claim_known`` False: a spool file of before session 46, not known.
+    claimed_unix: int | None = None
+    claim_known: bool = True
     _front: int = 0  # units before this index are all tombstones
     _droppable: int = 0  # units before this index are tombstones or gap rows (never dropped)
 
@@ -327,6 +333,8 @@ def batch_to_json(b: Batch) -> dict[str, Any]:
         out["export_position"] = b.export_position
     if b.frozen_unix is not None:
         out["frozen_unix"] = b.frozen_unix
+    if b.claim_known:  # null: no attempt reached the database
+        out["claimed_unix"] = b.claimed_unix
     return out
 
 
@@ -343,7 +351,8 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
     if not isinstance(agent_id, str) or not agent_id or not isinstance(seq, int):
         raise ValueError("a batch needs a non-empty agent_id and an integer seq")
     position = d.get("export_position")  # checked where it is used (store/export_spans.py)
-    frozen = d.get("frozen_unix")
+    frozen, claimed = d.get("frozen_unix"), d.get("claimed_unix")
+    claim_ok = claimed is None or (type(claimed) is int and 0 <= claimed < _YEAR_10000_UNIX)
     return Batch(
         agent_id,
         seq,
@@ -353,6 +362,9 @@ def batch_from_json(d: dict[str, Any]) -> Batch:
         export_known="export_position" in d and (position is None or isinstance(position, dict)),
         # A time no datetime holds (a file edited by hand) is not known: it would raise in the write.
         frozen_unix=frozen if type(frozen) is int and 0 <= frozen < _YEAR_10000_UNIX else None,
+        # No key (a file of before s46) or a value no datetime holds: not known, judged by its freeze.
+        claimed_unix=claimed if claim_ok else None,
+        claim_known="claimed_unix" in d and claim_ok,
     )
 
 

@@ -140,6 +140,8 @@ def _claim(conn: Conn, batch: Batch, lo: int, hi: int, rows: int) -> Coverage:
     if batch.claimed_boot is None:  # from here on a COMMIT of it may go through (store/spool_age.py)
         batch.claimed_boot = boot_clock()
     now = _lock(conn, batch)
+    if batch.claimed_unix is None and batch.claim_known:  # the first, by the ledger's clock
+        batch.claimed_unix = int(now.timestamp())
     sql = STATEMENTS[conn.dialect]
     part = part_name(lo, hi)
     values = {
@@ -206,7 +208,7 @@ def _write_range(db: Database, batch: Batch, lo: int, hi: int, result: BatchResu
                 # is one (spooled or held live) older than the ledger's rows (store/spool_age.py).
                 # The ledger's clock is asked only of a spooled batch with a stamp; a live one's age
                 # is its process's.
-                old = batch.from_spool and batch.frozen_unix is not None
+                old = batch.from_spool and (batch.claim_known or batch.frozen_unix is not None)
                 if outlived_ledger(batch, ledger_now(conn) if old else None, LEDGER_RETENTION):
                     deltas, obs, recounted, unverified = as_gaps(deltas, obs)
                 else:

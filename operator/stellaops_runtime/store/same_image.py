@@ -108,8 +108,24 @@ def one_content(conn: sa.Connection, image: str) -> tuple[str, ...]:
 
 def several_platforms(conn: sa.Connection, image: str) -> bool:
     """Whether ``image`` itself is an index paired with several platforms' configs (its windows
-    hold each platform's runs); one read through the primary key, and only for a paired image."""
-    return len(same_image(conn, image)) > 1 and _an_index(conn, [image])
+    hold each platform's runs); one read through the primary key, and only for a paired image,
+    kept for the rest of the question's transaction as :func:`paired` is (a vex run asks every
+    function in one snapshot: one read, not one a function)."""
+    if len(same_image(conn, image)) <= 1:
+        return False
+    txn = conn.get_transaction()
+    cache: tuple[object, dict[str, bool]] | None = conn.info.get(_INDEX_CACHE)
+    if txn is None:
+        return _an_index(conn, [image])
+    if cache is None or cache[0] is not txn:
+        cache = (txn, {})
+        conn.info[_INDEX_CACHE] = cache  # the transaction held, never an id a later one could reuse
+    if image not in cache[1]:
+        cache[1][image] = _an_index(conn, [image])
+    return cache[1][image]
+
+
+_INDEX_CACHE = "stellaops_same_image_index"  # conn.info: (transaction, {image: several_platforms})
 
 
 def all_paired(conn: sa.Connection) -> dict[str, tuple[str, ...]]:

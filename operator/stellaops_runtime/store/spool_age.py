@@ -11,6 +11,11 @@ server's on PostgreSQL, :func:`~stellaops_runtime.store.ledger.ledger_now`), and
 ledger, cannot be told stored or not: it is stored as gaps over its windows, as a batch whose
 export lines cannot be checked is (store/export_spans.py), its counts lost, said and counted
 (``unverified``). A batch of a spool file from before the stamp (None) is replayed as before.
+Since s46 the spool file also says when an attempt at the batch first reached the database, by
+the ledger's clock (``Batch.claimed_unix``, null when none did): that moment, not the freeze, is
+its age (no node clock in it), and a batch no attempt of which reached the database (the store
+out of reach until the agent stopped) has no ledger row to be forgotten: it is stored whole,
+however old (before, a node down a month lost such counts as gaps).
 
 So is a live agent's batch held in memory that long: its COMMIT went through, the
 acknowledgement was lost, and its store stayed out of reach while other agents pruned the ledger;
@@ -38,9 +43,10 @@ CLOCK_MARGIN = dt.timedelta(days=1)
 
 
 def outlived_ledger(batch: Batch, now: dt.datetime | None, kept: dt.timedelta) -> bool:
-    """Whether ``batch`` was frozen so long ago that its ledger rows, kept ``kept``, may be pruned
-    already: a spooled one by its freeze's wall-clock stamp to ``now`` (the ledger's clock; None:
-    not asked), a live one by the time since boot since its first attempt reached the database."""
+    """Whether ``batch`` first reached the database so long ago that its ledger rows, kept ``kept``,
+    may be pruned already: a spooled one by that moment on the ledger's clock (a file of before
+    s46: its freeze's wall-clock stamp) to ``now`` (the ledger's clock; None: not asked), a live one
+    by the time since boot since then. One no attempt of which reached it has no ledger row."""
     if not batch.from_spool:
         if batch.claimed_boot is None:  # no attempt reached the database: no ledger row of it exists
             return False
@@ -49,12 +55,16 @@ def outlived_ledger(batch: Batch, now: dt.datetime | None, kept: dt.timedelta) -
             return False
         what = f"batch {batch.agent_id}/{batch.seq} was held unacknowledged for {held.days} days"
     else:
-        if batch.frozen_unix is None or now is None:
+        # Known (spool files of s46 on): its first attempt that reached the database, by the ledger's
+        # clock; else its freeze, by its node's.
+        stamp = batch.claimed_unix if batch.claim_known else batch.frozen_unix
+        if stamp is None or now is None:
             return False
-        frozen = dt.datetime.fromtimestamp(batch.frozen_unix, dt.UTC)
+        frozen = dt.datetime.fromtimestamp(stamp, dt.UTC)
         if now - frozen <= kept - CLOCK_MARGIN:
             return False
-        what = f"spooled batch {batch.agent_id}/{batch.seq} was frozen at {frozen.isoformat()}"
+        how = "first reached the store" if batch.claim_known else "was frozen"
+        what = f"spooled batch {batch.agent_id}/{batch.seq} {how} at {frozen.isoformat()}"
     log.warning(
         "%s, longer than the flush ledger keeps its rows (%s days): whether its acknowledgement was lost "
         "after it was stored cannot be told, so its rows are not stored, their windows are a gap (never "
