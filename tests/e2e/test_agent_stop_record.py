@@ -5,10 +5,11 @@ Without it, a node whose agent stopped reads open from its watched end to every 
 rows. The real agent (export file source, a SQLite store, lifecycle off, the ObservationNode writer
 on the Kubernetes API emulator) stores a third of the synthetic stream, is sent SIGTERM, and after
 its final flush and proof of life writes the record (agent/stop_record.py, store/node_stop.py):
-lifecycle off, so the images of its last two windows, marked uncertain. When its Node carries the
-cluster autoscaler's ``ToBeDeletedByClusterAutoscaler`` taint it reads the Node at the stop and
-says ``gone``: a question days later finds nothing open after the stop's day (seen failing before
-the stop record: the two days after it open). One agent only (the suite's time): a plain stop's
+lifecycle off, so the images of its last two windows, marked uncertain. When its Node is being
+deleted (a ``metadata.deletionTimestamp``; it also carries the cluster autoscaler's removal taint,
+which alone is not taken as gone) it reads the Node at the stop and says ``gone``: a question days
+later finds nothing open after the stop's day (seen failing before the stop record: the two days
+after it open). One agent only (the suite's time): a plain stop's
 reading is tests/integration/test_node_stop.py.
 """
 
@@ -46,7 +47,9 @@ async def test_a_stopped_agent_says_what_ran_on_and_that_its_node_goes(
     await asyncio.to_thread(export.write_bytes, b"")
     await asyncio.to_thread((tmp_path / "kube").mkdir)
     async with Cluster(tmp_path / "kube") as cluster:
-        await cluster.create(obj("v1", "Node", x.NODE, spec={"taints": [TAINT]}))
+        node = obj("v1", "Node", x.NODE, spec={"taints": [TAINT]})
+        node["metadata"].update(deletionTimestamp="2026-12-06T20:00:00Z", finalizers=["example.com/hold"])
+        cluster.put(node)  # stored as a Node being deleted is (a create would drop the timestamp)
         conf = {
             **x.conf(url, str(tmp_path / "spool.jsonl"), export),
             "observationNode": {"enabled": True, "kubeconfig": str(cluster.kubeconfig)},

@@ -2,9 +2,9 @@
 
 Without it, a node whose agent stopped reads open from its watched end to every later question for
 every image it ran on its last day (store/coverage_open.py): a scaled-away node would leave its
-images unknown until retention removed its rows. With it: the images not running at the stop end
-there, the ones still running stay open, every image ends there when the node is gone, and a stop
-that could not name the running images (lifecycle off: uncertain) ends nothing. A stop of another
+images unknown until retention removed its rows. With it: every image ends there when the node is
+gone; a plain stop ends nothing, whether it named the running images or not (lifecycle off:
+uncertain): an image not running at the stop may start again on the node, unwatched. A stop of another
 agent than the row's proof, or one the next agent's proof overtook, counts for nothing. The agent's
 write itself (plain DB-API, the store's clock). SQLite and PostgreSQL.
 """
@@ -55,13 +55,14 @@ def days(url: str, image: str, later: int) -> set[dt.date]:
         return open_days(c, image, store_now(c) + later * D)
 
 
-def test_only_the_images_still_running_stay_open_after_a_graceful_stop(url: str) -> None:
+def test_a_plain_stop_keeps_every_image_open_and_records_the_running_ones(url: str) -> None:
+    # an image not running at the stop (a CronJob's, a pod rescheduled) may start again on the node
+    # while no agent watches it: its later days are not watched either (review of ff9e82af..873ff0eb)
     assert stopped(url, running=(RUNS,))
     today = now_of(url).date()
     for later in (1, 3):  # asked one and three days on
         assert days(url, RUNS, later) == {today + i * D for i in range(later + 1)}
-        # the stop's own day: the time from the final proof to the stop was not watched
-        assert days(url, ENDED, later) <= {today}
+        assert days(url, ENDED, later) == {today + i * D for i in range(later + 1)}
     with open_store(url) as s, s.engine.connect() as c:
         row = c.execute(sa.select(node_liveness)).one()
     assert (row.stop_agent, row.stop_reason, json.loads(row.running_images)) == (AGENT, "sigterm", [RUNS])
@@ -124,5 +125,5 @@ def test_a_node_clock_ahead_keeps_its_agent_s_stop(url: str) -> None:
                                        "tetragon")])  # fmt: skip
         wall = datetime_to_ns(now + ahead)
         write_liveness(s.db, Liveness(NODE, AGENT, 600, wall - 600 * S, 0.0, wall, 10.0, 60))
-        assert write_stop(s.db, Stop(NODE, AGENT, "sigterm", (RUNS,), False))
+        assert write_stop(s.db, Stop(NODE, AGENT, "deleting", (RUNS,), True))
     assert days(url, ENDED, 2) <= {now.date()}

@@ -1,8 +1,10 @@
 """The agent's reading of its own Node at a graceful stop (agent/stop_record.py): going away, or not.
 
-A Node with a deletion timestamp, or the cluster autoscaler's or Karpenter's removal taint, is going
-away: the stop record says ``gone`` and the reader ends every image's open time at the stop. Any
-other Node, and a read that fails or does not answer in time, is not: the safe side (open). The
+A Node with a deletion timestamp is going away: the stop record says ``gone`` and the reader ends
+every image's open time at the stop. The cluster autoscaler's or Karpenter's removal taint is read
+and not taken as gone (both come off again when the scale-down or disruption is aborted, and the
+node runs on unwatched). Any other Node, and a read that fails or does not answer in time, is not
+going away: the safe side (open). The
 slow read is a real listening socket that never answers, read through the real Kubernetes client.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from stellaops_runtime.agent.stop_record import GONE_TAINTS, node_going, read_node_going
+from stellaops_runtime.agent.stop_record import GOING_TAINTS, node_going, read_node_going
 
 
 def node(
@@ -24,10 +26,11 @@ def node(
     return {"metadata": {"name": "n", **(meta or {})}, "spec": {"taints": taints or []}}
 
 
-def test_a_deletion_timestamp_or_a_removal_taint_is_going_away_and_nothing_else() -> None:
-    assert node_going(node({"deletionTimestamp": "2026-12-06T20:00:00Z"})) == "deletionTimestamp"
-    for key in GONE_TAINTS:
-        assert node_going(node(taints=[{"key": "other"}, {"key": key, "effect": "NoSchedule"}])) == key
+def test_only_a_deletion_timestamp_is_certainly_going_away() -> None:
+    assert node_going(node({"deletionTimestamp": "2026-12-06T20:00:00Z"})) == ("deletionTimestamp", True)
+    for key in GOING_TAINTS:  # an aborted scale-down or disruption takes these off again: not certain
+        taints = [{"key": "other"}, {"key": key, "effect": "NoSchedule"}]
+        assert node_going(node(taints=taints)) == (key, False)
     assert node_going(node(taints=[{"key": "node.kubernetes.io/unschedulable"}])) is None  # a cordon
     assert node_going(node()) is None and node_going(None) is None
     assert node_going({"metadata": None, "spec": {"taints": "not a list"}}) is None
@@ -39,7 +42,7 @@ def test_the_autoscaler_s_soft_candidate_taint_is_not_going_away() -> None:
     # days and run on. An agent stopped then (a rollout, an uninstall) must leave its images open.
     soft = {"key": "DeletionCandidateOfClusterAutoscaler", "value": "1", "effect": "PreferNoSchedule"}
     assert node_going(node(taints=[soft])) is None
-    assert "DeletionCandidateOfClusterAutoscaler" not in GONE_TAINTS
+    assert "DeletionCandidateOfClusterAutoscaler" not in GOING_TAINTS
 
 
 def test_a_node_read_that_does_not_answer_in_time_is_not_going_away(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ was written (agent/runner.py), it writes its stop record (store/node_stop.py, mi
   container of no known image) the images of its last two windows, marked uncertain, which keeps
   every image open for the reader;
 - ``gone``: its own Node, read at the stop through the Kubernetes API (the ObservationNode writer's
-  credentials, agent/node_status.py), has a ``metadata.deletionTimestamp`` or a taint saying an
-  autoscaler is removing it (:data:`GONE_TAINTS`). The read starts when the stop does and is
+  credentials, agent/node_status.py), has a ``metadata.deletionTimestamp``. An autoscaler's taint
+  (:data:`GOING_TAINTS`) is recorded as the reason and is not "gone": the cluster autoscaler and
+  Karpenter take theirs off again when a scale-down or a disruption is aborted, and the node then
+  runs on unwatched. The read starts when the stop does and is
   bounded (:data:`NODE_READ_SECONDS`, never past the shutdown's deadline); a failed or slow read,
   or no ObservationNode writer configured, is "not gone": the safe side (open).
 
@@ -36,35 +38,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Taints put on a Node that is about to be removed: the cluster autoscaler's scale-down in progress
-# and Karpenter's disruption taint (its value names the reason). Not the autoscaler's soft
-# DeletionCandidateOfClusterAutoscaler (PreferNoSchedule): it marks a node merely unneeded for a while,
-# taken off when the node is needed again; an agent stopped under it (a rollout, an uninstall) would
-# have ended every image's open time on a node that runs on unwatched.
-GONE_TAINTS = (
+# Taints put on a Node an autoscaler is about to remove: the cluster autoscaler's scale-down in
+# progress and Karpenter's disruption taint. Recorded as the stop's reason, never taken as "gone":
+# both are taken off again when the scale-down or disruption is aborted (the node runs on, unwatched
+# until a next agent starts). Nor is the autoscaler's soft DeletionCandidateOfClusterAutoscaler
+# (PreferNoSchedule): it marks a node merely unneeded for a while.
+GOING_TAINTS = (
     "ToBeDeletedByClusterAutoscaler",
     "karpenter.sh/disruption",
 )
 NODE_READ_SECONDS = 2.0  # at most, and at most a quarter of the shutdown's grace
 
 
-def node_going(node: Mapping[str, Any] | None) -> str | None:
-    """Why the Node ``node`` (an API object) is going away, or None: its deletion timestamp, else the
-    first of :data:`GONE_TAINTS` on it."""
+def node_going(node: Mapping[str, Any] | None) -> tuple[str, bool] | None:
+    """Why the Node ``node`` (an API object) may be going away, and whether that is certain: its
+    deletion timestamp (certain), else the first of :data:`GOING_TAINTS` on it (not certain); None
+    when neither."""
     if not isinstance(node, Mapping):
         return None
     meta = node.get("metadata")
     if isinstance(meta, Mapping) and meta.get("deletionTimestamp"):
-        return "deletionTimestamp"
+        return "deletionTimestamp", True
     spec = node.get("spec")
     taints = spec.get("taints") if isinstance(spec, Mapping) else None
     for taint in taints if isinstance(taints, list) else ():
-        if isinstance(taint, Mapping) and taint.get("key") in GONE_TAINTS:
-            return str(taint["key"])
+        if isinstance(taint, Mapping) and taint.get("key") in GOING_TAINTS:
+            return str(taint["key"]), False
     return None
 
 
-async def _read_node(kubeconfig: str, name: str, seconds: float) -> str | None:
+async def _read_node(kubeconfig: str, name: str, seconds: float) -> tuple[str, bool] | None:
     from stellaops_runtime import __version__
     from stellaops_runtime.kube.client import KubeClient
     from stellaops_runtime.kube.resources import NODES
@@ -76,9 +79,10 @@ async def _read_node(kubeconfig: str, name: str, seconds: float) -> str | None:
         return node_going(await kube.get(NODES, name=name))
 
 
-async def read_node_going(kubeconfig: str, name: str, seconds: float) -> str | None:
-    """Why the Node ``name`` is going away (:func:`node_going`), read within ``seconds``; None when it
-    is not, and when the read failed or was too slow (no credentials, the API server away)."""
+async def read_node_going(kubeconfig: str, name: str, seconds: float) -> tuple[str, bool] | None:
+    """Why the Node ``name`` may be going away and whether for certain (:func:`node_going`), read
+    within ``seconds``; None when it is not, and when the read failed or was too slow (no
+    credentials, the API server away)."""
     try:
         return await asyncio.wait_for(_read_node(kubeconfig, name, seconds), timeout=seconds)
     except Exception as e:
@@ -87,7 +91,7 @@ async def read_node_going(kubeconfig: str, name: str, seconds: float) -> str | N
         return None
 
 
-def start_node_read(agent: Agent) -> asyncio.Task[str | None] | None:
+def start_node_read(agent: Agent) -> asyncio.Task[tuple[str, bool] | None] | None:
     """At the stop: read the agent's own Node (only with the ObservationNode writer configured, whose
     credentials and RBAC it uses), as a task (:func:`read_node_going`)."""
     if agent.node_status is None:
@@ -113,10 +117,10 @@ def running_images(agent: Agent) -> tuple[str, ...] | None:
     return tuple(sorted(out))
 
 
-async def write_stop_record(agent: Agent, node_read: asyncio.Task[str | None] | None) -> bool:
+async def write_stop_record(agent: Agent, node_read: asyncio.Task[tuple[str, bool] | None] | None) -> bool:
     """Write the stop record, within the shutdown's deadline; True when written. Never raises."""
     deadline = agent.deadline if agent.deadline is not None else time.monotonic() + NODE_READ_SECONDS
-    going: str | None = None
+    going: tuple[str, bool] | None = None
     if node_read is not None:
         with contextlib.suppress(Exception):
             going = await asyncio.wait_for(
@@ -131,9 +135,9 @@ async def write_stop_record(agent: Agent, node_read: asyncio.Task[str | None] | 
     stop = Stop(
         node=agent.watch.node,
         agent_id=agent.pending.agent_id,
-        reason="deleting" if going else "sigterm",
+        reason="deleting" if going is not None and going[1] else "sigterm",
         running=running_images(agent),
-        gone=going is not None,
+        gone=going is not None and going[1],
         recent_from_ns=claimed[0] - 2 * window_ns,
     )
     fut = run_detached(write_stop, store.db, stop, name="store-stop-record")
@@ -146,5 +150,6 @@ async def write_stop_record(agent: Agent, node_read: asyncio.Task[str | None] | 
     if written:
         log.info("stop record written: %s, %s%s", stop.reason,
                  "images unknown" if stop.running is None else f"{len(stop.running)} image digests running",
-                 f", node going away ({going})" if going else "")  # fmt: skip
+                 f", node going away ({going[0]})" if going and going[1]
+                 else f", node tainted ({going[0]}), not taken as gone" if going else "")  # fmt: skip
     return bool(written)

@@ -84,13 +84,12 @@ class Live:
 
     def stop_end(self, images: Iterable[str]) -> dt.datetime | None:
         """Where the open time of an image known by the digests ``images`` ends after this agent's
-        graceful stop: at ``stopped_at`` when its node is gone or the image was not running at the
-        stop (and the running images are known); None (open on to the question) otherwise, and
-        without a stop record (a SIGKILL, an OOM kill, a crash)."""
+        graceful stop: at ``stopped_at`` when its node is gone; None (open on to the question)
+        otherwise, and without a stop record (a SIGKILL, an OOM kill, a crash). The images running at
+        a plain stop are recorded, not used: on a node that runs on without an agent, an image not
+        running at the stop (a CronJob's, a pod rescheduled there) may start again unwatched."""
         stop = self.stop
-        if stop is None:
-            return None
-        if stop.gone or (not stop.uncertain and not stop.running.intersection(images)):
+        if stop is not None and stop.gone:
             return stop.at
         return None
 
