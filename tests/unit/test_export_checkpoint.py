@@ -157,10 +157,7 @@ def test_resume_prefers_the_checkpoint_in_flight_and_ends_the_gap_at_its_moment(
             "committed": CP,
             "in_flight": {"checkpoint": CP, "at_ns": "50", "at_boot": 1},
         },  # in doubt, unreadable
-        {
-            "committed": CP,
-            "in_flight": {"checkpoint": CP, "at_ns": 10, "at_boot": 1},
-        },  # before the record's moment
+        # (an in-flight moment before the record's: resumed, test_export_resume_first_drain.py)
         {"committed": {**CP, "pos": "x"}, "in_flight": None},
         {"committed": CP},
         "export",

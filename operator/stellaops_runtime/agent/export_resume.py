@@ -16,7 +16,10 @@ gap, never a doubled count), else at ``committed`` with no gap at all; either on
 export file at the path is still that file. After a node reboot (a record of another boot,
 its file kept on a persistent hostPath) the file is read on from there too, but the whole
 hole stays a gap (nobody watched the node while it booted). A record whose checkpoints are
-not well formed is not used for resuming (the hole is a gap, as without checkpoints).
+not well formed is not used for resuming (the hole is a gap from the node's boot: the record's
+moment, written with them, is not trusted to say which lines were stored); one whose in-flight
+moment precedes its own is resumed at ``in_flight`` with the gap from the node's boot
+(:func:`resume_export`).
 
 ``in_flight`` is written durably (fsync) before the drain's rows can reach the store, and a
 drain whose entry cannot be written is held (agent/watch_record.py ``drain_starts``): the
@@ -33,6 +36,7 @@ sources/export_store.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from stellaops_runtime.boot_id import this_boot
@@ -180,7 +184,14 @@ class ExportResume:
         return True
 
 
-def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, timed: bool = True) -> bool:
+def resume_export(
+    source: Any,
+    export: Any,
+    alive: tuple[int, int | None],
+    *,
+    timed: bool = True,
+    widen: Callable[[int, int], None] | None = None,
+) -> bool:
     """Hand the last agent's checkpoint (its record's ``export``) to an export source; True if one
     was handed. ``alive``: the record's (wall, boottime) moment, where the gap starts.
 
@@ -189,22 +200,32 @@ def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, ti
     than any step (a clock set far back since). Its latest checkpoint still says where the
     counted lines end, so the file is read on from there (no line counted twice, with
     ``exportFromStart`` too), but the gap is not shortened (after a reboot: nobody watched the
-    node from its boot until the file is opened)."""
+    node from its boot until the file is opened).
+
+    A record whose in-flight moment precedes its own (on either clock: an agent before s46 kept
+    "now" with its first drain's entry, or the wall clock stepped back between the two) is still
+    resumed at the in-flight checkpoint: rows up to it may be stored and none past it (the entry is
+    on disk before its drain's rows move), so no line is read twice. But its moment then says
+    nothing of when the lines in doubt were written (they may be older than it), so the gap
+    starts at the node's boot, which holds them all (a record of this boot), however wide.
+    A record whose checkpoints are not well formed is not resumed (nothing says where the stored
+    counts end: the file is read as without a record) and its gap starts at the node's boot too.
+    ``widen``: called with that start (wall, boottime 0) instead of ``source.resume_outage``."""
     if export is None or getattr(source, "resume_checkpoint", None) is None:
         return False
     if timed and alive[1] is None:
         return False
     committed = in_flight = moment = None
+    before = False  # the in-flight moment precedes the record's
     if isinstance(export, dict) and set(export) == {"committed", "in_flight"}:
         committed = valid(export["committed"])
         inf = export["in_flight"]
         if isinstance(inf, dict) and set(inf) == {"checkpoint", "at_ns", "at_boot"}:
             in_flight = valid(inf["checkpoint"])
             wall, boot = inf["at_ns"], inf["at_boot"]
-            if type(wall) is int and type(boot) is int and wall >= alive[0] and 0 <= boot <= boot_ns():
-                moment = (wall, boot)
-            elif not timed and type(wall) is int and type(boot) is int:
-                moment = (wall, boot)  # another boot's: not used as a time (the gap stays whole)
+            if type(wall) is int and type(boot) is int and (not timed or 0 <= boot <= boot_ns()):
+                moment = (wall, boot)  # another boot's (not timed): not used as a time (the gap stays whole)
+                before = timed and (wall < alive[0] or boot < (alive[1] or 0))
         ok = (inf is None or (in_flight is not None and moment is not None)) and (
             committed is not None or export["committed"] is None
         )
@@ -212,10 +233,31 @@ def resume_export(source: Any, export: Any, alive: tuple[int, int | None], *, ti
             source.resume_checkpoint(in_flight or committed, None)
             return True
         if ok and in_flight is not None and moment is not None:
+            if before:
+                log.warning(
+                    "the watch record's checkpoint in flight is older than its moment: the export file "
+                    "is resumed there (none of its lines counted twice), and the gap starts at the "
+                    "node's boot (the lines before it that may not be stored were written since)"
+                )
+                _gap_from_boot(source, widen)
             source.resume_checkpoint(in_flight, moment)
             return True
         if ok and committed is not None and alive[1] is not None:
             source.resume_checkpoint(committed, (alive[0], alive[1]))
             return True
-    log.warning("the watch record's export checkpoints are not well formed: not used, the hole is a gap")
+    log.warning(
+        "the watch record's export checkpoints are not well formed: not used, the hole is a gap%s",
+        " from the node's boot" if timed else "",
+    )
+    if timed:
+        _gap_from_boot(source, widen)
     return False
+
+
+def _gap_from_boot(source: Any, widen: Callable[[int, int], None] | None) -> None:
+    """The hole since the last agent starts at the node's boot (the widest it can be on this boot)."""
+    wall, boot = now_pair()
+    if widen is not None:
+        widen(wall - boot, 0)
+    elif (resume_outage := getattr(source, "resume_outage", None)) is not None:
+        resume_outage(wall - boot, 0)

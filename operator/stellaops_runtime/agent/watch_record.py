@@ -128,6 +128,7 @@ class WatchRecord(StoreAnswer):
         self._samples: deque[tuple[int, int, int]] = deque()
         self.export = ExportResume(queue)  # the export source's checkpoints (agent/export_resume.py)
         self._hole: tuple[int, int | None] | None = None  # the last agent's moment, if resumed
+        self._started = now_pair()  # before the source read any line (agent/runner.py attaches it first)
         # No usable record: the store's latest window of the node (agent/node_history.py), read
         # as it opens; ``_asked`` until then, ``_told`` once handed to the source.
         self._asked = False
@@ -188,15 +189,23 @@ class WatchRecord(StoreAnswer):
         self._hole = (alive, alive_boot)
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
-        resumes = resume_export(source, export, (alive, alive_boot), timed=export_timed)
+        widen = lambda w, b: self._widen(source, w, b)  # noqa: E731
+        resumes = resume_export(source, export, (alive, alive_boot), timed=export_timed, widen=widen)
         if resumes:  # weighed against the store's export position first (sources/export_store.py)
             self.export.ask_store(last_agent)
         log.warning(
             "the node was not watched from %s (last agent %s) to now (%.1fs): recorded as a gap%s",
-            _iso(alive), last_agent, self.restart_gap_seconds,
+            _iso(self._hole[0]), last_agent, self.restart_gap_seconds,
             " unless the export file is resumed where that agent's stored counts end" if resumes else "",
         )  # fmt: skip
-        return alive
+        return self._hole[0]
+
+    def _widen(self, source: Any, wall: int, boot: int) -> None:
+        """The last agent's record cannot say which lines it stored (agent/export_resume.py): the
+        hole starts at ``(wall, boot)`` (the node's boot), for the source and this agent's own record."""
+        source.resume_outage(wall, boot)
+        self._hole = (wall, boot)
+        self.restart_gap_seconds = (boot_ns() - boot) / 1e9
 
     @property
     def unrecorded(self) -> bool:
@@ -282,12 +291,15 @@ class WatchRecord(StoreAnswer):
 
     def _latest(self) -> tuple[int, int]:
         """The moment to keep with a record written for its checkpoints alone: the last written,
-        else the last agent's, else the first sample (the source's start), else now."""
+        else the last agent's, else this agent's start. Never a moment no flush stored through: the
+        next agent's gap starts here, and must hold the lines in doubt of the in-flight entry it is
+        written with (s46/er: "now", read after that entry's own moment, or the first watching
+        sample, taken after the lines first read, made those lines a gap of no time)."""
         if self._written[0]:
             return self._written
         if self._hole is not None and self._hole[1] is not None:
             return (self._hole[0], self._hole[1])
-        return self._samples[0][:2] if self._samples else now_pair()
+        return self._started
 
     def flushed(self, taken: int, ok: bool) -> None:
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""

@@ -1,0 +1,133 @@
+"""A record left by an agent killed after its first drain: the next agent resumes it, lines in doubt a gap.
+
+Defect (s46/er, a CI run under load: tests/e2e/test_export_resume.py::
+test_sigkill_while_lines_arrive_and_flushes_run): an agent that had written no record yet kept with
+its first in-flight entry the moment "now", read just after that entry's own moment (or its first
+watching sample, taken after the lines it had read). The next agent found the in-flight moment
+before the record's, called the record "not well formed" and read the file from its end: the lines
+of that drain, stored or not, were a gap of no time (the hole started after them) and the lines
+after them were never read. Now the writer keeps the agent's start with such an entry (before any
+line it read), and the reader, given a record whose in-flight moment precedes its own (written by
+an agent before this fix), resumes at the in-flight checkpoint (never a line twice) with the gap
+from the node's boot (the lines in doubt, whenever written on this boot, inside it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime.agent import watch_record as wr
+from stellaops_runtime.agent.export_resume import resume_export
+from stellaops_runtime.hotsymbols.clock_span import boot_ns, now_pair
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+LINES = b'{"a":1}\n{"b":2}\n'
+
+
+async def _until(cond, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def _source(path: Path, q: EventQueue, *, from_start: bool = True) -> TetragonExportSource:
+    return TetragonExportSource(str(path), queue=q, from_start=from_start, poll_interval=0.005)
+
+
+async def _killed_after_first_drain(tmp_path: Path, *, ticked: bool) -> tuple[Path, int]:
+    """Agent A as the agent runs it (its record attached, the file followed, the marker's tick if
+    ``ticked``) until its first drain's in-flight entry is on disk: then SIGKILL. Returns the
+    record's path and a wall moment before A's lines were written."""
+    log, rec = tmp_path / "tetragon.log", tmp_path / "spool.jsonl.alive"
+    log.write_bytes(b"")
+    q = EventQueue(100)
+    src = _source(log, q, from_start=False)  # the file is empty: read from its start all the same
+    a = wr.WatchRecord(str(rec), node="n", agent_id="n/a", queue=q)
+    a.resume(src)  # the node's first agent: no record
+    a.source = src
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: src.stats.connected)
+        before = time.time_ns()
+        with log.open("ab") as f:
+            f.write(LINES)
+        await _until(lambda: q.enqueued == 2)
+        if ticked:  # the watching moment sampled once the lines are queued (a tick comes about each second)
+            await _until(lambda: (src.watching_ns() or 0) > before)
+            a.tick(src)
+        assert q.take(2)  # the pipeline took them
+        a.flush_starts()
+        assert a.drain_starts()  # the drain's in-flight entry is on disk: A is killed here
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    return rec, before
+
+
+async def _resumed_by_b(tmp_path: Path, rec: Path) -> TetragonExportSource:
+    src = _source(tmp_path / "tetragon.log", EventQueue(100))
+    b = wr.WatchRecord(str(rec), node="n", agent_id="n/b", queue=EventQueue(100))
+    b.resume(src)
+    return src
+
+
+@pytest.mark.parametrize("ticked", [False, True], ids=["no-sample", "sampled"])
+async def test_a_record_of_a_first_drain_is_resumed_with_its_lines_in_doubt_a_gap(
+    tmp_path: Path, caplog, ticked: bool
+) -> None:
+    rec, before = await _killed_after_first_drain(tmp_path, ticked=ticked)
+    src = await _resumed_by_b(tmp_path, rec)
+    assert "not well formed" not in caplog.text
+    assert src._resume is not None  # resumed at the in-flight checkpoint: none read twice
+    cp, moment = src._resume
+    assert cp["pos"] == len(LINES) and moment is not None
+    # the hole reaches back before A's lines: were their counts never stored, they are a gap
+    assert src._outage.start is not None and src._outage.start <= before
+
+
+CP = {"path_sha256": "0" * 64, "dev": 1, "ino": 2, "pos": 10, "head_len": 10, "head_sha256": "ab"}
+
+
+class _Source:
+    def __init__(self) -> None:
+        self.handed: list[tuple[dict, tuple[int, int] | None]] = []
+        self.outages: list[tuple[int, int | None]] = []
+
+    def resume_checkpoint(self, cp: dict, moment: tuple[int, int] | None) -> None:
+        self.handed.append((cp, moment))
+
+    def resume_outage(self, wall: int, boot: int | None) -> None:
+        self.outages.append((wall, boot))
+
+
+def test_an_in_flight_moment_before_the_records_resumes_there_with_the_gap_from_the_boot() -> None:
+    """A record an agent before this fix left (its in-flight moment before its own): the lines up to
+    the in-flight checkpoint may be stored, so it is resumed there; the record's moment says nothing
+    of when the lines in doubt were written, so the gap starts at the node's boot."""
+    wall, boot = now_pair()
+    inf = {"checkpoint": {**CP, "pos": 20}, "at_ns": wall - 10**6, "at_boot": boot - 10**6}
+    for committed in (None, CP):
+        s = _Source()
+        assert resume_export(s, {"committed": committed, "in_flight": inf}, (wall, boot))
+        assert s.handed == [({**CP, "pos": 20}, (wall - 10**6, boot - 10**6))]
+        assert len(s.outages) == 1 and s.outages[0][1] == 0
+        assert abs(s.outages[0][0] - (time.time_ns() - boot_ns())) < 10**9  # the node's boot
+
+
+def test_a_record_whose_checkpoints_are_unusable_widens_the_gap_to_the_boot(caplog) -> None:
+    """Nothing says where the stored counts end: the file is not resumed, and the record's moment
+    (written with those checkpoints) is not trusted to say which lines were stored: the gap starts
+    at the node's boot."""
+    wall, boot = now_pair()
+    s = _Source()
+    assert not resume_export(s, {"committed": {**CP, "pos": "x"}, "in_flight": None}, (wall, boot))
+    assert s.handed == [] and "not well formed" in caplog.text
+    assert len(s.outages) == 1 and s.outages[0][1] == 0
