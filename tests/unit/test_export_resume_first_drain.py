@@ -131,3 +131,23 @@ def test_a_record_whose_checkpoints_are_unusable_widens_the_gap_to_the_boot(capl
     assert not resume_export(s, {"committed": {**CP, "pos": "x"}, "in_flight": None}, (wall, boot))
     assert s.handed == [] and "not well formed" in caplog.text
     assert len(s.outages) == 1 and s.outages[0][1] == 0
+
+
+def test_a_checkpoint_in_flight_with_an_unusable_moment_is_resumed_until_now_with_the_gap_from_the_boot(
+    caplog,
+) -> None:
+    """Only the in-flight checkpoint is well formed: it still says where the stored counts may end
+    (none past it), so the file is resumed there rather than read from its end; nothing says when
+    the lines in doubt were written, so the gap is the node's boot until now."""
+    wall, boot = now_pair()
+    inf = {"checkpoint": {**CP, "pos": 20}, "at_ns": "50", "at_boot": boot}
+    for committed in (None, CP, {**CP, "pos": "x"}):
+        s = _Source()
+        assert resume_export(s, {"committed": committed, "in_flight": inf}, (wall, boot))
+        [(cp, moment)] = s.handed
+        assert cp == {**CP, "pos": 20} and moment is not None and moment[0] >= wall
+        assert len(s.outages) == 1 and s.outages[0][1] == 0
+    s = _Source()  # in flight ahead of the boot clock: not a moment of this boot either
+    ahead = {**inf, "at_ns": wall, "at_boot": 10**18}
+    assert resume_export(s, {"committed": CP, "in_flight": ahead}, (wall, boot))
+    assert s.handed[0][0] == {**CP, "pos": 20} and s.outages[0][1] == 0

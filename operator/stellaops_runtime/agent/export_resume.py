@@ -18,8 +18,8 @@ its file kept on a persistent hostPath) the file is read on from there too, but 
 hole stays a gap (nobody watched the node while it booted). A record whose checkpoints are
 not well formed is not used for resuming (the hole is a gap from the node's boot: the record's
 moment, written with them, is not trusted to say which lines were stored); one whose in-flight
-moment precedes its own is resumed at ``in_flight`` with the gap from the node's boot
-(:func:`resume_export`).
+moment precedes its own, or whose in-flight checkpoint alone is well formed, is resumed at
+``in_flight`` with the gap from the node's boot (:func:`resume_export`).
 
 ``in_flight`` is written durably (fsync) before the drain's rows can reach the store, and a
 drain whose entry cannot be written is held (agent/watch_record.py ``drain_starts``): the
@@ -208,8 +208,11 @@ def resume_export(
     on disk before its drain's rows move), so no line is read twice. But its moment then says
     nothing of when the lines in doubt were written (they may be older than it), so the gap
     starts at the node's boot, which holds them all (a record of this boot), however wide.
-    A record whose checkpoints are not well formed is not resumed (nothing says where the stored
-    counts end: the file is read as without a record) and its gap starts at the node's boot too.
+    A record whose in-flight checkpoint is well formed but not the rest (its moment unreadable or
+    ahead of the boot clock, the committed checkpoint malformed) is resumed there too, the gap
+    from the node's boot until now (the lines read on from there are read, and in the gap). Any
+    other record whose checkpoints are not well formed is not resumed (nothing says where the
+    stored counts end: the file is read as without a record), its gap from the node's boot too.
     ``widen``: called with that start (wall, boottime 0) instead of ``source.resume_outage``."""
     if export is None or getattr(source, "resume_checkpoint", None) is None:
         return False
@@ -244,6 +247,15 @@ def resume_export(
             return True
         if ok and committed is not None and alive[1] is not None:
             source.resume_checkpoint(committed, (alive[0], alive[1]))
+            return True
+        if timed and in_flight is not None:  # its moment unusable, or the committed checkpoint malformed
+            log.warning(
+                "the watch record's export checkpoints are not well formed, but the one in flight "
+                "says where its counts may end: the export file is resumed there (none of its lines "
+                "counted twice), and the gap starts at the node's boot and ends now"
+            )
+            _gap_from_boot(source, widen)
+            source.resume_checkpoint(in_flight, now_pair())
             return True
     log.warning(
         "the watch record's export checkpoints are not well formed: not used, the hole is a gap%s",
