@@ -9,12 +9,15 @@ of that drain, stored or not, were a gap of no time (the hole started after them
 after them were never read. Now the writer keeps the agent's start with such an entry (before any
 line it read), and the reader, given a record whose in-flight moment precedes its own (written by
 an agent before this fix), resumes at the in-flight checkpoint (never a line twice) with the gap
-from the node's boot (the lines in doubt, whenever written on this boot, inside it).
+from the node's boot (the lines in doubt, whenever written on this boot, inside it). An agent
+that resumed a record of another boot keeps the node's boot with its first entry (the hole since
+then is not stored yet either).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -70,6 +73,31 @@ async def _killed_after_first_drain(tmp_path: Path, *, ticked: bool) -> tuple[Pa
         stop.set()
         await asyncio.wait_for(task, 5)
     return rec, before
+
+
+async def test_after_a_reboot_a_first_drain_keeps_the_boot_as_the_records_moment(tmp_path: Path) -> None:
+    """B starts after a node reboot (the last record is of another boot, its moment no time of this
+    boot): its first in-flight entry is kept with the node's boot, not B's start, so were B killed
+    before its first flush stored the hole, the next agent's gap still holds it all."""
+    log, rec = tmp_path / "tetragon.log", tmp_path / "spool.jsonl.alive"
+    log.write_bytes(LINES)
+    wall, boot = now_pair()
+    wr.write_record(str(rec), "n", "n/a", wall - 10**9, boot - 10**9)
+    raw = json.loads(rec.read_bytes())
+    rec.write_text(json.dumps({**raw, "boot_id": "another-boot"}))
+    q = EventQueue(100)
+    src = _source(log, q, from_start=False)
+    b = wr.WatchRecord(str(rec), node="n", agent_id="n/b", queue=q)
+    b.resume(src)
+    with log.open("rb") as f:
+        src.positions.opened(f)  # as the source does when it opens the file
+    q.put(b"x")
+    src.positions.queued(len(LINES))
+    assert q.take(1)
+    b.flush_starts()
+    assert b.drain_starts()
+    on_disk = json.loads(rec.read_bytes())
+    assert on_disk["boot_ns"] == 0 and on_disk["alive_ns"] <= time.time_ns() - boot_ns() + 10**9
 
 
 async def _resumed_by_b(tmp_path: Path, rec: Path) -> TetragonExportSource:

@@ -291,14 +291,19 @@ class WatchRecord(StoreAnswer):
 
     def _latest(self) -> tuple[int, int]:
         """The moment to keep with a record written for its checkpoints alone: the last written,
-        else the last agent's, else this agent's start. Never a moment no flush stored through: the
-        next agent's gap starts here, and must hold the lines in doubt of the in-flight entry it is
-        written with (s46/er: "now", read after that entry's own moment, or the first watching
-        sample, taken after the lines first read, made those lines a gap of no time)."""
+        else the last agent's (the node's boot when it is no moment of this boot: a reboot, a clock
+        set far back), else this agent's start. Never a moment no flush stored through: the next
+        agent's gap starts here, and must hold the lines in doubt of the in-flight entry it is
+        written with, and the hole this agent has not stored yet (s46/er: "now", read after that
+        entry's own moment, or the first watching sample, taken after the lines first read, made
+        those lines a gap of no time)."""
         if self._written[0]:
             return self._written
         if self._hole is not None and self._hole[1] is not None:
             return (self._hole[0], self._hole[1])
+        if self._hole is not None:
+            wall, boot = now_pair()
+            return (wall - boot, 0)
         return self._started
 
     def flushed(self, taken: int, ok: bool) -> None:
