@@ -150,15 +150,29 @@ def test_an_in_flight_moment_before_the_records_resumes_there_with_the_gap_from_
         assert abs(s.outages[0][0] - (time.time_ns() - boot_ns())) < 10**9  # the node's boot
 
 
-def test_a_record_whose_checkpoints_are_unusable_widens_the_gap_to_the_boot(caplog) -> None:
-    """Nothing says where the stored counts end: the file is not resumed, and the record's moment
-    (written with those checkpoints) is not trusted to say which lines were stored: the gap starts
-    at the node's boot."""
+def test_a_record_not_resumed_widens_its_gap_only_when_its_moment_is_no_stored_claim(caplog) -> None:
+    """Nothing says where the stored counts end: the file is not resumed. The record's moment still
+    starts the gap (every line written before it is stored) unless an in-flight moment before it,
+    or none readable, says it was no stored claim: then the gap starts at the node's boot. (An
+    older agent's checkpoint format, with a sane moment, must not turn an upgrade into a gap
+    since every node's boot.)"""
     wall, boot = now_pair()
-    s = _Source()
-    assert not resume_export(s, {"committed": {**CP, "pos": "x"}, "in_flight": None}, (wall, boot))
-    assert s.handed == [] and "not well formed" in caplog.text
-    assert len(s.outages) == 1 and s.outages[0][1] == 0
+    old_format = {"path": "/run/t.log", "dev": 1, "ino": 2, "pos": 10, "head_len": 10, "head_sha256": "ab"}
+    keeps = [
+        {"committed": {**CP, "pos": "x"}, "in_flight": None},
+        {"committed": old_format, "in_flight": None},
+        {"committed": CP, "in_flight": {"checkpoint": old_format, "at_ns": wall + 1, "at_boot": boot + 1}},
+    ]
+    widens = [
+        {"committed": CP, "in_flight": {"checkpoint": old_format, "at_ns": "x", "at_boot": boot}},
+        {"committed": CP, "in_flight": {"checkpoint": old_format, "at_ns": wall - 1, "at_boot": boot - 1}},
+        {"committed": CP, "in_flight": "x"},
+    ]
+    for doc in keeps + widens:
+        s = _Source()
+        assert not resume_export(s, doc, (wall, boot))
+        assert s.handed == [] and "not well formed" in caplog.text
+        assert [o[1] for o in s.outages] == ([0] if doc in widens else []), doc
 
 
 def test_a_checkpoint_in_flight_with_an_unusable_moment_is_resumed_until_now_with_the_gap_from_the_boot(
@@ -175,6 +189,10 @@ def test_a_checkpoint_in_flight_with_an_unusable_moment_is_resumed_until_now_wit
         [(cp, moment)] = s.handed
         assert cp == {**CP, "pos": 20} and moment is not None and moment[0] >= wall
         assert len(s.outages) == 1 and s.outages[0][1] == 0
+    s = _Source()  # a sane moment after the record's: only the committed checkpoint was malformed
+    sane = {**inf, "at_ns": wall + 1, "at_boot": boot + 1}
+    assert resume_export(s, {"committed": {**CP, "pos": "x"}, "in_flight": sane}, (wall, boot))
+    assert s.handed == [({**CP, "pos": 20}, (wall + 1, boot + 1))] and s.outages == []
     s = _Source()  # in flight ahead of the boot clock: not a moment of this boot either
     ahead = {**inf, "at_ns": wall, "at_boot": 10**18}
     assert resume_export(s, {"committed": CP, "in_flight": ahead}, (wall, boot))

@@ -16,10 +16,9 @@ gap, never a doubled count), else at ``committed`` with no gap at all; either on
 export file at the path is still that file. After a node reboot (a record of another boot,
 its file kept on a persistent hostPath) the file is read on from there too, but the whole
 hole stays a gap (nobody watched the node while it booted). A record whose checkpoints are
-not well formed is not used for resuming (the hole is a gap from the node's boot: the record's
-moment, written with them, is not trusted to say which lines were stored); one whose in-flight
-moment precedes its own, or whose in-flight checkpoint alone is well formed, is resumed at
-``in_flight`` with the gap from the node's boot (:func:`resume_export`).
+not well formed is not used for resuming (the hole is a gap, as without checkpoints); a
+well-formed in-flight checkpoint whose moment precedes the record's or cannot be read is used,
+the gap then starting at the node's boot (:func:`resume_export`).
 
 ``in_flight`` is written durably (fsync) before the drain's rows can reach the store, and a
 drain whose entry cannot be written is held (agent/watch_record.py ``drain_starts``): the
@@ -202,66 +201,57 @@ def resume_export(
     ``exportFromStart`` too), but the gap is not shortened (after a reboot: nobody watched the
     node from its boot until the file is opened).
 
-    A record whose in-flight moment precedes its own (on either clock: an agent before s46 kept
-    "now" with its first drain's entry, or the wall clock stepped back between the two) is still
-    resumed at the in-flight checkpoint: rows up to it may be stored and none past it (the entry is
-    on disk before its drain's rows move), so no line is read twice. But its moment then says
-    nothing of when the lines in doubt were written (they may be older than it), so the gap
-    starts at the node's boot, which holds them all (a record of this boot), however wide.
-    A record whose in-flight checkpoint is well formed but not the rest (its moment unreadable or
-    ahead of the boot clock, the committed checkpoint malformed) is resumed there too, the gap
-    from the node's boot until now (the lines read on from there are read, and in the gap). Any
-    other record whose checkpoints are not well formed is not resumed (nothing says where the
-    stored counts end: the file is read as without a record), its gap from the node's boot too.
+    With an in-flight entry only its checkpoint says where the stored rows may end (none past it:
+    the entry is on disk before its drain's rows move): the file is resumed there when it is well
+    formed, whatever the committed one is. Its moment ends the gap when it is a moment of this boot
+    no earlier than the record's. One that precedes the record's (on either clock: an agent before
+    s46 kept "now" with its first drain's entry; a wall clock stepped back between the two), or
+    cannot be read, says the record's moment was no stored claim: the lines in doubt may be older,
+    so the gap starts at the node's boot, which holds them all, however wide (and ends at the
+    in-flight moment, or now when it cannot be read). A record not resumed (its checkpoints not well
+    formed: an older agent's format, a damaged file) is read as one without checkpoints, the gap
+    from its moment (every line written before it is stored), or from the node's boot when its
+    in-flight moment makes that moment no stored claim.
     ``widen``: called with that start (wall, boottime 0) instead of ``source.resume_outage``."""
     if export is None or getattr(source, "resume_checkpoint", None) is None:
         return False
     if timed and alive[1] is None:
         return False
-    committed = in_flight = moment = None
-    before = False  # the in-flight moment precedes the record's
+    cp = moment = None
+    doubtful = False  # the record's moment is no stored claim: the gap starts at the node's boot
     if isinstance(export, dict) and set(export) == {"committed", "in_flight"}:
-        committed = valid(export["committed"])
         inf = export["in_flight"]
-        if isinstance(inf, dict) and set(inf) == {"checkpoint", "at_ns", "at_boot"}:
-            in_flight = valid(inf["checkpoint"])
-            wall, boot = inf["at_ns"], inf["at_boot"]
+        if inf is None:
+            cp = valid(export["committed"])
+        else:
+            ok = isinstance(inf, dict) and set(inf) == {"checkpoint", "at_ns", "at_boot"}
+            cp = valid(inf["checkpoint"]) if ok else None
+            wall, boot = (inf["at_ns"], inf["at_boot"]) if ok else (None, None)
             if type(wall) is int and type(boot) is int and (not timed or 0 <= boot <= boot_ns()):
                 moment = (wall, boot)  # another boot's (not timed): not used as a time (the gap stays whole)
-                before = timed and (wall < alive[0] or boot < (alive[1] or 0))
-        ok = (inf is None or (in_flight is not None and moment is not None)) and (
-            committed is not None or export["committed"] is None
-        )
-        if ok and not timed and (in_flight or committed) is not None:
-            source.resume_checkpoint(in_flight or committed, None)
-            return True
-        if ok and in_flight is not None and moment is not None:
-            if before:
-                log.warning(
-                    "the watch record's checkpoint in flight is older than its moment: the export file "
-                    "is resumed there (none of its lines counted twice), and the gap starts at the "
-                    "node's boot (the lines before it that may not be stored were written since)"
-                )
-                _gap_from_boot(source, widen)
-            source.resume_checkpoint(in_flight, moment)
-            return True
-        if ok and committed is not None and alive[1] is not None:
-            source.resume_checkpoint(committed, (alive[0], alive[1]))
-            return True
-        if timed and in_flight is not None:  # its moment unusable, or the committed checkpoint malformed
+            doubtful = timed and (moment is None or moment[0] < alive[0] or moment[1] < (alive[1] or 0))
+    if cp is not None and not timed:
+        source.resume_checkpoint(cp, None)
+        return True
+    if cp is not None and moment is None and not doubtful:  # committed, nothing in flight
+        source.resume_checkpoint(cp, (alive[0], alive[1] or 0))
+        return True
+    if cp is not None:
+        if doubtful:
             log.warning(
-                "the watch record's export checkpoints are not well formed, but the one in flight "
-                "says where its counts may end: the export file is resumed there (none of its lines "
-                "counted twice), and the gap starts at the node's boot and ends now"
+                "the watch record's checkpoint in flight has %s: the export file is resumed there "
+                "(none of its lines counted twice), and the gap starts at the node's boot (the lines "
+                "before it that may not be stored were written since)",
+                "no moment of this boot" if moment is None else "a moment before the record's",
             )
             _gap_from_boot(source, widen)
-            source.resume_checkpoint(in_flight, now_pair())
-            return True
+        source.resume_checkpoint(cp, moment or now_pair())
+        return True
     log.warning(
         "the watch record's export checkpoints are not well formed: not used, the hole is a gap%s",
-        " from the node's boot" if timed else "",
+        " from the node's boot (its checkpoint in flight has no moment after the record's)" * doubtful,
     )
-    if timed:
+    if doubtful:
         _gap_from_boot(source, widen)
     return False
 
