@@ -68,6 +68,7 @@ across the reboot, and nobody watched the node since it booted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter, deque
@@ -189,7 +190,7 @@ class WatchRecord(StoreAnswer):
         self._hole = (alive, alive_boot)
         self.restart_gaps += 1
         self.restart_gap_seconds = (boot_ns() - alive_boot if alive_boot is not None else now - alive) / 1e9
-        widen = lambda w, b: self._widen(source, w, b)  # noqa: E731
+        widen = functools.partial(self._widen, source)
         resumes = resume_export(source, export, (alive, alive_boot), timed=export_timed, widen=widen)
         if resumes:  # weighed against the store's export position first (sources/export_store.py)
             self.export.ask_store(last_agent)
