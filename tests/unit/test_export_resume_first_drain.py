@@ -197,3 +197,17 @@ def test_a_checkpoint_in_flight_with_an_unusable_moment_is_resumed_until_now_wit
     ahead = {**inf, "at_ns": wall, "at_boot": 10**18}
     assert resume_export(s, {"committed": CP, "in_flight": ahead}, (wall, boot))
     assert s.handed[0][0] == {**CP, "pos": 20} and s.outages[0][1] == 0
+
+
+def test_a_wall_clock_stepped_back_before_the_in_flight_entry_keeps_the_gap_from_the_records_moment() -> None:
+    """(review RER) NTP stepped the wall clock back between the record's moment and its in-flight
+    entry, the boot clock moving on: a healthy agent's record, its moment a stored claim (the entry is
+    later on the boot clock). It is resumed at the in-flight checkpoint with the gap ending there, and
+    that gap must not widen to the node's boot (a plain restart after a clock step would otherwise
+    mark the node's whole uptime unwatched)."""
+    wall, boot = now_pair()
+    inf = {"checkpoint": {**CP, "pos": 20}, "at_ns": wall - 2 * 10**9, "at_boot": boot - 10**6}
+    s = _Source()
+    assert resume_export(s, {"committed": CP, "in_flight": inf}, (wall - 10**9, boot - 2 * 10**6))
+    assert s.handed == [({**CP, "pos": 20}, (wall - 2 * 10**9, boot - 10**6))]
+    assert s.outages == []

@@ -201,17 +201,17 @@ def resume_export(
     ``exportFromStart`` too), but the gap is not shortened (after a reboot: nobody watched the
     node from its boot until the file is opened).
 
-    With an in-flight entry only its checkpoint says where the stored rows may end (none past it:
-    the entry is on disk before its drain's rows move): the file is resumed there when it is well
-    formed, whatever the committed one is. Its moment ends the gap when it is a moment of this boot
-    no earlier than the record's. One that precedes the record's (on either clock: an agent before
-    s46 kept "now" with its first drain's entry; a wall clock stepped back between the two), or
-    cannot be read, says the record's moment was no stored claim: the lines in doubt may be older,
-    so the gap starts at the node's boot, which holds them all, however wide (and ends at the
-    in-flight moment, or now when it cannot be read). A record not resumed (its checkpoints not well
-    formed: an older agent's format, a damaged file) is read as one without checkpoints, the gap
-    from its moment (every line written before it is stored), or from the node's boot when its
-    in-flight moment makes that moment no stored claim.
+    With an in-flight entry only its checkpoint says where the stored rows may end (none past it: the
+    entry is on disk before its drain's rows move): the file is resumed there when it is well formed,
+    whatever the committed one is. Its moment ends the gap when it is a moment of this boot no earlier
+    than the record's on the boot clock. One that precedes the record's there (an agent before s46 kept
+    "now" with its first drain's entry; a wall clock stepped back between the two is no sign: the boot
+    clock went on), or cannot be read, says the record's moment was no stored claim: the lines in doubt
+    may be older, so the gap starts at the node's boot, which holds them all, however wide (and ends at
+    the in-flight moment, or now when it cannot be read). A record not resumed (its checkpoints not well
+    formed: an older agent's format, a damaged file) is read as one without checkpoints, the gap from
+    its moment (every line written before it is stored), or from the node's boot when its in-flight
+    moment makes that moment no stored claim.
     ``widen``: called with that start (wall, boottime 0) instead of ``source.resume_outage``."""
     if export is None or getattr(source, "resume_checkpoint", None) is None:
         return False
@@ -229,7 +229,9 @@ def resume_export(
             wall, boot = (inf["at_ns"], inf["at_boot"]) if ok else (None, None)
             if type(wall) is int and type(boot) is int and (not timed or 0 <= boot <= boot_ns()):
                 moment = (wall, boot)  # another boot's (not timed): not used as a time (the gap stays whole)
-            doubtful = timed and (moment is None or moment[0] < alive[0] or moment[1] < (alive[1] or 0))
+            # On the boot clock only: a wall clock stepped back between the two (NTP) leaves a sane
+            # record whose entry reads earlier on the wall clock; the gap's span is built on both.
+            doubtful = timed and (moment is None or moment[1] < (alive[1] or 0))
     if cp is not None and not timed:
         source.resume_checkpoint(cp, None)
         return True
