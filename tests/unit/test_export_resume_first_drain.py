@@ -211,3 +211,53 @@ def test_a_wall_clock_stepped_back_before_the_in_flight_entry_keeps_the_gap_from
     assert resume_export(s, {"committed": CP, "in_flight": inf}, (wall - 10**9, boot - 2 * 10**6))
     assert s.handed == [({**CP, "pos": 20}, (wall - 2 * 10**9, boot - 10**6))]
     assert s.outages == []
+
+
+async def test_a_healthy_agent_killed_after_a_stored_flush_leaves_the_gap_from_its_stored_moment(
+    tmp_path: Path,
+) -> None:
+    """(review RER) A plain restart: A resumed its predecessor's hole, stored a flush through a
+    watching moment, then drained again (its in-flight entry on disk) and was killed. B resumes at
+    that entry's checkpoint with the gap from A's stored moment: not A's start or its predecessor's
+    moment (too early), and not the node's boot (reserved for records that cannot say)."""
+    log, rec = tmp_path / "tetragon.log", tmp_path / "spool.jsonl.alive"
+    log.write_bytes(b"")
+    wall, boot = now_pair()
+    wr.write_record(str(rec), "n", "n/0", wall - 10**9, boot - 10**9)  # A's predecessor, this boot
+    q = EventQueue(100)
+    src = _source(log, q, from_start=False)
+    a = wr.WatchRecord(str(rec), node="n", agent_id="n/a", queue=q)
+    a.resume(src)
+    a.source = src
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: src.stats.connected)
+        with log.open("ab") as f:
+            f.write(LINES)
+        await _until(lambda: q.enqueued == 2)
+        stored_from = time.time_ns()
+        await _until(lambda: (src.watching_ns() or 0) > stored_from)
+        a.tick(src)
+        assert q.take(2)
+        taken = a.flush_starts()
+        assert a.drain_starts()
+        a.flushed(taken, True)  # the flush stored everything: its moment is written
+        written = json.loads(rec.read_bytes())
+        assert written["alive_ns"] > stored_from and written["export"]["in_flight"] is None
+        with log.open("ab") as f:
+            f.write(LINES)
+        await _until(lambda: q.enqueued == 4)
+        assert q.take(2)
+        assert a.drain_starts()  # an early drain's entry on disk: A is killed here
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    doc = json.loads(rec.read_bytes())
+    inf = doc["export"]["in_flight"]
+    s = _Source()
+    b = wr.WatchRecord(str(rec), node="n", agent_id="n/b", queue=EventQueue(100))
+    assert b.resume(s) == written["alive_ns"]
+    assert s.outages == [(written["alive_ns"], written["boot_ns"])]
+    assert s.handed == [(inf["checkpoint"], (inf["at_ns"], inf["at_boot"]))]
+    assert inf["checkpoint"]["pos"] == 2 * len(LINES)
