@@ -144,7 +144,8 @@ lifecycle_*                          with the lifecycle part (docs/lifecycle.md,
                                      each counts): the agent's own lifecycle_enriched_total{field},
                                      lifecycle_window_rows_total, lifecycle_unwatched_gap_rows_total,
                                      lifecycle_watch_breaks_total, lifecycle_watching, lifecycle_image_pairs,
-                                     lifecycle_image_pairs_dropped_total; the observer's
+                                     lifecycle_image_pairs_dropped_total,
+                                     lifecycle_image_pairs_refused_total; the observer's
                                      (lifecycle/metrics.py) lifecycle_envelopes_total,
                                      lifecycle_events_total{type}, lifecycle_decode_failures_total{reason},
                                      lifecycle_events_ignored_total{payload}, lifecycle_reconnects_total,
