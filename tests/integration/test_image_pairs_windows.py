@@ -38,6 +38,7 @@ from stellaops_runtime.witness import keys
 S = 1_000_000_000
 MANIFEST = "sha256:" + "1" * 64  # the key the lifecycle agent files the image under
 CONFIG = "sha256:" + "c" * 64  # kubectl's imageID; the key of a lifecycle-off node
+OTHER = "sha256:" + "d" * 64  # another image, unpaired
 ZLIB = "/usr/lib/x86_64-linux-gnu/libz.so.1"
 PURL = "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64"
 # Days 1 and 2: the nodes' last day (3) is open (its agent may be down since: coverage_open.py).
@@ -132,13 +133,21 @@ def test_the_evidence_takes_a_gap_under_the_other_digest_out_of_the_watched_days
 def test_the_evidence_counts_the_days_watched_under_either_digest(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Days 4 and 5 watched only under the config digest (node-3), each once: asked by the manifest
-    digest, days 1, 2, 4 (day 3 and 5 are a node's last day: open), with calls on none."""
+    """Day 4 watched only under the config digest (node-3): asked by the manifest digest, days 1 to 4
+    are watched, each once (days 1 to 3 under both digests on two nodes), with calls on none.
+
+    A node's last day stays open up to the question (ff9e82af: its agent may have died while the
+    image ran on, so another node's watch that day or later proves nothing for it): node-1 and node-2
+    run on with a row of another image on day 6, so the image's day 3 is no last day of theirs, and
+    node-3's day 5 (its last) is open, not watched."""
     more = [ObservationWindow(CONFIG, "node-3", at(d), 9, Posture.EBPF_DEEP, 60, "tetragon") for d in (4, 5)]
-    fill(url, *more)
+    later = [
+        ObservationWindow(OTHER, n, at(6), 9, Posture.EBPF_DEEP, 60, "tetragon") for n in ("node-1", "node-2")
+    ]
+    fill(url, *more, *later)
     _, doc = evidence(capsys, url, MANIFEST, "inflate")
     data = doc["data"]
-    assert (data["watched_days"], data["days_without_calls"]) == (3, 3), data
+    assert (data["watched_days"], data["days_without_calls"]) == (4, 4), data
     assert doc["reachability_state"] == "PotentiallyReachable" and "same image" not in doc["reason"], doc
 
 
