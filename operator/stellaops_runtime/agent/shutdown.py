@@ -8,8 +8,9 @@ The order matters, and each step has its share of the deadline:
    past that, queued events are counted as dropped and are a gap in the last
    drain (like every drop of the queue), never silently lost: over the wall-clock
    time they arrived in and over their own event times (a replayed stream's);
-3. a flush already running may finish: its batch is frozen, so aborting it
-   when it must be cut short loses nothing and its retry cannot count twice;
+3. a flush already running may finish, for at most half of what is left (the last flush's drain
+   needs the rest): its batch is frozen, so aborting it when it must be cut short loses nothing
+   and its retry cannot count twice;
 4. the other tasks end (one that does not end when cancelled is left running, said by name, after
    half of the time left to the drain's deadline: the last flush keeps the rest); Tetragon's
    metrics are read once more (what it lost since the last scrape: sources/tetragon_metrics.py);
@@ -119,8 +120,11 @@ async def shutdown(agent: Agent, tasks: list[asyncio.Task[Any]]) -> bool:
         await asyncio.wait({noted}, timeout=max(0.0, deadline - reserve - time.monotonic()))
     # A running flush may finish: its batch is frozen, so if it must be cut
     # short, aborting it loses nothing and its retry cannot count twice.
+    # Half of what is left at most: a flush hung in the store (its start row, its pairings, its rows:
+    # each waits up to store.flushTimeout) must leave the last flush time to drain the aggregator,
+    # whose counts since that flush's drain are in neither the buffer nor the spool until then.
     agent._flush_stop.set()
-    done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()))
+    done, _ = await asyncio.wait({tasks[2]}, timeout=max(0.0, deadline - reserve - time.monotonic()) / 2)
     if not done:
         agent.flusher.abort()  # its wait comes out of the spool's reserve: past the deadline, none
         done, _ = await asyncio.wait({tasks[2]}, timeout=min(ABORT_WAIT_SECONDS, reserve / 2))
