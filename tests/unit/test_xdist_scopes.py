@@ -89,12 +89,12 @@ def test_loadfile_runs_the_realkube_directory_on_one_worker_under_one_server(tmp
     servers = [(what, w) for what, w in lines if what in ("start", "stop")]
     assert servers == [("start", worker), ("stop", worker)], lines
     assert f"start {worker} package" in log.read_text()
-    # stopped right after the directory's last test, before the worker's next file (loadfile's reorder
-    # gives the 4-test unit first, so that worker takes unit files after it)
+    # stopped right after the directory's last test, before any later file of that worker (whether
+    # that worker takes a unit file after it is xdist's choice: the other worker may take all six, as
+    # in the clean-clone run of 5dd56711; the package scope is asserted above)
     mine = [what for what, w in lines if w == worker]
     first = mine.index("start")
     assert mine[first : first + 6] == ["start"] + ["realkube"] * 4 + ["stop"], mine
-    assert mine[first + 6 :], mine
     assert len([1 for what, _ in lines if what == "realkube"]) == 4
     assert len([1 for what, _ in lines if what == "unit"]) == 6
 
