@@ -97,7 +97,8 @@ class Liveness:
     window_seconds: int
 
 
-def _node_time(ns: int, dialect: str) -> Any:
+def node_time(ns: int, dialect: str) -> Any:
+    """A node-clock moment (wall ns) as the driver of ``dialect`` stores it in a UtcDateTime column."""
     moment = dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
     if dialect == "sqlite":  # naive UTC text, as schema.UtcDateTime stores it
         return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
@@ -111,13 +112,13 @@ def write_liveness(db: Any, live: Liveness) -> None:
         if d == "sqlite":
             ago = [f"{-max(0.0, s):+.6f} seconds" for s in (live.started_ago, live.alive_ago, 0.0)]
             params: tuple[Any, ...] = (
-                live.node, live.agent_id, ago[0], _node_time(live.started_node_ns, d), ago[1],
-                _node_time(live.alive_node_ns, d), ago[2], live.flush_seconds, live.window_seconds,
+                live.node, live.agent_id, ago[0], node_time(live.started_node_ns, d), ago[1],
+                node_time(live.alive_node_ns, d), ago[2], live.flush_seconds, live.window_seconds,
             )  # fmt: skip
         else:
             params = (
-                live.node, live.agent_id, max(0.0, live.started_ago), _node_time(live.started_node_ns, d),
-                max(0.0, live.alive_ago), _node_time(live.alive_node_ns, d), live.flush_seconds,
+                live.node, live.agent_id, max(0.0, live.started_ago), node_time(live.started_node_ns, d),
+                max(0.0, live.alive_ago), node_time(live.alive_node_ns, d), live.flush_seconds,
                 live.window_seconds,
             )  # fmt: skip
         conn.execute(_WRITE[d], params)
@@ -142,13 +143,13 @@ def write_start(db: Any, live: Liveness) -> None:
         if d == "sqlite":
             started, back = (f"{-max(0.0, s):+.6f} seconds" for s in (live.started_ago, ago))
             params: tuple[Any, ...] = (
-                live.node, live.agent_id, started, _node_time(live.started_node_ns, d), back,
-                _node_time(node_ns, d), back, live.flush_seconds, live.window_seconds,
+                live.node, live.agent_id, started, node_time(live.started_node_ns, d), back,
+                node_time(node_ns, d), back, live.flush_seconds, live.window_seconds,
             )  # fmt: skip
         else:
             params = (
-                live.node, live.agent_id, max(0.0, live.started_ago), _node_time(live.started_node_ns, d),
-                ago, _node_time(node_ns, d), ago, live.flush_seconds, live.window_seconds,
+                live.node, live.agent_id, max(0.0, live.started_ago), node_time(live.started_node_ns, d),
+                ago, node_time(node_ns, d), ago, live.flush_seconds, live.window_seconds,
             )  # fmt: skip
         conn.execute(_START[d], params)
 

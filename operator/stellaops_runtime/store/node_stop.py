@@ -17,10 +17,11 @@ read in the same transaction: uncertain by construction (an idle container sends
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from stellaops_runtime.store.node_liveness import node_time
 
 _SET = (
     "stopped_at = {now}, stop_agent = {p}, stop_reason = {p}, running_images = {p}, "
@@ -54,13 +55,6 @@ class Stop:
     recent_from_ns: int = 0
 
 
-def _node_time(ns: int, dialect: str) -> Any:
-    moment = dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
-    if dialect == "sqlite":  # naive UTC text, as schema.UtcDateTime stores it
-        return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return moment
-
-
 def write_stop(db: Any, stop: Stop) -> bool:
     """Write the stop on this agent's row in one transaction; False when the row is not this agent's
     (nothing written). Raises what the driver raises (the caller counts it)."""
@@ -69,7 +63,7 @@ def write_stop(db: Any, stop: Stop) -> bool:
         uncertain = stop.running is None
         images = stop.running
         if images is None:
-            recent = conn.execute(_RECENT[d], (stop.node, _node_time(stop.recent_from_ns, d)))
+            recent = conn.execute(_RECENT[d], (stop.node, node_time(stop.recent_from_ns, d)))
             images = tuple(str(i) for i in recent.scalars())
         params = (
             stop.agent_id, stop.reason, json.dumps(sorted(set(images))), uncertain, stop.gone,
