@@ -42,14 +42,29 @@ FUNCTION = "inflateGetHeader"  # a zlib function the stream never calls
 ZLIB = "pkg:deb/debian/zlib1g"
 
 
+def past_midnight() -> dt.timedelta:
+    """Ten minutes past the next UTC midnight, from now: the node's windows on the store's next day."""
+    now = dt.datetime.now(dt.UTC)
+    return (
+        dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        - now
+        + dt.timedelta(minutes=10)
+    )
+
+
+@pytest.mark.parametrize("lead", ["ten_minutes", "past_midnight"])
 async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
-    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str], lead: str
 ) -> None:
     url = sqlite_at_head(tmp_path / "hot.db")
     # stamped ten minutes ahead (a node clock ahead): after the agent's own start gap (the node's
     # first agent: Tetragon's cache hold before its stream opened, tests/e2e/test_first_agent_window.py),
     # which a period must miss
-    server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=dt.timedelta(minutes=10)))
+    # (past the next UTC midnight: the node's windows on a later UTC day than the store's clock and
+    # the agent's proof of life; the clean-clone run at 23:50 read the image as not running on the
+    # day its watched time ended: exit 1 "not_observed")
+    ahead = dt.timedelta(minutes=10) if lead == "ten_minutes" else past_midnight()
+    server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=ahead))
     addr = await server.start("127.0.0.1:0")
     conf = {"store": {"url": url, "spoolPath": str(tmp_path / "spool.jsonl")}, "native": {"enabled": False}}
     cfg, port = h.write_config(

@@ -158,3 +158,46 @@ def test_a_proof_older_than_the_node_s_records_does_not_hide_their_day_s_open_ga
     assert gaps(url, now) == [(now - 10 * M, now)]
     with open_store(url) as s, s.engine.connect() as c:
         assert now.date() in open_days(c, IMG, now)
+
+
+def _midnight(url: str) -> dt.datetime:
+    """Yesterday's UTC midnight on the store's clock: a past midnight whatever the time of the run."""
+    return dt.datetime.combine(now_of(url).date(), dt.time(), dt.UTC) - dt.timedelta(days=1)
+
+
+def _ago(url: str, moment: dt.datetime) -> float:
+    return (now_of(url) - moment).total_seconds()
+
+
+def test_an_idle_image_s_node_killed_just_after_midnight_is_open_for_that_image(url: str) -> None:
+    """The image's last row is at 23:57 (idle since: no event, lifecycle off), its node's agent dies
+    at 00:05. Seen failing before (no gap: the image had no row on the new day nor within three
+    windows before the kill; the same kill at 23:59 touched it): this test failed at 00:05 only."""
+    midnight = _midnight(url)
+    with open_store(url) as s:
+        s.write([], [win(midnight - 3 * M)])
+    prove(url, started=_ago(url, midnight - 10 * M), alive=_ago(url, midnight + 5 * M))
+    (span,) = gaps(url, midnight + 10 * M)
+    assert abs(span[0] - (midnight + 5 * M)) < dt.timedelta(seconds=1) and span[1] == midnight + 10 * M
+    with open_store(url) as s, s.engine.connect() as c:
+        assert open_days(c, IMG, midnight + 10 * M) == {midnight.date()}
+    # an image last watched on that node more than a day before the kill is not touched
+    gone = "sha256:" + "e" * 64
+    with open_store(url) as s:
+        s.write([], [ObservationWindow(gone, NODE, datetime_to_ns(midnight - 30 * 60 * M), 5,
+                                       Posture.EBPF_DEEP, 60, "tetragon")])  # fmt: skip
+    with open_store(url) as s, s.engine.connect() as c:
+        assert open_gaps(c, image=gone, asked=midnight + 10 * M) == []
+
+
+def test_a_dead_agent_s_rows_stamped_past_the_question_s_day_touch_their_image(url: str) -> None:
+    """The node's event clock is ten minutes ahead of its agent's proof (and the store's): its last
+    window starts at 00:05, its proof says 23:55, the question is at 23:59. Seen failing before (no
+    gap: no row of the image on the proof's day, the row past the question's day never read; the
+    clean-clone run at 23:50 answered "not observed" in tests/e2e/test_agent_killed_open_day.py)."""
+    midnight = _midnight(url)
+    with open_store(url) as s:
+        s.write([], [win(midnight + 5 * M)])
+    prove(url, started=_ago(url, midnight - 15 * M), alive=_ago(url, midnight - 5 * M))
+    (span,) = gaps(url, midnight - M)
+    assert abs(span[0] - (midnight - 5 * M)) < dt.timedelta(seconds=1) and span[1] == midnight - M

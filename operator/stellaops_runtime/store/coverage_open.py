@@ -19,8 +19,8 @@ row is the window it is counting, rewritten at each flush, or, on a node that se
 lifecycle row of a window that ended a settle and a flush before the last one did; a live agent
 whose node sends no event and, without ``lifecycle.enabled``, writes no row, reads as down: the
 safe side), touching the
-images watched on that node on the day its watched time ends (or within :func:`grace` before it:
-:func:`_watched_on`), like any node-wide gap. So that UTC
+images watched on that node on the day its watched time ends or in the hour (at least three windows)
+before it (:func:`_watched_on`), like any node-wide gap. So that UTC
 day and every later one up to the question's are no watched days of those images (:func:`open_days`:
 the days other nodes watched them included, which before took nothing out for this node) and a
 ``query observed`` over a period reaching into the open time answers unknown (:func:`open_gaps`),
@@ -87,6 +87,7 @@ from stellaops_runtime.store.watched_sql import has_posture_columns, is_coverage
 _DAY = dt.timedelta(days=1)
 _TICK = dt.timedelta(microseconds=1)
 _NONE = dt.timedelta(0)
+LOOK_BACK = dt.timedelta(hours=1)  # an image's rows before a watched end that still touch it (_watched_on)
 DEFAULT_WINDOW_SECONDS = 60  # hotSymbols.aggregationWindowSeconds' default, for a row of unknown length
 
 
@@ -157,7 +158,11 @@ def image_last_records(
 ) -> dict[str, tuple[dt.datetime, int]]:
     """:func:`last_records` of the nodes on which ``image`` has a coverage row, in one statement: the
     image's nodes read through its key, and each one's latest row through the index of migration 0010
-    (a correlated look-up per node, not a round trip per node)."""
+    (a correlated look-up per node, not a round trip per node). A node whose rows all start at or
+    after ``before`` (an event clock ahead past the question's UTC day) gets its earliest one, of
+    unknown length: its proof of life judges it (:func:`_open`; by the record's rule a record after
+    the question opens nothing). Before, such a node was left out: a dead agent's node whose only
+    windows were stamped past midnight read as watched, "not observed"."""
     o = observation_windows
     nodes = (
         sa.select(o.c.node_name)
@@ -178,27 +183,56 @@ def image_last_records(
 
     length = newest(latest.c.window_seconds) if has_posture_columns(conn) else sa.literal(0)
     stmt = sa.select(nodes.c.node_name, newest(latest.c.window_start).label("last"), length.label("seconds"))
-    return {
-        r.node_name: (_as_utc(r.last), int(r.seconds or 0)) for r in conn.execute(stmt) if r.last is not None
-    }
+    out, ahead = {}, []
+    for r in conn.execute(stmt):
+        if r.last is not None:
+            out[r.node_name] = (_as_utc(r.last), int(r.seconds or 0))
+        else:
+            ahead.append(r.node_name)
+    col = o.c
+    for i in range(0, len(ahead), _CHUNK):
+        first = (
+            sa.select(col.node_name, sa.func.min(col.window_start).label("first"))
+            .where(col.node_name.in_(ahead[i : i + _CHUNK]), col.window_start >= before)
+            .group_by(col.node_name)
+        )
+        out.update((r.node_name, (_as_utc(r.first), 0)) for r in conn.execute(first))
+    return out
 
 
-def _watched_on(conn: sa.Connection, image: str, pairs: list[tuple[str, dt.datetime, int]]) -> set[str]:
-    """The nodes of ``pairs`` (node, watched end, its windows' seconds) on which ``image`` has a
-    coverage row on the watched end's UTC day, or within :func:`grace` before the watched end (an
-    agent killed just after midnight has stored no row of the new day yet for an image that ran on
-    across it); through the primary key, a statement per :data:`_CHUNK` pairs."""
+def _watched_on(
+    conn: sa.Connection,
+    image: str,
+    pairs: list[tuple[str, dt.datetime, int, bool]],
+    ahead: dt.datetime,
+) -> set[str]:
+    """The nodes of ``pairs`` (node, watched end, its windows' seconds, whether the end is a proof of
+    life's) on which ``image`` has a coverage row on the watched end's UTC day or in the
+    :data:`LOOK_BACK` (at least :func:`grace`) before it, or, for
+    a proof of life's watched end, one starting at or after ``ahead`` (the end of the question's UTC
+    day); through the primary key, a statement per :data:`_CHUNK` pairs.
+
+    The look-back: an agent killed just after midnight has stored no row of the new day yet for an
+    image that runs on across it, and an idle image (no event, lifecycle off) has none for as long
+    as it stays idle; with three windows' grace alone, an image idle since 23:57 was touched by a
+    kill at 23:59 but not by one at 00:05 ("not observed" over the unwatched time). An image idle
+    for longer than the hour across midnight is still not touched (docs/evidence.md, "Days"): a
+    node that ran on for a day without an image's rows is not taken to run it. ``ahead``: the
+    node's rows stamped past the question's day, which :func:`last_records` does not read, are the
+    dead agent's own on an event clock ahead of its proof's (its windows on the next UTC day: a
+    clean-clone run at 23:50 read the image as not running there)."""
     o = observation_windows.c
     covered = is_coverage(conn, observation_windows)
     out: set[str] = set()
     for i in range(0, len(pairs), _CHUNK):
         which = []
-        for node, end, seconds in pairs[i : i + _CHUNK]:
+        for node, end, seconds, proved in pairs[i : i + _CHUNK]:
             day = dt.datetime.combine(end.date(), dt.time(), dt.UTC)
-            start = min(day, end - grace(seconds))
-            which.append(
-                sa.and_(o.node_name == node, o.window_start >= start, o.window_start < midnight_after(day))
-            )
+            start = min(day, end - max(grace(seconds), LOOK_BACK))
+            when = sa.and_(o.window_start >= start, o.window_start < midnight_after(day))
+            if proved:
+                when = sa.or_(when, o.window_start >= ahead)
+            which.append(sa.and_(o.node_name == node, when))
         stmt = (
             sa.select(o.node_name)
             .where(of_image(conn, o.image_digest, image), covered, sa.or_(*which))
@@ -250,7 +284,7 @@ def _open(
     """(node, start, end) of the open time, for a question asked at ``asked`` (the store's now when
     None; ``day``'s end when earlier), of each node whose latest record's UTC day saw ``image``."""
     asked = asked_at(conn, asked, day)
-    spans, later = {}, {}
+    spans, later, proved = {}, {}, set()
     lasts = image_last_records(conn, image, _day_end(asked.date()))
     lives = liveness(conn, lasts)
     digests = same_image(conn, image) if any(v.stop for v in lives.values()) else (image,)
@@ -262,6 +296,7 @@ def _open(
         gone = stop.at if stop is not None and stop.gone else None
         if live is not None and live.vouches_for(last):
             span = stopped_span(live_span(live, asked), live.stop_end(digests) if stop else None)
+            proved.add(node)
             # a proof of an earlier day than the node's latest record (stale: its writes failing
             # while the rows are stored, the agent rolled back to one writing none): the images of
             # the record's day have the open time of the record's rule too
@@ -273,9 +308,9 @@ def _open(
         if span is not None:
             spans[node] = span
     out = []
-    for found in (spans, later):
-        ends = [(node, start, lasts[node][1]) for node, (start, _) in found.items()]
-        seen = _watched_on(conn, image, ends)
+    for found, by_proof in ((spans, proved), (later, set[str]())):
+        ends = [(node, start, lasts[node][1], node in by_proof) for node, (start, _) in found.items()]
+        seen = _watched_on(conn, image, ends, _day_end(asked.date()))
         out += [(node, *span) for node, span in found.items() if node in seen]
     return out
 
