@@ -38,15 +38,20 @@ def _cpu(fn: Callable[[str], object], text: str) -> float:
 def growth(fn: Callable[[str], object], unit: str, size: int = 65536) -> float:
     """``fn``'s CPU time on ``unit`` repeated to ``size`` characters over its time on a quarter.
 
-    The lowest of up to three measurements: a rule that is quadratic costs about 16x in every one of
-    them, while a shared machine can still put one 64 KiB run's CPU time far off (a worker late in
-    a full run measured 18.8x, with the thread's own time and the collector off, for a rule that
-    measures 4x in every other run).
+    The lowest time of each size over up to eight tries, taken in turns, the later ones spread over
+    about five seconds: a rule that is quadratic costs about 16x in every try, while a shared
+    machine can put one 64 KiB run's CPU time far off for a while (a worker late in a full run
+    measured 18.8x, and a clean-clone run 18.0x over three tries in a row, with the thread's own
+    time and the collector off, for a rule that measures 4x in every other run).
     """
     big = (unit * (size // len(unit) + 1))[:size]
-    best = float("inf")
-    for _ in range(3):
-        best = min(best, _cpu(fn, big) / max(_cpu(fn, big[: size // 4]), 1e-6))
-        if best < 6:
+    small = big[: size // 4]
+    best_big = best_small = float("inf")
+    for attempt in range(8):
+        if attempt >= 3:
+            time.sleep(0.25 * attempt)  # out of whatever held the machine during the last tries
+        best_small = min(best_small, _cpu(fn, small))
+        best_big = min(best_big, _cpu(fn, big))
+        if best_big / max(best_small, 1e-6) < 6:
             break
-    return best
+    return best_big / max(best_small, 1e-6)
