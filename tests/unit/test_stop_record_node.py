@@ -36,6 +36,15 @@ def test_only_a_deletion_timestamp_is_certainly_going_away() -> None:
     assert node_going({"metadata": None, "spec": {"taints": "not a list"}}) is None
 
 
+def test_karpenter_v1_s_disrupted_taint_is_read_as_its_older_disruption_taint_was() -> None:
+    # Karpenter v1 renamed its disruption taint ``karpenter.sh/disruption=disrupting:NoSchedule`` (v0.3x)
+    # to ``karpenter.sh/disrupted:NoSchedule``; a v1 cluster puts only the new one on a node it removes
+    v1 = {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}
+    before_v1 = {"key": "karpenter.sh/disruption", "value": "disrupting", "effect": "NoSchedule"}
+    for taint in (v1, before_v1):
+        assert node_going(node(taints=[taint])) == (taint["key"], False)
+
+
 def test_the_autoscaler_s_soft_candidate_taint_is_not_going_away() -> None:
     # the cluster autoscaler puts DeletionCandidateOfClusterAutoscaler (PreferNoSchedule) on every node
     # unneeded for a while and takes it off when the node is needed again: a node may carry it for

@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Taints put on a Node an autoscaler is about to remove: the cluster autoscaler's scale-down in
-# progress and Karpenter's disruption taint. Recorded as the stop's reason, never taken as "gone":
-# both are taken off again when the scale-down or disruption is aborted (the node runs on, unwatched
-# until a next agent starts). Nor is the autoscaler's soft DeletionCandidateOfClusterAutoscaler
-# (PreferNoSchedule): it marks a node merely unneeded for a while.
+# progress and Karpenter's disruption taint (``karpenter.sh/disrupted`` since Karpenter v1,
+# ``karpenter.sh/disruption`` before; both are read: a cluster may run either). Recorded as the
+# stop's reason, never taken as "gone": each is taken off again when the scale-down or disruption
+# is aborted (the node runs on, unwatched until a next agent starts). Nor is the autoscaler's soft
+# DeletionCandidateOfClusterAutoscaler (PreferNoSchedule): it marks a node merely unneeded a while.
 GOING_TAINTS = (
     "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
     "karpenter.sh/disruption",
 )
 NODE_READ_SECONDS = 2.0  # at most, and at most a quarter of the shutdown's grace
