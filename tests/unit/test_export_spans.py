@@ -38,10 +38,10 @@ def _take(q: EventQueue, n: int) -> None:
 
 def watched(tmp_path: Path, source: Any, queue: EventQueue) -> Any:
     """The flusher's pending writes of a stand-in agent of ``source`` (what
-    agent/watch_record.py ``attach_watch_record`` reads), its watch record attached."""
+    agent/watch_record_attach.py ``attach_watch_record`` reads), its watch record attached."""
     from types import SimpleNamespace
 
-    from stellaops_runtime.agent.watch_record import attach_watch_record
+    from stellaops_runtime.agent.watch_record_attach import attach_watch_record
     from stellaops_runtime.store.pending import PendingWrites
 
     pending = PendingWrites()

@@ -32,7 +32,7 @@ def test_a_killed_agents_record_claims_what_its_last_flush_stored(tmp_path: Any)
     # drops marked through t0 + 30 s, the loads on disk
     a, probes = on_bcc(spool, t0, queued_ns=t0 + 2 * S, noted_ns=t0 + 30 * S, in_flight_ns=t0 + 30 * S)
     rec = WatchRecord(record_path(spool), node="n", agent_id="n/a", queue=a.queue)
-    rec.source = a  # agent/watch_record.py attach_watch_record
+    rec.source = a  # agent/watch_record_attach.py attach_watch_record
     rec.tick(a)  # the outage marker's sample: t0 + 2 s
     for _ in range(3):  # the probes' next polls, read whole up to t0 + 9 s ...
         a.queue.put(b"record")

@@ -47,7 +47,7 @@ def _setup(
         rec.resume(source)
         if record:  # else the store is asked anyway (no record)
             keeper = SpoolKeeper(spool, PendingWrites(), lambda: "")
-            keeper.on_lost = rec.spool_lost  # as agent/watch_record.py attach_watch_record wires it
+            keeper.on_lost = rec.spool_lost  # as agent/watch_record_attach.py attach_watch_record wires it
             rec.spool_lost_since = lambda: keeper.lost_since_ns
             if lost_line_at is None:
                 Path(spool).write_bytes(b"not a spool file\n{}\n")

@@ -66,7 +66,7 @@ from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
 from stellaops_runtime.agent.registry_detail import registry_detail
 from stellaops_runtime.agent.shutdown import shutdown
 from stellaops_runtime.agent.stop_record import start_node_read, write_stop_record
-from stellaops_runtime.agent.watch_record import attach_watch_record
+from stellaops_runtime.agent.watch_record_attach import attach_watch_record
 from stellaops_runtime.cli import exitcodes
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.daemon_pool import DaemonPool
