@@ -92,3 +92,49 @@ async def test_a_hung_store_costs_a_fresh_agent_s_first_flush_one_flush_timeout_
     finally:
         await f.close()
         proxy.close()
+
+
+async def test_a_store_that_stopped_answering_fails_the_start_row_s_flush_at_one_connect(pg_url: str) -> None:
+    """An agent whose store opened (an idle node's proof opened it) and then gave its connection back
+    (after every flush and proof) meets a black hole at its first rows: the start row's connect timed
+    out (psycopg's ConnectionTimeout, an error, not the flush's timeout), was counted as a proof not
+    written, and the flush went on to the pairings' write (or, with none, the rows'), which waited
+    for a connect of its own, and the proof after it for a third (seen: flush 4.0 s and 2
+    connections, proof 2.0 s and 1). An unreachable store at the start row now fails the flush at
+    once, and the proof after it opens nothing; so does one the pairings' write finds unreachable."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="5s")  # a connect (2 s at least) times out first
+    try:
+        assert await f.open() is True and f.store is not None
+        f.store.release()  # as after every flush and proof: the next write opens a connection
+        proxy.blackhole()
+        f.pending.add([delta()], [])
+        f.pairs.note("sha256:" + "c" * 64, IMG)
+        tried = proxy.accepted
+        t0 = time.monotonic()
+        assert await f.flush(proof_follows=True) is False
+        took = time.monotonic() - t0
+        assert proxy.accepted - tried == 1 and took < 3.5, (proxy.accepted - tried, took)
+        assert f.pending.pending_rows == 1 and f.pending.failures == 1 and f.liveness_failures == 1
+        assert "unreachable" in (f.pending.last_error or ""), f.pending.last_error
+        t1 = time.monotonic()
+        assert await f.prove_alive(NODE, now_pair()) is False
+        assert proxy.accepted - tried == 1 and time.monotonic() - t1 < 0.5
+        proxy.heal()
+        assert await f.flush(proof_follows=True) is True, f.pending.last_error  # all of it, once
+        assert await f.prove_alive(NODE, now_pair()) is True
+        assert f.pending.rows_flushed == 1 and f.pairs.unstored() == [] and f.liveness_failures == 2
+        f.store.release()  # the start row is in: the pairings' write meets the next black hole
+        proxy.blackhole()
+        f.pending.add([delta()], [])
+        f.pairs.note("sha256:" + "d" * 64, IMG)
+        tried = proxy.accepted
+        assert await f.flush(proof_follows=True) is False and "pairings" in (f.pending.last_error or "")
+        t1 = time.monotonic()
+        assert await f.prove_alive(NODE, now_pair()) is False  # before: its own connect, 2.0 s
+        assert proxy.accepted - tried == 1 and time.monotonic() - t1 < 0.5
+        assert f.pending.pending_rows == 1 and f.liveness_failures == 3
+    finally:
+        await f.close()
+        proxy.close()

@@ -22,7 +22,8 @@ its store handling can each be read on their own.
   proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py):
   the store-clock moment up to which the agent watched and stored everything.
   A failed write is counted and logged and never fails the flush; after a
-  flush that could not open the store it is not tried (counted as failed).
+  flush that found the store unreachable (its open failed, or its start row or
+  pairings met a store down or hung) it is not tried (counted as failed).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from stellaops_runtime.store.engine import (
     refuse_in_memory,
     safe_url,
 )
+from stellaops_runtime.store.errors import StoreUnavailable, first_line, is_unavailable
 from stellaops_runtime.store.image_pairs import PairsToRecord
 from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
@@ -104,7 +106,9 @@ class Flusher:
         self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
         self._proving: asyncio.Future[None] | None = None
         self._start_proved = False  # the row that claims nothing is written (_prove_start)
-        self.open_failed = False  # the last flush could not open the store (its proof does not try)
+        # the last flush found the store unreachable: its open failed, or its start row or pairings
+        # met a store down or hung (the proof after it does not try: it would wait as long again)
+        self.unreachable = False
 
     @property
     def label(self) -> str:
@@ -192,9 +196,11 @@ class Flusher:
         flush's proof is judged by the proof rule. Not at the open: a row says an agent ran on the node
         (agent/node_history.py ``survivor_ns``), and one that stored nothing must not keep the next
         agent from replaying the export file. Once written, never again; a failure is counted and
-        logged, tried again at the next flush, and fails no flush, except a write not done within
-        ``store.flushTimeout`` (never past ``deadline``): the store hangs, so the rows' write would
-        wait as long again; False then, the store's connections cut as for a hung write."""
+        logged, tried again at the next flush, and fails no flush, except when the store is out of
+        reach, where the rows' write would wait as long again: a write not done within
+        ``store.flushTimeout`` (never past ``deadline``; the store's connections cut as for a hung
+        write), or one the driver failed as unavailable (a connect timed out in a black hole, refused,
+        lost: store/errors.py ``is_unavailable``). False then, with ``last_error``."""
         store = self.store
         if not self.node or self._start_proved or store is None:
             return True
@@ -212,8 +218,13 @@ class Flusher:
             self._liveness_failed(f"the agent's start: {self.pending.last_error}")
             return False
         except Exception as e:
-            self._liveness_failed(f"the agent's start: {redact(repr(e))}")
-            return True
+            if not (isinstance(e, StoreUnavailable) or is_unavailable(e)):  # e.g. a refused statement:
+                # the rows' write may still succeed
+                self._liveness_failed(f"the agent's start: {redact(repr(e))}")
+                return True
+            self.pending.last_error = f"store {self.label} unreachable: {first_line(e)}"
+            self._liveness_failed(f"the agent's start: {self.pending.last_error}")
+            return False
         self._start_proved = True
         return True
 
@@ -249,7 +260,7 @@ class Flusher:
         started = time.monotonic()
         ok = False
         self.drain_held = False
-        self.open_failed = False
+        self.unreachable = False
         try:
             ok = await self._flush(deadline=deadline) and not self.drain_held
         finally:
@@ -278,11 +289,12 @@ class Flusher:
             return False
         if not opened:
             self.pending.failures += 1
-            self.open_failed = True  # the proof after it does not try again (_prove_alive)
+            self.unreachable = True  # the proof after it does not try again (_prove_alive)
             return False
         assert self.store is not None
         if not await self._prove_start(deadline):  # before this agent's first rows (node_liveness)
             self.pending.failures += 1
+            self.unreachable = True  # down or hung: the proof after it would wait as long again
             return False
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
@@ -305,8 +317,8 @@ class Flusher:
         """Write the node's proof of life (store/node_liveness.py) for the moment ``claimed`` (wall ns,
         boottime ns; the watch record's, agent/watch_record.py): the store's clock less the boot
         clock's time since it. Opens the store if need be (an idle agent's empty flushes write it
-        too), but not right after a flush whose own open failed (:attr:`open_failed`: it would fail
-        as well, after as long again); waited for at most ``store.flushTimeout``, never past
+        too), but not right after a flush that found the store out of reach (:attr:`unreachable`: it
+        would fail as well, after as long again); waited for at most ``store.flushTimeout``, never past
         ``deadline``. False, counted in :attr:`liveness_failures` and logged, when not written; never
         raises. Gives the store's idle connections back after it (the flush's too: :meth:`flush`
         ``proof_follows``)."""
@@ -321,9 +333,9 @@ class Flusher:
             return True
         if self._proving is not None and not self._proving.done():  # the last one still hangs
             return self._liveness_failed("the last write has not finished")
-        if self.open_failed and self.store is None:  # the flush's own open just failed: this one would
-            # too, after as long again (a store that is down doubled the flush loop's retry period)
-            return self._liveness_failed(f"the flush could not open the store: {self.pending.last_error}")
+        if self.unreachable:  # the flush just found the store out of reach: this proof would too,
+            # after as long again (a store that is down doubled the flush loop's retry period)
+            return self._liveness_failed(f"the flush found the store unreachable: {self.pending.last_error}")
         try:
             if not await self.open(deadline=deadline):
                 return self._liveness_failed(self.pending.last_error or "store not open")
@@ -375,6 +387,8 @@ class Flusher:
             if isinstance(e, TimeoutError):  # cut, as a hung rows' write is (else one hung thread and
                 store.abort()  # connection more each flush); the parts it stored stay stored
                 why = f"store {self.label} did not answer within {timeout:g}s"
+            # the proof after it does not try either
+            self.unreachable = isinstance(e, (TimeoutError, StoreUnavailable)) or is_unavailable(e)
             self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {why}"
             log.warning("%s", self.pending.last_error)
             return False
