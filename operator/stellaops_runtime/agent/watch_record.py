@@ -297,15 +297,22 @@ class WatchRecord(StoreAnswer):
         agent's gap starts here, and must hold the lines in doubt of the in-flight entry it is
         written with, and the hole this agent has not stored yet (s46/er: "now", read after that
         entry's own moment, or the first watching sample, taken after the lines first read, made
-        those lines a gap of no time)."""
+        those lines a gap of no time); no later than the first replayed line's time less the hold
+        (sources/export_restart.py ``replay_floor``)."""
         if self._written[0]:
             return self._written
         if self._hole is not None and self._hole[1] is not None:
-            return (self._hole[0], self._hole[1])
-        if self._hole is not None:
+            moment = (self._hole[0], self._hole[1])
+        elif self._hole is not None:
             wall, boot = now_pair()
-            return (wall - boot, 0)
-        return self._started
+            moment = (wall - boot, 0)
+        else:
+            moment = self._started
+        # A replay of the export file (exportFromStart): its lines are older than this agent and
+        # any hole it resumed (s47/ex: the next agent's gap from the start left them out).
+        floor = getattr(self.export.source, "replay_floor", None)
+        at = floor() if floor is not None else None
+        return at if at is not None and _later(moment, at) else moment
 
     def flushed(self, taken: int, ok: bool) -> None:
         """A flush that started at ``taken`` ended; if it stored everything, its moment is recorded."""

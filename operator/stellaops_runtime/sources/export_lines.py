@@ -36,6 +36,7 @@ class ExportLines:
     _ends: list[int]
     _first_line: bool  # the first file is read from its start: its first line is kept (export_restart.py)
     _first_payload: bytes | None
+    _replay_line: bytes | None  # ... and kept for the watch record's moment (export_restart.py replay_floor)
 
     def _look(self) -> None:
         raise NotImplementedError
@@ -94,6 +95,7 @@ class ExportLines:
                 q.put(lines[i])
                 if self._first_line:
                     self._first_line, self._first_payload = False, lines[i]
+                    self._replay_line = lines[i]
                 self.positions.queued(self._ends[i])
                 self.stats.lines += 1
                 i += 1

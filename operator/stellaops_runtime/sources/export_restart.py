@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any, BinaryIO
 
-from stellaops_runtime.hotsymbols.clock_span import now_pair
+from stellaops_runtime.hotsymbols.clock_span import boot_of, now_pair
 from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from stellaops_runtime.sources.export_checkpoint import matches, path_hash
 from stellaops_runtime.sources.export_files import TAIL, bytes_before, find_rotated, ident
@@ -56,6 +56,8 @@ class RestartResume(PositionWait):
     _history_late = False  # the store did not answer in time: the file was replayed anyway
     _first_line = False  # the first file is read from its start: its first line is kept ...
     _first_payload: bytes | None = None  # ... here (sources/export_lines.py), for :meth:`take_outage`
+    _replay_line: bytes | None = None  # ... and here, for :meth:`replay_floor`
+    _floor: tuple[int, int] | None = None
 
     # The node's watch record and the hole since the last agent (agent/watch_record.py, outages.py).
 
@@ -245,6 +247,23 @@ class RestartResume(PositionWait):
             first = (at - CACHE_HOLD_NS, min(at + CACHE_HOLD_NS, now))
             span = first if span is None else (min(span[0], first[0]), max(span[1], first[1]))
         return span
+
+    def replay_floor(self) -> tuple[int, int] | None:
+        """The earliest moment (wall, boottime ns; the boottime 0 for a moment before the boot) a
+        line of the first file read from its start may carry: its first line's time (its arrival
+        when it has none, or one ahead of the clock) less the event cache's hold, as for the span
+        about it (:meth:`take_outage`). None: no file read from its start, or no line of it read.
+
+        A replay's lines were written before this agent started: while no flush has claimed them
+        stored, the node's watch record keeps this moment, not the agent's start, so the next
+        agent's gap holds every line whose counts may be lost (agent/watch_record.py ``_latest``)."""
+        line = self._replay_line
+        if self._floor is None and line is not None:
+            now = time.time_ns()
+            at = min((event_time_span([line], json_lines=True, now_ns=now) or (now, now))[0], now)
+            wall = at - CACHE_HOLD_NS
+            self._floor = (wall, max(0, boot_of(wall)))
+        return self._floor
 
     def forget_outage(self) -> None:
         self._outage.forget()
