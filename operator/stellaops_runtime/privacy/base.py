@@ -38,6 +38,11 @@ ESCAPED_SQ_OPEN = rf"""{_ESCAPED_SQ_UNIT}(?:[\\"]*+{_ESCAPED_SQ_UNIT})*+"""
 # (The run is written twice, not three times: the whole set holds ESCAPED_SQ ~25 times.)
 _JOINED_PIECE = r"""(?:(?=[^\s'";,)}\]&|<>])[^'\n]++)?+"""
 ESCAPED_SQ = rf"""{ESCAPED_SQ_OPEN}[^'\n]*+(?:{ESCAPED_SQ_OPEN}{_JOINED_PIECE})*+"""
+# A value quoted with escaped double quotes, inside a double-quoted shell or JSON string, at any depth:
+# ``sh -c "app --password=\\"a b\\""`` and, a level deeper, ``sh -c "sh -c \\"… =\\\\\\"a b\\\\\\"\\""``
+# (its quote is a run of backslashes then ``"``; the twice-escaped one kept the part after the blank:
+# RP8's third known limit, session 46): to the next escaped quote, which it takes. Possessive.
+ESCAPED_DQ = r'\\++"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?+'
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

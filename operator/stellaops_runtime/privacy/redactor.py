@@ -19,8 +19,8 @@ secret's name (``named_literals``); SQL*Plus's
 here-document for a password reader (``here_docs``); the answer to an expect prompt
 that names nothing after a reader is spawned (``expect_prompts``); the values of a Kubernetes
 Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rules
-(``library_rules``). Then environment variable names (``env_names``), each of
-``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
+(``library_rules``). Then environment variable names (``env_names``; as a mapping's key,
+``mapping_env``), each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
 a space (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
 gets the passes again on its reading (``contracts/escapes.py``).
@@ -50,6 +50,7 @@ from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
+from stellaops_runtime.privacy.mapping_env import mapping_env_spans
 from stellaops_runtime.privacy.named_literals import named_literal_spans
 from stellaops_runtime.privacy.patterns import (
     DEFAULT_PATTERNS,
@@ -294,13 +295,15 @@ class Redactor:
             if spans:
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
-        if self._env_arg_rx is not None and ("=" in text or "value" in text.lower()):
+        if self._env_arg_rx is not None and ("=" in text or ":" in text or "value" in text.lower()):
             low = text.lower()
             if not self._env_triggers or any(t in low for t in self._env_triggers):
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
+                if ":" in text and self.env_name_rx is not None:  # ``DBPASS: x`` (mapping_env.py)
+                    spans.extend(mapping_env_spans(text, self.env_name_rx))
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
         if self.env_name_rx is not None and ("set" in text or "ENV" in text):

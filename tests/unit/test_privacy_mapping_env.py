@@ -1,0 +1,162 @@
+"""A secret environment variable written as a mapping's key (``DBPASS: x``) loses its value.
+
+RP8's first known limit (session 46): only ``NAME=value`` and the Kubernetes ``name``/``value`` pair
+were read by the environment-name rules, so a docker-compose ``environment:`` mapping, a Helm values
+line, a ``.env.yml`` a script writes or a JSON object of variables kept the value of every name only
+those rules take (``DBPASS``, ``GITHUB_PAT``, ``DB_CREDS``); a name holding a key word
+(``DB_PASSWORD: x``) already lost it. Each case runs through the filter the agent uses: an exec's
+arguments, a traced write's buffer, a field. The look-alikes are the ``Name: value`` lines of ordinary
+text (HTTP headers, test runners' summaries, code) and the settings the ``NAME=value`` rule keeps.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+
+_PW = "P9-mapped"
+_FILTER = PrivacyFilter(PrivacyConfig())
+
+
+def _text(text: str) -> str:
+    return _FILTER.filter_field(text)
+
+
+def _exec(binary: str, arguments: str) -> str:
+    ev = RuntimeCallEvent(
+        kind=EventKind.EXEC,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, exec_id="e1", binary=binary, arguments=arguments),
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    assert ev.process is not None
+    return ev.process.arguments
+
+
+def _write(text: str) -> str:
+    ev = RuntimeCallEvent(
+        kind=EventKind.KPROBE,
+        timestamp_ns=1,
+        node_name="n",
+        process=ProcessInfo(pid=7, exec_id="e1", binary="/usr/bin/app"),
+        function_name="sys_write",
+        arguments=[Argument(label="buf", type="bytes_arg", value=text)],
+    )
+    PrivacyFilter(PrivacyConfig()).apply(ev)
+    return ev.arguments[0].value
+
+
+# names only the environment globs take (no key word in them)
+_NAMES = ["DBPASS", "GITHUB_PAT", "DB_CREDS", "MYSQLPASS", "BUNDLE_GEMS__CORP__COM", "SENTRY_DSN", "DB_JWT"]
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_a_compose_environment_mapping_loses_its_values(name: str) -> None:
+    compose = (
+        "services:\n  db:\n    image: postgres:16\n    environment:\n"
+        f"      {name}: {_PW}\n      POSTGRES_USER: bob\n"
+    )
+    assert _write(compose) == compose.replace(_PW, "[REDACTED]")
+    # as a list item, quoted either way, with a blank and a comment
+    assert (
+        _write(f'env:\n  - {name}: "{_PW} x"\n  - LANG: C\n')
+        == f"env:\n  - {name}: [REDACTED]\n  - LANG: C\n"
+    )
+    assert _write(f"{name}: '{_PW}'\n") == f"{name}: [REDACTED]\n"
+    assert _write(f"  {name}: {_PW} a b  # the db's\n") == f"  {name}: [REDACTED]  # the db's\n"
+    assert _write(f"{name}: |\n  {_PW}\n  more\nUSER: bob\n") == f"{name}: [REDACTED]\nUSER: bob\n"
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_a_flow_mapping_and_json_lose_the_value(name: str) -> None:
+    assert _text(f"{{{name}: {_PW} a, USER: bob}}") == f"{{{name}: [REDACTED], USER: bob}}"
+    assert _text(f'{{"USER":"bob","{name}":"{_PW}"}}') == f'{{"USER":"bob","{name}":[REDACTED]}}'
+    assert _text(f'[{{"{name}": 12345}}]') == f'[{{"{name}": [REDACTED]}}]'
+
+
+def test_a_script_writing_the_mapping_loses_the_value() -> None:
+    # the brief's case, and the same quoted again by shlex (bash -c of a joined argv)
+    line = f"printf 'DBPASS: {_PW}\\nUSER: bob\\n' > .env.yml"
+    assert _exec("/bin/sh", f"-c {shlex.quote(line)}") == (
+        "-c 'printf '\"'\"'DBPASS: [REDACTED]\\nUSER: bob\\n'\"'\"' > .env.yml'"
+    )
+    assert _exec("/bin/sh", f"-c \"printf 'GITHUB_PAT: {_PW}\\n' > v.yml\"") == (
+        "-c \"printf 'GITHUB_PAT: [REDACTED]\\n' > v.yml\""
+    )
+    assert _PW not in _exec("/bin/sh", f'-c "echo \\"DB_CREDS: u:{_PW}\\" >> v.yml"')
+    # JSON inside a double-quoted shell string, its quotes escaped
+    assert _text(f'sh -c "echo {{\\"DBPASS\\": \\"{_PW} x\\"}} > c.json"') == (
+        'sh -c "echo {\\"DBPASS\\": [REDACTED]} > c.json"'
+    )
+
+
+def test_a_key_word_name_loses_the_rest_of_its_line_too() -> None:
+    # the key rule took one word (``[REDACTED] a b``); a YAML plain scalar is the rest of the line
+    assert _write(f"DB_PASSWORD: {_PW} a b\nUSER: bob\n") == "DB_PASSWORD: [REDACTED]\nUSER: bob\n"
+
+
+def test_lower_case_names_follow_the_name_value_rule() -> None:
+    # (env_names.argument_regex: a lower-case name counts only with a suffix naming nothing but a
+    # secret, or a credential's whose value is no setting)
+    assert _text(f"db_creds: u:{_PW}") == "db_creds: [REDACTED]"
+    assert _text(f"nexus_psw: {_PW}") == "nexus_psw: [REDACTED]"
+    assert _text(f"sentry_dsn: https://{_PW}@h/1") == "sentry_dsn: [REDACTED]"
+    assert _text(f"db_salt: {_PW}") == "db_salt: [REDACTED]"
+    for kept in ("use_jwt: true", "load_creds: 1", "file_pat: '*.log'", "dbpass: x"):
+        assert _text(kept) == kept
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Host: db.corp\r\nNote: x\r\nContent-Type: text/plain\r\n",
+        "BYPASS: enabled\nCOMPASS: north\nGIT_ASKPASS: /usr/bin/ksshaskpass\n",
+        "XPASS: tests/test_a.py::test_b\n",
+        "--- PASS: TestDBPASS (0.00s)\n    --- PASS: TestX/sub_case (0.01s)\nPASS\n",
+        "switch (k) { case MY_KEY: return 1; }",
+        "x = ready ? MY_KEY : OTHER_KEY;",
+        "started at 12:30:45, TOKENS:5",
+        "DB_PASS:=x\nAPI_KEY::=y",  # make's assignments are the key rules'
+        "DBPASS:\n  nested: 1\n",  # no value on the key's line
+        "http://db.corp:5432/app",
+    ],
+)
+def test_ordinary_name_value_text_stays(text: str) -> None:
+    if "DB_PASS:=" in text:  # (the key rule's, not this one's: DB_PASS is a key word)
+        assert _text(text) == "DB_PASS:=[REDACTED]\nAPI_KEY::=[REDACTED]"
+        return
+    assert _text(text) == text
+
+
+def test_an_automake_pass_line_still_loses_its_test_name() -> None:
+    # automake's ``PASS: t/basic.sh`` cannot be told from a YAML ``PASS: x`` entry (PASS is a glob
+    # and a key word): the test's name goes, over-redaction, never a password kept
+    assert _text("PASS: t/basic.sh 1 - works") == "PASS: [REDACTED]"
+
+
+def test_a_marker_already_there_is_no_value() -> None:
+    for text in ("DBPASS: [REDACTED]\nUSER: x", "{DBPASS: [REDACTED], USER: x}", "DBPASS: [REDACTED] # c"):
+        assert _text(text) == text
+
+
+def test_the_mapping_rule_costs_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig())
+    for unit in (
+        "DBPASS: ",
+        "- DBPASS: a b ",
+        "{DBPASS: x, ",
+        '"DBPASS":"',
+        '\\\\\\\\"DBPASS\\": ',
+        "A_KEY: A_KEY: ",
+        "  --- PASS: ",
+        "DBPASS: \\\\\\\\",
+        "X" * 140 + ": ",
+    ):
+        assert growth(pf.filter_field, unit) < 10, unit
