@@ -10,7 +10,7 @@ Tests put it between the agent (a subprocess) and the real test cluster:
 - ``blackhole()``: every connection (open or new) stays open and forwards
   nothing in either direction, the way a dead route or a stuck middlebox
   behaves: no RST, no FIN, TCP keeps acknowledging. ``heal()`` forwards again
-  for new connections and closes the black-holed ones.
+  for new connections and closes the black-holed ones (or, ``keep_silent``, leaves them silent).
 
 It parses just enough of the PostgreSQL wire protocol (startup packets, then
 type byte + length framing from the client) to spot those statements. Test
@@ -76,12 +76,20 @@ class PgProxy:
             for c in self._conns:
                 c.blackholed = True
 
-    def heal(self) -> None:
+    def heal(self, *, keep_silent: bool = False) -> None:
+        """Forward new connections again; ``keep_silent``: the black-holed ones stay open and silent
+        (a middlebox that keeps acknowledging: a client's call on one waits until the client cuts it)."""
         with self._lock:
             self._blackhole = False
             dead = [c for c in self._conns if c.blackholed]
-        for c in dead:
+        for c in [] if keep_silent else dead:
             c.close()
+
+    def silent(self) -> list[threading.Event]:
+        """The black-holed connections still open, each as its ``closed`` event (set once either end
+        cut it: a client that shuts its own socket down closes it here too)."""
+        with self._lock:
+            return [c.closed for c in self._conns if c.blackholed and not c.closed.is_set()]
 
     def close(self) -> None:
         self._stop.set()

@@ -138,3 +138,32 @@ async def test_a_store_that_stopped_answering_fails_the_start_row_s_flush_at_one
     finally:
         await f.close()
         proxy.close()
+
+
+async def test_a_proof_of_life_hung_on_a_silent_connection_is_cut_and_the_next_one_is_written(
+    pg_url: str,
+) -> None:
+    """A proof whose write hangs (its connection open, the replies never come: a middlebox that keeps
+    acknowledging) was left on its thread past ``store.flushTimeout`` with its connection: every later
+    proof failed with "the last write has not finished" for as long as that connection lived, for good
+    here, and an idle node (no rows' write to cut the store) never cut it. It is now cut as a hung
+    rows' write is (``store.abort()``), and the next proof, the store answering again, is written."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="1s")
+    try:
+        f.pending.add([delta()], [])
+        assert await f.flush(proof_follows=True) is True  # its connection kept for the proof
+        proxy.blackhole()  # that connection goes silent: the proof's write hangs, not its connect
+        (hung,) = proxy.silent()
+        t0 = time.monotonic()
+        assert await f.prove_alive(NODE, now_pair()) is False
+        took = time.monotonic() - t0
+        assert took < 2.5 and f.liveness_failures == 1, took
+        proxy.heal(keep_silent=True)  # new connections answered; the hung one stays silent
+        assert await f.prove_alive(NODE, now_pair()) is True  # before: "the last write has not finished"
+        assert f.liveness_failures == 1
+        assert hung.wait(1.0)  # cut by the agent (before: open, its write waiting as long as the middlebox)
+    finally:
+        await f.close()
+        proxy.close()

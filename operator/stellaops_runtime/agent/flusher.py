@@ -51,6 +51,7 @@ from stellaops_runtime.store.errors import StoreUnavailable, first_line, is_unav
 from stellaops_runtime.store.image_pairs import PairsToRecord
 from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
+from stellaops_runtime.store.pending_write import abort_grace
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
 from stellaops_runtime.store.writer import HotSymbolStore
@@ -350,7 +351,14 @@ class Flusher:
         fut = self._proving = run_detached(write_liveness, store.db, live, name="store-liveness")
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # a timeout included: left to finish on its thread
+        except TimeoutError:  # cut, as a hung rows' write is: left on its connection, it kept every
+            # later proof out ("the last write has not finished") for as long as a silent middlebox
+            # kept that connection, and an idle node has no rows' write to cut the store
+            fut.add_done_callback(_retrieved)
+            store.abort()
+            await asyncio.wait({fut}, timeout=abort_grace(deadline, time.monotonic()))  # its thread returns
+            return self._liveness_failed(f"store {self.label} did not answer within {timeout:g}s")
+        except Exception as e:
             fut.add_done_callback(_retrieved)
             return self._liveness_failed(redact(repr(e)))
         return True
