@@ -27,7 +27,7 @@ _TABLE = [
      "curl -d {~password~: ~$~} https://h",
      "curl -d {~password~: [REDACTED]} https://h"),
     ("escaped quotes, no space", '"{~api_token~:~$~,~n~:1}"', '"{~api_token~:[REDACTED],~n~:1}"'),
-    ("escaped twice", "{^secret^: ^$^} -v", "{^secret^: [REDACTED] -v"),
+    ("escaped twice", "{^secret^: ^$^} -v", "{^secret^: [REDACTED]} -v"),  # (its brace stays: ESCAPED_DQ)
     ("JSON Authorization member", 'fetch {"Authorization": "$"}', 'fetch {"Authorization": "[REDACTED]"}'),
     ("JSON Authorization, a scheme", '{"authorization":"Token $"}', '{"authorization":"Token [REDACTED]"}'),
     ("escaped JSON Authorization", "-d {~Authorization~: ~$~}", '-d {~Authorization~: ~[REDACTED]~}'),

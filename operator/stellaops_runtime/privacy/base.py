@@ -42,7 +42,7 @@ ESCAPED_SQ = rf"""{ESCAPED_SQ_OPEN}[^'\n]*+(?:{ESCAPED_SQ_OPEN}{_JOINED_PIECE})*
 # ``sh -c "app --password=\\"a b\\""`` and, a level deeper, ``sh -c "sh -c \\"… =\\\\\\"a b\\\\\\"\\""``
 # (its quote is a run of backslashes then ``"``; the twice-escaped one kept the part after the blank:
 # RP8's third known limit, session 46): to the next escaped quote, which it takes. Possessive.
-ESCAPED_DQ = r'\\++"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?+'
+ESCAPED_DQ = r'\\++"(?:[^"\\]|\\++(?!"))*+(?:\\++")?+'
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).

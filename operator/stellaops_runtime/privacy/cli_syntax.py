@@ -10,24 +10,29 @@ reaches every rule. Every fragment names the secret part ``(?P<s>...)``.
 
 from __future__ import annotations
 
-from stellaops_runtime.privacy.base import DOUBLE_QUOTED, ESCAPED_SQ, ESCAPED_SQ_OPEN, WORD_VALUE
+from stellaops_runtime.privacy.base import DOUBLE_QUOTED, ESCAPED_DQ, ESCAPED_SQ, ESCAPED_SQ_OPEN, WORD_VALUE
 
 # An option value: a quoted string (closing quote optional: the text may have
 # been truncated; ``\"`` does not end a double-quoted one; a single-quoted one may open with an escaped
 # quote inside a single-quoted script, base.ESCAPED_SQ) or a run up to whitespace.
-VALUE = rf"""(?P<s>{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?|{WORD_VALUE})"""
+# (in escaped double quotes at any depth too, base.ESCAPED_DQ: ``-p\\\\\\"a b\\\\\\"`` two levels deep)
+VALUE = rf"""(?P<s>{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?|{ESCAPED_DQ}|{WORD_VALUE})"""
 # A quoted word, whole (a token or password holding a space: Tetragon's quotes, a script's single
-# quotes, or ``\"...\"`` inside a double-quoted ``sh -c`` script); the closing quote optional (a cut text).
-QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*+'?|\\"(?:[^"\\]|\\(?!")[\s\S])*+(?:\\")?)"""
+# quotes, or ``\"...\"`` inside a double-quoted ``sh -c`` script, at any depth); the closing quote
+# optional (a cut text).
+QUOTED_WORD = rf"""(?:{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*+'?|{ESCAPED_DQ})"""
 
 
 def after(divider: str) -> str:
     """The password half of ``user<divider>password`` (curl -u, skopeo --creds, lftp -u, smbclient -U).
 
-    Quoted by an escaped single quote too (``bash -c 'curl -u '"'"'bob:x'"'"' …'``, shlex.quote's)."""
+    Quoted by an escaped single quote too (``bash -c 'curl -u '"'"'bob:x'"'"' …'``, shlex.quote's), or by
+    escaped double quotes (``sh -c "curl -u \\"bob:x\\""``, at any depth)."""
     return (
         rf"""(?:{ESCAPED_SQ_OPEN}[^'\n{divider}]*+{divider}(?P<s>[^'\n]*+)"""
         rf"""|"[^"{divider}]*{divider}(?P<s>(?:[^"\\]|\\[\s\S])*)"?|'[^'{divider}]*{divider}(?P<s>[^']*)'?"""
+        # (in escaped double quotes at any depth: ``sh -c "sh -c \\"curl -u \\\\\\"bob:a b\\\\\\"\\""``)
+        rf"""|\\++"[^"\\\n{divider}]*+{divider}(?P<s>(?:[^"\\]|\\++(?!"))*+)(?:\\++")?+"""
         rf"""|[^\s{divider}"']*{divider}(?P<s>{WORD_VALUE}))"""
     )
 

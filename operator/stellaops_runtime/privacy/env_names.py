@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
+    ESCAPED_DQ,
     ESCAPED_SQ,
     NOT_A_MARKER,
     NOT_A_PEM_START,
@@ -187,7 +188,8 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
     word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
     # (quoted by an escaped single quote too, a script quoted again: ``DBPASS='"'"'a b'"'"'``, RP8)
-    quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""
+    # (in escaped double quotes at any depth: ``sh -c "sh -c \\"env DBPASS=\\\\\\"a b\\\\\\"\\""``)
+    quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_DQ}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""
     value = rf"""(?P<s>{quoted}|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
     guard = NOT_A_PEM_START if pem_rule else ""
     return re.compile(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
     DOUBLE_QUOTED,
+    ESCAPED_DQ,
     ESCAPED_SQ,
     NOT_A_MARKER,
     NOT_A_PEM_START,
@@ -26,15 +27,14 @@ __all__ = ["KEY_PREFIX", "QUOTED", "SEP", "SEP_EQ", "WIDE_VALUE", "in_query_or_o
 
 
 # A value quoted with escaped quotes, inside a double-quoted shell or JSON string
-# (``sh -c "app --password=\\"a b\\""``): to the next ``\\"``.
-_ESCAPED_QUOTED = r'\\"(?:[^"\\]|\\(?!")[\s\S])*(?:\\")?'
+# (``sh -c "app --password=\\"a b\\""``, a level deeper ``\\\\\\"a b\\\\\\"``): base.ESCAPED_DQ.
 # bash's ANSI-C quoting (``$'pa\\'ss word'``): to the closing quote that is not escaped.
 _ANSI_C_QUOTED = r"\$'(?:[^'\\]|\\[\s\S])*+'?"
 # A quoted value: double quotes (``\"`` inside does not end it), single quotes (opened by an escaped one
 # too, base.ESCAPED_SQ), an SQL
 # ``N'...'``/``E'...'`` literal, escaped quotes; the closing quote is optional (the text may
 # have been truncated).
-QUOTED = rf"""{DOUBLE_QUOTED}|{ESCAPED_SQ}|[NnEe]?'[^']*'?|{_ESCAPED_QUOTED}|{_ANSI_C_QUOTED}"""
+QUOTED = rf"""{DOUBLE_QUOTED}|{ESCAPED_SQ}|[NnEe]?'[^']*'?|{ESCAPED_DQ}|{_ANSI_C_QUOTED}"""
 # A key's or flag's value: quoted, or a run up to whitespace (base.WORD_VALUE: a password may
 # hold ``&``, ``;`` or a quote); a marker the text already holds is none (base.NOT_A_MARKER).
 # The run keeps a quote inside it (``it's``) but not one that ends it before whitespace or

@@ -23,7 +23,7 @@ _NAME = r"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"
 # (in escaped double quotes too, inside a double-quoted ``csh -c "…"``: ``\"a b\"``, P8)
 _ONE = (
     rf"""{ESCAPED_SQ}|"""  # a script quoted again: ``set -x NAME '"'"'a b'"'"'`` (RP8)
-    r"""\\"(?:[^"\\\r\n]|\\(?!")[^\r\n])*+(?:\\")?+|"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?"""
+    r"""\\++"(?:[^"\\\r\n]|\\(?!")[^\r\n])*+(?:\\")?+|"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?"""
     r"""|[^\s;|&"'<>-][^\s;|&]*+"""
 )
 _WHERE = r"(?<![^\s;|&(`{\"'])"
