@@ -1,6 +1,6 @@
 """Calls that may be the function asked about though no row of it says so: what forbids a "no".
 
-Eleven places where a call can hide from a question about a function of a package:
+Twelve places where a call can hide from a question about a function of a package:
 
 - **interpreted**: the package holds code that runs in an interpreter or a VM: its type is
   pypi, npm, gem, maven, ..., or its files lie in an interpreter's module directory (a deb of
@@ -44,6 +44,10 @@ Eleven places where a call can hide from a question about a function of a packag
   were not. Read back from the row's JSON; what cannot be read counts against the answer
   (evidence/refused_rows.py).
 
+- **undemangled**: the function ran under a name that looked mangled and did not demangle when
+  stored (the agent stores demangled names), and that may be the function's; or the name asked
+  about looks mangled and does not demangle here (evidence/undemangled.py).
+
 - **paired_image**: more digests are paired with the image (its config digest beside the
   manifest digests the lifecycle agent files it under) than the readers read, which read the
   rest as one image's rows (evidence/paired_image.py, store/same_image.py).
@@ -83,6 +87,7 @@ from stellaops_runtime.evidence.refused_rows import REFUSED as REFUSED  # re-exp
 from stellaops_runtime.evidence.refused_rows import refused as refused  # re-exported
 from stellaops_runtime.evidence.replaced_in_place import replaced_in_place
 from stellaops_runtime.evidence.unattributed_image import image_unattributed
+from stellaops_runtime.evidence.undemangled import undemangled
 from stellaops_runtime.store import queries
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow, rfc3339
@@ -275,6 +280,7 @@ def doubts(
         probed_in_part(conn, image=image, function=function, purl=purl),
         replaced_in_place(conn, image=image, function=function, purl=purl, since=since, until=until),
         paired_image(conn, image=image, function=function, purl=purl),
+        undemangled(conn, image=image, function=function, purl=purl, since=since, until=until),
     ]
     if purl is not None:
         found.append(unattributed(conn, image=image, function=function, since=since, until=until))

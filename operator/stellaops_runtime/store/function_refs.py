@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stellaops_runtime.canonical.demangle import demangle, language_of
+from stellaops_runtime.canonical.demangle import demangle, language_of, strip_symbol_decorations
 from stellaops_runtime.canonical.function_id import FunctionId, function_entry_id, parse_function_id
 from stellaops_runtime.store import rust_paths
 from stellaops_runtime.store.name_spellings import c_function_of, clone_of, spaceless
@@ -62,6 +62,9 @@ class FunctionQuery:
     # Names given as a C function with a parameter list (``crc32()``, a prototype): each also names
     # that C identifier stored bare, and its clones (:func:`c_function_of`).
     c_names: tuple[str, ...] = ()
+    # Given as a mangled symbol (or a function ID's) that does not demangle here: the agent stores the
+    # demangled name, which this question then cannot name (evidence/undemangled.py).
+    undemangled: bool = False
 
     @property
     def is_function_id(self) -> bool:
@@ -152,6 +155,7 @@ def function_query(text: str) -> FunctionQuery:
             build_id=fid.build_id,
             entry_id=function_entry_id(fid.build_id, symbol),
             clones=names,  # of that build: ``<build-id>:crc32+0x0`` ran as its ``crc32.part.0``
+            undemangled=_not_demangled(fid.symbol, symbol),
         )
     names = tuple(dict.fromkeys((demangle(t), t)))
     c_names = tuple(dict.fromkeys(c for n in names if (c := c_function_of(n)) is not None))
@@ -164,4 +168,11 @@ def function_query(text: str) -> FunctionQuery:
         spaceless=tuple(dict.fromkeys(spaceless(n) for n in names if "(" in n)),
         clones=names + c_names,
         c_names=c_names,
+        undemangled=_not_demangled(t, names[0]),
     )
+
+
+def _not_demangled(text: str, demangled: str) -> bool:
+    """Whether ``text`` is mangled (C++, Rust) and its demangling (``demangled``) failed."""
+    mangled = language_of(text) in ("cxx", "rust_legacy", "rust_v0")
+    return mangled and demangled == strip_symbol_decorations(text)

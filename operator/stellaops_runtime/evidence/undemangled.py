@@ -1,0 +1,148 @@
+"""Calls stored under a name that did not demangle, and questions whose name does not: no "no".
+
+The agent stores a function under its canonical demangled name (canonical/demangle.py). A name that
+looks mangled (C++ ``_Z...``, Rust ``_R...`` and legacy ``_ZN...17h<hash>E``) and does not demangle
+is stored as it came, and only the agent's ``demangle_failures`` metric tells: a name cut at the
+symbol table's length limit, a construct no demangler reads, a hostile name, or an agent whose
+demangler bindings did not load with no c++filt to fall back on. A question by the canonical name
+matches no such row, yet the function asked about may be that row's. So while the image has such a
+row in the period (of the package's files and of files of no package, when a package is asked
+about; of the build, for a function ID) that may be the function, ``query observed`` answers
+unknown, ``evidence`` keeps the neutral RTS and ``vex`` says under_investigation, naming the rows
+(evidence/doubts.py):
+
+- a stored name that demangles here (where the question is asked, the demangler reads what the
+  agent's could not) is the function asked about when its demangled name is the question's;
+- one that does not demangle here either may be it, unless it lacks the function's own name (the
+  last identifier of its path: ``insert_many`` of ``smallvec::SmallVec::insert_many``, ``foo`` of
+  ``ns::foo(int)``) as both manglings spell an identifier, its length then its characters
+  (``11insert_many``; Rust v0 may put ``_`` between). What cannot be told (an operator, letters
+  beyond ASCII, a name cut at the symbol table's limit) may be it.
+
+And the question's own side: a name asked about that looks mangled but does not demangle here
+(:attr:`FunctionQuery.undemangled`: the bindings and c++filt missing, or not a valid mangling)
+cannot name the demangled name the agent stores; with no row of it as given, unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import sqlalchemy as sa
+
+from stellaops_runtime.canonical.demangle import demangle, language_of
+from stellaops_runtime.canonical.symtab import MAX_NAME_BYTES
+from stellaops_runtime.evidence.doubt import Doubt, listed
+from stellaops_runtime.store import queries
+from stellaops_runtime.store.function_refs import FunctionQuery
+from stellaops_runtime.store.queries import FACT_EVIDENCE, FILE_EVIDENCE, SymbolRow
+from stellaops_runtime.store.refs import PurlQuery
+from stellaops_runtime.store.same_image import of_image
+from stellaops_runtime.store.schema import hot_symbols
+
+UNDEMANGLED = "undemangled"
+MANGLED = ("cxx", "rust_legacy", "rust_v0")
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[<>()\[\]{}.]")
+_OPEN, _CLOSE = "<([{", ">)]}"
+
+
+def own_name(name: str) -> str | None:
+    """The function's own identifier in a demangled (or plain) name: the last one outside brackets
+    before its parameter list or a clone suffix; None when it cannot be told (an operator, letters
+    beyond ASCII, no identifier)."""
+    if "operator" in name or not name.isascii():
+        return None
+    depth, last = 0, None
+    for m in _TOKEN.finditer(name):
+        tok = m.group()
+        if tok in _OPEN:
+            if tok == "(" and depth == 0 and last is not None:
+                break  # the parameter list
+            depth += 1
+        elif tok in _CLOSE:
+            depth = max(0, depth - 1)
+        elif tok == ".":
+            if depth == 0 and last is not None:
+                break  # a clone suffix (``f.cold``, Rust ``a::b.cold``)
+        elif depth == 0:
+            last = tok
+    return last
+
+
+def may_be(stored: str, function: FunctionQuery) -> tuple[bool, str]:
+    """Whether the stored still-mangled name ``stored`` may be the function asked about, and what
+    it reads as here (itself when it does not demangle here either)."""
+    here = demangle(stored)
+    if here != stored:  # read here: it is the function, or another
+        if function.is_function_id:
+            return here in function.names or function.matches_clone(here, function.build_id), here
+        return function.matches_name(here), here
+    if len(stored.encode("utf-8", "surrogatepass")) >= MAX_NAME_BYTES:
+        return True, here  # cut at the symbol table's limit: the function's identifier may be past it
+    asked = [
+        n for n in (*function.names, *function.rust_paths, *function.c_names) if language_of(n) not in MANGLED
+    ]
+    owns = {own_name(n) for n in asked}
+    if not owns or None in owns:
+        return True, here
+    return any(f"{len(i)}{i}" in stored or f"{len(i)}_{i}" in stored for i in owns if i is not None), here
+
+
+def undemangled(
+    conn: sa.Connection,
+    *,
+    image: str,
+    function: FunctionQuery,
+    purl: PurlQuery | None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Doubt | None:
+    """The doubt on a "no" about ``function``: its own name did not demangle, or calls in ``image``
+    (of ``purl``'s package) in the period ran under still-mangled names that may be it."""
+    if function.undemangled:
+        why = (
+            f"the name asked about, {function.text[:300]!r}, looks mangled but does not demangle here "
+            "(no demangler bindings nor c++filt, or not a valid mangling), while the agent stores "
+            "demangled names: ask by the demangled name"
+        )
+        return Doubt(UNDEMANGLED, why, ())
+    if function.is_function_id and not function.entry_id:
+        return None  # ``<build-id>:+0x<offset>``: named functions of the build are offset_unplaced's
+    if not function.is_function_id and all(language_of(n) == "go" for n in function.names):
+        return None  # Go names are not mangled: no mangled name is a Go function's
+    c = hot_symbols.c
+    head2, head3 = sa.func.substr(c.function_name, 1, 2), sa.func.substr(c.function_name, 1, 3)
+    where = [
+        of_image(conn, c.image_digest, image),
+        sa.or_(head2.in_(("_Z", "_R")), head3.in_(("__Z", "__R"))),
+        c.evidence_kind.not_in((*FILE_EVIDENCE, *FACT_EVIDENCE)),
+        c.invocation_count > 0,
+    ]
+    if purl is not None:
+        found = queries.matching_purls(conn, image=image, purl=purl)
+        if not found:
+            return None  # package_not_seen's
+        where.append(c.purl.in_([*found, ""]))  # files of no package may be the package's
+    if function.is_function_id:
+        where.append(c.build_id == function.build_id)
+    rows = queries.rows_where(conn, *where, since=since, until=until)
+    maybe: list[tuple[SymbolRow, str]] = []
+    for r in rows:
+        if r.invocation_count <= 0 or r.function_name in function.names:
+            continue
+        ok, here = may_be(r.function_name, function)
+        if ok:
+            maybe.append((r, here))
+    if not maybe:
+        return None
+    maybe.sort(key=lambda x: (-x[0].invocation_count, x[0].function_name))
+    named = {
+        f"{r.function_name} in {r.module}" + (f" (here: {h})" if h != r.function_name else "")
+        for r, h in maybe
+    }
+    why = (
+        "functions ran under names that did not demangle when stored (the agent's demangle_failures) "
+        f"and may be the function asked about: {listed(named, 'names', '; ')}"
+    )
+    return Doubt(UNDEMANGLED, why, tuple(r for r, _ in maybe))

@@ -1,0 +1,114 @@
+"""A function stored under a name that did not demangle is never "not observed" by its demangled name.
+
+The agent stores the canonical demangled name; a mangled name that does not demangle (cut, hostile,
+or an agent whose demangler bindings did not load) is stored as it came, and a question by the
+demangled name matched nothing: ``query observed`` said "not observed" (exit 1) of a function that
+ran. Now it answers unknown (exit 3) naming the rows (``undemangled`` in its JSON) while a stored
+still-mangled name may be the function (evidence/undemangled.py); one that cannot be (another
+function's identifier, or one the CLI reads as another function) changes nothing. The stored names
+are what the real demangler returns for them; SQLite; the CLI as a subprocess for the first
+answer and through its entry point in this process for the rest (tests/cli_run.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from stellaops_runtime.canonical.demangle import demangle
+from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+from stellaops_runtime.evidence.undemangled import own_name
+from stellaops_runtime.store.engine import open_store
+from tests.cli_run import cli_in_process, observed_json
+from tests.integration.test_vex import DAY, IMG, PURL, T0, S, by_vuln, watched
+
+LIB = "/usr/lib/libapp.so"
+CUT = "_ZN7mycrate3foo17h0123456789ab"  # a legacy Rust name cut inside its hash: no demangler reads it
+V0 = "_RNvCs1234_7mycrate3baz"  # valid Rust v0, as an agent stores it whose bindings did not load
+
+
+def row(fn: str, kind: EvidenceKind = EvidenceKind.ON_STACK, *, day: int = 3, n: int = 7) -> HotSymbolDelta:
+    start = T0 + day * DAY
+    key = HotSymbolKey(IMG, LIB, fn, kind)
+    return HotSymbolDelta(key, start, n, start + S, start + 2 * S, purl=PURL, node_name="node-1")
+
+
+def filled(tmp: Path, put: Callable[[Path], str], *stored: str) -> str:
+    """40 days watched at EbpfDeep, the file loaded, one function named, and ``stored`` ran."""
+    url = put(tmp / "hot.db")
+    with open_store(url) as s:
+        rows = [row("", EvidenceKind.LOADED, day=0, n=1), row("crc32"), *(row(n, day=5) for n in stored)]
+        s.write(rows, watched())
+    return url
+
+
+def ask(url: str, function: str, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    r = cli_in_process(
+        "query", "observed", "--store", url, "--image", IMG, "--function", function, "--json", *extra
+    )
+    assert r.returncode in (0, 1, 3), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_a_call_stored_under_a_name_that_did_not_demangle_is_unknown_by_its_name(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    assert demangle(CUT) == CUT  # what the agent stores for it
+    url = filled(tmp_path, sqlite_at_head)
+    assert ask(url, "mycrate::foo")[0] == 1  # the control: nothing stored of it
+    url = filled(tmp_path, sqlite_at_head, demangle(CUT))
+    code, doc = observed_json(url, IMG, "mycrate::foo")  # the real CLI, a new process
+    assert (code, doc["answer"], doc["observed"], doc["records"]) == (3, "unknown", None, [])
+    assert [(r["function_name"], r["invocation_count"]) for r in doc["undemangled"]] == [(CUT, 7)]
+    assert "did not demangle when stored" in doc["reason"] and CUT in doc["reason"]
+    assert ask(url, "mycrate::Foo::foo(int)", "--purl", "pkg:deb/debian/zlib1g")[0] == 3  # of its package
+    assert ask(url, CUT)[0] == 0  # asked as it is stored: observed
+    # another function's identifier is not in it: it cannot be that function
+    code, doc = ask(url, "other::bar")
+    assert (code, doc["answer"], doc.get("undemangled")) == (1, "not_observed", None)
+    assert ask(url, "net/http.(*Server).Serve")[0] == 1  # a Go name is never mangled
+    assert ask(url, "mycrate::foo", "--since", "2026-06-10T00:00:00Z")[0] == 1  # ran before the period
+    # vex: under investigation, not "not affected"
+    affected = [{"purl": "pkg:deb/debian/zlib1g", "functions": ["mycrate::foo"]}]
+    (tmp_path / "vulns.json").write_text(
+        json.dumps({"vulnerabilities": [{"id": "CVE-R", "affected": affected}]})
+    )
+    key = tmp_path / "w.key"
+    made = cli_in_process("witness", "keygen", "--private", str(key), "--public", str(tmp_path / "w.pub"))
+    assert made.returncode == 0, made.stderr
+    r = cli_in_process("vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "vulns.json"),
+                       "--key", str(key), "--witness-dir", str(tmp_path / "w"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert by_vuln(json.loads(r.stdout))["CVE-R"]["status"] == "under_investigation"
+
+
+def test_a_stored_mangled_name_the_cli_reads_is_that_function_or_another(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    url = filled(tmp_path, sqlite_at_head, V0)  # stored by an agent whose bindings did not load
+    code, doc = ask(url, "mycrate::baz")
+    assert (code, [r["function_name"] for r in doc["undemangled"]]) == (3, [V0])
+    assert "(here: mycrate::baz)" in doc["reason"]
+    assert ask(url, "mycrate::qux")[0] == 1  # it reads here as another function
+
+
+def test_a_question_by_a_mangled_name_that_does_not_demangle_is_unknown(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    url = filled(tmp_path, sqlite_at_head)
+    code, doc = ask(url, "_ZN7other3bar17h0123456789ab")  # cut: read here as nothing
+    assert (code, doc["answer"], doc["undemangled"]) == (3, "unknown", [])
+    assert "does not demangle here" in doc["reason"]
+    assert ask(url, "_ZN5other3barEv")[0] == 1  # one that demangles: the control
+
+
+def test_the_function_s_own_name_is_the_last_identifier_of_its_path() -> None:
+    assert own_name("smallvec::SmallVec::insert_many") == "insert_many"
+    assert own_name("void ns::f<int>(int) const") == "f"
+    assert own_name("(anonymous namespace)::g(std::vector<int, std::allocator<int>>&)") == "g"
+    assert own_name("<mycrate::Foo as core::fmt::Debug>::fmt") == "fmt"
+    assert own_name("mycrate::foo::{closure#0}") == "foo"
+    assert own_name("mycrate::foo.cold") == own_name("foo(int) (.cold)") == "foo"
+    assert own_name("h[abi:cxx11](int)") == "h"
+    assert own_name("ns::operator<(a const&, a const&)") is None and own_name("crate::größe") is None
