@@ -286,10 +286,11 @@ _fallback_factory: Callable[[], Demangler] | None = None
 
 
 def fallback_if_bindings_fail(factory: Callable[[], Demangler] | None) -> None:
-    """Name the fallback to install if the bindings, found installed at import, then do not load.
+    """Name the fallback to install at the first C++ or Rust name if the bindings do not load.
 
-    The wiring installs its fallback at once where they are missing and names it here otherwise, so
-    a broken wheel's names get the fallback's answers rather than staying mangled.
+    The agent's wiring installs its fallback at once where they are missing and names it here
+    otherwise, so a broken wheel's names get the fallback's answers rather than staying mangled; the
+    CLI names it in every case (cli/main.py), so c++filt starts only for a name that needs it.
     """
     global _fallback_factory
     _fallback_factory = factory
@@ -314,9 +315,9 @@ def load_bindings() -> None:
         except BaseException as e:  # ImportError, or whatever else a broken wheel's import raises
             if isinstance(e, (KeyboardInterrupt, SystemExit)):  # not the wheel's (pyo3 panics are Base)
                 raise
+            now = _install_named_fallback()  # missing at import (the CLI names it lazily) or broken
             if BINDINGS_AVAILABLE:  # found installed at import: its failure is news
                 BINDINGS_AVAILABLE = False
-                now = _install_named_fallback()
                 log.warning("pycxxfilt/pyderust do not load (%s: %s): %s", type(e).__name__, e, now)
             calls = (_fallback_only,) * 3
         _bound[:] = calls

@@ -41,6 +41,10 @@ COMMANDS = {
     "witness": "stellaops_runtime.cli.witness",
 }
 SUBCOMMANDS = tuple(dict.fromkeys(COMMANDS.values()))
+# Commands that demangle the names a user gives them (store/function_refs.py, cli/attribute.py): where
+# the demangler bindings are missing or do not load, GNU c++filt answers (as in the agent,
+# agent/canonicalizer_setup.py), started only at the first C++ or Rust name.
+DEMANGLING = frozenset({"attribute", "evidence", "query", "vex", "witness"})
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -66,6 +70,13 @@ way), 130 interrupted (Ctrl-C).
 """
 
 
+def _cxxfilt_if_bindings_fail() -> None:
+    from stellaops_runtime.canonical import demangle
+    from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
+
+    demangle.fallback_if_bindings_fail(CxxfiltDemangler)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stella-runtime",
@@ -89,6 +100,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     pipes.ensure_stdout()  # started with stdout closed: write to /dev/null, the status is the answer
+    if _command_of(argv) in DEMANGLING:  # before parsing: argparse reads --function
+        _cxxfilt_if_bindings_fail()
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
