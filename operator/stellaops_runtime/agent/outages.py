@@ -51,6 +51,7 @@ class OutageMarker:
         self.policies: Any = None  # agent/policy_load_gaps.py PolicyLoadWatch: its spans are gaps too
         # sources/tetragon_metrics.py TetragonMetricsPoller: spans in which Tetragon counted lost events
         self.drops: Any = None
+        self.node_files: Any = None  # agent/node_file_gaps.py NodeFileGaps: a probed node file replaced
         self.pipeline = pipeline
         self.in_pipeline = in_pipeline
         self.outages = 0  # spans handed over (stellaops_runtime_source_outage_marks_total)
@@ -65,6 +66,7 @@ class OutageMarker:
     async def mark(self) -> None:
         """Hand over what the source reports now (called on every tick and at shutdown)."""
         await self._mark_drops()
+        await self._mark_node_files()
         if self.take is None:
             return
         await self._mark_unloaded()
@@ -95,6 +97,20 @@ class OutageMarker:
                 self.policies.give_back(spans[i:])  # marked next time: a gap is never lost
                 raise
         self.policies.marked()  # in the pipeline: the watch record may claim past them now
+
+    async def _mark_node_files(self) -> None:
+        """A node file Tetragon probes was replaced (agent/node_file_gaps.py): node-wide gaps while
+        Tetragon is the source (the switch's own probes follow the file)."""
+        if self.node_files is None:
+            return
+        spans = self.node_files.take(counts=unknown_counts(self.source))
+        for i, (start, end) in enumerate(spans):
+            try:
+                await self.in_pipeline(self.pipeline.gaps.source_gap, self.pipeline.node_name, start, end)
+            except BaseException:
+                self.node_files.give_back(spans[i:])  # marked next time: a gap is never lost
+                raise
+        self.node_files.marked()
 
     async def _mark_drops(self) -> None:
         """The metrics poller's spans (sources/tetragon_metrics.py): Tetragon said it lost events."""

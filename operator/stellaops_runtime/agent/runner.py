@@ -166,6 +166,10 @@ class Agent(AgentViews, Draining):
             self.node_status.tetragon_losses = lambda: tetragon_losses(self._poller, self.source)
         if self.node_status is not None and self.outages.enabled:  # our policies not loaded yet: gaps too
             self.node_status.policy_watch = self.outages.policies = PolicyLoadWatch(start_ns=time.time_ns())
+        if config.native.probe_config_file:  # a probed node file replaced: a gap (agent/node_file_gaps.py)
+            from stellaops_runtime.agent.tetragon_facts import attach_node_file_gaps
+
+            attach_node_file_gaps(self)
         self.watch = attach_watch_record(self)  # the hole since the node's last agent: an outage too
         # The days an agent before this one watched, judged without its calls (agent/history_days.py).
         self.history_days = attach_history_days(self)
@@ -214,7 +218,7 @@ class Agent(AgentViews, Draining):
             tasks.append(asyncio.create_task(self.pod_view.run(self.stop_event), name="pod-view"))
         if self.tetragon_facts is not None:
             tasks.append(asyncio.create_task(self.tetragon_facts.run(self.stop_event), name="tetragon-facts"))
-        if self.outages.enabled or self.outages.drops is not None:
+        if self.outages.enabled or self.outages.drops is not None or self.outages.node_files is not None:
             tasks.append(asyncio.create_task(self.outages.run(self.stop_event), name="outages"))
         if self.presence.other_agent:
             tasks.append(asyncio.create_task(self.presence.run(self.stop_event), name="node-presence"))

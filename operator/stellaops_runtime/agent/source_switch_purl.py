@@ -65,6 +65,7 @@ class ProbeReloads:
     config: Any  # the agent's AgentConfig
     host_root = "/proc/1/root"  # the node's root as the agent reaches it (policy_config.DEFAULT_HOST_ROOT)
     _facts_watch: Any = None  # agent/tetragon_facts.py TetragonFacts, made at the first Tetragon tick
+    node_file_gaps: Any = None  # ... with the agent's record of node files replaced (agent/node_file_gaps.py)
     _host_files: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())  # node files last read, identities
 
     if TYPE_CHECKING:  # the switch's own, used by a reload
@@ -156,8 +157,9 @@ class ProbeReloads:
             from stellaops_runtime.agent.tetragon_facts import TetragonFacts
 
             self._facts_watch = TetragonFacts(
-                path, self.pipeline, debug_files=self.config.symbols.debug_files, host_root=self.host_root
-            )
+                path, self.pipeline, debug_files=self.config.symbols.debug_files, host_root=self.host_root,
+                gaps=self.node_file_gaps,
+            )  # fmt: skip
         await self._facts_watch.poll(now)
 
     def _read_selection_policies(self) -> tuple[Any, ...]:

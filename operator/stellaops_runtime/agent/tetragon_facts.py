@@ -19,6 +19,10 @@ loop, which a hung node file system would stop); the files are read again (on a 
 one changed (a node file upgraded in place while the agent runs: its new build's tails and clones
 are facts of that build, agent/unprobed.py hands them over again), or when the switch replaced the
 facts. Nothing heavy is imported unless the ConfigMap names a ``binaryPath`` function.
+
+Tetragon's uprobe stays on the file its policy was loaded with: a node file found replaced by a
+look is a node-wide gap from the look before, for the rest of the agent's life
+(agent/node_file_gaps.py, marked by the outage marker: :func:`attach_node_file_gaps`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any
+
+from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
@@ -102,7 +108,13 @@ class TetragonFacts:
     """The facts of the probe ConfigMap at ``path``, kept current in ``pipeline.unprobed``."""
 
     def __init__(
-        self, path: str, pipeline: Pipeline, *, debug_files: bool = True, host_root: str = DEFAULT_HOST_ROOT
+        self,
+        path: str,
+        pipeline: Pipeline,
+        *,
+        debug_files: bool = True,
+        host_root: str = DEFAULT_HOST_ROOT,
+        gaps: NodeFileGaps | None = None,
     ) -> None:
         self.path = path
         self.pipeline = pipeline
@@ -113,6 +125,8 @@ class TetragonFacts:
         self._idents: tuple[Ident, ...] = ()  # their identities, taken before that read
         self._facts: object = None  # the set that read made current
         self._check_at = 0.0
+        self._looked = 0  # wall ns just before the last look (or read) that took ``_idents``
+        self.gaps = gaps if gaps is not None else NodeFileGaps()  # a file replaced: the node unwatched
 
     async def poll(self, now: float) -> None:
         """Read the facts again when due and the ConfigMap, a node file it names (or the pipeline's
@@ -120,12 +134,13 @@ class TetragonFacts:
         if now < self._check_at:
             return
         self._check_at = now + CHECK_SECONDS
+        looked = time.time_ns()
         stamp = _stamp(self.path)
-        if (
-            stamp == self._stamp
-            and self.pipeline.unprobed.current is self._facts
-            and (not self._files or await asyncio.to_thread(idents, self._files) == self._idents)
-        ):  # the look on a thread, as the read: a node file system that hangs never holds the loop
+        # the look on a thread, as the read: a node file system that hangs never holds the loop
+        seen = await asyncio.to_thread(idents, self._files) if self._files else ()
+        self.gaps.compare(self._files, self._idents, seen, self._looked)  # Tetragon's probe is on the old
+        if stamp == self._stamp and self.pipeline.unprobed.current is self._facts and seen == self._idents:
+            self._looked = looked
             return
         self._stamp = stamp
         read: Read = ({}, (), ())
@@ -134,7 +149,11 @@ class TetragonFacts:
                 read_facts, self.path, node_name=self.pipeline.node_name, host_root=self.host_root,
                 debug_files=self.debug_files,
             )  # fmt: skip
-        facts, self._files, self._idents = read
+        facts, files, ids = read
+        was = dict(zip(self._files, seen, strict=False))  # replaced between this look and the read's
+        common = [(f, was[f], i) for f, i in zip(files, ids, strict=False) if f in was]
+        self.gaps.compare([c[0] for c in common], [c[1] for c in common], [c[2] for c in common], looked)
+        self._files, self._idents, self._looked = files, ids, looked
         self._facts = self.pipeline.unprobed.replace(facts)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -142,6 +161,20 @@ class TetragonFacts:
             await self.poll(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
+
+
+def attach_node_file_gaps(agent: Any) -> None:
+    """A probed node file replaced is a gap (agent/node_file_gaps.py): one record of it, fed by the
+    agent's own :class:`TetragonFacts` or the source switch's (``node_file_gaps``), marked by the
+    outage marker (agent/outages.py) and bounding the watch record's claim (agent/watch_record_attach.py)."""
+    if not agent.config.native.probe_config_file:
+        return
+    gaps = NodeFileGaps()
+    if agent.tetragon_facts is not None:
+        agent.tetragon_facts.gaps = gaps
+    if hasattr(agent.source, "watch_registry"):  # the switch makes its own at its first Tetragon tick
+        agent.source.node_file_gaps = gaps
+    agent.outages.node_files = gaps
 
 
 def make_tetragon_facts(config: Any, source: Any, pipeline: Pipeline) -> TetragonFacts | None:

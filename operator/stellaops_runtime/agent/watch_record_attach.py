@@ -18,9 +18,12 @@ from stellaops_runtime.agent.watch_record_file import record_path
 def _cap(outages: Any) -> int | None:
     """The latest moment a record may claim as a flush starts: Tetragon's losses are in the
     pipeline up to it (sources/tetragon_metrics.py ``marked_through``), and no policy-load span
-    not in it yet starts before it (agent/policy_load_gaps.py ``unstored_from``); None: no bound."""
+    not in it yet starts before it (agent/policy_load_gaps.py ``unstored_from``), nor a node file's
+    (agent/node_file_gaps.py); None: no bound."""
     policies = getattr(outages, "policies", None)
+    files = getattr(outages, "node_files", None)  # agent/node_file_gaps.py: a probed node file replaced
     caps = [getattr(outages.drops, "marked_through", None), policies.unstored_from() if policies else None]
+    caps.append(files.unstored_from() if files is not None else None)
     known = [c for c in caps if c is not None]
     return min(known) if known else None
 

@@ -1,0 +1,105 @@
+"""A node file Tetragon probes, replaced while the agent runs: the node is unwatched from then on.
+
+Tetragon sets a ``binaryPath`` function's uprobe on the file its TracingPolicy's path named when
+the policy was loaded (its inode, at the symbol's offset then), not on the path. A package upgrade
+(a new file renamed over the path) leaves the probe on the old file: the processes started from
+the new one are never seen; a rewrite in place (``cp`` over it) leaves it at an offset of the old
+build in the new one. Either way the calls into the new file go uncounted, while the windows of
+the node read watched: a "not observed" about the function itself rests on calls nobody saw.
+
+The agent's look at those files (agent/tetragon_facts.py, once a second) notices the change: a
+file at the path that is another file (device, inode) or the same with other contents (size,
+modification time; a ``chmod`` moves only the change time and is no change). From the look before
+(the last that saw the old file) the node is unwatched: a node-wide gap (source ``none``,
+hotsymbols/gaps.py ``source_gap``), as the agent's own probes mark a probed file they could not
+follow (native/follow.py). The calls are anyone's on the node: the host's processes and any
+container running the file through a hostPath mount (docs/evidence.md), so no narrower scope can be
+told. Nothing the agent reads says when Tetragon loads the policy again (a reload resolves the path
+anew), so the gap stays open for the rest of the agent's life, handed to the pipeline piece by
+piece as an outage is (agent/outages.py); only while Tetragon is the source (a source switch's own
+probes follow the file themselves: that time is theirs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+Span = tuple[int, int]  # wall ns
+Ident = tuple[int, int, int, int, int] | None  # agent/tetragon_facts.py: (dev, ino, size, mtime, ctime)
+
+
+def replaced(before: Ident, after: Ident) -> bool:
+    """Whether the file at a path is another file, or other contents, than the one looked at before:
+    a file that appeared where none was, or a different (device, inode, size, mtime). A file gone
+    is none (no process starts it any more); a change of its change time alone is none either."""
+    if after is None:
+        return False
+    return before is None or before[:4] != after[:4]
+
+
+class NodeFileGaps:
+    """The open gap since a probed node file was replaced (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._open_from: int | None = None  # wall ns: unwatched since
+        self._handed_to: int | None = None  # handed to the marker up to here
+        self._spans: list[Span] = []  # given back by the marker: handed over next time
+        self._in_flight: list[Span] = []  # taken by the marker, not in the pipeline yet
+        self.replaced = 0  # node files seen replaced (each logged)
+
+    @property
+    def open(self) -> bool:
+        return self._open_from is not None
+
+    def compare(
+        self, files: Sequence[str], before: Sequence[Ident], after: Sequence[Ident], since_ns: int
+    ) -> None:
+        """The identities of ``files`` looked at ``since_ns`` (``before``) and now (``after``): a
+        file replaced in between opens the gap from ``since_ns``."""
+        changed = [f for f, b, a in zip(files, before, after, strict=False) if replaced(b, a)]
+        if not changed:
+            return
+        self.replaced += len(changed)
+        if self._open_from is None or since_ns < self._open_from:
+            self._open_from, self._handed_to = since_ns, None
+        log.warning(
+            "node file %s was replaced while Tetragon probes it: Tetragon's uprobe stays on the file "
+            "its policy was loaded with, so calls into the new file are not seen; the node is recorded "
+            "unwatched (a node-wide gap) from the look before (%d ns) for the rest of this agent's "
+            "life: reload Tetragon's policy (and restart the agent) to watch it again",
+            ", ".join(changed[:4]), since_ns,
+        )  # fmt: skip
+
+    def take(self, now_ns: int | None = None, *, counts: bool = True) -> list[Span]:
+        """The spans not handed over yet and the open gap up to now (it stays open). ``counts``
+        False: the source switch's own probes watch now: that piece is theirs, not handed over."""
+        out, self._spans = self._spans, []
+        if self._open_from is not None:
+            now = time.time_ns() if now_ns is None else now_ns
+            start = self._open_from if self._handed_to is None else self._handed_to
+            if counts:
+                out.append((min(start, now), max(start, now)))
+            self._handed_to = max(start, now)
+        self._in_flight.extend(out)
+        return out
+
+    def give_back(self, spans: list[Span]) -> None:
+        """Spans the marker could not hand to the pipeline: kept for its next call."""
+        self._spans[:0] = spans
+        self._in_flight = []
+
+    def marked(self) -> None:
+        """Every span taken is in the pipeline: a flush starting now drains them."""
+        self._in_flight = []
+
+    def unstored_from(self) -> int | None:
+        """The earliest moment of a span not in the pipeline yet (None: none): the watch record
+        claims no later (agent/watch_record_attach.py ``_cap``)."""
+        starts = [a for a, _ in self._spans] + [a for a, _ in self._in_flight]
+        if self._open_from is not None:
+            starts.append(self._open_from if self._handed_to is None else self._handed_to)
+        return min(starts) if starts else None
