@@ -1,0 +1,73 @@
+"""A replay's record keeps the first replayed line's time until a flush claims a watching moment.
+
+The end-to-end case (a first flush never heard stored) is tests/e2e/test_export_replay_killed.py.
+This is the other way an agent replaying an export file that already existed dies with lines in
+doubt: a first flush stored and committed (the record written, still with no watching moment
+claimed: none is sampled before the replay is read through), then a later drain in flight and
+SIGKILL. Before s47/EX the record kept the agent's start, after every replayed line's time: the
+next agent's gap from there left out the lines of that drain, stored or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from stellaops_runtime.agent import watch_record as wr
+from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
+from stellaops_runtime.sources.queue import EventQueue
+from stellaops_runtime.sources.tetragon_export import TetragonExportSource
+
+S = 1_000_000_000
+
+
+def _lines(at_ns: int, n: int) -> bytes:
+    when = dt.datetime.fromtimestamp(at_ns / S, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return b"".join(json.dumps({"process_exec": {}, "time": when, "i": i}).encode() + b"\n" for i in range(n))
+
+
+async def _until(cond, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_replay_killed_after_its_first_committed_flush_leaves_its_later_lines_in_the_gap(
+    tmp_path: Path,
+) -> None:
+    log, rec = tmp_path / "tetragon.log", tmp_path / "spool.jsonl.alive"
+    old = time.time_ns() - 600 * S
+    log.write_bytes(_lines(old, 2) + _lines(old + 300 * S, 2))  # written before the node's first agent
+    q = EventQueue(100)
+    src = TetragonExportSource(str(log), queue=q, from_start=True, poll_interval=0.005)
+    a = wr.WatchRecord(str(rec), node="n", agent_id="n/a", queue=q)
+    a.resume(src)  # no record: the store is asked whether an agent ran here
+    a.source = src
+    src.history(False)  # the store's answer: the node's first agent, the file is replayed
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: q.enqueued == 4)
+        assert q.take(2)  # the first flush: its drain stored, its checkpoint committed
+        taken = a.flush_starts()
+        assert a.drain_starts()
+        a.flushed(taken, True)
+        assert q.take(2)  # the next drain in flight: A is killed here
+        a.flush_starts()
+        assert a.drain_starts()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    on_disk = json.loads(rec.read_bytes())
+    assert on_disk["export"]["committed"] is not None and on_disk["export"]["in_flight"] is not None
+    assert on_disk["alive_ns"] <= old - CACHE_HOLD_NS + S, (on_disk["alive_ns"], old)
+    # B resumes after the lines in doubt; its gap starts before the oldest of them
+    b_src = TetragonExportSource(str(log), queue=EventQueue(100), from_start=True, poll_interval=0.005)
+    b = wr.WatchRecord(str(rec), node="n", agent_id="n/b", queue=EventQueue(100))
+    assert b.resume(b_src) is not None
+    assert b_src._outage.start is not None and b_src._outage.start <= old + 300 * S - CACHE_HOLD_NS
+    assert b_src._outage.start <= old
