@@ -38,7 +38,8 @@ came in (after the version/``.llvm.`` normalization) and counted as a failure.
 This module dispatches and caches; the rules shared with other readers live
 apart and are re-exported here: decorations (canonical/namedecor.py), Go names
 and package paths (canonical/gonames.py), Rust crates (canonical/rustcrates.py),
-GNU C++ spellings (canonical/cxx_gnu.py).
+GNU C++ spellings (canonical/cxx_gnu.py), and the backend protocol and counters'
+records (canonical/demangle_types.py).
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 from stellaops_runtime.canonical.cxx_gnu import canonicalize_gnu_cxx, unparenthesize_callees
 from stellaops_runtime.canonical.cxx_gnu import gnu_cxa_demangle as _gnu_cxa_demangle
+from stellaops_runtime.canonical.demangle_types import Counters as _Counters
+from stellaops_runtime.canonical.demangle_types import Demangler, DemangleStats
 from stellaops_runtime.canonical.gonames import canonicalize_go, go_after_dot, go_package_path, looks_go
 from stellaops_runtime.canonical.namedecor import (
     HEX,
@@ -101,47 +102,6 @@ __all__ = [
 
 CACHE_SIZE = 32_768
 """Most distinct names kept by the warm-call cache (an LRU; ~8 MB when full of long Rust v0 names)."""
-
-
-class Demangler(Protocol):
-    """What a demangling backend offers: BindingsDemangler, or GNU c++filt (canonical.cxxfilt)."""
-
-    def demangle(self, name: str) -> str: ...
-
-    def demangle_many(self, names: Iterable[str]) -> list[str]: ...
-
-
-@dataclass(slots=True)
-class _Counters:
-    cxx: int = 0
-    cxx_gnu: int = 0
-    rust_legacy: int = 0
-    rust_v0: int = 0
-    go: int = 0
-    plain: int = 0
-    failures: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DemangleStats:
-    """A snapshot of the counters, for the agent's metrics.
-
-    Per-language counts are names demangled on a cache miss (``cxx_gnu``: C++ names libstdc++'s
-    ``__cxa_demangle`` answered, because LLVM rejected them or spells them differently from
-    c++filt, also counted in ``cxx``); ``failures`` are names that
-    looked mangled but did not demangle (they were returned as they came in).
-    """
-
-    cxx: int
-    cxx_gnu: int
-    rust_legacy: int
-    rust_v0: int
-    go: int
-    plain: int
-    failures: int
-    cache_hits: int
-    cache_misses: int
-    cache_size: int
 
 
 _COUNTS = _Counters()
