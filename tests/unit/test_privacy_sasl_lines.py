@@ -88,8 +88,7 @@ def test_a_sasl_answer_in_a_traced_buffer_loses_its_base64(text: str, expected: 
         "1a2f\r\n",  # an HTTP chunk's size (hex, short)
         "a8\r\n",
         "password\r\n",  # one lower-case word
-        f"{_PW}",  # no CRLF: a word, no protocol line
-        f"{_PW}\n",
+        f"{_PW}",  # no line end: a word, no protocol line (with LF: test_a_login_password_line_with_lf…)
         f"hello {_PW}\r\n",  # two words
         "AUTH LOGIN\r\nQUIT\r\n",  # no base64 answer
         "EHLO me\r\nMAIL FROM:<a@b>\r\n",
@@ -212,7 +211,8 @@ def test_a_sasl_answer_framed_otherwise_loses_its_base64(text: str, expected: st
         "ReadFile",  # a function's name, 8 letters
         "Done\n",
         _b64("hello world"),  # base64 of no credential
-        f"{_PW}\n",  # LOGIN's password line alone with LF: a word like any other (a stdout line)
+        "Makefile\n",  # a word with LF alone that decodes to no text
+        "ReadFile\nMakefile\n",
     ],
 )
 def test_a_lone_word_that_decodes_to_no_sasl_answer_stays(text: str) -> None:
@@ -226,3 +226,33 @@ def test_a_long_bearer_answer_cut_by_the_argument_limit_still_goes() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1001))
     out = pf.filter_field(word)
     assert out.startswith("[REDACTED]") and "dXNlcj1ib2" not in out, out[:80]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # LOGIN's password line alone with LF (a script's printf into ``nc -C`` or ``openssl s_client
+        # -crlf``, one write per line): RP8's second known limit, kept before
+        (f"{_PW}\n", "[REDACTED]\n"),
+        (f"{_b64('hunter2!')}\n", "[REDACTED]\n"),
+        # the user's line and the password's in one write with no AUTH (the command written apart)
+        (f"{_USER}\r\n{_PW}\r\n", f"{_USER}\r\n[REDACTED]\r\n"),
+        (f"{_USER}\n{_PW}\n", f"{_USER}\n[REDACTED]\n"),
+        (f"{_b64('bob')}\n{_PW}", f"{_b64('bob')}\n[REDACTED]"),
+    ],
+)
+def test_a_login_password_line_with_lf_or_after_the_users_line_loses_it(text: str, expected: str) -> None:
+    assert _buffer(text) == expected
+
+
+def test_a_word_decoding_to_text_by_chance_is_taken_too() -> None:
+    # the price of the LF-alone rule: a few words decode to printable ASCII (``Pygments``, ``endsWith``
+    # of ~160,000 words in Python's library and a dictionary, 9 took): over-redaction of a lone line
+    assert _buffer("Pygments\n") == "[REDACTED]\n"
+    assert _buffer("Pygments\nextra words\n") == "Pygments\nextra words\n"
+
+
+def test_the_two_line_form_costs_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in ("QUJD", "QUJD\n", "QUJDRA==", "QUJD\r\nQUJD"):
+        assert growth(pf.filter_field, unit) < 10, unit

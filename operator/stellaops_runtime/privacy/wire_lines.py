@@ -26,6 +26,9 @@ The lines may end in LF alone (a script piped into ``openssl s_client -crlf`` or
 word written alone with no CRLF, or LF, goes when it decodes to a SASL answer: PLAIN's
 ``authzid\0user\0password`` or a bearer token's ``…\x01auth=…`` (XOAUTH2, OAUTHBEARER). Python's
 imaplib writes AUTHENTICATE's answer and its CRLF apart (RP8); a path or a word decodes to neither.
+``AUTH LOGIN``'s password line written alone with LF, and a write of the user's line then the
+password's with no ``AUTH`` (a script writing each line apart), go when their base64 decodes to
+printable ASCII (RP8's second known limit, session 46): most words (``Makefile``) decode to other bytes.
 """
 
 from __future__ import annotations
@@ -88,7 +91,13 @@ _PROMPTED = re.compile(
 _B64 = re.compile(r"[A-Za-z0-9+/]++={0,2}+")
 # a write of one word and its line end, or none
 _ALONE = re.compile(r"(?P<s>[A-Za-z0-9+/]++={0,2}+)[ \t]*+(?P<end>\r?\n)?+")
+# a write of two such words on two lines: AUTH LOGIN's user and password with the command written
+# apart (a script's ``printf '%s\n' "$U64" "$P64"`` into ``openssl s_client``: RP8's second known limit)
+_PAIR = re.compile(
+    r"(?P<u>[A-Za-z0-9+/]++={0,2}+)[ \t]*+\r?\n(?P<s>[A-Za-z0-9+/]++={0,2}+)[ \t]*+(?:\r?\n)?+"
+)
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_TEXT = re.compile(rb"[\x20-\x7e]{3,}+")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -116,14 +125,31 @@ def _sasl_answer(word: str) -> bool:
     return len(fields) == 3 and all(fields[1:]) and not _CONTROL.search(raw.replace(b"\0", b""))
 
 
+def _decodes_to_text(word: str) -> bool:
+    """Whether base64 ``word`` decodes to printable ASCII, as a user's name or a password does
+    (``Makefile``, ``ReadFile`` and most words decode to other bytes; a few, ``Pygments``, do not)."""
+    try:
+        raw = binascii.a2b_base64(word)
+    except binascii.Error:
+        return False
+    return _TEXT.fullmatch(raw) is not None
+
+
 def _sasl_spans(text: str, low: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     alone = _ALONE.fullmatch(text)
     if alone is not None:  # one answer's line written alone (smtplib), or with no CRLF (imaplib)
         word = alone["s"]
         # (8 characters at least: base64 of a password of 4 or more; ``Done``, ``True`` stay)
-        if (alone["end"] == "\r\n" and len(word) >= 8 and _base64_like(word)) or _sasl_answer(word):
+        # (with LF alone, RP8's left-alone: a script's line into ``nc -C``, when it decodes to text)
+        lined = alone["end"] == "\r\n" or (alone["end"] == "\n" and _decodes_to_text(word))
+        if (lined and len(word) >= 8 and _base64_like(word)) or _sasl_answer(word):
             out.append((*alone.span("s"), "password"))
+        return out
+    pair = _PAIR.fullmatch(text)
+    if pair is not None:  # LOGIN's user line, then its password line, both base64 of text
+        if len(pair["s"]) >= 8 and all(_base64_like(pair[g]) and _decodes_to_text(pair[g]) for g in "us"):
+            out.append((*pair.span("s"), "password"))
         return out
     if "auth" not in low and "334" not in text:
         return out
