@@ -16,10 +16,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.evidence.undemangled import own_name
-from stellaops_runtime.store.engine import open_store
+from stellaops_runtime.store.engine import create_store_engine, open_store
+from stellaops_runtime.store.schema import hot_symbol_windows
 from tests.cli_run import cli_in_process, observed_json
 from tests.integration.test_vex import DAY, IMG, PURL, T0, S, by_vuln, watched
 
@@ -83,10 +86,23 @@ def test_a_call_stored_under_a_name_that_did_not_demangle_is_unknown_by_its_name
     assert by_vuln(json.loads(r.stdout))["CVE-R"]["status"] == "under_investigation"
 
 
-def test_a_stored_mangled_name_the_cli_reads_is_that_function_or_another(
+def test_a_row_whose_history_retention_removed_is_unknown_in_a_period_its_life_meets(
     tmp_path: Path, sqlite_at_head: Callable[[Path], str]
 ) -> None:
-    url = filled(tmp_path, sqlite_at_head, V0)  # stored by an agent whose bindings did not load
+    url = filled(tmp_path, sqlite_at_head, CUT)
+    engine = create_store_engine(url)
+    try:
+        with engine.begin() as conn:  # as a retention cut of day 5's history does
+            conn.execute(sa.delete(hot_symbol_windows).where(hot_symbol_windows.c.function_name == CUT))
+    finally:
+        engine.dispose()
+    code, doc = ask(url, "mycrate::foo", "--since", "2026-06-03T00:00:00Z")
+    assert (code, [r["function_name"] for r in doc["undemangled"]]) == (3, [CUT])
+    assert ask(url, "mycrate::foo", "--since", "2026-06-10T00:00:00Z")[0] == 1  # after its last call
+
+
+def test_a_stored_mangled_name_the_cli_reads_is_that_function_or_another(url: str) -> None:
+    filled(Path(), lambda _: url, V0)  # stored by an agent whose bindings did not load; both stores
     code, doc = ask(url, "mycrate::baz")
     assert (code, [r["function_name"] for r in doc["undemangled"]]) == (3, [V0])
     assert "(here: mycrate::baz)" in doc["reason"]

@@ -7,7 +7,8 @@ symbol table's length limit, a construct no demangler reads, a hostile name, or 
 demangler bindings did not load with no c++filt to fall back on. A question by the canonical name
 matches no such row, yet the function asked about may be that row's. So while the image has such a
 row in the period (of the package's files and of files of no package, when a package is asked
-about; of the build, for a function ID) that may be the function, ``query observed`` answers
+about; of the build, for a function ID; with its calls in the period, or its history there removed
+by retention) that may be the function, ``query observed`` answers
 unknown, ``evidence`` keeps the neutral RTS and ``vex`` says under_investigation, naming the rows
 (evidence/doubts.py):
 
@@ -40,6 +41,7 @@ from stellaops_runtime.store.queries import FACT_EVIDENCE, FILE_EVIDENCE, Symbol
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.same_image import of_image
 from stellaops_runtime.store.schema import hot_symbols
+from stellaops_runtime.store.unnamed import history_incomplete
 
 UNDEMANGLED = "undemangled"
 MANGLED = ("cxx", "rust_legacy", "rust_v0")
@@ -127,6 +129,11 @@ def undemangled(
     if function.is_function_id:
         where.append(c.build_id == function.build_id)
     rows = queries.rows_where(conn, *where, since=since, until=until)
+    if since is not None or until is not None:  # and those whose history retention removed
+        had = {(r.module, r.function_name, r.evidence_kind) for r in rows}
+        whole = queries.rows_where(conn, *where)
+        lost = history_incomplete(conn, whole, since=since, until=until)
+        rows += [r for r in lost if (r.module, r.function_name, r.evidence_kind) not in had]
     maybe: list[tuple[SymbolRow, str]] = []
     for r in rows:
         if r.invocation_count <= 0 or r.function_name in function.names:
