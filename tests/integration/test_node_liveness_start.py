@@ -192,3 +192,18 @@ async def test_a_start_row_alone_does_not_tell_the_next_agent_that_one_ran(url: 
     await g.close()
     with open_store(url) as s:
         assert claimed is not None and survivor_ns(s.db, NODE) == claimed
+
+
+async def test_a_start_row_the_database_refuses_fails_no_flush(url: str) -> None:
+    """A start row refused as a statement (here: no ``node_liveness`` table) is counted and fails no
+    flush: the rows' write may still succeed. On SQLite that refusal is an OperationalError, which
+    store/errors.py ``is_unavailable`` reads as "down": taken for a store out of reach (fc0fd08e),
+    it failed every flush of the agent, and its counts were never stored (seen on SQLite)."""
+    with open_store(url) as s, s.engine.begin() as c:
+        schema = "signals." if c.dialect.name == "postgresql" else ""
+        c.execute(sa.text(f"DROP TABLE {schema}node_liveness"))
+    f = flusher(url)
+    f.pending.add(*rows_at(now_of(url)))
+    assert await f.flush(proof_follows=True) is True, f.pending.last_error
+    assert f.pending.pending_rows == 0 and f.liveness_failures == 1 and not f.unreachable
+    await f.close()

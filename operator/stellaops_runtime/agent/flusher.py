@@ -200,8 +200,8 @@ class Flusher:
         logged, tried again at the next flush, and fails no flush, except when the store is out of
         reach, where the rows' write would wait as long again: a write not done within
         ``store.flushTimeout`` (never past ``deadline``; the store's connections cut as for a hung
-        write), or one the driver failed as unavailable (a connect timed out in a black hole, refused,
-        lost: store/errors.py ``is_unavailable``). False then, with ``last_error``."""
+        write), or one that says the store is out of reach (:func:`_out_of_reach`). False then, with
+        ``last_error``."""
         store = self.store
         if not self.node or self._start_proved or store is None:
             return True
@@ -219,8 +219,7 @@ class Flusher:
             self._liveness_failed(f"the agent's start: {self.pending.last_error}")
             return False
         except Exception as e:
-            if not (isinstance(e, StoreUnavailable) or is_unavailable(e)):  # e.g. a refused statement:
-                # the rows' write may still succeed
+            if not _out_of_reach(e):  # e.g. a refused statement: the rows' write may still succeed
                 self._liveness_failed(f"the agent's start: {redact(repr(e))}")
                 return True
             self.pending.last_error = f"store {self.label} unreachable: {first_line(e)}"
@@ -396,7 +395,7 @@ class Flusher:
                 store.abort()  # connection more each flush); the parts it stored stay stored
                 why = f"store {self.label} did not answer within {timeout:g}s"
             # the proof after it does not try either
-            self.unreachable = isinstance(e, (TimeoutError, StoreUnavailable)) or is_unavailable(e)
+            self.unreachable = isinstance(e, TimeoutError) or _out_of_reach(e)
             self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {why}"
             log.warning("%s", self.pending.last_error)
             return False
@@ -468,6 +467,28 @@ class Flusher:
                 await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
             except Exception as e:  # closing is best effort at exit (a timeout included)
                 log.debug("closing the store: %r", e)
+
+
+SQLITE_WAITED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the busy timeout (store.statementTimeout) spent
+
+
+def _out_of_reach(e: BaseException) -> bool:
+    """Whether a failed write says the next one would wait as long again: the store unreachable (a
+    connect timed out in a black hole or was refused, a connection lost: no state reported by the
+    server) or a SQLite file locked past the busy timeout. Not a statement the server or SQLite
+    refused (a missing table: SQLite reports it as an OperationalError, which store/errors.py
+    ``is_unavailable`` reads as "down"; the rows' write may still succeed). A StoreError is judged
+    by the driver's error it wraps."""
+    if isinstance(e, StoreError) and e.__cause__ is not None:
+        e = e.__cause__
+    if getattr(e, "connection_broken", False):  # store/dbconn.py: the connection had to be dropped
+        return True
+    if not (isinstance(e, StoreUnavailable) or is_unavailable(e)):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in SQLITE_WAITED
+    return getattr(e, "sqlstate", None) is None  # psycopg's (a server's reply carries one)
 
 
 def _retrieved(fut: asyncio.Future[None]) -> None:
