@@ -20,8 +20,9 @@ import sqlalchemy as sa
 
 from stellaops_runtime.canonical.demangle import demangle
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
-from stellaops_runtime.evidence.undemangled import own_name
+from stellaops_runtime.evidence.undemangled import own_name, own_names
 from stellaops_runtime.store.engine import create_store_engine, open_store
+from stellaops_runtime.store.function_refs import function_query
 from stellaops_runtime.store.schema import hot_symbol_windows
 from tests.cli_run import cli_in_process, observed_json
 from tests.integration.test_vex import DAY, IMG, PURL, T0, S, by_vuln, watched
@@ -128,3 +129,6 @@ def test_the_function_s_own_name_is_the_last_identifier_of_its_path() -> None:
     assert own_name("mycrate::foo.cold") == own_name("foo(int) (.cold)") == "foo"
     assert own_name("h[abi:cxx11](int)") == "h"
     assert own_name("ns::operator<(a const&, a const&)") is None and own_name("crate::größe") is None
+    assert own_names(function_query("mycrate::foo")) == {"foo"}
+    # a mangling writes std::allocator as "Sa": the name alone cannot rule such a row out
+    assert own_names(function_query("std::allocator<char>::allocator()")) is None

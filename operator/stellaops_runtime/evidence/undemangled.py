@@ -18,7 +18,8 @@ unknown, ``evidence`` keeps the neutral RTS and ``vex`` says under_investigation
   last identifier of its path: ``insert_many`` of ``smallvec::SmallVec::insert_many``, ``foo`` of
   ``ns::foo(int)``) as both manglings spell an identifier, its length then its characters
   (``11insert_many``; Rust v0 may put ``_`` between). What cannot be told (an operator, letters
-  beyond ASCII, a name cut at the symbol table's limit) may be it.
+  beyond ASCII, a std name C++ abbreviates, a name cut at the symbol table's limit) may be it.
+  The database reads only the rows that spell it (or are long enough to be cut).
 
 And the question's own side: a name asked about that looks mangled but does not demangle here
 (:attr:`FunctionQuery.undemangled`: the bindings and c++filt missing, or not a valid mangling)
@@ -47,6 +48,11 @@ UNDEMANGLED = "undemangled"
 MANGLED = ("cxx", "rust_legacy", "rust_v0")
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[<>()\[\]{}.]")
 _OPEN, _CLOSE = "<([{", ">)]}"
+# std names a C++ mangling writes as abbreviations (Sa, Sb, Ss, Si, So, Sd), never spelled out
+_ABBREVIATED = frozenset(
+    {"allocator", "basic_string", "string", "basic_istream", "istream", "basic_ostream", "ostream"}
+    | {"basic_iostream", "iostream"}
+)
 
 
 def own_name(name: str) -> str | None:
@@ -72,23 +78,34 @@ def own_name(name: str) -> str | None:
     return last
 
 
-def may_be(stored: str, function: FunctionQuery) -> tuple[bool, str]:
-    """Whether the stored still-mangled name ``stored`` may be the function asked about, and what
-    it reads as here (itself when it does not demangle here either)."""
+def own_names(function: FunctionQuery) -> frozenset[str] | None:
+    """The own identifiers of the names ``function`` asks about (:func:`own_name`); None when one
+    cannot be told, or is one a C++ mangling may abbreviate (``std::allocator`` is ``Sa``)."""
+    asked = [
+        n for n in (*function.names, *function.rust_paths, *function.c_names) if language_of(n) not in MANGLED
+    ]
+    owns = {own_name(n) for n in asked}
+    if not owns or None in owns or owns & _ABBREVIATED:
+        return None
+    return frozenset(i for i in owns if i is not None)
+
+
+def _spellings(ident: str) -> tuple[str, str]:
+    return f"{len(ident)}{ident}", f"{len(ident)}_{ident}"  # Itanium and Rust; Rust v0 with a "_"
+
+
+def may_be(stored: str, function: FunctionQuery, owns: frozenset[str] | None) -> tuple[bool, str]:
+    """Whether the stored still-mangled name ``stored`` may be the function asked about (whose own
+    identifiers are ``owns``: :func:`own_names`), and what it reads as here (itself when it does
+    not demangle here either)."""
     here = demangle(stored)
     if here != stored:  # read here: it is the function, or another
         if function.is_function_id:
             return here in function.names or function.matches_clone(here, function.build_id), here
         return function.matches_name(here), here
-    if len(stored.encode("utf-8", "surrogatepass")) >= MAX_NAME_BYTES:
-        return True, here  # cut at the symbol table's limit: the function's identifier may be past it
-    asked = [
-        n for n in (*function.names, *function.rust_paths, *function.c_names) if language_of(n) not in MANGLED
-    ]
-    owns = {own_name(n) for n in asked}
-    if not owns or None in owns:
-        return True, here
-    return any(f"{len(i)}{i}" in stored or f"{len(i)}_{i}" in stored for i in owns if i is not None), here
+    if owns is None or len(stored.encode("utf-8", "surrogatepass")) >= MAX_NAME_BYTES:
+        return True, here  # or cut at the symbol table's limit: its identifier may be past the cut
+    return any(s in stored for i in owns for s in _spellings(i)), here
 
 
 def undemangled(
@@ -128,6 +145,10 @@ def undemangled(
         where.append(c.purl.in_([*found, ""]))  # files of no package may be the package's
     if function.is_function_id:
         where.append(c.build_id == function.build_id)
+    owns = own_names(function)
+    if owns is not None:  # a name that may be the function spells one (or is long enough to be cut)
+        spelled = [c.function_name.contains(s, autoescape=True) for i in owns for s in _spellings(i)]
+        where.append(sa.or_(*spelled, sa.func.length(c.function_name) >= MAX_NAME_BYTES // 4))
     rows = queries.rows_where(conn, *where, since=since, until=until)
     if since is not None or until is not None:  # and those whose history retention removed
         had = {(r.module, r.function_name, r.evidence_kind) for r in rows}
@@ -138,7 +159,7 @@ def undemangled(
     for r in rows:
         if r.invocation_count <= 0 or r.function_name in function.names:
             continue
-        ok, here = may_be(r.function_name, function)
+        ok, here = may_be(r.function_name, function, owns)
         if ok:
             maybe.append((r, here))
     if not maybe:
