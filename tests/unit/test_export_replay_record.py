@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from stellaops_runtime.agent import watch_record as wr
 from stellaops_runtime.sources.event_hold import CACHE_HOLD_NS
 from stellaops_runtime.sources.queue import EventQueue
@@ -71,3 +73,56 @@ async def test_a_replay_killed_after_its_first_committed_flush_leaves_its_later_
     assert b.resume(b_src) is not None
     assert b_src._outage.start is not None and b_src._outage.start <= old + 300 * S - CACHE_HOLD_NS
     assert b_src._outage.start <= old
+
+
+async def _killed_before_any_stored_flush(tmp_path: Path, head: bytes, old: int) -> wr.WatchRecord:
+    """Agent A replays a file whose lines it did not write, one drain in flight, none heard stored;
+    then it is killed. The next agent's record, resumed over the same file."""
+    log, rec = tmp_path / "tetragon.log", tmp_path / "spool.jsonl.alive"
+    log.write_bytes(head + _lines(old, 2) + _lines(old + 300 * S, 2))
+    want = 4 + (1 if head else 0)
+    q = EventQueue(100)
+    src = TetragonExportSource(str(log), queue=q, from_start=True, poll_interval=0.005)
+    a = wr.WatchRecord(str(rec), node="n", agent_id="n/a", queue=q)
+    a.resume(src)
+    a.source = src
+    src.history(False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(src.run(stop))
+    try:
+        await _until(lambda: q.enqueued == want)
+        assert q.take(want)  # one drain of every line, in flight: A is killed here
+        a.flush_starts()
+        assert a.drain_starts()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    on_disk = json.loads(rec.read_bytes())
+    assert on_disk["export"]["committed"] is None and on_disk["export"]["in_flight"] is not None
+    b = wr.WatchRecord(str(rec), node="n", agent_id="n/b", queue=EventQueue(100))
+    b_src = TetragonExportSource(str(log), queue=EventQueue(100), from_start=True, poll_interval=0.005)
+    assert b.resume(b_src) is not None
+    return b_src
+
+
+# The export file as it may begin: its first line carries no time Tetragon wrote. A file truncated
+# in place by a copytruncate rotation while Tetragon wrote on at its offset begins with a run of
+# NUL bytes; a line cut by a crash, one with no "time", or one stamped a day ahead, no usable time.
+HEADS = {
+    "a line with a time": b"",
+    "NUL bytes": b"\x00" * 64 + b"\n",
+    "a cut line": b'ec_id":"abc","time":"2026-\n',
+    "no time": b'{"process_exec":{}}\n',
+    "a time ahead of the clock": _lines(time.time_ns() + 86_400 * S, 1),
+}
+
+
+@pytest.mark.parametrize("head", list(HEADS.values()), ids=list(HEADS))
+async def test_a_replay_killed_before_any_stored_flush_leaves_every_line_in_the_gap(
+    tmp_path: Path, head: bytes
+) -> None:
+    """Variant (a), the e2e case at the record's level. Seen failing for a first line with no time
+    before s47/rex: the floor was that line's arrival (A's time) less the hold, after every line."""
+    old = time.time_ns() - 600 * S
+    b_src = await _killed_before_any_stored_flush(tmp_path, head, old)
+    assert b_src._outage.start is not None and b_src._outage.start <= old, (b_src._outage.start, old)

@@ -250,19 +250,25 @@ class RestartResume(PositionWait):
 
     def replay_floor(self) -> tuple[int, int] | None:
         """The earliest moment (wall, boottime ns; the boottime 0 for a moment before the boot) a
-        line of the first file read from its start may carry: its first line's time (its arrival
-        when it has none, or one ahead of the clock) less the event cache's hold, as for the span
-        about it (:meth:`take_outage`). None: no file read from its start, or no line of it read.
+        line of the first file read from its start may carry: its first line's time less the event
+        cache's hold, as for the span about it (:meth:`take_outage`); the node's boot when that
+        line holds no time, or one ahead of the clock (NUL bytes left by a copytruncate rotation, a
+        line cut by a crash: its arrival, this agent's time, is after every line of the file; the
+        boot is the earliest time the node's clock vouches for). None: no file read from its start,
+        or no line of it read.
 
         A replay's lines were written before this agent started: while no flush has claimed them
         stored, the node's watch record keeps this moment, not the agent's start, so the next
         agent's gap holds every line whose counts may be lost (agent/watch_record.py ``_latest``)."""
         line = self._replay_line
         if self._floor is None and line is not None:
-            now = time.time_ns()
-            at = min((event_time_span([line], json_lines=True, now_ns=now) or (now, now))[0], now)
-            wall = at - CACHE_HOLD_NS
-            self._floor = (wall, max(0, boot_of(wall)))
+            wall_now, boot_now = now_pair()
+            span = event_time_span([line], json_lines=True, now_ns=wall_now)
+            if span is None or span[0] > wall_now:  # s47/rex: its arrival left the older lines out
+                self._floor = (wall_now - boot_now, 0)
+            else:
+                wall = span[0] - CACHE_HOLD_NS
+                self._floor = (wall, max(0, boot_of(wall)))
         return self._floor
 
     def forget_outage(self) -> None:
