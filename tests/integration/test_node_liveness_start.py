@@ -153,7 +153,7 @@ async def test_a_restart_whose_first_rows_fail_keeps_the_earlier_proof_vouching(
             c.execute(sa.insert(node_liveness), [earlier])
     drop_pairs_table(url)
     f = flusher(url)
-    f.started = (datetime_to_ns(now + ahead), f.started[1])  # its start on the node's clock
+    f.proof.started = (datetime_to_ns(now + ahead), f.proof.started[1])  # its start on the node's clock
     f.pairs.note("sha256:" + "c" * 64, IMG)
     f.pending.add(*rows_at(now + ahead))
     assert await f.flush() is False and f.pending.pending_rows > 0  # its rows wait; its start row is in

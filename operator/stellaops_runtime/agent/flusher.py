@@ -19,11 +19,13 @@ its store handling can each be read on their own.
   written to ``store.spoolPath`` and replayed by the next agent on the node
   (:mod:`stellaops_runtime.agent.spool_keeper`).
 - After every flush, empty ones included, and after the final one, the node's
-  proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py):
-  the store-clock moment up to which the agent watched and stored everything.
-  A failed write is counted and logged and never fails the flush; after a
-  flush that found the store unreachable (its open failed, or its start row or
-  pairings met a store down or hung) it is not tried (counted as failed).
+  proof of life is written (:meth:`Flusher.prove_alive`, store/node_liveness.py,
+  by :mod:`stellaops_runtime.agent.proof_of_life`): the store-clock moment up to
+  which the agent watched and stored everything; before the agent's first
+  rows, its start row. A failed proof is counted and logged and never fails the
+  flush; after a flush that found the store unreachable (its open failed, or
+  its start row or pairings met a store down or hung) it is not tried (counted
+  as failed). A start row the store is out of reach for fails its flush.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from stellaops_runtime.agent.proof_of_life import ProofOfLife
 from stellaops_runtime.agent.spool_keeper import SpoolKeeper
+from stellaops_runtime.agent.store_wait import wait_seconds, wait_written
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
-from stellaops_runtime.hotsymbols.clock_span import boot_ns, now_pair
 from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
@@ -47,11 +50,8 @@ from stellaops_runtime.store.engine import (
     refuse_in_memory,
     safe_url,
 )
-from stellaops_runtime.store.errors import StoreUnavailable, first_line, is_unavailable
 from stellaops_runtime.store.image_pairs import PairsToRecord
-from stellaops_runtime.store.node_liveness import Liveness, write_liveness, write_start
 from stellaops_runtime.store.pending import PendingWrites
-from stellaops_runtime.store.pending_write import abort_grace
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.threads import run_detached
 from stellaops_runtime.store.writer import HotSymbolStore
@@ -103,10 +103,8 @@ class Flusher:
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
-        self.started = now_pair()  # (wall ns, boottime ns): the agent's start, for its proof of life
-        self.liveness_failures = 0  # proofs of life not written (store/node_liveness.py)
-        self._proving: asyncio.Future[None] | None = None
-        self._start_proved = False  # the row that claims nothing is written (_prove_start)
+        # the start row and the proofs of life (store/node_liveness.py), written by agent/proof_of_life.py
+        self.proof = ProofOfLife(config, agent_id=agent_id, label=self.label)
         # the last flush found the store unreachable: its open failed, or its start row or pairings
         # met a store down or hung (the proof after it does not try: it would wait as long again)
         self.unreachable = False
@@ -114,6 +112,11 @@ class Flusher:
     @property
     def label(self) -> str:
         return safe_url(self.config.store.url)
+
+    @property
+    def liveness_failures(self) -> int:
+        """Proofs of life not written, the start row's included (agent/store_metrics.py)."""
+        return self.proof.failures
 
     def _why(self) -> str:
         """Why rows are left at shutdown: the last error, else what was still running at the deadline.
@@ -191,57 +194,6 @@ class Flusher:
             raise
         return store
 
-    async def _prove_start(self, deadline: float | None) -> bool:
-        """Before this agent's first rows are written: the node's row that claims nothing
-        (store/node_liveness.py ``write_start``), so an agent killed between its first flush and that
-        flush's proof is judged by the proof rule. Not at the open: a row says an agent ran on the node
-        (agent/node_history.py ``survivor_ns``), and one that stored nothing must not keep the next
-        agent from replaying the export file. Once written, never again; a failure is counted and
-        logged, tried again at the next flush, and fails no flush, except when the store is out of
-        reach, where the rows' write would wait as long again: a write not done within
-        ``store.flushTimeout`` (never past ``deadline``; the store's connections cut as for a hung
-        write), or one that says the store is out of reach (:func:`_out_of_reach`). False then, with
-        ``last_error``."""
-        store = self.store
-        if not self.node or self._start_proved or store is None:
-            return True
-        timeout = self.config.store.flush_timeout
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-        live = self._liveness(self.node, self.started)
-        fut = run_detached(write_start, store.db, live, name="store-liveness-start")
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except TimeoutError:
-            fut.add_done_callback(_retrieved)
-            store.abort()  # its thread returns; the next flush opens a new connection
-            self.pending.last_error = f"store {self.label} did not answer within {timeout:g}s"
-            self._liveness_failed(f"the agent's start: {self.pending.last_error}")
-            return False
-        except Exception as e:
-            if not _out_of_reach(e):  # e.g. a refused statement: the rows' write may still succeed
-                self._liveness_failed(f"the agent's start: {redact(repr(e))}")
-                return True
-            self.pending.last_error = f"store {self.label} unreachable: {first_line(e)}"
-            self._liveness_failed(f"the agent's start: {self.pending.last_error}")
-            return False
-        self._start_proved = True
-        return True
-
-    def _liveness(self, node: str, claimed: tuple[int, int]) -> Liveness:
-        """What a proof of life written now says, for the moment ``claimed`` (wall ns, boottime ns)."""
-        now_boot = boot_ns()
-        return Liveness(
-            node=node,
-            agent_id=self.pending.agent_id,
-            started_ago=max(0, now_boot - self.started[1]) / 1e9,
-            started_node_ns=self.started[0],
-            alive_ago=max(0, now_boot - claimed[1]) / 1e9,
-            alive_node_ns=claimed[0],
-            flush_seconds=float(self.config.hot_symbols.flush_interval_seconds),
-            window_seconds=int(self.config.hot_symbols.window_seconds),
-        )
-
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
         held (the export position not recorded) makes the flush that runs it not store everything."""
@@ -292,10 +244,13 @@ class Flusher:
             self.unreachable = True  # the proof after it does not try again (_prove_alive)
             return False
         assert self.store is not None
-        if not await self._prove_start(deadline):  # before this agent's first rows (node_liveness)
-            self.pending.failures += 1
-            self.unreachable = True  # down or hung: the proof after it would wait as long again
-            return False
+        if self.node:  # before this agent's first rows, its start row (agent/proof_of_life.py)
+            start = await self.proof.write_start(self.store, self.node, deadline)
+            if start.unreachable:  # down or hung: the rows' write would wait as long again,
+                self.pending.failures += 1
+                self.pending.last_error = start.why
+                self.unreachable = True  # and so would the proof after it
+                return False
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
             return False
@@ -331,43 +286,19 @@ class Flusher:
     async def _prove_alive(self, node: str, claimed: tuple[int, int] | None, deadline: float | None) -> bool:
         if claimed is None:  # nothing watched and stored yet: nothing to vouch for
             return True
-        if self._proving is not None and not self._proving.done():  # the last one still hangs
-            return self._liveness_failed("the last write has not finished")
+        if self.proof.busy:  # the last one's write has not returned
+            return self.proof.failed("the last write has not finished")
         if self.unreachable:  # the flush just found the store out of reach: this proof would too,
             # after as long again (a store that is down doubled the flush loop's retry period)
-            return self._liveness_failed(f"the flush found the store unreachable: {self.pending.last_error}")
+            return self.proof.failed(f"the flush found the store unreachable: {self.pending.last_error}")
         try:
             if not await self.open(deadline=deadline):
-                return self._liveness_failed(self.pending.last_error or "store not open")
+                return self.proof.failed(self.pending.last_error or "store not open")
         except Exception as e:
-            return self._liveness_failed(redact(repr(e)))
+            return self.proof.failed(redact(repr(e)))
         store = self.store
         assert store is not None
-        live = self._liveness(node, claimed)
-        timeout = self.config.store.flush_timeout
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-        fut = self._proving = run_detached(write_liveness, store.db, live, name="store-liveness")
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except TimeoutError:  # cut, as a hung rows' write is: left on its connection, it kept every
-            # later proof out ("the last write has not finished") for as long as a silent middlebox
-            # kept that connection, and an idle node has no rows' write to cut the store
-            fut.add_done_callback(_retrieved)
-            store.abort()
-            await asyncio.wait({fut}, timeout=abort_grace(deadline, time.monotonic()))  # its thread returns
-            return self._liveness_failed(f"store {self.label} did not answer within {timeout:g}s")
-        except Exception as e:
-            fut.add_done_callback(_retrieved)
-            return self._liveness_failed(redact(repr(e)))
-        return True
-
-    def _liveness_failed(self, why: str) -> bool:
-        self.liveness_failures += 1
-        if self.liveness_failures == 1 or self.liveness_failures % 60 == 0:
-            log.warning("the node's proof of life was not written to %s: %s (%d failures)",
-                        self.label, why, self.liveness_failures)  # fmt: skip
-        return False
+        return await self.proof.write_alive(store, node, claimed, deadline)
 
     async def _record_pairs(self, deadline: float | None) -> bool:
         """Store the pairings not stored yet (store/image_pairs.py), before the rows they pair: until
@@ -381,25 +312,16 @@ class Flusher:
         store, pairs = self.store, self.pairs.unstored()
         if store is None or not pairs:
             return True
-        timeout = self.config.store.flush_timeout
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         # each part kept as stored when it commits, a refused pairing counted (never tried again)
         fut = run_detached(store.record_pairs, pairs, self.pairs, name="store-pairs")
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-        except Exception as e:  # the rows wait with it
-            fut.add_done_callback(_pairs_retrieved)
-            why = redact(repr(e))
-            if isinstance(e, TimeoutError):  # cut, as a hung rows' write is (else one hung thread and
-                store.abort()  # connection more each flush); the parts it stored stay stored
-                why = f"store {self.label} did not answer within {timeout:g}s"
-            # the proof after it does not try either
-            self.unreachable = isinstance(e, TimeoutError) or _out_of_reach(e)
-            self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {why}"
-            log.warning("%s", self.pending.last_error)
-            return False
-        return True
+        timeout = wait_seconds(self.config.store.flush_timeout, deadline)
+        done = await wait_written(store, fut, seconds=timeout, deadline=deadline, label=self.label)
+        if not done.why:
+            return True
+        self.unreachable = done.unreachable  # the proof after it does not try either
+        self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {done.why}"
+        log.warning("%s", self.pending.last_error)
+        return False
 
     async def _maintain(self) -> None:
         """The history's partitions and retention, after a flush and outside its write timeout.
@@ -469,35 +391,7 @@ class Flusher:
                 log.debug("closing the store: %r", e)
 
 
-SQLITE_WAITED = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the busy timeout (store.statementTimeout) spent
-
-
-def _out_of_reach(e: BaseException) -> bool:
-    """Whether a failed write says the next one would wait as long again: the store unreachable (a
-    connect timed out in a black hole or was refused, a connection lost: no state reported by the
-    server) or a SQLite file locked past the busy timeout. Not a statement the server or SQLite
-    refused (a missing table: SQLite reports it as an OperationalError, which store/errors.py
-    ``is_unavailable`` reads as "down"; the rows' write may still succeed). A StoreError is judged
-    by the driver's error it wraps."""
-    if isinstance(e, StoreError) and e.__cause__ is not None:
-        e = e.__cause__
-    if getattr(e, "connection_broken", False):  # store/dbconn.py: the connection had to be dropped
-        return True
-    if not (isinstance(e, StoreUnavailable) or is_unavailable(e)):
-        return False
-    code = getattr(e, "sqlite_errorcode", None)
-    if code is not None:
-        return int(code) & 0xFF in SQLITE_WAITED
-    return getattr(e, "sqlstate", None) is None  # psycopg's (a server's reply carries one)
-
-
 def _retrieved(fut: asyncio.Future[None]) -> None:
     """Closing idle connections is best effort: its outcome is retrieved, never raised."""
     if not fut.cancelled() and (e := fut.exception()) is not None:
         log.debug("releasing the store's idle connections: %r", e)
-
-
-def _pairs_retrieved(fut: asyncio.Future[int]) -> None:
-    """A pairing write left running past its timeout: its outcome is retrieved, never raised."""
-    if not fut.cancelled() and (e := fut.exception()) is not None:
-        log.debug("storing image digest pairings: %r", e)
