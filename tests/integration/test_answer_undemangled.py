@@ -68,6 +68,9 @@ def test_a_call_stored_under_a_name_that_did_not_demangle_is_unknown_by_its_name
     assert "did not demangle when stored" in doc["reason"] and CUT in doc["reason"]
     assert ask(url, "mycrate::Foo::foo(int)", "--purl", "pkg:deb/debian/zlib1g")[0] == 3  # of its package
     assert ask(url, CUT)[0] == 0  # asked as it is stored: observed
+    of_it = ("--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function", "mycrate::foo", "--json")
+    e = cli_in_process("evidence", "--store", url, *of_it)
+    assert (e.returncode, json.loads(e.stdout)["rts"]["score"]) == (3, 0.5), e.stderr  # neutral, not a "no"
     # another function's identifier is not in it: it cannot be that function
     code, doc = ask(url, "other::bar")
     assert (code, doc["answer"], doc.get("undemangled")) == (1, "not_observed", None)
