@@ -102,6 +102,14 @@ def test_a_key_word_name_loses_the_rest_of_its_line_too() -> None:
     assert _write(f"DB_PASSWORD: {_PW} a b\nUSER: bob\n") == "DB_PASSWORD: [REDACTED]\nUSER: bob\n"
 
 
+def test_a_key_words_plain_scalar_at_a_lines_start_loses_all_its_words() -> None:
+    # a config file's YAML, any case: the key rules take one word (``[REDACTED] horse battery``)
+    config = f"db:\n  password: correct horse {_PW}\n  user: bob\n"
+    assert _write(config) == "db:\n  password: [REDACTED]\n  user: bob\n"
+    assert _write(f"- Passphrase: a {_PW} # rotated\n") == "- Passphrase: [REDACTED] # rotated\n"
+    assert _write(f"token: a {_PW}") == "token: [REDACTED]"
+
+
 def test_lower_case_names_follow_the_name_value_rule() -> None:
     # (env_names.argument_regex: a lower-case name counts only with a suffix naming nothing but a
     # secret, or a credential's whose value is no setting)

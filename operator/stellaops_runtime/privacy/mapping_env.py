@@ -16,7 +16,8 @@ nothing after a quoted name (JSON). go test's ``--- PASS: TestX`` and C's ``case
 
 The value, by where the key stands:
 - at a line's start (indented, or a ``- `` list item): YAML's plain scalar, the rest of the line to a
-  comment (``DBPASS: a b`` loses ``a b``; the key rules take one word), or a block scalar (``|``);
+  comment (``DBPASS: a b`` loses ``a b``), or a block scalar (``|``); there a key the key rules took
+  (any case: ``password: correct horse``, which they leave ``[REDACTED] horse``) loses the rest too;
 - right after ``{`` or ``,`` (a flow mapping, JSON): up to ``,``, ``}``, ``]`` or the line's end;
 - anywhere else (``printf "DBPASS: x\\n"`` in a script): one word, which a blank, a quote or an
   escaped line end (``\\n``) ends;
@@ -29,7 +30,14 @@ from __future__ import annotations
 import re
 
 from stellaops_runtime.privacy import env_names
-from stellaops_runtime.privacy.base import BLOCK_SCALAR, DOUBLE_QUOTED, ESCAPED_DQ, ESCAPED_SQ, NOT_A_MARKER
+from stellaops_runtime.privacy.base import (
+    BLOCK_SCALAR,
+    DOUBLE_QUOTED,
+    ESCAPED_DQ,
+    ESCAPED_SQ,
+    NOT_A_MARKER,
+    REDACTED,
+)
 from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 __all__ = ["mapping_env_spans"]
@@ -54,6 +62,7 @@ _WORD = re.compile(rf"""{NOT_A_MARKER}(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++)
 _LINE_START = re.compile(r"[ \t]*+(?:-[ \t]++)?+")
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")
 _LOOK_BACK = 130
+_MARKED = f"{REDACTED} "
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
 
 
@@ -89,7 +98,10 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         end = value.end()
         while end > value.start() and text[end - 1] in " \t":
             end -= 1
-        if _is_variable(key["name"], text[value.start() : end], name_rx):
+        found = text[value.start() : end]
+        # (at a line's start, a key rule's marker then more of the line: that rule took the first word of
+        # a plain scalar, ``password: correct horse``, whatever the key's case: the rest goes too)
+        if _is_variable(key["name"], found, name_rx) or (rx is _BLOCK and found.startswith(_MARKED)):
             out.append((value.start(), end, "env_name"))
             pos = max(end, key.end())
         else:
