@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps, replaced
 from stellaops_runtime.agent.outages import OutageMarker
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
@@ -125,3 +127,40 @@ def test_while_the_switch_s_own_probes_watch_the_open_gap_s_time_is_theirs() -> 
     assert gaps.unstored_from() == 300  # taken, not marked yet
     gaps.give_back([(300, 400)])
     assert gaps.take(450) == [(300, 400), (400, 450)]
+
+
+def _config(probes: Path, text: bytes | None) -> None:
+    if text is None:
+        probes.unlink()
+    else:
+        probes.write_bytes(text)
+
+
+@pytest.mark.parametrize("how", ["unparsable", "removed"])
+def test_a_file_replaced_while_the_config_map_could_not_be_read_is_still_a_gap(
+    tmp_path: Path, how: str
+) -> None:
+    """The probe ConfigMap is the agent's copy of the policies, not Tetragon's: while the agent cannot
+    read it (a render this agent cannot parse, the file gone for a while), Tetragon's probes stay on the
+    files they were loaded with. Seen failing before s47/rex: the failed read dropped the node files
+    from the looks, and a file replaced meanwhile was the baseline once the ConfigMap read again (no
+    gap, ``replaced`` 0)."""
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"not an ELF file")
+    watch = _watch(tmp_path, host)
+    probes = Path(watch.path)
+    config = probes.read_bytes()
+
+    async def run() -> None:
+        await watch.poll(100.0)  # the read
+        _config(probes, b"{" if how == "unparsable" else None)
+        await watch.poll(102.0)  # the ConfigMap cannot be read
+        _replace(exe)
+        await watch.poll(104.0)
+        _config(probes, config)
+        await watch.poll(106.0)  # read again: the file under the path is not the one Tetragon probes
+
+    asyncio.run(run())
+    assert watch.gaps.open and watch.gaps.replaced == 1

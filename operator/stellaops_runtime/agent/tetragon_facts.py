@@ -74,19 +74,19 @@ def idents(files: tuple[str, ...]) -> tuple[Ident, ...]:
 Read = tuple["Facts", tuple[str, ...], tuple[Ident, ...]]  # facts, the node files read, their identities
 
 
-def read_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Read:
+def read_facts(path: str, *, node_name: str, host_root: str, debug_files: bool = True) -> Read | None:
     """The split tails and entry clones of the probe ConfigMap's ``binaryPath`` functions in the
     node's files (under ``host_root``), as facts of ``host:<node_name>``, with those files' paths
     and identities taken before they were read (a file changed while read is read again at the
-    next poll); none when the ConfigMap cannot be read (the probes' own read says why) or names no
-    such function."""
+    next poll); none when the ConfigMap names no such function; None when it cannot be read (the
+    probes' own read says why)."""
     from stellaops_runtime.native.config import NativeConfig, NativeConfigError
     from stellaops_runtime.native.policy_config import read_probe_config
 
     try:
         targets = read_probe_config(path, NativeConfig(), host_root=host_root).config.uprobes
     except (OSError, NativeConfigError):
-        return {}, (), ()
+        return None
     if not targets:
         return {}, (), ()
     from stellaops_runtime.native.host_tails import host_functions
@@ -143,12 +143,19 @@ class TetragonFacts:
             self._looked = looked
             return
         self._stamp = stamp
-        read: Read = ({}, (), ())
+        read: Read | None = None
         if stamp is not None:
             read = await asyncio.to_thread(
                 read_facts, self.path, node_name=self.pipeline.node_name, host_root=self.host_root,
                 debug_files=self.debug_files,
             )  # fmt: skip
+        if read is None:
+            # The ConfigMap is the agent's copy of the policies, not Tetragon's: while it cannot be
+            # read, Tetragon's probes stay on the files they were loaded with, so the looks go on at
+            # the files last read (s47/rex: a file replaced meanwhile was the next read's baseline).
+            self._idents, self._looked = seen, looked
+            self._facts = self.pipeline.unprobed.replace({})
+            return
         facts, files, ids = read
         was = dict(zip(self._files, seen, strict=False))  # replaced between this look and the read's
         common = [(f, was[f], i) for f, i in zip(files, ids, strict=False) if f in was]
