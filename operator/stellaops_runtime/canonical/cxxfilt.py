@@ -34,6 +34,13 @@ _LEGACY_HASH_TAIL = re.compile(r"::h[0-9a-f]{16}$")
 _LEGACY_END = re.compile(r"17h[0-9a-f]{16}E")
 
 
+# The longest name written to the coprocess (a few bytes a character at most): a line longer than a
+# pipe's 64 KiB made both processes wait, c++filt writing its answer while we were still writing the
+# name. ELF and pclntab names are cut at 16 KiB (symtab/gopclntab MAX_NAME_BYTES); a name a user
+# asks about (the CLI) has no such bound, so a longer one gets a run of its own.
+COPROCESS_MAX_CHARS = 16_384
+
+
 class CxxfiltError(RuntimeError):
     """c++filt is missing, died, or answered out of step."""
 
@@ -98,6 +105,8 @@ class CxxfiltDemangler:
             if "\n" in base or "\r" in base:
                 self.failures += 1
                 return base
+            if len(base) > COPROCESS_MAX_CHARS:  # one run: it reads c++filt's answer while writing
+                return self.demangle_many([base])[0]
             with self._lock:
                 raw = self._ask(base)
             return self._canonical(base, lang, raw)
