@@ -164,3 +164,47 @@ def test_a_file_replaced_while_the_config_map_could_not_be_read_is_still_a_gap(
 
     asyncio.run(run())
     assert watch.gaps.open and watch.gaps.replaced == 1
+
+
+def test_the_agent_wires_its_facts_marker_and_record_to_one_record_of_replaced_files(tmp_path: Path) -> None:
+    """The real agent's wiring (agent/runner.py, tetragon_facts.attach_node_file_gaps): the export file's
+    agent (no switch) looks with its own TetragonFacts; a replacement it sees is marked by its outage
+    marker and bounds its watch record's claim; the source switch's agent hands the same record to
+    the TetragonFacts its switch makes."""
+    from stellaops_runtime.agent.runner import Agent
+    from stellaops_runtime.agent.watch_record_attach import _cap
+    from stellaops_runtime.contracts.config import parse_config
+
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"not an ELF file")
+    probes = Path(_watch(tmp_path, host).path)
+    doc: dict[str, Any] = {
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "native": {"enabled": True, "probeConfigFile": str(probes)},
+        "store": {"url": f"sqlite:///{tmp_path}/hs.db"}, "tetragon": {"exportFile": str(tmp_path / "t.log")},
+    }  # fmt: skip
+    agent = Agent(parse_config(doc), node_name="node-1")
+    watch, gaps = agent.tetragon_facts, agent.outages.node_files
+    assert watch is not None and gaps is not None and watch.gaps is gaps
+    watch.host_root = str(host)
+
+    async def run() -> int:
+        await watch.poll(100.0)
+        looked = time.time_ns()
+        await watch.poll(102.0)
+        _replace(exe)
+        await watch.poll(104.0)
+        assert _cap(agent.outages) is not None and _cap(agent.outages) <= time.time_ns()
+        agent.outages.in_pipeline = _direct
+        await agent.outages.mark()
+        return looked
+
+    looked = asyncio.run(run())
+    _, windows = agent.pipeline.drain()
+    assert any(a <= looked + S for a, _ in _gaps(windows)), (looked, _gaps(windows))
+    del doc["tetragon"]
+    switched = Agent(parse_config(doc), node_name="node-1")
+    assert switched.tetragon_facts is None and switched.outages.node_files is not None
+    assert switched.source.node_file_gaps is switched.outages.node_files
