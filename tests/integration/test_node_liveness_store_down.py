@@ -167,3 +167,28 @@ async def test_a_proof_of_life_hung_on_a_silent_connection_is_cut_and_the_next_o
     finally:
         await f.close()
         proxy.close()
+
+
+async def test_the_proof_after_a_rows_write_that_found_the_store_unreachable_opens_nothing(
+    pg_url: str,
+) -> None:
+    """An agent whose start row is in and whose store stops answering between two flushes: the rows'
+    write waited for its connect, and the proof after it for one more (seen: flush 2.0 s, proof 2.0 s,
+    a connection each), a round twice as long as the outage needs. It now opens nothing."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="5s")  # a connect (2 s at least) times out first
+    try:
+        f.pending.add([delta()], [])
+        assert await f.flush() is True  # the start row and the rows; the connection given back
+        proxy.blackhole()
+        f.pending.add([delta()], [])
+        tried = proxy.accepted
+        assert await f.flush(proof_follows=True) is False
+        t1 = time.monotonic()
+        assert await f.prove_alive(NODE, now_pair()) is False
+        assert proxy.accepted - tried == 1 and time.monotonic() - t1 < 0.5, proxy.accepted - tried
+        assert f.pending.pending_rows == 1 and f.liveness_failures == 1 and f.unreachable
+    finally:
+        await f.close()
+        proxy.close()

@@ -23,9 +23,10 @@ its store handling can each be read on their own.
   by :mod:`stellaops_runtime.agent.proof_of_life`): the store-clock moment up to
   which the agent watched and stored everything; before the agent's first
   rows, its start row. A failed proof is counted and logged and never fails the
-  flush; after a flush that found the store unreachable (its open failed, or
-  its start row or pairings met a store down or hung) it is not tried (counted
-  as failed). A start row the store is out of reach for fails its flush.
+  flush; after a flush that found the store unreachable (its open failed, its
+  start row or pairings met a store down or hung, its rows' write a store down)
+  it is not tried (counted as failed). A start row the store is out of reach
+  for fails its flush.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Awaitable, Callable
 
 from stellaops_runtime.agent.proof_of_life import ProofOfLife
 from stellaops_runtime.agent.spool_keeper import SpoolKeeper
-from stellaops_runtime.agent.store_wait import wait_seconds, wait_written
+from stellaops_runtime.agent.store_wait import out_of_reach, wait_seconds, wait_written
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.store.engine import (
@@ -105,8 +106,9 @@ class Flusher:
         self.on_open: Callable[[HotSymbolStore], None] | None = None
         # the start row and the proofs of life (store/node_liveness.py), written by agent/proof_of_life.py
         self.proof = ProofOfLife(config, agent_id=agent_id, label=self.label)
-        # the last flush found the store unreachable: its open failed, or its start row or pairings
-        # met a store down or hung (the proof after it does not try: it would wait as long again)
+        # the last flush found the store unreachable: its open failed, its start row or pairings met a
+        # store down or hung, or its rows' write a store down (the proof after it does not try: it
+        # would wait as long again)
         self.unreachable = False
 
     @property
@@ -254,9 +256,13 @@ class Flusher:
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
             return False
+        timeouts = self.pending.timeouts
         ok = await self.pending.flush(
             self.store, write_timeout=self.config.store.flush_timeout, deadline=deadline
         )
+        failure = self.pending.last_failure  # one that found the store out of reach: the proof after it
+        # would wait as long again (not one that timed out: a slow store may still take the proof)
+        self.unreachable = failure is not None and self.pending.timeouts == timeouts and out_of_reach(failure)
         if ok:
             self.spool.done()
             if deadline is None:  # not at shutdown: no time for housekeeping then

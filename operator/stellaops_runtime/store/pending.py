@@ -145,6 +145,7 @@ class PendingWrites:
         # its rows, whether it was stored cannot be told (store/spool_age.py).
         self.outlived_rows = 0
         self.last_error: str | None = None
+        self.last_failure: StoreError | None = None  # the error of the last flush's failed write
         # Where the export file's lines drained so far may reach (agent/export_resume.py), given
         # to each batch frozen from the buffer and written with its counts (store/export_position.py).
         self.position_of: Callable[[], dict[str, Any] | None] | None = None
@@ -306,6 +307,7 @@ class PendingWrites:
             self._lock = asyncio.Lock()
         async with self._lock:
             buffer_frozen = False
+            self.last_failure = None
             while True:
                 batch = next((b for b in self._batches if not self._gated(b)), None)
                 if batch is None:
@@ -322,7 +324,7 @@ class PendingWrites:
                     result = await self._write(store, batch, write_timeout, deadline)
                 except StoreError as e:
                     self.failures += 1
-                    self.last_error = str(e)
+                    self.last_error, self.last_failure = str(e), e
                     return False
                 self._done(batch, result)
             if self._batches:  # only spooled export counts waiting for the export lock are left
