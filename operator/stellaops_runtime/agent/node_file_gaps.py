@@ -26,10 +26,12 @@ import logging
 import time
 from collections.abc import Sequence
 
+from stellaops_runtime.agent.node_file_baseline import Baseline
+
 log = logging.getLogger(__name__)
 
 Span = tuple[int, int]  # wall ns
-Ident = tuple[int, int, int, int, int] | None  # agent/tetragon_facts.py: (dev, ino, size, mtime, ctime)
+Ident = tuple[int, ...] | None  # agent/tetragon_facts.py: (dev, ino, size, mtime, ctime)
 
 
 def replaced(before: Ident, after: Ident) -> bool:
@@ -44,7 +46,10 @@ def replaced(before: Ident, after: Ident) -> bool:
 class NodeFileGaps:
     """The open gap since a probed node file was replaced (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, baseline_path: str = "") -> None:
+        self.started = time.time_ns()  # this agent's: a file found replaced at its first read, from here
+        self.baseline = Baseline(baseline_path)  # agent/node_file_baseline.py: kept for the next agent
+        self._reported: set[tuple[str, tuple[int, ...]]] = set()  # (file, identity found) counted
         self._open_from: int | None = None  # wall ns: unwatched since
         self._handed_to: int | None = None  # handed to the marker up to here
         self._spans: list[Span] = []  # given back by the marker: handed over next time
@@ -60,7 +65,11 @@ class NodeFileGaps:
     ) -> None:
         """The identities of ``files`` looked at ``since_ns`` (``before``) and now (``after``): a
         file replaced in between opens the gap from ``since_ns``."""
-        changed = [f for f, b, a in zip(files, before, after, strict=False) if replaced(b, a)]
+        changed = [
+            f for f, b, a in zip(files, before, after, strict=False)
+            if replaced(b, a) and a is not None and (f, a[:4]) not in self._reported
+        ]  # fmt: skip
+        self._reported.update((f, a[:4]) for f, b, a in zip(files, before, after, strict=False) if a)
         if not changed:
             return
         self.replaced += len(changed)
@@ -73,6 +82,13 @@ class NodeFileGaps:
             "life: reload Tetragon's policy (and restart the agent) to watch it again",
             ", ".join(changed[:4]), since_ns,
         )  # fmt: skip
+
+    def kept_differ(self, found: Sequence[tuple[str, Ident, Ident]], since_ns: int) -> None:
+        """A read's files that are not the file this boot's first read found at their path
+        (``self.baseline.check``, agent/node_file_baseline.py: by this agent, or one before it),
+        as (file, kept, found): the gap opens from ``since_ns`` (the look before; the agent's start
+        at its first read)."""
+        self.compare([f for f, _, _ in found], [k for _, k, _ in found], [n for _, _, n in found], since_ns)
 
     def take(self, now_ns: int | None = None, *, counts: bool = True) -> list[Span]:
         """The spans not handed over yet and the open gap up to now (it stays open). ``counts``

@@ -160,6 +160,10 @@ class TetragonFacts:
         was = dict(zip(self._files, seen, strict=False))  # replaced between this look and the read's
         common = [(f, was[f], i) for f, i in zip(files, ids, strict=False) if f in was]
         self.gaps.compare([c[0] for c in common], [c[1] for c in common], [c[2] for c in common], looked)
+        # ... or not the file this boot's first read found, by this agent or one before it (s47/rex);
+        # the baseline's file is written on the thread too
+        kept = await asyncio.to_thread(self.gaps.baseline.check, files, ids)
+        self.gaps.kept_differ(kept, self._looked or self.gaps.started)
         self._files, self._idents, self._looked = files, ids, looked
         self._facts = self.pipeline.unprobed.replace(facts)
 
@@ -176,7 +180,9 @@ def attach_node_file_gaps(agent: Any) -> None:
     outage marker (agent/outages.py) and bounding the watch record's claim (agent/watch_record_attach.py)."""
     if not agent.config.native.probe_config_file:
         return
-    gaps = NodeFileGaps()
+    from stellaops_runtime.agent.node_file_baseline import baseline_path
+
+    gaps = NodeFileGaps(baseline_path(agent.config.store.spool_path))  # kept for the next agent
     if agent.tetragon_facts is not None:
         agent.tetragon_facts.gaps = gaps
     if hasattr(agent.source, "watch_registry"):  # the switch makes its own at its first Tetragon tick
