@@ -49,7 +49,7 @@ class NodeFileGaps:
     def __init__(self, baseline_path: str = "") -> None:
         self.started = time.time_ns()  # this agent's: a file found replaced at its first read, from here
         self.baseline = Baseline(baseline_path)  # agent/node_file_baseline.py: kept for the next agent
-        self._reported: set[tuple[str, tuple[int, ...]]] = set()  # (file, identity found) counted
+        self._reported: dict[str, tuple[int, ...]] = {}  # file -> the identity last counted replaced
         self._open_from: int | None = None  # wall ns: unwatched since
         self._handed_to: int | None = None  # handed to the marker up to here
         self._spans: list[Span] = []  # given back by the marker: handed over next time
@@ -66,10 +66,13 @@ class NodeFileGaps:
         """The identities of ``files`` looked at ``since_ns`` (``before``) and now (``after``): a
         file replaced in between opens the gap from ``since_ns``."""
         changed = [
-            f for f, b, a in zip(files, before, after, strict=False)
-            if replaced(b, a) and a is not None and (f, a[:4]) not in self._reported
-        ]  # fmt: skip
-        self._reported.update((f, a[:4]) for f, b, a in zip(files, before, after, strict=False) if a)
+            f
+            for f, b, a in zip(files, before, after, strict=False)
+            if replaced(b, a) and a is not None and self._reported.get(f) != a[:4]
+        ]  # fmt: skip (one replacement is counted once: by the look, then by the read's baseline check)
+        self._reported.update(
+            (f, a[:4]) for f, b, a in zip(files, before, after, strict=False) if f in changed and a
+        )
         if not changed:
             return
         self.replaced += len(changed)
@@ -79,8 +82,9 @@ class NodeFileGaps:
             "node file %s was replaced while Tetragon probes it: Tetragon's uprobe stays on the file "
             "its policy was loaded with, so calls into the new file are not seen; the node is recorded "
             "unwatched (a node-wide gap) from the look before (%d ns) for the rest of this agent's "
-            "life: reload Tetragon's policy (and restart the agent) to watch it again",
-            ", ".join(changed[:4]), since_ns,
+            "life, and the next agents' of this boot (%s): after reloading Tetragon's policy, remove "
+            "that file and restart the agent to watch it again (a reboot does both)",
+            ", ".join(changed[:4]), since_ns, self.baseline.path or "no file kept",
         )  # fmt: skip
 
     def kept_differ(self, found: Sequence[tuple[str, Ident, Ident]], since_ns: int) -> None:
