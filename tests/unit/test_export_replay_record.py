@@ -1,11 +1,13 @@
 """A replay's record keeps the first replayed line's time until a flush claims a watching moment.
 
-The end-to-end case (a first flush never heard stored) is tests/e2e/test_export_replay_killed.py.
-This is the other way an agent replaying an export file that already existed dies with lines in
-doubt: a first flush stored and committed (the record written, still with no watching moment
-claimed: none is sampled before the replay is read through), then a later drain in flight and
-SIGKILL. Before s47/EX the record kept the agent's start, after every replayed line's time: the
-next agent's gap from there left out the lines of that drain, stored or not.
+Two ways an agent replaying an export file that already existed (``exportFromStart``) dies with
+lines in doubt: a first flush stored and committed (the record written, still with no watching
+moment claimed: none is sampled before the replay is read through), then a later drain in flight
+and SIGKILL; or no flush heard stored at all (the last test; it was an end-to-end test of two agent
+processes, PostgreSQL and a proxy swallowing COMMIT replies, 13 s: the record and the next agent's
+resume are the whole path, and how a resumed hole becomes gap rows and an unknown answer is
+tests/e2e/test_export_restart_gap.py's). Before s47/EX the record kept the agent's start, after
+every replayed line's time: the next agent's gap from there left out the lines in doubt.
 """
 
 from __future__ import annotations
