@@ -135,3 +135,23 @@ def test_the_function_s_own_name_is_the_last_identifier_of_its_path() -> None:
     assert own_names(function_query("mycrate::foo")) == {"foo"}
     # a mangling writes std::allocator as "Sa": the name alone cannot rule such a row out
     assert own_names(function_query("std::allocator<char>::allocator()")) is None
+
+
+def test_a_still_mangled_name_the_store_refused_is_unknown_by_its_name(url: str) -> None:
+    """PostgreSQL's key index holds at most ~2.7 KB: a still-mangled name longer (every name cut at
+    the symbol table's 16 KiB) is refused and quarantined there, not stored: the refused doubt must
+    read it as this doubt does. SQLite stores it: the same answer."""
+    import random
+
+    from stellaops_runtime.store.batches import Batch
+
+    rnd = random.Random(7)  # not compressible below the index's limit
+    cut = "_ZN7mycrate3foo" + "".join(f"8{rnd.getrandbits(32):08x}" for _ in range(600))  # no end
+    assert demangle(cut) == cut
+    filled(Path(), lambda _: url)
+    start = T0 + 5 * DAY
+    d = HotSymbolDelta(HotSymbolKey(IMG, LIB, cut, EvidenceKind.ON_STACK), start, 7, start + S, start + 2 * S)
+    with open_store(url) as s:
+        s.write_batch(Batch("node-1/q", 1, [d]))
+    assert ask(url, "mycrate::foo")[0] == 3
+    assert ask(url, "other::bar")[0] == 1  # it spells another function's identifier

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from stellaops_runtime.contracts.hotsymbols import FACT_KINDS
 from stellaops_runtime.evidence.doubt import MAX_ROWS, Doubt
 from stellaops_runtime.evidence.doubt import listed as _listed
+from stellaops_runtime.evidence.undemangled import stored_may_be
 from stellaops_runtime.store.function_refs import FunctionQuery
 from stellaops_runtime.store.name_spellings import clone_of
 from stellaops_runtime.store.queries import FILE_EVIDENCE, SymbolRow
@@ -52,13 +53,19 @@ def _text(d: dict[str, Any], key: str) -> str:
 
 
 def _may_be(
-    d: dict[str, Any], function: FunctionQuery | None, purl: Callable[[str], bool] | None, loose: bool
+    d: dict[str, Any],
+    function: FunctionQuery | None,
+    purl: Callable[[str], bool] | None,
+    loose: bool,
+    mangled: Callable[[str], bool] | None = None,
 ) -> bool:
     """Whether a refused row may hold calls of the function (of the package asked about: ``purl``
     says whether a stored purl is it); any function's, when ``function`` is None. A fact (0 calls): an
     ``unprobed`` tail (the function was probed in part, evidence/probed_in_part.py) may be, of no
     package too; a ``listed`` JAR (function "", the package may hold Java code) may be of a question
-    about the whole package."""
+    about the whole package. ``mangled``: whether a name the agent could not demangle may be the
+    function (evidence/undemangled.py; such a name is refused on PostgreSQL when too long for its
+    key index, as every name cut at the symbol table's 16 KiB is)."""
     if d.get("evidence") in FILE_EVIDENCE:
         return False
     fact = _is_fact(d)
@@ -69,6 +76,8 @@ def _may_be(
     if purl is not None and isinstance(p, str) and (p or not (loose or fact)) and not purl(p):
         return False  # another package's file (or, unless ``loose``, a file of no package)
     if function is None or not isinstance(name, str) or name.startswith("0x"):  # or under no name
+        return True
+    if mangled is not None and mangled(name):
         return True
     if function.is_function_id:  # its name or a clone's (of any build, as its name is), or its ID
         if name in function.names or d.get("function_id") == function.entry_id:
@@ -135,6 +144,7 @@ def refused(
     stmt = sa.select(q.row_json, q.error).where(q.table_name == "hot_symbols", named)
     # each stored purl parsed once per text: 100,000s of refused rows hold a few purls
     matches = functools.cache(purl.matches) if purl is not None else None
+    mangled = stored_may_be(function) if function is not None else None
     # Counted as read, a row of the answer made only for the first MAX_ROWS (all the answer lists):
     # a SymbolRow per row took 11.9 s at 200,000 rows. Streamed (PostgreSQL: a server-side cursor).
     rows: list[SymbolRow] = []
@@ -149,7 +159,7 @@ def refused(
         if (
             not isinstance(d, dict)
             or d.get("image_digest") not in digests
-            or not _may_be(d, function, matches, unattributed_too)
+            or not _may_be(d, function, matches, unattributed_too, mangled)
         ):
             continue
         if (since is not None or until is not None) and not _is_fact(d):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -108,6 +109,25 @@ def may_be(stored: str, function: FunctionQuery, owns: frozenset[str] | None) ->
     return any(s in stored for i in owns for s in _spellings(i)), here
 
 
+def still_mangled(name: str) -> bool:
+    """Whether a stored name is one the agent could not demangle (a canonical name never starts
+    so: :data:`MANGLED`)."""
+    return name[:2] in ("_Z", "_R") or name[:3] in ("__Z", "__R")
+
+
+def stored_may_be(function: FunctionQuery) -> Callable[[str], bool] | None:
+    """Whether a stored still-mangled name may be ``function`` (:func:`may_be`); None when none
+    can be: a Go name is never mangled, and an unplaced offset ID (``<build-id>:+0x<offset>``)
+    names no function (offset_unplaced's). For the rows the store refused, too (a name too long
+    for PostgreSQL's key index, every one cut at the symbol table's limit: refused_rows.py)."""
+    if function.is_function_id and not function.entry_id:
+        return None
+    if not function.is_function_id and all(language_of(n) == "go" for n in function.names):
+        return None
+    owns = own_names(function)
+    return lambda name: still_mangled(name) and may_be(name, function, owns)[0]
+
+
 def undemangled(
     conn: sa.Connection,
     *,
@@ -126,10 +146,8 @@ def undemangled(
             "demangled names: ask by the demangled name"
         )
         return Doubt(UNDEMANGLED, why, ())
-    if function.is_function_id and not function.entry_id:
-        return None  # ``<build-id>:+0x<offset>``: named functions of the build are offset_unplaced's
-    if not function.is_function_id and all(language_of(n) == "go" for n in function.names):
-        return None  # Go names are not mangled: no mangled name is a Go function's
+    if stored_may_be(function) is None:
+        return None  # a Go name, or an offset ID: named functions of the build are offset_unplaced's
     c = hot_symbols.c
     head2, head3 = sa.func.substr(c.function_name, 1, 2), sa.func.substr(c.function_name, 1, 3)
     where = [
