@@ -63,18 +63,22 @@ _LINE_START = re.compile(r"[ \t]*+(?:-[ \t]++)?+")
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")
 _LOOK_BACK = 130
 _MARKED = f"{REDACTED} "
+_NONE, _ANY, _UNLESS_SETTING = 0, 1, 2
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
 
 
-def _is_variable(name: str, value: str, name_rx: re.Pattern[str]) -> bool:
-    """Whether ``name`` is one ``NAME=value`` would redact (env_names.argument_regex's case rule)."""
+def _name_kind(name: str, name_rx: re.Pattern[str]) -> int:
+    """Whether ``NAME=value`` would redact ``name``'s value (env_names.argument_regex's case rule).
+
+    ``_ANY`` whatever the value, ``_UNLESS_SETTING`` when its value is no setting, else ``_NONE``.
+    """
     if not name_rx.match(name):
-        return False
+        return _NONE
     up = name.upper()
     if name == up or up.endswith(env_names.ANY_CASE_SUFFIXES):
-        return True
+        return _ANY
     guarded = any(up.endswith(s) if s[0] == "_" else up == s for s in env_names.SETTING_GUARDED_SUFFIXES)
-    return guarded and _SETTING.match(value.strip("\"'")) is None
+    return _UNLESS_SETTING if guarded else _NONE
 
 
 def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, int, str]]:
@@ -83,6 +87,14 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
     pos = 0
     while (key := _KEY.search(text, pos)) is not None:
         start = key.start()
+        kind = _name_kind(key["name"], name_rx)
+        # A key it does not take reads no value: the scan goes on inside it (``config: |`` over a nested
+        # ``DBPASS: x``), and a value read for each of its nested keys was the rest of the field for each
+        # (a flow member to the line's end, a block scalar): quadratic. Only a key rule's marker at a
+        # line's start is taken under any name (below).
+        if kind == _NONE and not text.startswith(_MARKED, key.end()):
+            pos = key.end()
+            continue
         # what stands before it on its line (bounded: indentation and a list's dash, or ``{``)
         line = text.rfind("\n", max(0, start - _LOOK_BACK), start) + 1
         if (line or start <= _LOOK_BACK) and _LINE_START.fullmatch(text, line, start):
@@ -101,7 +113,8 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         found = text[value.start() : end]
         # (at a line's start, a key rule's marker then more of the line: that rule took the first word of
         # a plain scalar, ``password: correct horse``, whatever the key's case: the rest goes too)
-        if _is_variable(key["name"], found, name_rx) or (rx is _BLOCK and found.startswith(_MARKED)):
+        taken = kind == _ANY or (kind == _UNLESS_SETTING and _SETTING.match(found.strip("\"'")) is None)
+        if taken or (rx is _BLOCK and found.startswith(_MARKED)):
             out.append((value.start(), end, "env_name"))
             pos = max(end, key.end())
         else:
