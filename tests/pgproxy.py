@@ -11,6 +11,8 @@ Tests put it between the agent (a subprocess) and the real test cluster:
   nothing in either direction, the way a dead route or a stuck middlebox
   behaves: no RST, no FIN, TCP keeps acknowledging. ``heal()`` forwards again
   for new connections and closes the black-holed ones (or, ``keep_silent``, leaves them silent).
+- ``reset()``: every connection (open or new) is reset (RST), the way a server that restarts or a
+  host that crashed is met: the client's call fails at once, its connect too. ``heal()`` ends it.
 
 It parses just enough of the PostgreSQL wire protocol (startup packets, then
 type byte + length framing from the client) to spot those statements. Test
@@ -40,6 +42,13 @@ class _Conn:
     blackholed: bool = False
     closed: threading.Event = field(default_factory=threading.Event)
 
+    def reset(self) -> None:
+        """Close the client's side with an RST (SO_LINGER 0), then the server's."""
+        with contextlib.suppress(OSError):
+            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.client.close()
+        self.close()
+
     def close(self) -> None:
         self.closed.set()
         for s in (self.client, self.server):
@@ -59,6 +68,7 @@ class PgProxy:
         self.commit_acks_dropped = 0
         self.ledger_commits_seen = 0
         self._blackhole = False
+        self._reset = False
         self._conns: list[_Conn] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -76,11 +86,19 @@ class PgProxy:
             for c in self._conns:
                 c.blackholed = True
 
+    def reset(self) -> None:
+        """Reset the open connections and every new one (RST: the client's read fails at once)."""
+        with self._lock:
+            self._reset = True
+            conns = list(self._conns)
+        for c in conns:
+            c.reset()
+
     def heal(self, *, keep_silent: bool = False) -> None:
         """Forward new connections again; ``keep_silent``: the black-holed ones stay open and silent
         (a middlebox that keeps acknowledging: a client's call on one waits until the client cuts it)."""
         with self._lock:
-            self._blackhole = False
+            self._blackhole = self._reset = False
             dead = [c for c in self._conns if c.blackholed]
         for c in [] if keep_silent else dead:
             c.close()
@@ -112,7 +130,10 @@ class PgProxy:
                 return
             self.accepted += 1
             with self._lock:
-                blackholed = self._blackhole
+                blackholed, reset = self._blackhole, self._reset
+            if reset:  # accepted, then reset before a byte is answered
+                _Conn(client, socket.socket()).reset()
+                continue
             if blackholed:  # accept, then say nothing: the client's connect_timeout must fire
                 conn = _Conn(client, socket.socket(), blackholed=True)
                 with self._lock:
