@@ -97,6 +97,33 @@ def test_a_script_writing_the_mapping_loses_the_value() -> None:
     )
 
 
+def test_a_script_writing_the_mapping_on_a_later_line_loses_the_value() -> None:
+    # a name after printf's escaped line end (``\\n``, ``\\r\\n``) was read as no key (the ``n`` before
+    # it is a word's) and kept its whole value; there, and opening the printed string, a key starts a
+    # line of the file written: its value is the rest of that line, to the string's end or ``\\n``
+    for line in (
+        f'printf "USER: bob\\nDBPASS: {_PW}\\n" > .env.yml',
+        f'printf "A: b\\r\\nGITHUB_PAT: {_PW} x\\r\\n"',
+        f'echo -e "env:\\n  - DB_CREDS: u:{_PW} x\\nB: c" > f.yml',
+        f'printf "DBPASS: {_PW} x\\n" > .env.yml',
+        f'echo "DBPASS: {_PW} x" > .env.yml',
+    ):
+        out = _exec("/bin/sh", f"-c {shlex.quote(line)}")
+        assert _PW not in out and " x" not in out, out
+        assert out.endswith(("\\n\" > .env.yml'", "\\r\\n\"'", "\\nB: c\" > f.yml'", "\" > .env.yml'")), out
+    # after an escaped tab the key is a word's, one word
+    assert _text(f'printf "x:\\tDBPASS: {_PW} y\\n"') == 'printf "x:\\tDBPASS: [REDACTED] y\\n"'
+
+
+def test_a_script_writing_ordinary_name_value_lines_keeps_them() -> None:
+    for line in (
+        'printf "Host: db corp\\nNote: a b\\n"',
+        'echo "Content-Type: text/plain"',
+        "dir C:\\new\\nHost: x",
+    ):
+        assert _text(line) == line
+
+
 def test_a_key_word_name_loses_the_rest_of_its_line_too() -> None:
     # the key rule took one word (``[REDACTED] a b``); a YAML plain scalar is the rest of the line
     assert _write(f"DB_PASSWORD: {_PW} a b\nUSER: bob\n") == "DB_PASSWORD: [REDACTED]\nUSER: bob\n"
@@ -164,6 +191,8 @@ def test_the_mapping_rule_costs_linearly() -> None:
         '\\\\"DBPASS\\": ',  # a run of backslashes before a quoted name
         "A_KEY: A_KEY: ",
         "  --- PASS: ",
+        "\\nDBPASS: a b ",  # a printed line after an escaped line end
+        "'- DBPASS: x y ",  # a key opening a printed string
         "X" * 140 + ": pass ",  # a name longer than its bound (``pass``: the rule runs only on a trigger)
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

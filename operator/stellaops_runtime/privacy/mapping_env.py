@@ -19,8 +19,9 @@ The value, by where the key stands:
   comment (``DBPASS: a b`` loses ``a b``), or a block scalar (``|``); there a key the key rules took
   (any case: ``password: correct horse``, which they leave ``[REDACTED] horse``) loses the rest too;
 - right after ``{`` or ``,`` (a flow mapping, JSON): up to ``,``, ``}``, ``]`` or the line's end;
-- anywhere else (``printf "DBPASS: x\\n"`` in a script): one word, which a blank, a quote or an
-  escaped line end (``\\n``) ends;
+- in a string a script prints, after an escaped line end or opening it (``printf "A: b\\nDBPASS: x y\\n"``,
+  ``echo "DBPASS: x y" > .env.yml``): a line of the file written, its words to a quote or an escape;
+- anywhere else (``x:\\tDBPASS: x``): one word, which a blank, a quote or an escaped line end ends;
 and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). The scan goes on after each
 value, and every part is possessive: linear in the text.
 """
@@ -44,7 +45,8 @@ __all__ = ["mapping_env_spans"]
 
 # the key: a name, quoted or not (a run of backslashes read from its first), then ``:``
 _KEY = re.compile(
-    r"""(?<![\w.$/\\-])(?P<q>\\*+["'])?+(?<!--- )(?<!case )(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"""
+    r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
+    r"""(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"""
     r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])[ \t]++)""",
     re.ASCII,
 )
@@ -60,6 +62,14 @@ _BLOCK = re.compile(
 _FLOW = re.compile(rf"""{NOT_A_MARKER}(?:{_QUOTED}|[^\s,{{}}\[\]](?:[^\r\n,}}\]])*+)""", re.ASCII)
 _WORD = re.compile(rf"""{NOT_A_MARKER}(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++)""", re.ASCII)
 _LINE_START = re.compile(r"[ \t]*+(?:-[ \t]++)?+")
+# a line of a file a script prints: after an escaped line end (``printf "A: b\\nDBPASS: x\\n"``) or
+# opening the printed string (``echo "DBPASS: a b" > .env.yml``); its value runs to the string's end
+_STRING_LINE_START = re.compile(r"""(?:\\[nr]|["'])[ \t]*+(?:-[ \t]++)?+\Z""")
+_STRING_LINE = re.compile(
+    rf"""{NOT_A_MARKER}(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++(?:[ \t]++(?:[^\s"'\\#]|\\[^\s"'nrt])"""
+    rf"""(?:[^\s"'\\]|\\[^\s"'nrt])*+)*+)""",
+    re.ASCII,
+)
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")
 _LOOK_BACK = 130
 _MARKED = f"{REDACTED} "
@@ -101,6 +111,10 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
             rx = _BLOCK
         elif _FLOW_START.search(text, max(0, start - _LOOK_BACK), start):
             rx = _FLOW
+        elif text[key.end("name")] == ":" and _STRING_LINE_START.search(
+            text, max(0, start - _LOOK_BACK), key.start("name")
+        ):
+            rx = _STRING_LINE
         else:
             rx = _WORD
         value = rx.match(text, key.end())
