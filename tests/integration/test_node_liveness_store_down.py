@@ -12,9 +12,11 @@ answered: the connect timeout fires).
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import urlsplit
 
+import pytest
 from pgproxy import PgProxy
 
 from stellaops_runtime.agent.flusher import Flusher
@@ -182,6 +184,32 @@ async def test_a_proof_of_life_hung_on_a_silent_connection_is_cut_and_the_next_o
         assert await f.prove_alive(NODE, now_pair()) is True  # before: "the last write has not finished"
         assert f.liveness_failures == 1
         assert hung.wait(1.0)  # cut by the agent (before: open, its write waiting as long as the middlebox)
+    finally:
+        await f.close()
+        proxy.close()
+
+
+async def test_each_flush_a_start_row_finds_the_store_unreachable_is_logged(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flush its start row fails (the store out of reach) said nothing of its rows: the proof's
+    warning comes at the first failure and every 60th, so an outage met before the agent's first rows
+    left the log silent for 59 flushes, where every other failed flush (its open, its pairings, its
+    rows) logs the rows kept. Each such flush now logs them too."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url))
+    try:
+        assert await f.open() is True and f.store is not None
+        f.store.release()
+        proxy.reset()  # a store restarting: each connect reset at once
+        f.pending.add([delta()], [])
+        with caplog.at_level(logging.WARNING, logger="stellaops_runtime.agent.flusher"):
+            for _ in range(3):
+                assert await f.flush(proof_follows=True) is False and f.unreachable
+        kept = [r for r in caplog.records if r.name.endswith("flusher") and "1 rows kept" in r.getMessage()]
+        assert len(kept) == 3 and "unreachable" in kept[0].getMessage(), caplog.text
+        assert f.liveness_failures == 3 and f.pending.failures == 3 and f.pending.pending_rows == 1
     finally:
         await f.close()
         proxy.close()

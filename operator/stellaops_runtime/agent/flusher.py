@@ -252,6 +252,8 @@ class Flusher:
                 self.pending.failures += 1
                 self.pending.last_error = start.why
                 self.unreachable = True  # and so would the proof after it
+                log.warning("store write failed (%d rows kept for retry): %s", self.pending.pending_rows,
+                            start.why)  # fmt: skip
                 return False
         if not await self._record_pairs(deadline):  # before the rows they pair: never rows without it
             self.pending.failures += 1
