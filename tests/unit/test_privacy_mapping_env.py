@@ -188,6 +188,9 @@ def test_the_mapping_rule_costs_linearly() -> None:
         "password: a b\n",  # a line's start, a key rule's marker
         "a\n- DBPASS: ",
         "{DBPASS: x, ",
+        # keys nested in a taken value: a scan going on inside it read the rest of the field for each
+        " DBPASS: |\n",
+        "{DBPASS: x {DBPASS: y ",
         '\\\\"DBPASS\\": ',  # a run of backslashes before a quoted name
         "A_KEY: A_KEY: ",
         "  --- PASS: ",
