@@ -36,6 +36,13 @@ def sqlite_error(tmp_path: Path, locked: bool) -> sqlite3.Error:
     raise AssertionError("no error")
 
 
+def dropped(e: Exception) -> Exception:
+    """``e`` as store/dbconn.py raises it when the connection had to be dropped after it (a server
+    restarting ends its sessions with AdminShutdown and closes them: out of reach, seen end to end)."""
+    e.connection_broken = True  # type: ignore[attr-defined]
+    return e
+
+
 def wrapped(e: BaseException) -> StoreError:
     try:
         raise StoreUnavailable(f"cannot write to store: {e}") from e
@@ -56,7 +63,8 @@ def test_a_sqlite_file_locked_past_its_busy_timeout_is_out_of_reach_a_missing_ta
     [
         (psycopg.errors.ConnectionTimeout("connection timeout expired"), True),  # a black hole
         (psycopg.OperationalError("connection refused"), True),  # no state: the server said nothing
-        (psycopg.errors.AdminShutdown("terminating connection"), False),  # the server answered
+        (psycopg.errors.AdminShutdown("terminating connection"), False),  # a server's reply, alone
+        (dropped(psycopg.errors.AdminShutdown("terminating connection")), True),  # as a restart sends it
         (psycopg.errors.UndefinedTable("no such table"), False),
         (StoreUnavailable("store write timed out after 5s"), True),  # store/pending_write.py's own
         (ValueError("not a database error"), False),
