@@ -13,6 +13,8 @@ answer and through its entry point in this process for the rest (tests/cli_run.p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,6 +133,7 @@ def test_the_function_s_own_name_is_the_last_identifier_of_its_path() -> None:
     assert own_name("mycrate::foo::{closure#0}") == "foo"
     assert own_name("mycrate::foo.cold") == own_name("foo(int) (.cold)") == "foo"
     assert own_name("h[abi:cxx11](int)") == "h"
+    assert own_name("void (*ns::get<int>())(int)") == own_name("int (&ns::get<3>())[3]") == "get"
     assert own_name("ns::operator<(a const&, a const&)") is None and own_name("crate::größe") is None
     assert own_names(function_query("mycrate::foo")) == {"foo"}
     # a mangling writes std::allocator as "Sa": the name alone cannot rule such a row out
@@ -197,3 +200,33 @@ def test_an_image_with_no_still_mangled_name_costs_a_look_up_in_the_name_index(u
     mach_o = "__RNvCs1234_7mycrate3foo"  # Mach-O's extra underscore: another range
     filled(Path(), lambda _: url, mach_o)
     assert [r["function_name"] for r in ask(url, "mycrate::foo")[1]["undemangled"]] == [mach_o]
+
+
+HIDDEN = "import sys; sys.modules['pycxxfilt'] = sys.modules['pyderust'] = None  # c++filt answers\n"
+
+
+def test_hostile_still_mangled_names_are_not_ruled_out(
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    """Names as the agent stores them (what the real demangler returns), each in a store of its own."""
+    cases = [  # (the symbol read, a question about the function it may be, a question it cannot be)
+        ("_ZN7mycr\x00ate3foo17h0123456789ab", "mycrate::foo", "other::bar"),  # SQLite's LIKE stops at NUL
+        # a template function returning a function pointer, as c++filt prints it (not "void")
+        ("_ZN2ns3getIiEEPFviE", "void (*ns::get<int>())(int)", "void (*ns::put<int>())(int)"),
+        # one pass of the decorations' rules leaves ".llvm.2": read here as the name without it
+        ("_ZN7mycrate3foo17h0123456789ab.llvm.llvm.1.2", "mycrate::foo", "other::bar"),
+    ]
+    for i, (symbol, it, other) in enumerate(cases):
+        (tmp_path / str(i)).mkdir()
+        url = filled(tmp_path / str(i), sqlite_at_head, demangle(symbol))
+        assert (ask(url, it)[0], ask(url, other)[0]) == (3, 1), symbol
+    # without the bindings c++filt reads the name to its NUL: no reading of it, still unknown
+    (tmp_path / "nul").mkdir()
+    url = filled(tmp_path / "nul", sqlite_at_head, "_ZN7mycrate3foo17h0123456789ab\x00\x00")
+    run = HIDDEN + "from stellaops_runtime.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run(
+        [sys.executable, "-c", run, "query", "observed", "--store", url, "--image", IMG,
+         "--function", "mycrate::foo", "--json"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert (r.returncode, json.loads(r.stdout)["answer"]) == (3, "unknown"), r.stderr

@@ -60,7 +60,8 @@ _ABBREVIATED = frozenset(
 def own_name(name: str) -> str | None:
     """The function's own identifier in a demangled (or plain) name: the last one outside brackets
     before its parameter list or a clone suffix; None when it cannot be told (an operator, letters
-    beyond ASCII, no identifier)."""
+    beyond ASCII, no identifier); of a function returning a function pointer, the one in its
+    declarator (c++filt writes a template's as ``void (*ns::get<int>())(int)``: ``get``)."""
     if "operator" in name or not name.isascii():
         return None
     depth, last = 0, None
@@ -68,6 +69,8 @@ def own_name(name: str) -> str | None:
         tok = m.group()
         if tok in _OPEN:
             if tok == "(" and depth == 0 and last is not None:
+                if name[m.end() : m.end() + 1] in ("*", "&"):  # after a return type: the declarator
+                    return own_name(name[m.end() + 1 :])
                 break  # the parameter list
             depth += 1
         elif tok in _CLOSE:
@@ -99,12 +102,14 @@ def _spellings(ident: str) -> tuple[str, str]:
 def may_be(stored: str, function: FunctionQuery, owns: frozenset[str] | None) -> tuple[bool, str]:
     """Whether the stored still-mangled name ``stored`` may be the function asked about (whose own
     identifiers are ``owns``: :func:`own_names`), and what it reads as here (itself when it does
-    not demangle here either)."""
+    not demangle here either). A reading that is still mangled (the decorations' rules took off a
+    suffix one pass of them left) or of a name holding a NUL (the demangler reads up to it) is none."""
     here = demangle(stored)
-    if here != stored:  # read here: it is the function, or another
+    if here != stored and "\0" not in stored and not still_mangled(here):  # the function, or another
         if function.is_function_id:
             return here in function.names or function.matches_clone(here, function.build_id), here
         return function.matches_name(here), here
+    here = stored
     if owns is None or len(stored.encode("utf-8", "surrogatepass")) >= MAX_NAME_BYTES:
         return True, here  # or cut at the symbol table's limit: its identifier may be past the cut
     return any(s in stored for i in owns for s in _spellings(i)), here
@@ -117,6 +122,21 @@ def still_mangled(name: str) -> bool:
 
 
 _HEADS = ("_Z", "_R", "__Z", "__R")
+
+
+def _spelling_any(
+    conn: sa.Connection, name: sa.ColumnElement[str], owns: frozenset[str]
+) -> sa.ColumnElement[bool]:
+    """``name`` spells one of ``owns`` (:func:`_spellings`) or is long enough to be cut, as
+    :func:`may_be` reads it: instr/strpos, not LIKE, which on SQLite stops at a NUL (a name after
+    it was ruled out), and its length in bytes (SQLite's ``length`` also stops there)."""
+    find = sa.func.strpos if conn.dialect.name == "postgresql" else sa.func.instr
+    size = (
+        sa.func.octet_length(name)
+        if conn.dialect.name == "postgresql"
+        else sa.func.length(sa.cast(name, sa.LargeBinary))
+    )
+    return sa.or_(*(find(name, s) > 0 for i in owns for s in _spellings(i)), size >= MAX_NAME_BYTES)
 
 
 def _heads(conn: sa.Connection, scope: list[sa.ColumnElement[bool]]) -> sa.ColumnElement[bool] | None:
@@ -177,8 +197,7 @@ def undemangled(
     scope = [of_image(conn, c.image_digest, image)]
     owns = own_names(function)
     if owns is not None:  # a name that may be the function spells one (or is long enough to be cut)
-        spelled = [c.function_name.contains(s, autoescape=True) for i in owns for s in _spellings(i)]
-        scope.append(sa.or_(*spelled, sa.func.length(c.function_name) >= MAX_NAME_BYTES // 4))
+        scope.append(_spelling_any(conn, c.function_name, owns))
     # The common case, no such name in the image: look-ups in (image_digest, function_name) before
     # any row is read (the image's 120,000 rows scanned cost 40-55 ms): :func:`_heads`
     heads = _heads(conn, scope)
