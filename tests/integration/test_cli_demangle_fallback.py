@@ -38,7 +38,11 @@ SCRIPT = """
     plain = ask("crc32")
     started = type(demangle.current_fallback()).__name__
     mangled = ask({name!r})
-    print(json.dumps([plain, started, mangled, type(demangle.current_fallback()).__name__]))
+    import os  # the CLI's own children left when main returns: c++filt, unless it ended and was reaped
+    mine = [p for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{{p}}/stat")]
+    ppid = {{p: open(f"/proc/{{p}}/stat").read().rpartition(")")[2].split()[1] for p in mine}}
+    children = sum(v == str(os.getpid()) for v in ppid.values())
+    print(json.dumps([plain, started, mangled, type(demangle.current_fallback()).__name__, children]))
 """
 
 
@@ -69,8 +73,8 @@ def test_a_mangled_rust_name_is_demangled_through_cxxfilt_without_the_bindings(
     with open_store(url) as s:  # as the agent stores them: demangled
         s.write(rows, watched())
     missing = "sys.modules['pycxxfilt'] = sys.modules['pyderust'] = None  # not installed"
-    assert run(url, V0, missing) == [0, "NoneType", 0, "CxxfiltDemangler"]
+    assert run(url, V0, missing) == [0, "NoneType", 0, "CxxfiltDemangler", 0]  # c++filt ended with main
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "pyderust.py").write_text("raise OSError('a damaged wheel')\n")  # installed, does not load
-    assert run(url, LEGACY, "", pythonpath=str(shadow)) == [0, "NoneType", 0, "CxxfiltDemangler"]
+    assert run(url, LEGACY, "", pythonpath=str(shadow)) == [0, "NoneType", 0, "CxxfiltDemangler", 0]

@@ -97,8 +97,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _end_cxxfilt() -> None:
+    """End the c++filt a demangling command started and wait for it: left to end at our exit, it
+    stays a zombie under a PID 1 that reaps no orphans (a container's own process: one per run)."""
+    from stellaops_runtime.canonical import demangle
+    from stellaops_runtime.canonical.cxxfilt import CxxfiltDemangler
+
+    fallback = demangle.current_fallback()
+    if isinstance(fallback, CxxfiltDemangler):
+        fallback.close()  # a later name in this process starts it again
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    finally:
+        if _command_of(argv) in DEMANGLING:
+            _end_cxxfilt()
+
+
+def _main(argv: list[str]) -> int:
     pipes.ensure_stdout()  # started with stdout closed: write to /dev/null, the status is the answer
     if _command_of(argv) in DEMANGLING:  # before parsing: argparse reads --function
         _cxxfilt_if_bindings_fail()
