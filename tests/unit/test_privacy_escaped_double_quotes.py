@@ -60,6 +60,31 @@ def test_a_value_in_nested_escaped_double_quotes_loses_all_of_it(command: str, l
     assert "[REDACTED]" in out
 
 
+# the quote opening the whole word (Tetragon's form of an argument holding a blank, nested): at the
+# top level the rest of that quoted word goes (redactor._QUOTED_REST); escaped, its words after the
+# first stayed (``\\"--password=[REDACTED] pw\\"``)
+_WHOLE_WORDS = [
+    f'app "--password={_PW}" --user=bob',
+    f'env "DBPASS={_PW}" ./app',
+    f'docker run -e "DB_PASSWORD={_PW}" img',
+    f'mysql -u bob "-p{_PW}" db',
+]
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("command", _WHOLE_WORDS)
+def test_a_whole_word_in_nested_escaped_double_quotes_loses_its_value(command: str, levels: int) -> None:
+    out = _exec(_nest(command, levels)[len("sh -c ") :])
+    assert "P9-dq" not in out and " pw" not in out, out
+    assert "[REDACTED]" in out and command.split()[-1] in out, out  # (the words after it stay)
+
+
+def test_a_script_quoted_whole_keeps_its_command() -> None:
+    # (not after ``-c``: the quoted word is a script, ``psql -h h`` its command)
+    out = _exec(_nest('sh -c "PGPASSWORD=x psql -h h"', 1)[len("sh -c ") :])
+    assert out == '"sh -c \\"PGPASSWORD=[REDACTED] psql -h h\\""'
+
+
 def test_what_follows_the_value_stays() -> None:
     out = _exec(_nest(f'env DB_PASSWORD="{_PW}" ./app --user="bob"', 2)[len("sh -c ") :])
     assert out == '"sh -c \\"env DB_PASSWORD=[REDACTED] ./app --user=\\\\\\"bob\\\\\\"\\""'
@@ -90,5 +115,7 @@ def test_escaped_double_quotes_cost_linearly() -> None:
         'curl -u \\\\\\"b:',
         "--password \\\\\\\\\\",  # a run of backslashes (after a key: alone, no rule read it)
         'DBPASS: \\\\\\"',
+        'app \\"--password=a b ',  # a whole word in escaped quotes, its closing quote never found
+        'mysql \\\\\\"-pa b c \\"',  # a shorter run inside the word
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

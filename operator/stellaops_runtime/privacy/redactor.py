@@ -97,6 +97,14 @@ _FIXED_FORM = r"(?!(?:[A-Za-z0-9][\w-]*+)?\[REDACTED\][ \t])"
 _QUOTED_REST = re.compile(
     rf'(?<!\S)(?<!-c )"{_FIXED_FORM}(?P<first>[^\s"]*\[REDACTED\])[ \t][^"\n]*(?P<end>"(?!\S)|\Z)'
 )
+# The same quoted with escaped double quotes, a word of a script inside a double-quoted one at any depth
+# (``sh -c "app \\"--password=a b\\""``, a level deeper ``\\\\\\"…\\\\\\"``): to the same run of
+# backslashes and its quote. A run is read whole, once, and only a run other than the closing one is
+# part of the word: linear. Not after ``-c`` or ``-lc`` (a nested script keeps its command).
+_ESCAPED_QUOTED_REST = re.compile(
+    rf"""(?<!\S)(?<!-c )(?<!-lc )(?P<q>\\++"){_FIXED_FORM}(?P<first>[^\s"\\]*\[REDACTED\])[ \t]"""
+    r"""(?:[^"\\\n]|\\++(?!"))*+(?P<end>(?P=q)(?![^\s"\\])|\Z)"""
+)
 # The same in single quotes, a shell word inside a script (``sh -c "app '--password=a b'"``): its
 # closing quote may be followed by the script's closing double quote.
 _SINGLE_QUOTED_REST = re.compile(
@@ -234,6 +242,8 @@ class Redactor:
                 hits += more
         if hits and '"' in out:
             out = _QUOTED_REST.sub(_double_quoted, out)
+            if '\\"' in out:
+                out = _ESCAPED_QUOTED_REST.sub(_header_quoted, out)
         if hits and "'" in out:
             out = _SINGLE_QUOTED_REST.sub(_single_quoted, out)
         if hits and ":" in out:
