@@ -134,6 +134,7 @@ def test_the_function_s_own_name_is_the_last_identifier_of_its_path() -> None:
     assert own_name("mycrate::foo.cold") == own_name("foo(int) (.cold)") == "foo"
     assert own_name("h[abi:cxx11](int)") == "h"
     assert own_name("void (*ns::get<int>())(int)") == own_name("int (&ns::get<3>())[3]") == "get"
+    assert own_name(demangle("_ZN2ns3getIiEEDTcl1fEET_")) == "get"  # decltype (f()) ns::get<int>(int)
     assert own_name("ns::operator<(a const&, a const&)") is None and own_name("crate::größe") is None
     assert own_names(function_query("mycrate::foo")) == {"foo"}
     # a mangling writes std::allocator as "Sa": the name alone cannot rule such a row out
@@ -215,6 +216,8 @@ def test_hostile_still_mangled_names_are_not_ruled_out(
         ("_ZN2ns3getIiEEPFviE", "void (*ns::get<int>())(int)", "void (*ns::put<int>())(int)"),
         # one pass of the decorations' rules leaves ".llvm.2": read here as the name without it
         ("_ZN7mycrate3foo17h0123456789ab.llvm.llvm.1.2", "mycrate::foo", "other::bar"),
+        # a return type in decltype, as this demangler writes _Z3addIiiEDTplfp_fp0_ET_T0_ (here cut)
+        ("_Z3addIiiEDTplfp_fp0_E", "decltype ({parm#1}+{parm#2}) add<int, int>(int, int)", "other::bar"),
     ]
     for i, (symbol, it, other) in enumerate(cases):
         (tmp_path / str(i)).mkdir()

@@ -57,18 +57,23 @@ _ABBREVIATED = frozenset(
 )
 
 
+# Words a return type's parentheses follow (``decltype (a+b) ns::add<int>(int)``): no parameter list
+_TYPE_OPERATORS = frozenset({"decltype", "typeof", "__typeof__", "sizeof", "alignof", "noexcept", "throw"})
+
+
 def own_name(name: str) -> str | None:
     """The function's own identifier in a demangled (or plain) name: the last one outside brackets
     before its parameter list or a clone suffix; None when it cannot be told (an operator, letters
     beyond ASCII, no identifier); of a function returning a function pointer, the one in its
-    declarator (c++filt writes a template's as ``void (*ns::get<int>())(int)``: ``get``)."""
+    declarator (c++filt writes a template's as ``void (*ns::get<int>())(int)``: ``get``), past a
+    ``decltype (...)`` return type."""
     if "operator" in name or not name.isascii():
         return None
     depth, last = 0, None
     for m in _TOKEN.finditer(name):
         tok = m.group()
         if tok in _OPEN:
-            if tok == "(" and depth == 0 and last is not None:
+            if tok == "(" and depth == 0 and last is not None and last not in _TYPE_OPERATORS:
                 if name[m.end() : m.end() + 1] in ("*", "&"):  # after a return type: the declarator
                     return own_name(name[m.end() + 1 :])
                 break  # the parameter list
