@@ -218,6 +218,8 @@ def test_hostile_still_mangled_names_are_not_ruled_out(
         ("_ZN7mycrate3foo17h0123456789ab.llvm.llvm.1.2", "mycrate::foo", "other::bar"),
         # a return type in decltype, as this demangler writes _Z3addIiiEDTplfp_fp0_ET_T0_ (here cut)
         ("_Z3addIiiEDTplfp_fp0_E", "decltype ({parm#1}+{parm#2}) add<int, int>(int, int)", "other::bar"),
+        # a clone's name holds a dot, which language_of reads as Go's (never mangled)
+        ("_ZN2ns3foo", "ns::foo(int) (.cold)", "ns::bar(int) (.cold)"),
     ]
     for i, (symbol, it, other) in enumerate(cases):
         (tmp_path / str(i)).mkdir()

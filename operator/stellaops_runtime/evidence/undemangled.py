@@ -165,6 +165,12 @@ def _heads(conn: sa.Connection, scope: list[sa.ColumnElement[bool]]) -> sa.Colum
     return heads if conn.execute(sa.select(sa.func.count()).where(*scope, heads)).scalar() else None
 
 
+def _go(name: str) -> bool:
+    """A Go name (never mangled): what language_of reads as one (a dot that is no clone suffix) and
+    holds no C++ or Rust path nor a blank (``ns::foo(int) (.cold)``, ``ns::f<1.5>()`` hold dots)."""
+    return language_of(name) == "go" and "::" not in name and " " not in name
+
+
 def stored_may_be(function: FunctionQuery) -> Callable[[str], bool] | None:
     """Whether a stored still-mangled name may be ``function`` (:func:`may_be`); None when none
     can be: a Go name is never mangled, and an unplaced offset ID (``<build-id>:+0x<offset>``)
@@ -172,7 +178,7 @@ def stored_may_be(function: FunctionQuery) -> Callable[[str], bool] | None:
     for PostgreSQL's key index, every one cut at the symbol table's limit: refused_rows.py)."""
     if function.is_function_id and not function.entry_id:
         return None
-    if not function.is_function_id and all(language_of(n) == "go" for n in function.names):
+    if not function.is_function_id and all(_go(n) for n in function.names):
         return None
     owns = own_names(function)
     return lambda name: still_mangled(name) and may_be(name, function, owns)[0]
