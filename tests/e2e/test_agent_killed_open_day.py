@@ -2,19 +2,20 @@
 
 The time between two agents is recorded as a gap when the next agent starts (agent/watch_record.py).
 While none has started, nothing in the store said the node went unwatched: the day of the killed
-agent's last window, one EbpfDeep window of the image and no gap, was a watched day, so
-``query observed`` over time after the kill said "not observed" (exit 1) and ``vex`` said
-``not_affected`` about calls nobody watched. Now the time after a node's latest record is open
+agent's last window, one EbpfDeep window of the image and no gap, was a watched day, so ``query
+observed`` over time after the kill said "not observed" (exit 1) and ``vex`` said ``not_affected``
+about calls nobody watched. Now the time after a node's latest record is open
 (store/coverage_open.py): unknown (exit 3) and ``under_investigation``, naming it.
 
 The real agent (gRPC from the replay server, a SQLite store, its spool, five-second windows, a flush
 every 0.2 s) stores the synthetic stream and is killed with SIGKILL; then the real CLI is asked
 about the time from the end of the agent's own start gap to now. Seen failing before the fix (the
 tree of d65c0f1b, before the wiring 088180bf): exit 1 ``not_observed``. Events are stamped ten
-minutes ahead (a node clock ahead) so that their window starts after that start gap. The question
-comes one five-second window after the kill: the node's proof of life (migration 0015, the store's
-clock, flushes every 0.2 s) opens the gap then; by the node's windows (before it) nothing was open
-until ten minutes and three windows after the kill (seen failing on the tree of 75b0b9e8: exit 1
+minutes past the next UTC midnight (a node clock ahead) so that their window starts after that start
+gap, on the store's next UTC day (the clean-clone run of 41b6f50a at 23:50). The question comes one
+five-second window after the kill: the node's proof of life (migration 0015, the store's clock,
+flushes every 0.2 s) opens the gap then; by the node's windows (before it) nothing was open until
+ten minutes and three windows after the kill (seen failing on the tree of 75b0b9e8: exit 1
 ``not_observed``).
 """
 
@@ -52,18 +53,18 @@ def past_midnight() -> dt.timedelta:
     )
 
 
-@pytest.mark.parametrize("lead", ["ten_minutes", "past_midnight"])
 async def test_the_time_after_a_killed_agent_s_last_window_is_unknown(
-    tmp_path: Path, sqlite_at_head: Callable[[Path], str], lead: str
+    tmp_path: Path, sqlite_at_head: Callable[[Path], str]
 ) -> None:
     url = sqlite_at_head(tmp_path / "hot.db")
-    # stamped ten minutes ahead (a node clock ahead): after the agent's own start gap (the node's
-    # first agent: Tetragon's cache hold before its stream opened, tests/e2e/test_first_agent_window.py),
-    # which a period must miss
-    # (past the next UTC midnight: the node's windows on a later UTC day than the store's clock and
-    # the agent's proof of life; the clean-clone run at 23:50 read the image as not running on the
-    # day its watched time ended: exit 1 "not_observed")
-    ahead = dt.timedelta(minutes=10) if lead == "ten_minutes" else past_midnight()
+    # stamped at least ten minutes ahead (a node clock ahead): after the agent's own start gap (the
+    # node's first agent: Tetragon's cache hold before its stream opened,
+    # tests/e2e/test_first_agent_window.py), which a period must miss; and past the next UTC midnight:
+    # the node's windows on a later UTC day than the store's clock and the agent's proof of life (the
+    # clean-clone run at 23:50, ten minutes ahead, read the image as not running on the day its
+    # watched time ended: exit 1 "not_observed"); a clock ahead within the day is
+    # tests/integration/test_coverage_open_liveness.py's
+    ahead = past_midnight()
     server = ReplayServer(retimed(tmp_path, OBJS, "ahead", ahead=ahead))
     addr = await server.start("127.0.0.1:0")
     conf = {"store": {"url": url, "spoolPath": str(tmp_path / "spool.jsonl")}, "native": {"enabled": False}}
