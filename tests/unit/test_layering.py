@@ -26,7 +26,16 @@ from tests.unit.test_no_import_cycles import PACKAGE, _graph, _modules
 PLAIN_DATA = {"contracts", "wire"}
 PLAIN_MODULES = {"", "image", "canonical.resolution"}
 TRANSFORMS = {"adapter", "privacy", "hotsymbols"}
-NAMING = {"demangle", "function_id", "cxx_gnu", "cxxfilt", "gonames", "namedecor", "rustcrates"}
+NAMING = {
+    "demangle",
+    "demangle_types",
+    "function_id",
+    "cxx_gnu",
+    "cxxfilt",
+    "gonames",
+    "namedecor",
+    "rustcrates",
+}
 WIRING = {"agent", "cli", "controller"}
 
 EXCEPTIONS = {
