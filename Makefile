@@ -2,9 +2,10 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 # Test files run on this many workers at once (pytest-xdist, one file per worker at a time: a file's
-# tests and module fixtures stay together). Most slow tests wait on subprocesses and servers, so two
-# workers on two cores take about two thirds of the serial time. PYTEST_WORKERS=0 runs in-process.
-PYTEST_WORKERS ?= 2
+# tests and module fixtures stay together). Most slow tests wait on subprocesses and servers (an e2e
+# file uses ~55 % of a core): on two cores three workers ran the suite in 18:06 where two took 21:57
+# (clean-clone runs, docs/development.md). PYTEST_WORKERS=0 runs in-process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup setup-server demo test lint protos bench clean image
 

@@ -1,4 +1,4 @@
-"""How ``make test`` (``-n 2 --dist loadfile``) groups the test files into the workers' work units.
+"""How ``make test`` (``-n 3 --dist loadfile``) groups the test files into the workers' work units.
 
 pytest-xdist's ``loadfile`` hands each test file to one worker. Every file of tests/realkube asks for
 the session's control plane (tests/realkube/conftest.py: etcd, kube-apiserver and

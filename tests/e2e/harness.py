@@ -165,7 +165,7 @@ def metric_sum(samples: dict, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-# Generous: the suite runs on two workers at once (a busy machine); a condition that holds returns at once.
+# Generous: the suite runs on three workers at once (a busy machine); a condition that holds returns at once.
 async def wait_for(pred, *, timeout: float = 90.0, what: str = "condition") -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:

@@ -1,4 +1,4 @@
-"""tests/xdist_scopes.py: under ``-n 2 --dist loadfile`` tests/realkube runs whole on one worker.
+"""tests/xdist_scopes.py: under ``-n N --dist loadfile`` tests/realkube runs whole on one worker.
 
 A real pytest-xdist run (two workers) of a throwaway tree shaped like ours: four files under
 tests/realkube sharing a package-scoped server, six elsewhere. Each test writes down its worker;
