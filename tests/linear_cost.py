@@ -66,7 +66,9 @@ def _compiled(fn: Callable[[str], object], *texts: str) -> None:
     set, and past ``MAX_COMPILED_SUBSETS`` combinations asked in the process (a worker late in a
     full run) it always does, so the test timed the rules of the field or the whole set by the
     worker's history (two clean-clone runs: 18-20x for 'psw=' forms that measure 4x by their
-    combination). The whole set's own cost is tests/unit/test_privacy_whole_set_cost.py's."""
+    combination). The rules joined in one alternation can cost quadratic time on such a field
+    (docs/privacy.md, Known limits), by the process's state: 25-45x in a fresh process, under
+    10x in a clean-clone run's worker, so no test asserts it either way."""
     saved = DEFAULT_SETS._max_subsets
     DEFAULT_SETS._max_subsets = 1 << 30
     try:
