@@ -16,9 +16,10 @@ import shlex
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
+from tests.privacy_events import exec_arguments as _exec
+from tests.privacy_events import written_buffer as _write
 
 _PW = "P9-mapped"
 _FILTER = PrivacyFilter(PrivacyConfig())
@@ -26,31 +27,6 @@ _FILTER = PrivacyFilter(PrivacyConfig())
 
 def _text(text: str) -> str:
     return _FILTER.filter_field(text)
-
-
-def _exec(binary: str, arguments: str) -> str:
-    ev = RuntimeCallEvent(
-        kind=EventKind.EXEC,
-        timestamp_ns=1,
-        node_name="n",
-        process=ProcessInfo(pid=7, exec_id="e1", binary=binary, arguments=arguments),
-    )
-    PrivacyFilter(PrivacyConfig()).apply(ev)
-    assert ev.process is not None
-    return ev.process.arguments
-
-
-def _write(text: str) -> str:
-    ev = RuntimeCallEvent(
-        kind=EventKind.KPROBE,
-        timestamp_ns=1,
-        node_name="n",
-        process=ProcessInfo(pid=7, exec_id="e1", binary="/usr/bin/app"),
-        function_name="sys_write",
-        arguments=[Argument(label="buf", type="bytes_arg", value=text)],
-    )
-    PrivacyFilter(PrivacyConfig()).apply(ev)
-    return ev.arguments[0].value
 
 
 # names only the environment globs take (no key word in them)

@@ -20,9 +20,9 @@ import threading
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
+from tests.privacy_events import written_buffer as _buffer
 
 
 def _b64(text: str) -> str:
@@ -32,19 +32,6 @@ def _b64(text: str) -> str:
 _PW = _b64("P8-sasl-pw")  # UDgtc2FzbC1wdw==
 _USER = _b64("bob@corp.example")
 _PLAIN = _b64("\0bob\0P8-sasl-pw")
-
-
-def _buffer(text: str) -> str:
-    ev = RuntimeCallEvent(
-        kind=EventKind.KPROBE,
-        timestamp_ns=1,
-        node_name="n",
-        process=ProcessInfo(pid=7, exec_id="e1", binary="/usr/bin/app"),
-        function_name="sys_write",
-        arguments=[Argument(label="buf", type="bytes_arg", value=text)],
-    )
-    PrivacyFilter(PrivacyConfig()).apply(ev)
-    return ev.arguments[0].value
 
 
 @pytest.mark.parametrize(

@@ -12,23 +12,11 @@ from __future__ import annotations
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.contracts.events import EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
+from tests.privacy_events import exec_arguments as _exec
 
 _PW = "Rp7-env"
-
-
-def _exec(binary: str, arguments: str) -> str:
-    ev = RuntimeCallEvent(
-        kind=EventKind.EXEC,
-        timestamp_ns=1,
-        node_name="n",
-        process=ProcessInfo(pid=7, exec_id="e1", binary=binary, arguments=arguments),
-    )
-    PrivacyFilter(PrivacyConfig()).apply(ev)
-    assert ev.process is not None
-    return ev.process.arguments
 
 
 def _text(text: str) -> str:

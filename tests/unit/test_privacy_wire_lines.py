@@ -12,24 +12,11 @@ from __future__ import annotations
 import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo, RuntimeCallEvent
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
+from tests.privacy_events import written_buffer as _buffer
 
 _PW = "Rp7-wire"
-
-
-def _buffer(text: str) -> str:
-    ev = RuntimeCallEvent(
-        kind=EventKind.KPROBE,
-        timestamp_ns=1,
-        node_name="n",
-        process=ProcessInfo(pid=7, exec_id="e1", binary="/usr/bin/app"),
-        function_name="sys_write",
-        arguments=[Argument(label="buf", type="bytes_arg", value=text)],
-    )
-    PrivacyFilter(PrivacyConfig()).apply(ev)
-    return ev.arguments[0].value
 
 
 @pytest.mark.parametrize(
