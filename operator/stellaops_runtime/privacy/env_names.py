@@ -183,7 +183,11 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
     # shell's ``;`` or ``&``), and there the value ends at the next ``&`` or ``;``.
-    start = r"(?:(?<=[?&;])(?P<q>)|(?<![\w.$?&;-]))"
+    # After ``.`` (group ``d``) the name ends a path of keys: Helm's ``--set env.DBPASS=x`` (its value
+    # runs to whitespace, the ``,``-joined settings after it too), yq's and jq's ``.env.DBPASS = "x"``
+    # (blanks around ``=``, an update ``|=``, a comparison ``==``/``!=``).
+    start = r"(?:(?<=[?&;])(?P<q>)|(?<=\.)(?P<d>)|(?<![\w.$?&;-]))"
+    sep = r"(?(d)[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|\\*=)"
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
     word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
@@ -193,7 +197,7 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     value = rf"""(?P<s>{quoted}|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
     guard = NOT_A_PEM_START if pem_rule else ""
     return re.compile(
-        rf"{start}(?:{names})\\*=(?=\S){guard}{value}", re.ASCII
+        rf"{start}(?:{names}){sep}(?=\S){guard}{value}", re.ASCII
     )  # ``PASSWORD\\=x`` (escaped) too
 
 

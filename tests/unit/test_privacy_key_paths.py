@@ -1,0 +1,57 @@
+"""A secret environment name at the end of a path of keys (``env.DBPASS``) loses its value.
+
+Session 47's leak (LK, session 48): the ``NAME=value`` rule (env_names.argument_regex) read no name
+right after ``.``, so Helm's ``--set env.DBPASS=x`` and a yq or jq assignment ``.env.DBPASS = "x"``
+stored the password of every name only the environment globs take (``DBPASS``, ``GITHUB_PAT``,
+``DB_CREDS``); a name holding a key word (``a.b.password=x``) was already the key rules'. Each case
+runs as the exec the agent filters; the look-alikes are settings the ``NAME=value`` rule keeps.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+from tests.privacy_events import exec_arguments as _exec
+
+_PW = "LK-dotted"
+
+
+@pytest.mark.parametrize("name", ["DBPASS", "GITHUB_PAT", "DB_CREDS", "db_creds", "SENTRY_DSN"])
+def test_helms_set_of_a_dotted_name_loses_the_value(name: str) -> None:
+    assert _exec("/usr/local/bin/helm", f"upgrade r ./c --set env.{name}={_PW} -n x") == (
+        f"upgrade r ./c --set env.{name}=[REDACTED] -n x"
+    )
+    # the settings joined by ``,`` after it go too (a value runs to whitespace, as the key rules' does)
+    assert _exec("/usr/local/bin/helm", f"install r c --set-string a.b.{name}={_PW},a.c=1") == (
+        f"install r c --set-string a.b.{name}=[REDACTED]"
+    )
+    # the key word form was the key rules' already
+    assert _exec("/usr/local/bin/helm", f"install r c --set-string a.b.password={_PW}") == (
+        "install r c --set-string a.b.password=[REDACTED]"
+    )
+
+
+@pytest.mark.parametrize("op", ["=", " = ", " |= ", " == "])
+def test_a_yq_or_jq_assignment_of_a_dotted_name_loses_the_value(op: str) -> None:
+    assert _exec("/usr/bin/yq", f"-i '.env.DBPASS{op}\"{_PW} x\"' values.yml") == (
+        f"-i '.env.DBPASS{op}[REDACTED]' values.yml"
+    )
+    assert _exec("/usr/bin/jq", f"'.GITHUB_PAT{op}\"{_PW}\"' c.json") == f"'.GITHUB_PAT{op}[REDACTED]' c.json"
+
+
+def test_dotted_settings_the_name_rule_keeps_stay() -> None:
+    for kept in (
+        "upgrade r c --set image.tag=1.2,env.LANG=C,x.use_jwt=true",
+        "-i '.env.USER = \"bob\"' v.yml",
+        "-Dlogging.level.root=INFO",
+    ):
+        assert _exec("/usr/bin/app", kept) == kept
+
+
+def test_the_dotted_form_costs_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (".DBPASS ", "a.DBPASS = ", ".DBPASS |", ".DBPASS=x,"):
+        assert growth(pf.filter_field, unit, size=32768) < 10, unit
