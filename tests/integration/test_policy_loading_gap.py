@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -62,9 +62,12 @@ def loaded(state: str) -> PolicyStatus:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(tmp_path: Path, address: str) -> AsyncIterator[tuple[Agent, list[int]]]:
+async def running_agent(
+    tmp_path: Path, address: str, *, extra: dict | None = None, setup: Callable[[Agent], None] | None = None
+) -> AsyncIterator[tuple[Agent, list[int]]]:
     """The real agent on ``address`` with its ObservationNode writer polling every 0.05 s against
-    the emulated API server; yields it and its count of polls. Stopped (exit 0) on the way out."""
+    the emulated API server (``extra`` more configuration, ``setup`` called before it runs); yields
+    it and its count of polls. Stopped (exit 0) on the way out."""
     (tmp_path / "kube").mkdir()
     async with Cluster(tmp_path / "kube") as cluster:
         await cluster.create(obj("v1", "Node", NODE))
@@ -80,9 +83,12 @@ async def running_agent(tmp_path: Path, address: str) -> AsyncIterator[tuple[Age
                     "heartbeatSeconds": 3600,
                     "kubeconfig": str(cluster.kubeconfig),
                 },
+                **(extra or {}),
             }
         )
         agent = Agent(config)
+        if setup is not None:
+            setup(agent)
         assert agent.node_status is not None
         writer = agent.node_status
         writer.poll_seconds = 0.05

@@ -12,9 +12,10 @@ boot first read it is kept beside the agent's other node state (``<store.spoolPa
 as native/known_files.py keeps the BCC probes' files), and every later read, by this agent or the
 next, compares the file at the path with it: another file is a node-wide gap again
 (:meth:`NodeFileGaps.compare <stellaops_runtime.agent.node_file_gaps.NodeFileGaps.compare>`), from
-the agent's start when its first read finds it. An entry is never moved to the new file: nothing
-the agent reads says when Tetragon loads the policy again (a reboot does: the file carries the boot
-id, and one of another boot is ignored). A file the probe ConfigMap no longer names (its policy
+the agent's start when its first read finds it. An entry is moved to the new file only when what
+the agent reads says Tetragon loaded the policies probing it anew (:meth:`Baseline.move`: then the
+file now at the path is the baseline), or the boot ends (the file carries the boot id, and one of
+another boot is ignored). A file the probe ConfigMap no longer names (its policy
 unloaded) loses its entry; when named again, the file then at the path is the new baseline. A file
 that cannot be read or parsed is logged and taken as empty (as before this file existed); writes
 are atomic. Two agents overlapping on the node (a rollout) may each write: the later write wins.
@@ -118,3 +119,11 @@ class Baseline:
             self.files = kept
             write(self.path, kept)
         return changed
+
+    def move(self, files: dict[str, Stat]) -> None:
+        """Tetragon's probes of ``files`` were loaded anew on these identities (agent/node_file_gaps.py
+        ``reloaded``): they are the baseline from now on (written)."""
+        kept = {**self.files, **{f: v for f, v in files.items() if f in self.files}}
+        if kept != self.files:
+            self.files = kept
+            write(self.path, kept)

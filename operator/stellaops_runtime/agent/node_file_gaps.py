@@ -14,10 +14,19 @@ modification time; a ``chmod`` moves only the change time and is no change). Fro
 hotsymbols/gaps.py ``source_gap``), as the agent's own probes mark a probed file they could not
 follow (native/follow.py). The calls are anyone's on the node: the host's processes and any
 container running the file through a hostPath mount (docs/evidence.md), so no narrower scope can be
-told. Nothing the agent reads says when Tetragon loads the policy again (a reload resolves the path
-anew), so the gap stays open for the rest of the agent's life, handed to the pipeline piece by
-piece as an outage is (agent/outages.py); only while Tetragon is the source (a source switch's own
-probes follow the file themselves: that time is theirs).
+told. The gap is handed to the pipeline piece by piece as an outage is (agent/outages.py), only
+while Tetragon is the source (a source switch's own probes follow the file themselves: that time
+is theirs).
+
+A load of the policy resolves the path anew. So the gap ends once every Tetragon object of ours
+whose uprobes are on each replaced file (agent/node_file_policies.py, from the probe ConfigMap; every
+object of ours when that cannot be told) has been seen loaded after the replacement was seen and
+listed tracing since (agent/policy_reloads.py, fed by the ObservationNode writer's
+ListTracingPolicies polls): at the poll that saw the last of them tracing (the load's own time is
+agent/policy_load_gaps.py's gap). The baseline (agent/node_file_baseline.py) then moves to the file
+Tetragon now probes: the next agent of the boot does not open the gap again, and still opens one
+for a file replaced while it was down. An agent without ``observationNode.enabled`` reads no
+policy states: its gap stays open for its life.
 """
 
 from __future__ import annotations
@@ -25,8 +34,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from stellaops_runtime.agent.node_file_baseline import Baseline
+from stellaops_runtime.agent.node_file_baseline import Baseline, Stat
+
+if TYPE_CHECKING:
+    from stellaops_runtime.agent.node_file_policies import Probing
+    from stellaops_runtime.agent.policy_reloads import PolicyReloads
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +69,10 @@ class NodeFileGaps:
         self._spans: list[Span] = []  # given back by the marker: handed over next time
         self._in_flight: list[Span] = []  # taken by the marker, not in the pipeline yet
         self.replaced = 0  # node files seen replaced (each logged)
+        self.reloads: PolicyReloads | None = None  # agent/policy_reloads.py: what ends the gap
+        self.probing: Probing = {}  # agent/node_file_policies.py: the objects probing each file
+        self._pending: dict[str, int] = {}  # replaced file -> when seen (wall ns, after the look)
+        self.ended = 0  # gaps ended by the policies' reload
 
     @property
     def open(self) -> bool:
@@ -75,17 +93,50 @@ class NodeFileGaps:
         )
         if not changed:
             return
+        seen = time.time_ns()  # the look is done: the replacement came before this
+        self._pending.update((f, seen) for f in changed)
         self.replaced += len(changed)
         if self._open_from is None or since_ns < self._open_from:
             self._open_from, self._handed_to = since_ns, None
         log.warning(
             "node file %s was replaced while Tetragon probes it: Tetragon's uprobe stays on the file "
             "its policy was loaded with, so calls into the new file are not seen; the node is recorded "
-            "unwatched (a node-wide gap) from the look before (%d ns) for the rest of this agent's "
-            "life, and the next agents' of this boot (%s): after reloading Tetragon's policy, remove "
-            "that file and restart the agent to watch it again (a reboot does both)",
+            "unwatched (a node-wide gap) from the look before (%d ns) until Tetragon is seen "
+            "loading anew the policies that probe it (kept for the next agents of this boot in %s)",
             ", ".join(changed[:4]), since_ns, self.baseline.path or "no file kept",
         )  # fmt: skip
+
+    def reloaded(self) -> dict[str, Stat]:
+        """The replaced files whose probing objects Tetragon was seen loading anew since (see the
+        module docstring), with the identity now probed; the gap ends when none is left."""
+        if not self._pending or self.reloads is None:
+            return {}
+        ended: dict[str, int] = {}
+        for f, seen in self._pending.items():
+            at = self.reloads.settled_after(self.probing.get(f), seen)
+            if at is not None:
+                ended[f] = at
+        for f in ended:
+            del self._pending[f]
+        if ended and not self._pending and self._open_from is not None:
+            end = max(ended.values())
+            start = self._open_from if self._handed_to is None else self._handed_to
+            if end > start:
+                self._spans.append((start, end))
+            self._open_from = self._handed_to = None
+            self.ended += 1
+        if ended:
+            log.warning(
+                "node file %s: Tetragon was seen loading anew the policies that probe it; %s",
+                ", ".join(sorted(ended)[:4]),
+                "still unwatched for another replaced file" if self._pending else "the node is watched again",
+            )
+        out: dict[str, Stat] = {}
+        for f in ended:
+            ident = self._reported.get(f)
+            if ident is not None and len(ident) >= 4:
+                out[f] = (ident[0], ident[1], ident[2], ident[3])
+        return out
 
     def kept_differ(self, found: Sequence[tuple[str, Ident, Ident]], since_ns: int) -> None:
         """A read's files that are not the file this boot's first read found at their path

@@ -79,6 +79,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stellaops_runtime.agent.policy_reloads import PolicyReloads
 from stellaops_runtime.controller.loaded_version import not_from_api, reported_version
 
 Span = tuple[int, int]  # wall ns
@@ -146,6 +147,7 @@ class PolicyLoadWatch:
         self._in_flight: list[Span] = []  # taken by the marker, not in the pipeline yet (marked)
         self.spans = 0  # spans recorded (closed ones, and each reload)
         self.pending = 0  # objects of ours listed pending at the last poll
+        self.reloads = PolicyReloads()  # when each was loaded anew (ends a replaced node file's gap)
 
     @property
     def open(self) -> bool:
@@ -165,9 +167,11 @@ class PolicyLoadWatch:
         now_ns: int,
         connected: bool | None,
         connects: int | None = None,
+        asked_ns: int | None = None,
     ) -> None:
         """One poll: ``entries`` the ``status.policies`` entries (None: Tetragon's API did not answer),
-        ``connected``/``connects`` the event stream's state (None: not known to the writer)."""
+        ``connected``/``connects`` the event stream's state (None: not known to the writer),
+        ``asked_ns`` when its ListTracingPolicies was sent (default ``now_ns``)."""
         before = self._prev_poll if self._prev_poll is not None else self._start
         if connected is False:  # the stream is down: that outage is the source's to mark
             self._was_connected = False
@@ -185,6 +189,7 @@ class PolicyLoadWatch:
         # ListTracingPolicies failed (a timeout while Tetragon loads) saw nothing of it.
         listed = self._answered if self._answered is not None else self._start
         ours = _ours(entries)
+        self.reloads.listed(ours, asked_ns=now_ns if asked_ns is None else asked_ns, now_ns=now_ns)
         for key, entry in ours.items():
             was = self._listed.get(key)
             if was is None:

@@ -21,8 +21,9 @@ are facts of that build, agent/unprobed.py hands them over again), or when the s
 facts. Nothing heavy is imported unless the ConfigMap names a ``binaryPath`` function.
 
 Tetragon's uprobe stays on the file its policy was loaded with: a node file found replaced by a
-look is a node-wide gap from the look before, for the rest of the agent's life
-(agent/node_file_gaps.py, marked by the outage marker: :func:`attach_node_file_gaps`).
+look is a node-wide gap from the look before, until Tetragon is seen loading anew the policies
+probing it (agent/node_file_gaps.py, marked by the outage marker: :func:`attach_node_file_gaps`;
+the objects probing each file: agent/node_file_policies.py, read with the facts).
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class TetragonFacts:
         # the look on a thread, as the read: a node file system that hangs never holds the loop
         seen = await asyncio.to_thread(idents, self._files) if self._files else ()
         self.gaps.compare(self._files, self._idents, seen, self._looked)  # Tetragon's probe is on the old
+        await self._reloaded()
         if stamp == self._stamp and self.pipeline.unprobed.current is self._facts and seen == self._idents:
             self._looked = looked
             return
@@ -166,6 +168,16 @@ class TetragonFacts:
         self.gaps.kept_differ(kept, self._looked or self.gaps.started)
         self._files, self._idents, self._looked = files, ids, looked
         self._facts = self.pipeline.unprobed.replace(facts)
+        from stellaops_runtime.agent.node_file_policies import read_probing
+
+        self.gaps.probing = await asyncio.to_thread(read_probing, self.path, self.host_root)
+
+    async def _reloaded(self) -> None:
+        """Replaced files whose policies Tetragon was seen loading anew: their gap ends, and the
+        baseline (written on a thread) moves to the file Tetragon now probes."""
+        moved = self.gaps.reloaded()
+        if moved:
+            await asyncio.to_thread(self.gaps.baseline.move, moved)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -183,6 +195,8 @@ def attach_node_file_gaps(agent: Any) -> None:
     from stellaops_runtime.agent.node_file_baseline import baseline_path
 
     gaps = NodeFileGaps(baseline_path(agent.config.store.spool_path))  # kept for the next agent
+    policies = getattr(agent.outages, "policies", None)  # agent/policy_load_gaps.py: its reloads end it
+    gaps.reloads = getattr(policies, "reloads", None)
     if agent.tetragon_facts is not None:
         agent.tetragon_facts.gaps = gaps
     if hasattr(agent.source, "watch_registry"):  # the switch makes its own at its first Tetragon tick

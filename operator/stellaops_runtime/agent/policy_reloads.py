@@ -1,0 +1,71 @@
+"""When each of our Tetragon policies was last loaded anew: what ends a replaced node file's gap.
+
+Tetragon sets a ``binaryPath`` uprobe on the file its TracingPolicy's path named when it loaded the
+policy (agent/node_file_gaps.py); a load resolves the path anew. ListTracingPolicies says which
+version of each object Tetragon holds (``objectUid``/``objectGeneration``, controller/loaded_version.py),
+so an object of ours listed under another version than at the last answered poll, or listed where it
+was not, was loaded by Tetragon after that poll asked. The policy watch (agent/policy_load_gaps.py)
+hands every answered poll here; :meth:`PolicyReloads.settled_after` tells whether given objects
+(or, when which ones cannot be told, every object of ours listed) were loaded after a moment and
+have since been listed tracing (``ENABLED``, ``PARTIALLY_ENABLED``), and from which poll on.
+
+The lower bound of a load is the moment the poll before the one that saw it asked (its request was
+sent then: Tetragon answered later, still holding the version before), never the time its answer
+came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0.
+An object listed under the same version across a reload between two polls is not seen reloaded
+(the safe side: the gap stays open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from stellaops_runtime.controller.loaded_version import reported_version
+
+Key = tuple[str, str]  # (namespace, name) of a Tetragon object ("" namespace: cluster-scoped)
+TRACING = frozenset({"ENABLED", "PARTIALLY_ENABLED"})  # policy_load_gaps.TRACING_STATES (a test checks)
+
+
+class PolicyReloads:
+    """Per object of ours: the version listed, since when it may have been loaded, since when it traces."""
+
+    def __init__(self) -> None:
+        self._asked: int | None = None  # when the last answered poll asked (None: no poll answered yet)
+        self._version: dict[Key, Any] = {}
+        self._loaded_after: dict[Key, int] = {}  # its current version was loaded after this moment
+        self._tracing_from: dict[Key, int] = {}  # the first poll listing that version tracing
+
+    def listed(self, ours: Mapping[Key, Mapping[str, Any]], *, asked_ns: int, now_ns: int) -> None:
+        """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
+        ``asked_ns``, its answer read at ``now_ns``."""
+        for key, entry in ours.items():
+            version = reported_version(entry)
+            if key not in self._version or self._version[key] != version:  # (a version None: no reload told)
+                self._loaded_after[key] = 0 if self._asked is None else self._asked
+                self._tracing_from.pop(key, None)
+            self._version[key] = version
+            state = str(entry.get("state") or "").upper().removeprefix("TP_STATE_")
+            if state in TRACING:
+                self._tracing_from.setdefault(key, now_ns)
+            else:
+                self._tracing_from.pop(key, None)  # not tracing now: settled again later, from then
+        for key in [k for k in self._version if k not in ours]:
+            del self._version[key]
+            self._loaded_after.pop(key, None)
+            self._tracing_from.pop(key, None)
+        self._asked = asked_ns
+
+    def settled_after(self, keys: Collection[Key] | None, since_ns: int) -> int | None:
+        """The poll from which every one of ``keys`` (None: every object of ours listed; none listed:
+        never) is listed tracing under a version loaded after ``since_ns``; None while one is not."""
+        wanted = list(self._version) if keys is None else list(keys)
+        if not wanted:
+            return None
+        out = 0
+        for key in wanted:
+            loaded, tracing = self._loaded_after.get(key), self._tracing_from.get(key)
+            if loaded is None or tracing is None or loaded < since_ns:
+                return None
+            out = max(out, tracing)
+        return out

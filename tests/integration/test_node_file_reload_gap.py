@@ -1,0 +1,157 @@
+"""A probed node file replaced under Tetragon: unwatched until Tetragon is seen loading its policy anew.
+
+Defect (s48 NF brief): the gap a replaced probed file opened (agent/node_file_gaps.py) stayed open for
+the rest of the agent's life and, through ``<spoolPath>.tetragon-files``, the rest of the boot: after
+any unattended upgrade of a probed library every answer about every image on the node read unknown
+until reboot. Tetragon resolves the path anew when it loads the policy, and ListTracingPolicies says
+which version it loaded (agent/policy_reloads.py): the gap now ends at the poll that sees the policy
+probing the file (agent/node_file_policies.py) loaded after the replacement and tracing, and the
+next agent of the boot takes the file now at the path as its baseline.
+
+Real parts: the agent (its TetragonFacts looking at a node root in ``tmp_path``, its ObservationNode
+writer polling ListTracingPolicies of the project's Tetragon replay server, the emulated API server,
+its outage marker and pipeline), the ``query observed`` CLI on the gap rows it drained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stellaops_runtime.agent import tetragon_facts
+from stellaops_runtime.agent.node_file_baseline import baseline_path
+from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
+from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
+from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
+from stellaops_runtime.contracts.posture import Posture
+from stellaops_runtime.replay.events import load_events
+from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
+from stellaops_runtime.store.engine import open_store
+from tests.integration.kubeharness import wait_for
+from tests.integration.test_answer_replaced_in_place import APP
+from tests.integration.test_node_fact_builds import _ask
+from tests.integration.test_node_file_reread import _watch
+from tests.integration.test_policy_loading_gap import NODE, polled, running_agent
+from tests.node_alive import alive_after
+
+STREAM = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon" / "events.jsonl"
+MINUTE = 60_000_000_000
+UPROBES = "stellaops-web-uprobes"
+
+
+def _policy(generation: int, state: str) -> PolicyStatus:
+    """Our uprobes object as Tetragon lists it, with the generation it loaded (its ``info``)."""
+    info = f"{UPROBES} (object:{generation}/uid-web) (type:TracingPolicyNamespaced/cilium.io/v1alpha1)"
+    return PolicyStatus(name=UPROBES, namespace="shop", state=state, message=info)
+
+
+def _probes(path: Path) -> None:
+    entry = {
+        "kind": "ObservationPolicy", "namespace": "shop", "name": "web", "maxLevel": "EbpfDeep",
+        "functions": [{"binaryPath": APP, "symbols": ["split_fn"]}],
+        "tetragonPolicies": ["stellaops-web", UPROBES],
+    }  # fmt: skip
+    doc = {
+        "apiVersion": "stellaops.io/v1alpha1",
+        "kind": "ProbeConfig",
+        "policies": {"ObservationPolicy/shop/web": entry},
+    }
+    path.write_text(json.dumps(doc))
+
+
+def _replace(exe: Path, text: bytes) -> None:
+    new = exe.with_name(exe.name + ".dpkg-new")
+    new.write_bytes(text)
+    new.replace(exe)
+
+
+@pytest.mark.asyncio
+async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its_policy_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_at_head: Callable[[Path], str]
+) -> None:
+    """Seen failing before the change: the gap stayed open after Tetragon listed the new generation
+    ENABLED (``wait_for`` the gap's end timed out). Now it ends at that poll, no node-wide gap is
+    handed over after it, the CLI reads the day of the replacement unknown, and the next agent of
+    the boot does not open it again (it does for a file replaced while it was down)."""
+    monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)  # the looks at the node files
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"the build Tetragon's policy was loaded with")
+    probes = tmp_path / "agent-probes.json"
+    _probes(probes)
+    spool = str(tmp_path / "spool.jsonl")
+    extra: dict[str, Any] = {
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "native": {"enabled": False, "probeConfigFile": str(probes)},
+        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": spool},
+    }  # fmt: skip
+
+    def setup(agent: Any) -> None:
+        agent.tetragon_facts.host_root = str(host)
+        # no hold for the pods' relabel after the start (15 minutes of policy_load_gaps' own gap)
+        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
+        agent.node_status.policy_watch = agent.outages.policies = watch
+        agent.outages.node_files.reloads = watch.reloads
+
+    events = load_events(STREAM).events[:3]  # a stream that delivered: no outage (silent after)
+    tetragon = ReplayServer(events, policies=[_policy(1, "ENABLED")], version="v1.7.0")
+    address = await tetragon.start("127.0.0.1:0")
+    try:
+        async with running_agent(tmp_path, address, extra=extra, setup=setup) as (agent, ticks):
+            gaps: NodeFileGaps = agent.outages.node_files
+            await wait_for(lambda: bool(gaps.probing), what="the node files read")
+            assert gaps.probing == {str(host) + APP: frozenset({("shop", UPROBES)})}
+            await polled(ticks, "a poll listing generation 1")
+            replaced_at = time.time_ns()
+            _replace(exe, b"the upgrade's build")
+            await wait_for(lambda: gaps.open, what="the replaced file's gap")
+            await polled(ticks, "polls after the replacement")
+            assert gaps.open  # generation 1 still listed: the probe is on the old file
+            tetragon.policies = [_policy(2, "LOADING")]
+            await polled(ticks, "a poll listing generation 2 loading")
+            assert gaps.open
+            tetragon.policies = [_policy(2, "ENABLED")]
+            await wait_for(lambda: not gaps.open, what="the gap's end at the reload")
+            closed_at = time.time_ns()
+            await polled(ticks, "polls after the reload")
+            await agent.outages.mark()
+            _, windows = await agent.in_pipeline(agent.pipeline.drain)
+            assert gaps.ended == 1 and gaps.replaced == 1
+    finally:
+        await tetragon.stop(grace=0)
+    spans = [
+        (w.gap_start_ns, w.gap_end_ns)
+        for w in windows
+        if w.image_digest == NODE_WIDE and w.gap_start_ns is not None and w.gap_end_ns is not None
+    ]
+    assert any(a <= replaced_at <= b for a, b in spans), (replaced_at, spans)
+    assert all(b <= closed_at for _, b in spans), (closed_at, spans)  # nothing after the reload
+    # The CLI: the node's gap rows make the host image's answer for that day unknown.
+    url = sqlite_at_head(tmp_path / "asked.db")
+    first = replaced_at - replaced_at % MINUTE - 2 * MINUTE
+    host_image = f"host:{NODE}"
+    watched = [
+        ObservationWindow(host_image, NODE, first + m * MINUTE, 9, Posture.EBPF_DEEP, 60, "tetragon")
+        for m in range(4)
+    ]
+    with open_store(url) as s:
+        s.write([], watched + alive_after(NODE, first + 4 * MINUTE) + windows)
+    code, doc = _ask(url, host_image, "split_fn")
+    assert (code, doc["answer"]) == (3, "unknown"), doc
+    # The next agent of the boot: the file Tetragon now probes is its baseline (no gap) ...
+    again = _watch(tmp_path, host)
+    again.gaps = NodeFileGaps(baseline_path(spool))
+    await again.poll(100.0)
+    assert not again.gaps.open and again.gaps.replaced == 0
+    # ... and a file replaced while no agent ran is still one.
+    _replace(exe, b"a third build")
+    later = _watch(tmp_path, host)
+    later.gaps = NodeFileGaps(baseline_path(spool))
+    await later.poll(100.0)
+    assert later.gaps.open and later.gaps.replaced == 1

@@ -1,0 +1,145 @@
+"""A replaced probed node file's gap ends when Tetragon is seen loading its policies anew.
+
+agent/policy_reloads.py (when each object of ours was loaded, from ListTracingPolicies),
+agent/node_file_policies.py (which objects probe each file, from the probe ConfigMap) and
+agent/node_file_gaps.py ``reloaded`` (the gap's end, and the identity the baseline moves to).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stellaops_runtime.agent import policy_load_gaps, policy_reloads
+from stellaops_runtime.agent.node_file_baseline import Baseline
+from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
+from stellaops_runtime.agent.node_file_policies import PREFIX, probing_policies
+from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
+from stellaops_runtime.agent.policy_reloads import PolicyReloads
+from stellaops_runtime.controller.render_policy import tetragon_policy_names
+
+S = 1_000_000_000
+UP = ("shop", "stellaops-web-uprobes")
+SYS = ("shop", "stellaops-web")
+
+
+def ours(*entries: tuple[tuple[str, str], str, int]) -> dict:
+    return {
+        k: {"name": k[1], "state": st, "objectUid": "u-" + k[1], "objectGeneration": g}
+        for k, st, g in entries
+    }
+
+
+def test_a_load_counts_only_when_the_poll_before_it_asked_after_the_moment() -> None:
+    """The first poll's objects were loaded at a moment unknown; a new generation was loaded after the
+    poll before it asked (not after its answer came back); it counts from the poll listing it tracing."""
+    r = PolicyReloads()
+    r.listed(ours((UP, "ENABLED", 1)), asked_ns=10 * S, now_ns=11 * S)
+    assert r.settled_after([UP], 0) == 11 * S and r.settled_after([UP], 1) is None  # loaded at 0
+    r.listed(ours((UP, "ENABLED", 1)), asked_ns=20 * S, now_ns=21 * S)
+    r.listed(ours((UP, "LOADING", 2)), asked_ns=30 * S, now_ns=31 * S)  # loaded after 20 s
+    assert r.settled_after([UP], 20 * S) is None  # not tracing yet
+    r.listed(ours((UP, "ENABLED", 2)), asked_ns=40 * S, now_ns=41 * S)
+    assert r.settled_after([UP], 20 * S) == 41 * S
+    assert r.settled_after([UP], 20 * S + 1) is None  # a replacement seen after the poll asked
+    assert r.settled_after([UP, SYS], 20 * S) is None  # one not listed: never
+    assert r.settled_after(None, 20 * S) == 41 * S  # every object of ours listed
+    r.listed({}, asked_ns=50 * S, now_ns=51 * S)  # Tetragon restarted: nothing listed
+    assert r.settled_after(None, 0) is None
+    r.listed(ours((UP, "ENABLED", 2)), asked_ns=60 * S, now_ns=61 * S)  # listed again: loaded after 50 s
+    assert r.settled_after([UP], 50 * S) == 61 * S
+    reborn = ours((UP, "ENABLED", 2))
+    reborn[UP]["objectUid"] = "u-recreated"  # deleted and created again: generation 1 or not, anew
+    r.listed(reborn, asked_ns=70 * S, now_ns=71 * S)
+    assert r.settled_after([UP], 60 * S) == 71 * S
+    assert policy_reloads.TRACING == policy_load_gaps.TRACING_STATES
+
+
+def test_the_policy_watch_feeds_its_reloads_with_the_time_the_poll_asked() -> None:
+    w = PolicyLoadWatch(start_ns=0, relabel_seconds=0)
+    e = ours((UP, "ENABLED", 1))[UP] | {"namespace": "shop"}
+    w.observe([e], now_ns=11 * S, connected=True, connects=1, asked_ns=10 * S)
+    w.observe([e | {"objectGeneration": 2}], now_ns=21 * S, connected=True, connects=1, asked_ns=20 * S)
+    assert w.reloads.settled_after([UP], 10 * S) == 21 * S
+    assert w.reloads.settled_after([UP], 10 * S + 1) is None
+
+
+def _entry(name: str, paths: list[str], objects: list[str] | None, namespace: str = "shop") -> dict:
+    e: dict = {
+        "name": name,
+        "namespace": namespace,
+        "functions": [{"binaryPath": p, "symbols": ["f"]} for p in paths],
+    }
+    if objects is not None:
+        e["tetragonPolicies"] = objects
+    return e
+
+
+def test_the_objects_probing_each_file_are_the_entries_uprobes_objects() -> None:
+    """The uprobes object of each entry naming the file (the operator's own name for it); all the
+    entry's objects when it cannot be told; None (every object of ours) when the entry names none."""
+    assert tetragon_policy_names(name="web")[1] == f"{PREFIX}-web-uprobes"
+    long = "x" * 250
+    policies = {
+        "a": _entry("web", ["/usr/lib/libssl.so.3"], ["stellaops-web", "stellaops-web-uprobes"]),
+        "b": _entry("api", ["/usr/lib/libssl.so.3", "/usr/bin/app"], ["stellaops-api-uprobes"], ""),
+        "c": _entry(long, ["/usr/bin/app"], [tetragon_policy_names(name=long)[1], "stellaops-y"]),
+        "d": _entry("old", ["/usr/bin/other"], None),
+    }
+    got = probing_policies(policies, "")
+    assert got["/usr/lib/libssl.so.3"] == {UP, ("", "stellaops-api-uprobes")}
+    assert got["/usr/bin/app"] == {
+        ("", "stellaops-api-uprobes"), ("shop", tetragon_policy_names(name=long)[1]), ("shop", "stellaops-y")
+    }  # fmt: skip
+    assert got["/usr/bin/other"] is None
+
+
+def _replaced(gaps: NodeFileGaps, f: str = "/f") -> None:
+    gaps.compare((f,), ((1, 1, 8, 5, 5),), ((1, 2, 9, 6, 6),), 100)
+
+
+def test_the_gap_ends_at_the_poll_that_saw_every_probing_object_reloaded_and_tracing(tmp_path: Path) -> None:
+    """Seen failing before the change: nothing ended the gap. A reload seen before the replacement,
+    or of another object, does not end it; the reload after it does, at the poll seeing it tracing,
+    and the baseline moves to the file now at the path."""
+    gaps = NodeFileGaps(str(tmp_path / "spool.tetragon-files"))
+    gaps.baseline.check(["/f"], [(1, 1, 8, 5, 5)])
+    r = gaps.reloads = PolicyReloads()
+    gaps.probing = {"/f": frozenset({UP})}
+    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=1, now_ns=2)
+    _replaced(gaps)
+    assert gaps.open and gaps.reloaded() == {}
+    gaps.marked()
+    asked = gaps.take()[0][1] + 1  # a moment after the replacement was seen
+    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 2)), asked_ns=asked, now_ns=asked + 1)
+    assert gaps.reloaded() == {} and gaps.open  # another object reloaded
+    r.listed(ours((UP, "LOADING", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 2, now_ns=asked + 3)
+    assert gaps.reloaded() == {} and gaps.open  # loading: not tracing yet
+    r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 4, now_ns=asked + 5)
+    assert gaps.reloaded() == {"/f": (1, 2, 9, 6)}
+    assert not gaps.open and gaps.ended == 1
+    assert gaps.take(asked + 100) == [(asked - 1, asked + 5)]  # up to the poll that saw it tracing
+    gaps.marked()
+    assert gaps.take(asked + 200) == [] and gaps.unstored_from() is None
+    gaps.baseline.move({"/f": (1, 2, 9, 6)})
+    assert Baseline(gaps.baseline.path).files == {"/f": (1, 2, 9, 6)}  # the next agent's baseline
+
+
+def test_every_replaced_file_must_be_reloaded_and_an_untold_file_needs_every_object_of_ours() -> None:
+    gaps = NodeFileGaps()
+    r = gaps.reloads = PolicyReloads()
+    gaps.probing = {"/f": frozenset({UP})}  # "/g": not told
+    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=1, now_ns=2)
+    _replaced(gaps, "/f")
+    _replaced(gaps, "/g")
+    later = gaps.take()[0][1] + 1
+    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=later, now_ns=later + 1)
+    r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 1)), asked_ns=later + 2, now_ns=later + 3)
+    assert set(gaps.reloaded()) == {"/f"} and gaps.open  # "/g" waits for every object of ours
+    r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 2)), asked_ns=later + 4, now_ns=later + 5)
+    assert set(gaps.reloaded()) == {"/g"} and not gaps.open
+
+
+def test_without_the_policy_watch_the_gap_stays_open() -> None:
+    gaps = NodeFileGaps()
+    _replaced(gaps)
+    assert gaps.reloaded() == {} and gaps.open
