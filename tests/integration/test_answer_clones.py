@@ -10,8 +10,8 @@ matched none of them: an image whose only calls of it ran in a clone answered "n
 C++ ``f(int) (.isra.0)``), and a numbered copy alone (``hash.1``: LLVM's rename of a second
 static ``hash`` when modules are linked, GCC's nested functions ``inner.0``: a function named so
 in the source, as GCC's LTO rename ``hash.lto_priv.1`` is; tests/integration/
-test_clone_names_compiled.py reads the names from real builds). Real CLI as a subprocess, SQLite
-and PostgreSQL.
+test_clone_names_compiled.py reads the names from real builds). The real CLI's own entry point in
+this process (tests/cli_run.py ``cli_in_process``), SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ advisories and people write ``read(std::istream &)`` or ``read( std::istream& )`
 exactly, such a name matched nothing, and an image that called the function every day answered
 "not observed" (exit 1) and ``vex`` said not_affected. Spaces are now read away on both sides for
 a name with a parameter list (never inside a name: ``unsigned int`` stays two words on both
-sides, so no other function matches). Real CLI as a subprocess, SQLite and PostgreSQL.
+sides, so no other function matches). The real CLI's own entry point in this process
+(tests/cli_run.py ``cli_in_process``), SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ with RTS 0.20 "long window" (exit 1) and ``query observed --purl`` "not observed
 Python function nothing could have seen. Now they say under_investigation / unknown (exit 3),
 RTS 0.50, and why. A call seen through Python's USDT probe is still ``affected``, and a function
 asked by function ID (an ELF symbol of the package's native file) keeps its "not called".
-Real CLI as a subprocess, real writer, SQLite (the doubt reads no table).
+The real CLI's own entry point in this process (tests/cli_run.py ``cli_in_process``), real writer,
+SQLite (the doubt reads no table).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ from it), ``--since 0001-01-01T00:00:00+01:00`` (before year 1 in UTC), ``vex --
 1000000000000`` and ``vex --until 0001-01-03`` (a window reaching before year 1) each ended in
 an OverflowError traceback, exit 1. Now the first is answered as "since the beginning", the
 second is exit 2 naming the range, and the VEX windows are simply not fully watched
-(under_investigation). The real CLI as a subprocess, the real writer, SQLite and PostgreSQL.
+(under_investigation). The real CLI as a subprocess (``vex`` through its own entry point in this
+process, tests/cli_run.py ``cli_in_process``), the real writer, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

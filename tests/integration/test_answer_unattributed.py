@@ -7,9 +7,9 @@ purl"). The function asked about may be exactly that row: ``inflateGetHeader`` r
 another row. Before the fix ``vex`` wrote ``not_affected`` (vulnerable_code_not_in_execute_path),
 ``query observed --purl`` answered "not observed" (exit 1) and ``evidence`` exit 1; now they say
 under_investigation / unknown (exit 3), naming the file. The same function in a file attributed
-to another package changes nothing. Real CLI (``vex`` as a subprocess; ``query`` and ``evidence``
-through its own entry point in this process, tests/cli_run.py ``cli_in_process``), real writer,
-SQLite and PostgreSQL.
+to another package changes nothing. Real CLI (``vex``, ``query`` and ``evidence`` through its own
+entry point in this process, tests/cli_run.py ``cli_in_process``), real writer, SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_a_crash_is_an_error_not_an_answer(tmp_path: Path, ask: str) -> None:
 def test_vex_on_a_damaged_store_writes_no_document(tmp_path: Path) -> None:
     url = _damaged(tmp_path)
     out = tmp_path / "vex.json"
-    r = vex_cli(tmp_path, url, VULNS, "--out", str(out))
+    r = vex_cli(tmp_path, url, VULNS, "--out", str(out), process=True)
     assert r.returncode == exitcodes.ERROR, (r.returncode, r.stderr[-2000:])
     assert "internal error, no answer" in r.stderr and not out.exists()
     assert "hunter2xyz" not in r.stderr

@@ -37,6 +37,7 @@ from stellaops_runtime.evidence.vex_input import VexInputError, parse
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.refs import PurlQuery
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_in_process
 from tests.native.rust_names import crate_names
 from tests.node_alive import alive_after
 
@@ -88,18 +89,23 @@ def store(tmp: Path, days: range, *, gap_day: int | None = None) -> str:
 
 
 def vex_cli(
-    tmp: Path, url: str, vulns: Any, *extra: str, image: str = IMG
+    tmp: Path, url: str, vulns: Any, *extra: str, image: str = IMG, process: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """``stella-runtime vex`` as a subprocess on ``vulns`` (a key made once per directory)."""
+    """``stella-runtime vex`` on ``vulns`` (a key made once per directory), through the CLI's own entry
+    point in this process (tests/cli_run.py ``cli_in_process``: same argv, exit status, stdout and
+    stderr; a new interpreter is ~0.35 s of CPU per question); ``process`` runs it as a real
+    subprocess, for what lives at the process level (an uncaught exception's exit status)."""
     (tmp / "vulns.json").write_text(json.dumps(vulns))
     key = tmp / "w.key"
-    cli = [sys.executable, "-m", "stellaops_runtime.cli.main"]
     if not key.exists():
-        keygen = [*cli, "witness", "keygen", "--private", str(key), "--public", str(tmp / "w.pub")]
-        subprocess.run(keygen, check=True, cwd=ROOT, capture_output=True)
+        made = cli_in_process("witness", "keygen", "--private", str(key), "--public", str(tmp / "w.pub"))
+        assert made.returncode == 0, made.stderr
+    argv = ["vex", "--store", url, "--image", image, "--vulns", str(tmp / "vulns.json"),
+            "--key", str(key), "--witness-dir", str(tmp / "w"), *extra]  # fmt: skip
+    if not process:
+        return cli_in_process(*argv)
     return subprocess.run(
-        [*cli, "vex", "--store", url, "--image", image, "--vulns", str(tmp / "vulns.json"),
-         "--key", str(key), "--witness-dir", str(tmp / "w"), *extra],
+        [sys.executable, "-m", "stellaops_runtime.cli.main", *argv],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )  # fmt: skip
 

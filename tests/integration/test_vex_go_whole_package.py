@@ -7,7 +7,8 @@ any program which imports this [package] will be marked vulnerable"; vulncheck "
 every symbol is vulnerable"). A record naming symbols for one import and none for another lost
 the second: its functions were never asked about, and an image whose ``http2`` code ran every
 day was declared ``not_affected`` because the one named ``html`` symbol never ran. The real
-``vex`` CLI as a subprocess on a store written by the real writer.
+``vex`` CLI (its own entry point in this process, tests/cli_run.py ``cli_in_process``) on a store
+written by the real writer.
 """
 
 from __future__ import annotations

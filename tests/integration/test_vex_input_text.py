@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -25,7 +23,8 @@ from packageurl import PackageURL
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind
 from stellaops_runtime.store.engine import open_store
-from tests.integration.test_vex import IMG, OPENVEX_SCHEMA, ROOT, delta, vex_cli, watched
+from tests.cli_run import cli_in_process
+from tests.integration.test_vex import IMG, OPENVEX_SCHEMA, delta, vex_cli, watched
 
 CHECKED = jsonschema.Draft202012Validator(
     OPENVEX_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -76,11 +75,8 @@ def test_a_vulnerability_id_is_read_as_witness_reads_it(tmp_path: Path, url: str
     assert st["vulnerability"]["name"] == "CVE-1"
     [witness] = (tmp_path / "w").iterdir()
     assert witness.name == "CVE-1-1.witness.json"
-    v = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "witness", "verify", str(witness),
-         "--key", str(tmp_path / "w.pub"), "--image", IMG, "--function", "crc32", "--vuln", "CVE-1"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    v = cli_in_process("witness", "verify", str(witness), "--key", str(tmp_path / "w.pub"), "--image", IMG,
+                       "--function", "crc32", "--vuln", "CVE-1")  # fmt: skip
     assert v.returncode == 0, v.stderr
 
 
@@ -114,9 +110,6 @@ def test_one_vulnerability_in_two_cases_is_one_statement(tmp_path: Path, url: st
     assert st["vulnerability"]["name"] == "CVE-2022-37434"
     [witness] = (tmp_path / "w").iterdir()
     for asked in ("cve-2022-37434", "CVE-2022-37434"):
-        v = subprocess.run(
-            [sys.executable, "-m", "stellaops_runtime.cli.main", "witness", "verify", str(witness),
-             "--key", str(tmp_path / "w.pub"), "--image", IMG, "--vuln", asked],
-            capture_output=True, text=True, timeout=180, cwd=ROOT,
-        )  # fmt: skip
+        key = str(tmp_path / "w.pub")
+        v = cli_in_process("witness", "verify", str(witness), "--key", key, "--image", IMG, "--vuln", asked)
         assert v.returncode == 0, v.stderr

@@ -11,7 +11,8 @@ to the question (node-1 may run the image still, unwatched: session 46), and vex
 ends at the last day the image is known to have run (vex.last_known_day reads the gap): the
 question's day, 30 of 30 days not watched; it cannot slide back to before the crash; ``--until``
 the last day names the one day. A newer record of node-1 closes it: not_affected, 40 days. The
-real CLI, ``vex`` as a subprocess, SQLite and PostgreSQL.
+real CLI's own entry point in this process (tests/cli_run.py ``cli_in_process``), SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations

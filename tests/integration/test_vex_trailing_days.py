@@ -7,7 +7,8 @@ outside: ``vex`` on day 45 said ``not_affected`` (window 2026-06-11..2026-07-10 
 watched gap-free"), though the vulnerable function may have run on any of those 5 days. Now the
 window ends at the last day of any record of the image (a watched day, a gap of it, a run that
 could not see calls): under_investigation, naming the first day not watched. ``--until`` still
-asks about the window given. Real CLI as a subprocess, real writer, SQLite.
+asks about the window given. The real CLI's own entry point in this process (tests/cli_run.py
+``cli_in_process``), real writer, SQLite.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 A frame in the affected package's file that no symbol named (a stripped library without its
 debug file) is stored as ``0x<offset>`` (store/unnamed.py). The vulnerable function may be that
 code, so the statement is under_investigation, naming the file, where the same store without
-that row gives not_affected; a function found by name still makes it affected. The real CLI as a
-subprocess over a store written by the real writer (tests/integration/test_vex.py's helpers).
+that row gives not_affected; a function found by name still makes it affected. The real CLI (its
+own entry point in this process) over a store written by the real writer (tests/integration/
+test_vex.py's helpers).
 """
 
 from __future__ import annotations
