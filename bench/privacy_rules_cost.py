@@ -1,16 +1,20 @@
-"""What the default privacy rules' whole set costs to compile and to run (issue 13, docs/benchmarks.md).
+"""What the default privacy rules cost to compile and to run (issue 13, docs/benchmarks.md).
 
-The agent compiles the default rules' whole set at start-up (privacy/compiled_sets.py, cli/agent.py):
-its size, its compile's tracemalloc peak and what it keeps are part of the idle agent's memory, and
-its match time is part of every event's. This prints, for the tree on ``PYTHONPATH``:
+The agent compiles the default rules at start-up (cli/agent.py): each rule alone since
+privacy/rule_scan.py, their whole set as one regex before (privacy/compiled_sets.py, which ran a
+field's combination of rules once compiled off the thread). What the compile peaks at and keeps is
+part of the idle agent's memory, and the match time part of every event's. This prints, for the tree
+on ``PYTHONPATH`` (either kind):
 
-- the whole set's characters and groups, the compile's tracemalloc peak and kept bytes (a fresh
+- the rules' characters and groups, the compile's tracemalloc peak and kept bytes (a fresh
   process: run it once per tree), and its CPU time (best and median of 5, the ``re`` cache purged);
-- CPU time per case of the privacy corpora (tests/fixtures/privacy) through the whole set;
+- CPU time per case of the privacy corpora (tests/fixtures/privacy) through every rule (the whole
+  set) and through the rules its trigger words select (as the filter runs them; a tree from before
+  rule_scan: the combination's own alternation);
 - the command-line clients' rules (privacy/client_rules.py, compiled per client on first sight):
   what compiling every set keeps and peaks at (tracemalloc), and each set's compile CPU time
   (median of 5, the ``re`` cache purged): the median set's and the largest;
-- CPU time of the whole set on hostile inputs of ``--hostile-bytes`` (1 MiB) shaped at the key rules
+- CPU time of every rule on hostile inputs of ``--hostile-bytes`` (1 MiB) shaped at the key rules
   (key words without values, separators and quotes repeated, huge values), best of ``--runs``.
 
 Usage (compare two trees in the same minutes)::
@@ -34,11 +38,18 @@ from pathlib import Path
 import yaml
 
 from stellaops_runtime.privacy import cli_options
-from stellaops_runtime.privacy.base import SecretPattern, compile_patterns, number_groups
-from stellaops_runtime.privacy.engine import sub_compiled
+from stellaops_runtime.privacy.base import CompiledPatterns, SecretPattern, compile_patterns, number_groups
+from stellaops_runtime.privacy.engine import TriggerIndex, sub_compiled
 from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
 
+try:
+    from stellaops_runtime.privacy import rule_scan
+except ImportError:  # a tree from before rule_scan.py: one alternation
+    rule_scan = None  # type: ignore[assignment]
+
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "privacy"
+
+ALL = (1 << len(DEFAULT_PATTERNS)) - 1
 
 # name -> (repeated piece, text before it)
 SHAPES: dict[str, tuple[str, str]] = {
@@ -90,9 +101,27 @@ def main() -> None:
     args = ap.parse_args()
 
     source = "|".join(p.regex for p in DEFAULT_PATTERNS)
+
+    def compile_all() -> Callable[[str, int], object]:
+        """The rules as the tree runs them: (text, mask of the rules selected) -> result."""
+        if rule_scan is not None:
+            rules = tuple(compile_patterns((p,)) for p in DEFAULT_PATTERNS)
+            return lambda text, mask: rule_scan.sub_rules(rule_scan.selected(rules, mask), text, counts=None)
+        whole = compile_patterns(DEFAULT_PATTERNS)
+        combos: dict[int, CompiledPatterns] = {}
+
+        def run(text: str, mask: int) -> object:
+            if mask == ALL:
+                return sub_compiled(whole, text, counts=None)
+            if mask not in combos:
+                combos[mask] = compile_patterns([p for i, p in enumerate(DEFAULT_PATTERNS) if mask >> i & 1])
+            return sub_compiled(combos[mask], text, counts=None)
+
+        return run
+
     gc.collect()
     tracemalloc.start()
-    whole = compile_patterns(DEFAULT_PATTERNS)
+    run = compile_all()
     kept, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     times = []
@@ -100,24 +129,32 @@ def main() -> None:
         re.purge()
         gc.collect()
         t = time.process_time()
-        compile_patterns(DEFAULT_PATTERNS)
+        compile_all()
         times.append(time.process_time() - t)
+    kind = "each rule alone" if rule_scan is not None else "whole set, one regex"
     print(
-        f"whole set: {len(source):,} characters, {whole.regex.groups} groups; compile: tracemalloc peak "
+        f"{kind}: {len(source):,} characters; compile: tracemalloc peak "
         f"{peak / 1e6:.2f} MB, kept {kept / 1e6:.3f} MB, CPU best {min(times) * 1e3:.0f} ms, "
         f"median {statistics.median(times) * 1e3:.0f} ms"
     )
 
     texts = corpus_texts()
-    per_case = best_cpu(lambda: [sub_compiled(whole, t, counts=None) for t in texts], 5) / len(texts)
-    print(f"privacy corpora, {len(texts)} cases: {per_case * 1e6:.1f} us per case (whole set, best of 5)")
+    per_case = best_cpu(lambda: [run(t, ALL) for t in texts], 5) / len(texts)
+    print(f"privacy corpora, {len(texts)} cases: {per_case * 1e6:.1f} us per case (every rule, best of 5)")
+    index = TriggerIndex([(p.triggers, p.gate) for p in DEFAULT_PATTERNS])
+    masked = [(t, index.masks(t, t.lower())[0]) for t in texts]
+    for t, mask in masked:  # the combinations compiled first (an old tree's background thread)
+        if mask:
+            run(t, mask)
+    per_case = best_cpu(lambda: [run(t, m) for t, m in masked if m], 5) / len(texts)
+    print(f"privacy corpora: {per_case * 1e6:.1f} us per case (the rules selected, best of 5)")
 
     client_rules()
 
     n = args.hostile_bytes
     for name, (piece, before) in SHAPES.items():
         text = before + (piece * (n // len(piece) + 1))[: n - len(before)]
-        cpu = best_cpu(lambda text=text: sub_compiled(whole, text, counts=None), args.runs)
+        cpu = best_cpu(lambda text=text: run(text, ALL), args.runs)
         print(f"  {name:20s} {len(text):>9,} chars {cpu * 1e3:9.1f} ms")
 
 

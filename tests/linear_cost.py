@@ -9,6 +9,11 @@ The time is the calling thread's own CPU time, with the collector off: the proce
 counted any thread an earlier test left running in the same worker, and a 64 KiB run, longer than
 the interpreter's 5 ms switch interval, paid for that thread's slices where a 16 KiB run did not (a
 clean-clone CI run measured 14-20x for rules that cost 4x alone).
+
+The default privacy rules no longer depend on the process's history (a combination of rules was
+compiled off the filtering thread and the whole set ran meanwhile, with another cost): each rule
+runs by its own regex, compiled at the first filter (privacy/rule_scan.py), so a field costs the
+same in any worker.
 """
 
 from __future__ import annotations
@@ -16,8 +21,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-
-from stellaops_runtime.privacy.compiled_sets import DEFAULT_SETS
 
 __all__ = ["growth"]
 
@@ -48,7 +51,6 @@ def growth(fn: Callable[[str], object], unit: str, size: int = 65536) -> float:
     """
     big = (unit * (size // len(unit) + 1))[:size]
     small = big[: size // 4]
-    _compiled(fn, big, small)
     best_big = best_small = float("inf")
     for attempt in range(8):
         if attempt >= 3:
@@ -58,22 +60,3 @@ def growth(fn: Callable[[str], object], unit: str, size: int = 65536) -> float:
         if best_big / max(best_small, 1e-6) < 6:
             break
     return best_big / max(best_small, 1e-6)
-
-
-def _compiled(fn: Callable[[str], object], *texts: str) -> None:
-    """Run ``fn`` once on ``texts`` with the bound on compiled rule combinations lifted, and wait for
-    their compile (privacy/compiled_sets.py): a combination not compiled yet runs the whole rule
-    set, and past ``MAX_COMPILED_SUBSETS`` combinations asked in the process (a worker late in a
-    full run) it always does, so the test timed the rules of the field or the whole set by the
-    worker's history (two clean-clone runs: 18-20x for 'psw=' forms that measure 4x by their
-    combination). The rules joined in one alternation can cost quadratic time on such a field
-    (docs/privacy.md, Known limits), by the process's state: 25-45x in a fresh process, under
-    10x in a clean-clone run's worker, so no test asserts it either way."""
-    saved = DEFAULT_SETS._max_subsets
-    DEFAULT_SETS._max_subsets = 1 << 30
-    try:
-        for text in texts:
-            fn(text)
-        DEFAULT_SETS.wait_idle(30)
-    finally:
-        DEFAULT_SETS._max_subsets = saved

@@ -1,6 +1,6 @@
 """The agent compiles the default privacy rules before the runner's imports (issue 13).
 
-The whole set's one regex allocates ~8 MB of short-lived parse objects while it compiles;
+The rules' regexes allocate megabytes of short-lived parse objects while they compile;
 compiled after the runner's imports, the freed room stayed in partly used allocator pages for the
 agent's life (~1.3 MB of the idle agent, docs/benchmarks.md, Seventeenth pass). A fresh
 interpreter (this test process has imported everything) runs ``stella-runtime agent``'s command
@@ -18,20 +18,21 @@ import textwrap
 from pathlib import Path
 
 import stellaops_runtime
+from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
 
 CODE = textwrap.dedent(
     """
     import json, sys
-    from stellaops_runtime.privacy import compiled_sets
+    from stellaops_runtime.privacy import rule_scan
 
     compiles = []
-    real = compiled_sets.compile_patterns
+    real = rule_scan.compile_patterns
 
     def noted(patterns):
         compiles.append("stellaops_runtime.agent.runner" in sys.modules)
         return real(patterns)
 
-    compiled_sets.compile_patterns = noted  # what CompiledSets.whole() calls
+    rule_scan.compile_patterns = noted  # what rule_scan.default_rules() calls, once per rule
     from stellaops_runtime.agent import node_presence
 
     node_presence.wait_for_node = lambda presence: False  # the run returns before building the agent
@@ -67,8 +68,8 @@ def _run(tmp_path: Path, privacy: dict[str, object]) -> tuple[int, list[bool], b
 def test_the_default_rules_are_compiled_before_the_runner_is_imported(tmp_path: Path) -> None:
     rc, compiles, runner = _run(tmp_path, {})
     assert rc == 0 and runner  # it got as far as the runner's import
-    # The whole set, once, before the runner (the pipeline finds it compiled: the set is process-wide).
-    assert compiles == [False]
+    # Each rule, once, before the runner (the pipeline finds them compiled: they are process-wide).
+    assert compiles == [False] * len(DEFAULT_PATTERNS)
 
 
 def test_without_the_default_rules_nothing_is_compiled_early(tmp_path: Path) -> None:

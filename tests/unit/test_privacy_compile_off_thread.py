@@ -1,13 +1,12 @@
-"""The privacy rules are compiled at start and off the pipeline thread, never while intake waits.
+"""The privacy rules are compiled at start, never on the pipeline thread while intake waits.
 
-The default rules a text may match are compiled together, one regex per combination of the rules
-whose trigger words it holds (privacy/redactor.py). Each combination was compiled the first time a
-text asked for it, on the pipeline thread: under load one took seconds (engineer RT's trace of
-test_parse_worker_e2e, session 39: ~3.5 s in ``_default_for -> compile_patterns``), during which
-intake stalled and /metrics went stale, and a new combination could come at any time mid-stream.
-Now the whole rule set is compiled when the agent builds its pipeline (start-up, before any event);
-a combination not compiled yet runs the whole set, which redacts a text exactly as its combination
-does (test_privacy_compile_bound.py), while a background thread compiles the combination.
+The default rules a text selects (by its trigger words) were compiled together, one regex per
+combination, the first time a text asked for it, on the pipeline thread: under load one took seconds
+(engineer RT's trace of test_parse_worker_e2e, session 39: ~3.5 s in ``_default_for ->
+compile_patterns``), during which intake stalled and /metrics went stale, and a new combination
+could come at any time mid-stream. Now each default rule is compiled alone, once per process, when
+the agent builds its pipeline (start-up, before any event), and a text runs the rules it selects
+each by its own regex (privacy/rule_scan.py): no combination is compiled at all.
 
 A command-line client's rules are the exception: each client's small regex is compiled on the thread
 that filters the first time the client is seen (privacy/client_rules.py, ~0.5 ms of CPU, 2.2 ms the
@@ -28,7 +27,7 @@ import yaml
 
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
-from stellaops_runtime.privacy import base, cli_options, client_rules, compiled_sets, engine
+from stellaops_runtime.privacy import base, cli_options, client_rules, engine, rule_scan
 from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -95,38 +94,30 @@ def _rows(pipe: Pipeline) -> list[str]:
 
 
 def test_no_rule_set_is_compiled_on_the_pipeline_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # As in a new agent process; a bound of 8 combinations (each compile costs 50-130 ms), so that
-    # the stream's others keep running the whole set.
-    sets = compiled_sets.CompiledSets(DEFAULT_PATTERNS, max_subsets=8)
-    monkeypatch.setattr(compiled_sets, "DEFAULT_SETS", sets)
-    # ...and no client's rules compiled yet, as in a new agent process
+    monkeypatch.setattr(rule_scan, "_RULES", [])  # as in a new agent process: no rule compiled yet
+    # ...and no client's rules compiled yet
     monkeypatch.setattr(cli_options, "TOOL_RULES", client_rules.ClientRules(cli_options._BY_TOOL))
     monkeypatch.setattr(engine, "TOOL_RULES", cli_options.TOOL_RULES)
     clients: list[int] = []
     threads = _count_compiles(monkeypatch, clients)
     me = threading.get_ident()
     pipe = _pipeline()  # the agent's start-up (agent/runner.py), before it connects
-    at_start = len(threads)
-    assert at_start >= 1 and set(threads) == {me}  # the default rules are compiled here
-    lines = _lines()
+    at_start = len(threads)  # each default rule once, and the two truncated-tail rules, here
+    assert at_start == len(DEFAULT_PATTERNS) + 2 and set(threads) == {me}
+    lines = _lines()  # the stream's execs and 60 corpus secrets: many combinations of rules
     pipe.process_json(lines)
-    on_pipeline = [t for t in threads[at_start:] if t == me]
-    assert on_pipeline == [], f"{len(on_pipeline)} rule sets compiled on the pipeline thread"
+    assert len(threads) == at_start, "a rule set was compiled on the pipeline thread"
     assert pipe.privacy.fields_redacted > 60
     # The clients the stream named had their rules compiled on this thread, each set once.
     seen = cli_options.TOOL_RULES.compiled()
     assert (
         seen and len(clients) == len({id(cli_options.TOOL_RULES[t]) for t in seen}) and set(clients) == {me}
     )
-
-    # Meanwhile the combinations were compiled by another thread, each once...
-    assert sets.wait_idle(60)
-    masks = sets.compiled_masks()
-    assert len(masks) == 8
-    assert len(threads) == at_start + len(masks)
-    # ...and a pipeline that runs them (no compile at all now) stores and counts the same.
+    # A second pipeline of the process compiles no default rule again, runs its lines compiling
+    # nothing, and stores and counts the same.
     again = _pipeline()
     compiles = len(threads)
+    assert compiles == at_start + 2  # its own tail rules
     again.process_json(lines)
     assert len(threads) == compiles
     assert again.privacy.redactions_by_pattern == pipe.privacy.redactions_by_pattern
@@ -135,9 +126,8 @@ def test_no_rule_set_is_compiled_on_the_pipeline_thread(monkeypatch: pytest.Monk
 
 
 def test_a_filter_without_the_default_rules_compiles_none_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    sets = compiled_sets.CompiledSets(DEFAULT_PATTERNS)
-    monkeypatch.setattr(compiled_sets, "DEFAULT_SETS", sets)
+    monkeypatch.setattr(rule_scan, "_RULES", [])
     threads = _count_compiles(monkeypatch)
     pipe = Pipeline(parse_config({"privacy": {"useDefaultRedactionPatterns": False}}), node_name="n")
     pipe.process_json(_lines()[:8])
-    assert threads == [] and sets.compiled_masks() == frozenset()
+    assert threads == [] and rule_scan._RULES == []

@@ -32,7 +32,6 @@ from stellaops_runtime.privacy.base import (
     first_char_alternatives,
     number_groups,
 )
-from stellaops_runtime.privacy.compiled_sets import DEFAULT_SETS
 from stellaops_runtime.privacy.engine import sub_compiled
 from stellaops_runtime.privacy.http_headers import COOKIE_HEADER
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, PW_WORDS, SECRET_WORDS
@@ -251,7 +250,7 @@ def _expanded_set() -> CompiledPatterns:
 
 
 def test_the_whole_set_redacts_every_text_byte_for_byte_as_before() -> None:
-    before, after = _expanded_set(), DEFAULT_SETS.whole()
+    before, after = _expanded_set(), compile_patterns(P.DEFAULT_PATTERNS)
     texts = _corpus_texts() + _hostile_texts(7, 1_500) + _glued_and_quoted()
     redacted = 0
     for text in texts:

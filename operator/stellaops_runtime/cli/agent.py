@@ -133,19 +133,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compile_default_rules() -> None:
-    """Compile the default privacy rules' whole set now, before the runner's imports (issue 13).
+    """Compile the default privacy rules now, before the runner's imports (issue 13).
 
-    The agent's pipeline compiles it anyway when it is built (privacy/redactor.py,
-    privacy/compiled_sets.py: one process-wide set); only the moment moves. Its one regex of
-    ~110,000 characters allocates ~8 MB of short-lived parse objects while it compiles, among
-    them the few objects the compiled regex keeps: compiled after the runner's imports, the
-    freed room stayed in partly used allocator pages for the agent's life; compiled first, the
-    imports that follow fill it (~1.3 MB less idle RSS under jemalloc, docs/benchmarks.md,
-    Seventeenth pass).
+    The agent's pipeline compiles them anyway when it is built (privacy/redactor.py,
+    privacy/rule_scan.py: each rule once per process); only the moment moves. Their regexes
+    (~40,000 characters) allocate megabytes of short-lived parse objects while they compile, among
+    them the few objects the compiled regexes keep: compiled after the runner's imports, the freed
+    room stayed in partly used allocator pages for the agent's life; compiled first, the imports
+    that follow fill it (~1.3 MB less idle RSS under jemalloc for the one regex of the whole set
+    the agent compiled before, docs/benchmarks.md, Seventeenth pass).
     """
-    from stellaops_runtime.privacy.compiled_sets import DEFAULT_SETS
+    from stellaops_runtime.privacy.rule_scan import default_rules
 
-    DEFAULT_SETS.whole()
+    default_rules()
 
 
 def _redact_logs(privacy: PrivacyConfig) -> None:

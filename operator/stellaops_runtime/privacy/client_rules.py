@@ -18,8 +18,8 @@ theirs): a compiled set is one list read, and the first lookup of a set compiles
 lock, so two threads that see a new client at once compile it once and get the same regex. That
 first lookup costs the pipeline thread the set's compile (0.45 ms of CPU for the median set,
 2.2 ms for the largest, pulumi's; bench/privacy_rules_cost.py), once per set in the life of the
-process; the default rules' sets, far larger, are still compiled off that thread
-(privacy/compiled_sets.py). A rule that does not compile fails its client's first lookup, not
+process; the default rules, far larger, are compiled when the first filter is built (the
+agent's start-up: privacy/rule_scan.py). A rule that does not compile fails its client's first lookup, not
 the import: tests/unit/test_privacy_cli.py looks every client up.
 """
 

@@ -2,11 +2,10 @@
 
 The filter runs on every event, so no rule runs on a field that cannot hold
 what it looks for: every rule has lower-case ``triggers`` (substrings) and/or
-a ``gate`` (a cheap regex), and ``TriggerIndex.mask`` turns one field into the
-bit mask of the rules that may match it. The default rules selected together
-are compiled into one alternation (cached per mask), so one regex pass finds
-them all; the library's rules and the client rules report spans that are
-merged and replaced once.
+a ``gate`` (a cheap regex), and ``TriggerIndex.masks`` turns one field into the
+bit masks of the rules that may match it. The default rules selected run each by
+its own regex, as their alternation would (``rule_scan``); the library's rules
+and the client rules report spans that are merged and replaced once.
 """
 
 from __future__ import annotations

@@ -36,9 +36,9 @@ Decisions worth knowing (the corpus in tests/fixtures/privacy proves them):
 * ``scheme://user:password@host`` keeps scheme, user and host; ``http://host:8080/`` is no credential;
 * a PEM private key goes from after its BEGIN line to its END line (or the end of a cut text).
 
-``base.compile_patterns`` joins the patterns a field triggers into one
-alternation, so one pass over a field finds every secret and
-``match.lastgroup`` says which pattern matched.
+The patterns a field triggers find what their alternation (``base.compile_patterns``) would,
+each run by its own regex (``rule_scan``: linear), and ``match.lastgroup`` says which of a
+pattern's alternatives matched.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ place, without the event, cache and truncation logic around them.
 
 With ``default_patterns``, one pass over a text runs, in order: the default
 rules (``patterns``, ``provider_tokens``, ``personal_data`` and the
-option-name rules of ``cli_flags``) in one regex (only those whose triggers
-and gates the text passes, compiled per combination off this thread:
-``compiled_sets``); on a truncated text the
+option-name rules of ``cli_flags``), only those whose triggers and gates the
+text passes, each by its own regex as their one alternation would (``rule_scan``:
+linear); on a truncated text the
 ``TRUNCATED_TAIL`` rules near its end; the short options of the client that
 runs (``tool``) or is named in the text (``cli_options``); a password given by
 position to a connect or login call in code (``code_calls``); a value after
@@ -34,7 +34,7 @@ import re
 
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
-from stellaops_runtime.privacy import compiled_sets, entropy, env_names
+from stellaops_runtime.privacy import entropy, env_names
 from stellaops_runtime.privacy.code_calls import code_call_spans
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
@@ -59,6 +59,7 @@ from stellaops_runtime.privacy.patterns import (
     CompiledPatterns,
     compile_patterns,
 )
+from stellaops_runtime.privacy.rule_scan import default_rules, selected, sub_rules
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.secure_strings import secure_string_spans
 from stellaops_runtime.privacy.shell_words import CREDENTIAL_WORD, shell_word_spans
@@ -155,12 +156,9 @@ class Redactor:
 
     def __init__(self, config: PrivacyConfig) -> None:
         self._use_default = config.default_patterns
-        # Default patterns compiled per set of triggered patterns (a bit mask): a field only pays for
-        # the patterns whose trigger words it contains. The whole set is compiled here, at start-up;
-        # the combinations off the thread that filters (compiled_sets.py).
-        self._sets = compiled_sets.DEFAULT_SETS
-        if config.default_patterns:
-            self._sets.whole()
+        # Each default pattern compiled alone, once per process (here: the agent's start-up); a field
+        # runs only those whose trigger words it contains (rule_scan.py).
+        self._rules = default_rules() if config.default_patterns else ()
         self._tail: CompiledPatterns | None = (
             compile_patterns((TRUNCATED_TAIL,)) if config.default_patterns else None
         )
@@ -257,9 +255,8 @@ class Redactor:
         hits = 0
         if self._use_default:
             own, lib = self._index.masks(text, text.lower())
-            cp = self._default_for(own)
-            if cp is not None:
-                text, n = sub_compiled(cp, text, counts=counts)
+            if own:
+                text, n = sub_rules(selected(self._rules, own), text, counts=counts)
                 hits += n
             if truncated and self._tail is not None and self._url_tail is not None:
                 # A URL's password or token cut before its ``@`` may be longer than the window:
@@ -333,16 +330,3 @@ class Redactor:
                 text, n = replace_spans(text, [(s, e, "high_entropy") for s, e in found], counts=counts)
                 hits += n
         return text, hits
-
-    def _default_for(self, mask: int) -> CompiledPatterns | None:
-        """The default patterns of ``mask`` (their triggers and gates passed), compiled; None if none.
-
-        A combination not compiled yet is the whole set, which redacts the same (compiled_sets.py).
-        """
-        if not mask:
-            return None
-        return self._sets.for_mask(mask)
-
-    def _whole_set(self) -> CompiledPatterns:
-        """Every default pattern, compiled at start-up."""
-        return self._sets.whole()
