@@ -9,7 +9,8 @@ the node read watched: a "not observed" about the function itself rests on calls
 
 The agent's look at those files (agent/tetragon_facts.py, once a second) notices the change: a
 file at the path that is another file (device, inode) or the same with other contents (size,
-modification time; a ``chmod`` moves only the change time and is no change). From the look before
+modification time; a ``chmod`` moves only the change time and is no change, nor is a ``touch``
+that moves the modification time alone over the same bytes: agent/node_file_digest.py). From the look before
 (the last that saw the old file) the node is unwatched: a node-wide gap (source ``none``,
 hotsymbols/gaps.py ``source_gap``), as the agent's own probes mark a probed file they could not
 follow (native/follow.py). The calls are anyone's on the node: the host's processes and any

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
@@ -139,6 +140,7 @@ class TetragonFacts:
         stamp = _stamp(self.path)
         # the look on a thread, as the read: a node file system that hangs never holds the loop
         seen = await asyncio.to_thread(idents, self._files) if self._files else ()
+        self._idents = await self._untouched(self._files, self._idents, seen)
         self.gaps.compare(self._files, self._idents, seen, self._looked)  # Tetragon's probe is on the old
         await self._reloaded()
         if stamp == self._stamp and self.pipeline.unprobed.current is self._facts and seen == self._idents:
@@ -161,6 +163,10 @@ class TetragonFacts:
         facts, files, ids = read
         was = dict(zip(self._files, seen, strict=False))  # replaced between this look and the read's
         common = [(f, was[f], i) for f, i in zip(files, ids, strict=False) if f in was]
+        untouched = await self._untouched(
+            [c[0] for c in common], [c[1] for c in common], [c[2] for c in common]
+        )
+        common = [(f, b, i) for (f, _, i), b in zip(common, untouched, strict=True)]
         self.gaps.compare([c[0] for c in common], [c[1] for c in common], [c[2] for c in common], looked)
         # ... or not the file this boot's first read found, by this agent or one before it (s47/rex);
         # the baseline's file is written on the thread too
@@ -171,6 +177,20 @@ class TetragonFacts:
         from stellaops_runtime.agent.node_file_policies import read_probing
 
         self.gaps.probing = await asyncio.to_thread(read_probing, self.path, self.host_root)
+
+    async def _untouched(
+        self, files: Sequence[str], before: Sequence[Ident], after: Sequence[Ident]
+    ) -> tuple[Ident, ...]:
+        """``before`` with the files found touched only (their modification time moved, their bytes
+        the kept ones: agent/node_file_digest.py) taken as ``after``: no replacement (the digest is
+        taken on a thread, only when a modification time alone moved)."""
+        if not any(
+            b is not None and a is not None and b[:3] == a[:3] and b[3] != a[3]
+            for b, a in zip(before, after, strict=False)
+        ):
+            return tuple(before)
+        same = await asyncio.to_thread(self.gaps.baseline.touched, files, before, after)
+        return tuple(a if f in same else b for f, b, a in zip(files, before, after, strict=False))
 
     async def _reloaded(self) -> None:
         """Replaced files whose policies Tetragon was seen loading anew: their gap ends, and the

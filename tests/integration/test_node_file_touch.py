@@ -1,0 +1,123 @@
+"""A probed node file whose modification time alone moved (``touch``) is no replacement.
+
+Defect (s48 NF brief 3): the agent took any change of a probed node file's (device, inode, size,
+modification time) for a replacement (agent/node_file_gaps.py ``replaced``), so ``touch libssl.so``
+made the node unwatched (a node-wide gap) while Tetragon's uprobe still sat where it did, on the same
+bytes. Now a change of the modification time alone with the same content digest
+(agent/node_file_digest.py, kept with the baseline: agent/node_file_baseline.py) is a touch; a
+rewrite in place with other bytes, even of the same size, still opens the gap, and so does a change
+the digest cannot vouch for.
+
+Real parts: TetragonFacts looking at a node root in ``tmp_path``, NodeFileGaps with its baseline file
+beside the spool, the boot id read from a file the test writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from stellaops_runtime import boot_id
+from stellaops_runtime.agent import node_file_digest
+from stellaops_runtime.agent.node_file_baseline import baseline_path
+from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
+from stellaops_runtime.agent.tetragon_facts import TetragonFacts
+from tests.integration.test_answer_replaced_in_place import APP
+from tests.integration.test_node_file_reread import _watch
+
+S = 1_000_000_000
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A node root holding the probed file, and this boot's id (the baseline keeps it)."""
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"the build Tetragon's policy was loaded with")
+    (tmp_path / "boot_id").write_text("boot-1\n")
+    monkeypatch.setattr(boot_id, "BOOT_ID_PATH", str(tmp_path / "boot_id"))
+    return host, exe
+
+
+def _agent(tmp_path: Path, host: Path) -> TetragonFacts:
+    watch = _watch(tmp_path, host)
+    watch.gaps = NodeFileGaps(baseline_path(str(tmp_path / "spool.jsonl")))
+    return watch
+
+
+def _touch(exe: Path) -> None:
+    st = exe.stat()
+    os.utime(exe, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * S))
+
+
+def _rewrite_same_size(exe: Path) -> None:
+    """``cp`` of another build of the same size over the file: same inode and size, other bytes."""
+    data = exe.read_bytes()
+    with open(exe, "r+b") as f:
+        f.write(bytes(b ^ 0x55 for b in data))
+    _touch(exe)  # a modification time of its own, whatever the file system's granularity
+
+
+def test_a_touch_is_no_replacement_and_a_same_size_rewrite_is_one(
+    tmp_path: Path, node: tuple[Path, Path]
+) -> None:
+    """Seen failing before the change: the touch opened the gap (``replaced`` 1)."""
+    host, exe = node
+    a = _agent(tmp_path, host)
+    asyncio.run(a.poll(100.0))  # the read: identity and digest kept
+    assert list(a.gaps.baseline.digests) == [str(exe)]
+    _touch(exe)
+    asyncio.run(a.poll(102.0))  # the look sees the modification time moved
+    asyncio.run(a.poll(104.0))
+    assert not a.gaps.open and a.gaps.replaced == 0
+    assert a.gaps.baseline.files[str(exe)][3] == exe.stat().st_mtime_ns  # kept as touched
+    b = _agent(tmp_path, host)  # the next agent of the boot: no gap either
+    asyncio.run(b.poll(100.0))
+    assert not b.gaps.open
+    _touch(exe)  # touched while no agent ran
+    c = _agent(tmp_path, host)
+    asyncio.run(c.poll(100.0))
+    assert not c.gaps.open and c.gaps.replaced == 0
+    _rewrite_same_size(exe)
+    asyncio.run(c.poll(102.0))
+    assert c.gaps.open and c.gaps.replaced == 1
+
+
+def test_a_file_rewritten_while_no_agent_ran_is_still_replaced(
+    tmp_path: Path, node: tuple[Path, Path]
+) -> None:
+    host, exe = node
+    asyncio.run(_agent(tmp_path, host).poll(100.0))
+    _rewrite_same_size(exe)
+    b = _agent(tmp_path, host)
+    asyncio.run(b.poll(100.0))
+    assert b.gaps.open and b.gaps.replaced == 1
+
+
+def test_without_a_digest_a_touch_is_still_a_replacement(
+    tmp_path: Path, node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file over the bound gets no digest (nor does a baseline written by an agent before this
+    change): nothing vouches for its bytes, so the touch opens the gap (the safe side)."""
+    host, exe = node
+    monkeypatch.setattr(node_file_digest, "MAX_BYTES", 4)
+    a = _agent(tmp_path, host)
+    asyncio.run(a.poll(100.0))
+    assert a.gaps.baseline.digests == {}
+    kept = json.loads(Path(a.gaps.baseline.path).read_text())
+    assert "digests" not in kept  # the file an older agent reads, unchanged
+    _touch(exe)
+    asyncio.run(a.poll(102.0))
+    assert a.gaps.open and a.gaps.replaced == 1
+
+
+def test_a_digest_is_none_for_a_file_that_is_not_the_identity_asked() -> None:
+    assert node_file_digest.digest("/nonexistent/file", (1, 2, 3, 4)) is None
+    assert node_file_digest.touch_only((1, 2, 3, 4), (1, 2, 3, 5))
+    assert not node_file_digest.touch_only((1, 2, 3, 4), (1, 2, 4, 5))
+    assert not node_file_digest.touch_only((1, 2, 3, 4), (1, 3, 3, 5))
