@@ -7,6 +7,7 @@ agent/node_file_gaps.py ``reloaded`` (the gap's end, and the identity the baseli
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from stellaops_runtime.agent import policy_load_gaps, policy_reloads
@@ -57,8 +58,8 @@ def test_a_load_counts_only_when_the_poll_before_it_asked_after_the_moment() -> 
 def test_the_policy_watch_feeds_its_reloads_with_the_time_the_poll_asked() -> None:
     w = PolicyLoadWatch(start_ns=0, relabel_seconds=0)
     e = ours((UP, "ENABLED", 1))[UP] | {"namespace": "shop"}
-    w.observe([e], now_ns=11 * S, connected=True, connects=1, asked_ns=10 * S)
-    w.observe([e | {"objectGeneration": 2}], now_ns=21 * S, connected=True, connects=1, asked_ns=20 * S)
+    w.observe([e], now_ns=11 * S, connected=True, connects=1, asked_mono_ns=10 * S)
+    w.observe([e | {"objectGeneration": 2}], now_ns=21 * S, connected=True, connects=1, asked_mono_ns=20 * S)
     assert w.reloads.settled_after([UP], 10 * S) == 21 * S
     assert w.reloads.settled_after([UP], 10 * S + 1) is None
 
@@ -108,18 +109,19 @@ def test_the_gap_ends_at_the_poll_that_saw_every_probing_object_reloaded_and_tra
     r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=1, now_ns=2)
     _replaced(gaps)
     assert gaps.open and gaps.reloaded() == {}
+    handed = gaps.take(1000)[0][1]  # wall
     gaps.marked()
-    asked = gaps.take()[0][1] + 1  # a moment after the replacement was seen
-    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 2)), asked_ns=asked, now_ns=asked + 1)
+    asked = time.monotonic_ns()  # a moment after the replacement was seen (monotonic)
+    r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 2)), asked_ns=asked, now_ns=1001)
     assert gaps.reloaded() == {} and gaps.open  # another object reloaded
-    r.listed(ours((UP, "LOADING", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 2, now_ns=asked + 3)
+    r.listed(ours((UP, "LOADING", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 2, now_ns=1003)
     assert gaps.reloaded() == {} and gaps.open  # loading: not tracing yet
-    r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 4, now_ns=asked + 5)
+    r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 2)), asked_ns=asked + 4, now_ns=1005)
     assert gaps.reloaded() == {"/f": (1, 2, 9, 6)}
     assert not gaps.open and gaps.ended == 1
-    assert gaps.take(asked + 100) == [(asked - 1, asked + 5)]  # up to the poll that saw it tracing
+    assert gaps.take(2000) == [(handed, 1005)]  # up to the poll that saw it tracing
     gaps.marked()
-    assert gaps.take(asked + 200) == [] and gaps.unstored_from() is None
+    assert gaps.take(3000) == [] and gaps.unstored_from() is None
     gaps.baseline.move({"/f": (1, 2, 9, 6)})
     assert Baseline(gaps.baseline.path).files == {"/f": (1, 2, 9, 6)}  # the next agent's baseline
 
@@ -131,7 +133,7 @@ def test_every_replaced_file_must_be_reloaded_and_an_untold_file_needs_every_obj
     r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=1, now_ns=2)
     _replaced(gaps, "/f")
     _replaced(gaps, "/g")
-    later = gaps.take()[0][1] + 1
+    later = time.monotonic_ns()
     r.listed(ours((UP, "ENABLED", 1), (SYS, "ENABLED", 1)), asked_ns=later, now_ns=later + 1)
     r.listed(ours((UP, "ENABLED", 2), (SYS, "ENABLED", 1)), asked_ns=later + 2, now_ns=later + 3)
     assert set(gaps.reloaded()) == {"/f"} and gaps.open  # "/g" waits for every object of ours

@@ -72,7 +72,7 @@ class NodeFileGaps:
         self.replaced = 0  # node files seen replaced (each logged)
         self.reloads: PolicyReloads | None = None  # agent/policy_reloads.py: what ends the gap
         self.probing: Probing = {}  # agent/node_file_policies.py: the objects probing each file
-        self._pending: dict[str, int] = {}  # replaced file -> when seen (wall ns, after the look)
+        self._pending: dict[str, int] = {}  # replaced file -> when seen (monotonic ns, after the look)
         self.ended = 0  # gaps ended by the policies' reload
 
     @property
@@ -94,7 +94,7 @@ class NodeFileGaps:
         )
         if not changed:
             return
-        seen = time.time_ns()  # the look is done: the replacement came before this
+        seen = time.monotonic_ns()  # the look is done: the replacement came before (agent/policy_reloads.py)
         self._pending.update((f, seen) for f in changed)
         self.replaced += len(changed)
         if self._open_from is None or since_ns < self._open_from:

@@ -314,7 +314,7 @@ class ObservationNodeWriter:
         """Tetragon's reachability and ListTracingPolicies (None: not answered), told to the
         policy watch (agent/policy_load_gaps.py) whether or not the API server answers."""
         timeout = self.tetragon.timeout_seconds
-        asked = time.time_ns()  # before Tetragon's answer: a policy it lists reloaded later loaded after this
+        asked = time.monotonic_ns()  # before Tetragon's answer: a policy it lists reloaded later loaded after
         tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
         policies: list[dict[str, Any]] | None = None
         if tetragon.reachable:
@@ -336,7 +336,7 @@ class ObservationNodeWriter:
                 now_ns=time.time_ns(),
                 connected=_tetragon_connected(self.stream),
                 connects=connects if isinstance(connects, int) else None,
-                asked_ns=asked,
+                asked_mono_ns=asked,
             )
         return tetragon, policies
 

@@ -167,11 +167,11 @@ class PolicyLoadWatch:
         now_ns: int,
         connected: bool | None,
         connects: int | None = None,
-        asked_ns: int | None = None,
+        asked_mono_ns: int | None = None,
     ) -> None:
         """One poll: ``entries`` the ``status.policies`` entries (None: Tetragon's API did not answer),
         ``connected``/``connects`` the event stream's state (None: not known to the writer),
-        ``asked_ns`` when its ListTracingPolicies was sent (default ``now_ns``)."""
+        ``asked_mono_ns`` when its ListTracingPolicies was sent, monotonic clock (default: now)."""
         before = self._prev_poll if self._prev_poll is not None else self._start
         if connected is False:  # the stream is down: that outage is the source's to mark
             self._was_connected = False
@@ -189,7 +189,8 @@ class PolicyLoadWatch:
         # ListTracingPolicies failed (a timeout while Tetragon loads) saw nothing of it.
         listed = self._answered if self._answered is not None else self._start
         ours = _ours(entries)
-        self.reloads.listed(ours, asked_ns=now_ns if asked_ns is None else asked_ns, now_ns=now_ns)
+        asked = time.monotonic_ns() if asked_mono_ns is None else asked_mono_ns
+        self.reloads.listed(ours, asked_ns=asked, now_ns=now_ns)
         for key, entry in ours.items():
             was = self._listed.get(key)
             if was is None:

@@ -13,7 +13,10 @@ The lower bound of a load is the moment the poll before the one that saw it aske
 sent then: Tetragon answered later, still holding the version before), never the time its answer
 came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0.
 An object listed under the same version across a reload between two polls is not seen reloaded
-(the safe side: the gap stays open).
+(the safe side: the gap stays open). Those moments, and the replacement's they are compared with,
+are the monotonic clock's: a wall-clock step back between the look and the poll cannot put a load
+before the replacement after it. The poll that saw the objects tracing is told in wall time: the
+gap ends there.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class PolicyReloads:
 
     def listed(self, ours: Mapping[Key, Mapping[str, Any]], *, asked_ns: int, now_ns: int) -> None:
         """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
-        ``asked_ns``, its answer read at ``now_ns``."""
+        ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall)."""
         for key, entry in ours.items():
             version = reported_version(entry)
             if key not in self._version or self._version[key] != version:  # (a version None: no reload told)
@@ -57,8 +60,9 @@ class PolicyReloads:
         self._asked = asked_ns
 
     def settled_after(self, keys: Collection[Key] | None, since_ns: int) -> int | None:
-        """The poll from which every one of ``keys`` (None: every object of ours listed; none listed:
-        never) is listed tracing under a version loaded after ``since_ns``; None while one is not."""
+        """The poll (wall ns) from which every one of ``keys`` (None: every object of ours listed; none
+        listed: never) is listed tracing under a version loaded after ``since_ns`` (monotonic); None
+        while one is not."""
         wanted = list(self._version) if keys is None else list(keys)
         if not wanted:
             return None
