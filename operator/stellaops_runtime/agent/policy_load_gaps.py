@@ -71,6 +71,10 @@ reconnection or a ceiling written then opens too) and no other opens; the list e
 restart reads as every object of ours gone, so such a restart's gap lasts
 :data:`EXPECT_SECONDS` at least (the safe side). An open span shows as
 ``stellaops_runtime_policy_load_gap_open_seconds`` (agent/store_metrics.py).
+
+Every answered poll also tells :class:`~stellaops_runtime.agent.policy_reloads.PolicyReloads`
+(``reloads``) which objects of ours Tetragon loaded anew since the poll before: what ends a
+replaced probed node file's gap (agent/node_file_gaps.py).
 """
 
 from __future__ import annotations
