@@ -1,8 +1,9 @@
 """Time nobody watched an image on a node it ran on is never "not observed", through the real CLI.
 
 Three holes, each once a wrong "no" (SQLite and PostgreSQL, stores written by
-the store's own write path, questions asked of ``stella-runtime`` as a
-subprocess):
+the store's own write path, questions asked of ``stella-runtime`` through its
+own entry point in this process, tests/cli_run.py ``cli_in_process``, the first one
+as a real subprocess):
 
 - a node-wide gap (Tetragon's rate limiter, an outage) in a window in which
   the image had no row: the events lost may be exactly the image's events of
@@ -45,6 +46,7 @@ from stellaops_runtime.hotsymbols import gaps as gaps_module
 from stellaops_runtime.hotsymbols.gaps import GapTracker
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_in_process
 from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,17 +91,22 @@ def fill(url: str, windows: list[ObservationWindow]) -> None:
         s.write([loaded(img, ws, node) for (img, node), ws in images.items()], windows + alive)
 
 
-def stella(url: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", *args, "--store", url],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+def stella(url: str, *args: str, real: bool = False) -> tuple[int, dict[str, Any], str]:
+    """``stella-runtime <args> --store url`` in this process, or ``real``ly as a subprocess."""
+    if not real:
+        r = cli_in_process(*args, "--store", url)
+    else:
+        r = subprocess.run(
+            [sys.executable, "-m", "stellaops_runtime.cli.main", *args, "--store", url],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
     assert r.returncode in (0, 1, 3), r.stdout + r.stderr
     return r.returncode, json.loads(r.stdout), r.stdout
 
 
-def observed(url: str, image: str, *period: str) -> tuple[int, dict[str, Any], str]:
-    return stella(url, "query", "observed", "--image", image, "--function", "inflate", "--json", *period)
+def observed(url: str, image: str, *period: str, real: bool = False) -> tuple[int, dict[str, Any], str]:
+    args = ("query", "observed", "--image", image, "--function", "inflate", "--json", *period)
+    return stella(url, *args, real=real)
 
 
 def evidence(url: str, image: str) -> tuple[int, dict[str, Any], str]:
@@ -130,7 +137,7 @@ def test_events_dropped_node_wide_between_the_images_windows_make_its_answers_un
             node_gap(T0 + W, T0 + W + S, T0 + W + 59 * S, dropped=25),
         ],
     )  # fmt: skip
-    code, doc, _ = observed(url, IMG)
+    code, doc, _ = observed(url, IMG, real=True)
     assert (code, doc["answer"]) == (3, "unknown"), doc["reason"]
     [gap] = doc["gaps"]
     assert (gap["node"], gap["scope"], gap["dropped_events"]) == (
@@ -206,15 +213,12 @@ def test_an_opted_out_pod_keeps_answers_about_its_image_unknown(url: str, tmp_pa
             {"vulnerabilities": [{"id": "CVE-X", "affected": [{"purl": PURL, "functions": ["inflate"]}]}]}
         )
     )
-    cli = [sys.executable, "-m", "stellaops_runtime.cli.main"]
     key = [str(tmp_path / "w.key")]
-    subprocess.run(
-        [*cli, "witness", "keygen", "--private", *key, "--public", str(tmp_path / "w.pub")], check=True
-    )
-    r = subprocess.run(
-        [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "v.json"), "--key", *key,
-         "--witness-dir", str(tmp_path / "w"), "--window-days", "1", "--until", "2026-06-01"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    made = cli_in_process("witness", "keygen", "--private", *key, "--public", str(tmp_path / "w.pub"))
+    assert made.returncode == 0, made.stderr
+    r = cli_in_process(
+        *["vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "v.json"), "--key", *key,
+         "--witness-dir", str(tmp_path / "w"), "--window-days", "1", "--until", "2026-06-01"]
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     [stmt] = json.loads(r.stdout)["statements"]
@@ -267,15 +271,12 @@ def test_a_day_of_one_watched_minute_and_an_outage_is_no_watched_day(url: str, t
             {"vulnerabilities": [{"id": "CVE-X", "affected": [{"purl": PURL, "functions": ["inflate"]}]}]}
         )
     )
-    cli = [sys.executable, "-m", "stellaops_runtime.cli.main"]
     key = [str(tmp_path / "w.key")]
-    subprocess.run(
-        [*cli, "witness", "keygen", "--private", *key, "--public", str(tmp_path / "w.pub")], check=True
-    )
-    r = subprocess.run(
-        [*cli, "vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "v.json"), "--key", *key,
-         "--witness-dir", str(tmp_path / "w"), "--until", "2026-07-01"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    made = cli_in_process("witness", "keygen", "--private", *key, "--public", str(tmp_path / "w.pub"))
+    assert made.returncode == 0, made.stderr
+    r = cli_in_process(
+        *["vex", "--store", url, "--image", IMG, "--vulns", str(tmp_path / "v.json"), "--key", *key,
+         "--witness-dir", str(tmp_path / "w"), "--until", "2026-07-01"]
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     [stmt] = json.loads(r.stdout)["statements"]
