@@ -105,6 +105,13 @@ ANY_CASE_SUFFIXES: tuple[str, ...] = ("_PSW",)
 # an entry without a leading ``_`` is a whole name (``sshpass=x``, the glob ``SSHPASS``). ``_PAT``
 # is not one: in lower case it most often names a pattern (``file_pat=*.log``).
 SETTING_GUARDED_SUFFIXES: tuple[str, ...] = ("_CREDS", "_DSN", "_JWT", "_SALT", "SSHPASS")
+# A camelCase or PascalCase key of a mapping (a Helm values file: ``githubPat: x``, ``dbCreds: u:x``) counts
+# when its snake case (``GITHUB_PAT``) ends in one of these and a glob takes it, unless its value is a
+# setting (``useJwt: true``): the names no key word ends (``dbPassword``, ``apiToken`` are the key rules').
+# ``_KEY`` is not one: ``sortKey``, ``primaryKey``, ``cacheKey`` name no secret.
+CAMEL_CASE_SUFFIXES: tuple[str, ...] = (
+    "_PAT", "_CREDS", "_CREDENTIAL", "_CREDENTIALS", "_DSN", "_JWT", "_SALT", "_KEY_PEM", "_KEY_BASE64",
+)  # fmt: skip
 
 # The glob ``*PASS`` takes a name whose last part (after ``_``, ``.`` or ``-``) ends in PASS glued to
 # what names the password's service (``DBPASS``, ``MYSQLPASS``, ``APP_ROOTPASS``), unless that part is

@@ -10,25 +10,37 @@ word (``DB_PASSWORD: x``) was already the key rules'; a name only the environmen
 The names are the ones ``NAME=value`` redacts: a glob of the filter's (``env_name_rx``), in upper case
 (``Host: y``, ``Note: x`` are no variables), or in any case with a suffix that names nothing but a
 secret (``_PSW``) or a credential's whose value is no setting (``db_creds: u:x`` goes, ``use_jwt: true``
-stays: env_names.SETTING_GUARDED_SUFFIXES). The ``:`` follows the name at once (a C ternary's
-``A_KEY : b`` is none), then a blank (``DBPASS:x`` is a ``user:password`` pair, the URL rules'), or
-nothing after a quoted name (JSON). go test's ``--- PASS: TestX`` and C's ``case X_KEY:`` are no keys.
+stays: env_names.SETTING_GUARDED_SUFFIXES); a dotted path of keys by its last part (``env.DBPASS:``);
+a camelCase or PascalCase Helm name (``githubPat``, ``DbCreds``) by its snake case when that ends in
+env_names.CAMEL_CASE_SUFFIXES, unless its value is a setting. The ``:`` follows the name at once (a C
+ternary's ``A_KEY : b`` is none), then a blank or the line's end (``DBPASS:x`` is a ``user:password``
+pair, the URL rules'), or nothing after a quoted name (JSON). go test's ``--- PASS: TestX`` and C's
+``case X_KEY:`` are no keys.
 
 The value, by where the key stands:
-- at a line's start (indented, or a ``- `` list item): YAML's plain scalar, the rest of the line to a
-  comment (``DBPASS: a b`` loses ``a b``), or a block scalar (``|``); there a key the key rules took
-  (any case: ``password: correct horse``, which they leave ``[REDACTED] horse``) loses the rest too;
+- at a line's start (indented, or a ``- `` list item; a NUL, U+FFFD once read, starts a line too: an
+  environment block, ``USER: b\\0DBPASS: x``): YAML's plain scalar, the rest of the line to a comment
+  (``DBPASS: a b`` loses ``a b``) and the lines below indented deeper than the key that are no key
+  themselves (``DBPASS: a`` then ``  b``; not under a quoted key: JSON), a single-quoted scalar over
+  such lines, or a block scalar (``|``); a key ending its line takes the lines below indented deeper
+  (``DBPASS:`` then ``  x``) unless the first of them is a key (``  key: v``, ``  - name: x``): a nested
+  map is no value, its keys are read by their own names (a Secret reference stays, a nested
+  ``password:`` goes by the key rules); nor is a value opening a flow map or a JSON object (``{``);
 - right after ``{`` or ``,`` (a flow mapping, JSON): up to ``,``, ``}``, ``]`` or the line's end;
 - in a string a script prints, after an escaped line end or opening it (``printf "A: b\\nDBPASS: x y\\n"``,
   ``echo "DBPASS: x y" > .env.yml``): a line of the file written, its words to a quote or an escape;
-- anywhere else (``x:\\tDBPASS: x``): one word, which a blank, a quote or an escaped line end ends;
-and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). The scan goes on after each
+- anywhere else (``x:\\tDBPASS: x y``): its words up to one that is a key (``host:``, ``a=b``), a flag, a
+  shell's operator, a comment, a quote or an escape;
+and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key the key rules took (any
+name, any case: ``password: correct horse``, ``user.password: a b``, ``{password: a b}``, which they
+leave ``[REDACTED] horse``) loses the rest of its value the same way. The scan goes on after each
 value, and every part is possessive: linear in the text.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from stellaops_runtime.privacy import env_names
 from stellaops_runtime.privacy.base import (
@@ -43,52 +55,150 @@ from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 __all__ = ["mapping_env_spans"]
 
-# the key: a name, quoted or not (a run of backslashes read from its first), then ``:``
+# the key: a name, quoted or not (a run of backslashes read from its first), then ``:``; a dotted path
+# of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it; a key ending
+# its line (``DBPASS:`` then its value on the lines below) is one too
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
-    r"""(?P<name>[A-Za-z_][A-Za-z0-9_]{0,127}+)"""
-    r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])[ \t]++)""",
+    r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_][A-Za-z0-9_]{0,127}+)"""
+    r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n)))""",
     re.ASCII,
 )
 _QUOTED = rf"""{ESCAPED_DQ}|{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^'\r\n]*+(?:''[^'\r\n]*+)*+'?+"""
-# the three contexts' plain values (see the docstring)
-# (a key rule's marker with more of the line after it is no value of its own: ``DB_PASSWORD: a b`` had
-# lost its first word only, ``[REDACTED] b``; the rest of the line goes too)
+# the contexts' values (see the docstring); a value that is a marker alone is none (checked after)
 _BLOCK = re.compile(
-    rf"""(?!\[REDACTED\][ \t]*+(?:#|[\r\n]|\Z))"""
     rf"""(?:{BLOCK_SCALAR}|(?:{_QUOTED})|[^\s#](?:[^\s]|[ \t]++(?=[^\s#]))*+)""",
     re.ASCII,
 )
-_FLOW = re.compile(rf"""{NOT_A_MARKER}(?:{_QUOTED}|[^\s,{{}}\[\]](?:[^\r\n,}}\]])*+)""", re.ASCII)
-_WORD = re.compile(rf"""{NOT_A_MARKER}(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++)""", re.ASCII)
+_FLOW = re.compile(
+    rf"""(?:{_QUOTED}|(?:\[REDACTED\]|[^\s,{{}}\[\]])(?:\[REDACTED\]|[^\r\n,}}\]])*+)""", re.ASCII
+)
+# elsewhere on a line: its words up to one that is a key (``host:``, ``a=b``) or a flag, an operator of a
+# shell, a comment, a quote or an escape (``x password: a b host: h`` loses ``a b``)
+_WORD_CHARS = r"""(?:[^\s"'\\]|\\[^\s"'nrt])++"""
+_WORD = re.compile(
+    rf"""{NOT_A_MARKER}(?:{_QUOTED}|{_WORD_CHARS}(?:[ \t]++(?![\w.-]*+[:=]|[-|;&<>#(){{}}])"""
+    rf"""{_WORD_CHARS})*+)""",
+    re.ASCII,
+)
+_MARKER_WORDS = re.compile(
+    rf"""\[REDACTED\](?:[ \t]++(?![\w.-]*+[:=]|[-|;&<>#(){{}}]){_WORD_CHARS})*+""", re.ASCII
+)
 _LINE_START = re.compile(r"[ \t]*+(?:-[ \t]++)?+")
+# what starts a line: a line break, or a NUL (U+FFFD once the adapter has read it) between the entries
+# of an environment block or an argv (``USER: b\0DBPASS: a b``)
+_LINE_BREAKS = ("\n", "\x00", "\ufffd")
 # a line of a file a script prints: after an escaped line end (``printf "A: b\\nDBPASS: x\\n"``) or
 # opening the printed string (``echo "DBPASS: a b" > .env.yml``); its value runs to the string's end
 _STRING_LINE_START = re.compile(r"""(?:\\[nr]|["'])[ \t]*+(?:-[ \t]++)?+\Z""")
 _STRING_LINE = re.compile(
-    rf"""{NOT_A_MARKER}(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++(?:[ \t]++(?:[^\s"'\\#]|\\[^\s"'nrt])"""
+    rf"""(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++(?:[ \t]++(?:[^\s"'\\#]|\\[^\s"'nrt])"""
     rf"""(?:[^\s"'\\]|\\[^\s"'nrt])*+)*+)""",
     re.ASCII,
 )
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")
+# a key ending its line: the next line that holds more than blanks, and its indentation
+_NEXT_LINE = re.compile(r"(?:[ \t]*+\r?\n)++(?P<indent>[ \t]*+)(?=[^\s#])")
+# a line that is a mapping's key (``key: v``, ``- name: x``, ``key:``): a nested map is no value
+_MAP_LINE = re.compile(r"""[^\n:]*+(?::(?![ \t\r\n])[^\n:]*+)*+:(?:[ \t]|\r?\n|\Z)""")
 _LOOK_BACK = 130
-_MARKED = f"{REDACTED} "
 _NONE, _ANY, _UNLESS_SETTING = 0, 1, 2
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
+# camelCase or PascalCase (``githubPat``, ``DbCreds``): a Helm values key, read as its snake case
+_CAMEL = re.compile(r"[A-Za-z][a-z0-9]*+(?:[A-Z]++[a-z0-9]*+)++", re.ASCII)
+_CAMEL_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", re.ASCII)
+
+
+@lru_cache(maxsize=256)
+def _more_indented(column: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The lines below a key at ``column`` that go on its value, and a single-quoted multi-line value.
+
+    YAML's plain and quoted scalars go on over the lines indented more than their key
+    (``DBPASS: a`` then ``  b``; ``DBPASS: 'a`` then ``  b'``), blank lines between them too; a line
+    that is a key (``  key: v``) ends a plain one (no scalar holds ``: ``: it is a map's, or JSON's).
+    """
+    line = rf"(?:[ \t]*+\r?\n)*+[ \t]{{{column + 1}}}(?!{_MAP_LINE.pattern})[^\n]*+"
+    lines = re.compile(rf"(?:\n{line})*+", re.ASCII)
+    piece = r"[^'\r\n]*+(?:''[^'\r\n]*+)*+"
+    quoted = re.compile(rf"'{piece}(?:\r?\n(?:[ \t]*+\r?\n)*+[ \t]{{{column + 1}}}{piece})*+'?+", re.ASCII)
+    return lines, quoted
 
 
 def _name_kind(name: str, name_rx: re.Pattern[str]) -> int:
     """Whether ``NAME=value`` would redact ``name``'s value (env_names.argument_regex's case rule).
 
     ``_ANY`` whatever the value, ``_UNLESS_SETTING`` when its value is no setting, else ``_NONE``.
+    A dotted path is named by its last part; a camelCase name (``githubPat``) by its snake case
+    (``GITHUB_PAT``) when that ends in one of env_names.CAMEL_CASE_SUFFIXES, unless its value is a setting.
     """
-    if not name_rx.match(name):
-        return _NONE
-    up = name.upper()
-    if name == up or up.endswith(env_names.ANY_CASE_SUFFIXES):
-        return _ANY
-    guarded = any(up.endswith(s) if s[0] == "_" else up == s for s in env_names.SETTING_GUARDED_SUFFIXES)
-    return _UNLESS_SETTING if guarded else _NONE
+    name = name.rpartition(".")[2]
+    if name_rx.match(name):
+        up = name.upper()
+        if name == up or up.endswith(env_names.ANY_CASE_SUFFIXES):
+            return _ANY
+        if any(up.endswith(s) if s[0] == "_" else up == s for s in env_names.SETTING_GUARDED_SUFFIXES):
+            return _UNLESS_SETTING
+    if _CAMEL.fullmatch(name):
+        snake = _CAMEL_BREAK.sub("_", name).upper()
+        if snake.endswith(env_names.CAMEL_CASE_SUFFIXES) and name_rx.match(snake):
+            return _UNLESS_SETTING
+    return _NONE
+
+
+def _line_start(text: str, start: int) -> int:
+    """Where the line holding ``start`` starts, looking back at most _LOOK_BACK; -1 if further."""
+    low = max(0, start - _LOOK_BACK)
+    line = max(text.rfind(c, low, start) for c in _LINE_BREAKS) + 1
+    return line if line or start <= _LOOK_BACK else -1
+
+
+def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
+    """(start, end) of ``key``'s value as its context reads it; None when it has none."""
+    start = key.start()
+    line = _line_start(text, start)
+    block = line >= 0 and _LINE_START.fullmatch(text, line, start) is not None
+    column = key.start() - line if block else 0
+    at = key.end()
+    if at < len(text) and text[at] in "\r\n":  # ``DBPASS:`` then its value on the lines below
+        nxt = _NEXT_LINE.match(text, at)
+        if not block or nxt is None or len(nxt["indent"]) <= column or _MAP_LINE.match(text, nxt.end()):
+            return None  # a nested map (``DBPASS:`` then ``  key: v``), or nothing below it
+        first_end = text.find("\n", nxt.end())
+        first_end = len(text) if first_end < 0 else first_end
+        deeper = _NEXT_LINE.match(text, first_end)
+        if text.startswith(REDACTED, nxt.end()) and deeper and len(deeper["indent"]) > len(nxt["indent"]):
+            # the key rules read a nested map's first key as a value (``DB_PASSWORD:`` then ``valueFrom:``,
+            # ``accessKey:`` then ``description: |-``, now the marker): the deeper lines are that map's
+            return None
+        lines, _ = _more_indented(column)
+        below = lines.match(text, first_end)
+        return nxt.end(), (below.end() if below else first_end)
+    if block:
+        lines, quoted = _more_indented(column)
+        if text.startswith("'", at):
+            m = quoted.match(text, at)
+            return (at, m.end()) if m else None
+        m = _BLOCK.match(text, at)
+        if m is None:
+            return None
+        end = m.end()
+        # a plain scalar goes on over the lines below (a quoted key is JSON's: a marker there was ``{``)
+        if text[end : end + 1] in ("\r", "\n") and text[at] not in "|>\"'\\" and not key["q"]:
+            more = lines.match(text, end + (text[end] == "\r"))
+            end = more.end() if more else end
+        return at, end
+    if _FLOW_START.search(text, max(0, start - _LOOK_BACK), start):
+        rx = _FLOW
+    elif kind == _NONE:  # a key rule's marker then more words of its line
+        rx = _MARKER_WORDS
+    elif text[key.end("name")] == ":" and _STRING_LINE_START.search(
+        text, max(0, start - _LOOK_BACK), key.start("name")
+    ):
+        rx = _STRING_LINE
+    else:
+        rx = _WORD
+    m = rx.match(text, at)
+    return (at, m.end()) if m else None
 
 
 def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, int, str]]:
@@ -96,40 +206,29 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
     out: list[tuple[int, int, str]] = []
     pos = 0
     while (key := _KEY.search(text, pos)) is not None:
-        start = key.start()
         kind = _name_kind(key["name"], name_rx)
         # A key it does not take reads no value: the scan goes on inside it (``config: |`` over a nested
         # ``DBPASS: x``), and a value read for each of its nested keys was the rest of the field for each
-        # (a flow member to the line's end, a block scalar): quadratic. Only a key rule's marker at a
-        # line's start is taken under any name (below).
-        if kind == _NONE and not text.startswith(_MARKED, key.end()):
+        # (a flow member to the line's end, a block scalar): quadratic. Only a key rule's marker with
+        # more after it is taken under any name (the key rules take one word: ``password: a b`` was
+        # ``[REDACTED] b``), its line's rest at a line's start, its next words elsewhere.
+        if kind == _NONE and REDACTED not in text[key.end() : key.end() + _LOOK_BACK]:
             pos = key.end()
             continue
-        # what stands before it on its line (bounded: indentation and a list's dash, or ``{``)
-        line = text.rfind("\n", max(0, start - _LOOK_BACK), start) + 1
-        if (line or start <= _LOOK_BACK) and _LINE_START.fullmatch(text, line, start):
-            rx = _BLOCK
-        elif _FLOW_START.search(text, max(0, start - _LOOK_BACK), start):
-            rx = _FLOW
-        elif text[key.end("name")] == ":" and _STRING_LINE_START.search(
-            text, max(0, start - _LOOK_BACK), key.start("name")
-        ):
-            rx = _STRING_LINE
-        else:
-            rx = _WORD
-        value = rx.match(text, key.end())
-        if value is None:
+        span = _value(text, key, kind)
+        if span is None:
             pos = key.end()
             continue
-        end = value.end()
-        while end > value.start() and text[end - 1] in " \t":
+        begin, end = span
+        while end > begin and text[end - 1] in " \t\r,;":
             end -= 1
-        found = text[value.start() : end]
-        # (at a line's start, a key rule's marker then more of the line: that rule took the first word of
-        # a plain scalar, ``password: correct horse``, whatever the key's case: the rest goes too)
+        found = text[begin:end]
+        marked = found.startswith(REDACTED) and found != REDACTED
         taken = kind == _ANY or (kind == _UNLESS_SETTING and _SETTING.match(found.strip("\"'")) is None)
-        if taken or (rx is _BLOCK and found.startswith(_MARKED)):
-            out.append((value.start(), end, "env_name"))
+        # a nested flow map or an opened JSON object or array is no value (``"DbCredentials": {``)
+        nested = found.startswith("{") or found == "["
+        if (taken and not nested and found.strip("\\\"'") != REDACTED) or (kind == _NONE and marked):
+            out.append((begin, end, "env_name"))
             pos = max(end, key.end())
         else:
             pos = key.end()

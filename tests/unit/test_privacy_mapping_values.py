@@ -1,0 +1,131 @@
+"""A mapping key's whole value goes: past its first word, on the lines below, under a camelCase name.
+
+Session 47's leaks (LK, session 48), each a part of a secret the mapping rule (privacy/mapping_env.py)
+kept: a key word's key away from a line's start kept all but the first word (``x password: a b``,
+``{password: a b}``, ``user.password: a b``); a YAML value on the lines below its key was kept
+(``DBPASS:`` then ``  x``; a plain or single-quoted scalar's later lines); a camelCase Helm name only an
+environment glob takes (``githubPat: x``) kept its value; and a key after a NUL (U+FFFD) was read as
+mid-line. Each runs through the filter the agent uses (a traced write's buffer, a field); the look-alikes
+are a nested map, a Secret reference and camelCase names that name no secret.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+from tests.privacy_events import written_buffer as _write
+
+_PW = "LK-mapped"
+_FILTER = PrivacyFilter(PrivacyConfig())
+
+
+def _text(text: str) -> str:
+    return _FILTER.filter_field(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"x password: {_PW} b", "x password: [REDACTED]"),
+        (f"login user: bob password: {_PW} b host=db", "login user: bob password: [REDACTED] host=db"),
+        (f"echo password: {_PW} b | app", "echo password: [REDACTED] | app"),
+        (f"{{password: {_PW} b}}", "{password: [REDACTED]}"),
+        (f"[{{password: {_PW} b, user: c}}]", "[{password: [REDACTED], user: c}]"),
+        (f"user.password: {_PW} b", "user.password: [REDACTED]"),
+        (
+            f"spring:\n  db.user.password: {_PW} b\n  x: 1\n",
+            "spring:\n  db.user.password: [REDACTED]\n  x: 1\n",
+        ),
+        (f"x DBPASS: {_PW} b -v", "x DBPASS: [REDACTED] -v"),
+    ],
+)
+def test_a_key_words_value_loses_all_its_words_anywhere_on_a_line(text: str, expected: str) -> None:
+    assert _write(text) == expected
+
+
+@pytest.mark.parametrize("name", ["DBPASS", "GITHUB_PAT", "password", "db_creds"])
+def test_a_value_on_the_lines_below_its_key_goes(name: str) -> None:
+    assert _write(f"{name}:\n  {_PW}\nUSER: bob\n") == f"{name}:\n  [REDACTED]\nUSER: bob\n"
+    assert _write(f"env:\n  {name}:\n    {_PW}\n    b\n\n    c\n  USER: x\n") == (
+        f"env:\n  {name}:\n    [REDACTED]\n  USER: x\n"
+    )
+    # a plain scalar and a single-quoted one going on over the lines indented deeper than the key
+    assert _write(f"{name}: {_PW}\n  b\nUSER: bob\n") == f"{name}: [REDACTED]\nUSER: bob\n"
+    assert _write(f"- {name}: '{_PW}\n    b'\n- USER: bob\n") == f"- {name}: [REDACTED]\n- USER: bob\n"
+
+
+def test_a_nested_map_under_a_secret_name_is_no_value() -> None:
+    # its keys are read by their own names: a Secret reference stays, a nested password goes
+    for kept in (
+        "DBPASS:\n  key: v\n",
+        "env:\n  DBPASS:\n    valueFrom:\n      secretKeyRef:\n        name: s\n        key: k\n",
+        "GITHUB_PAT:\n  - name: a\n    value: b\n",
+    ):
+        assert _write(kept) == kept
+    assert _write(f"DBPASS:\n  user: bob\n  password: {_PW}\n") == (
+        "DBPASS:\n  user: bob\n  password: [REDACTED]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["githubPat", "gitlabPAT", "dbCreds", "DbCreds", "sentryDsn", "awsCredentials"]
+)
+def test_a_camel_case_helm_name_only_a_glob_takes_loses_its_value(name: str) -> None:
+    assert _write(f"app:\n  {name}: {_PW}\n  replicas: 2\n") == f"app:\n  {name}: [REDACTED]\n  replicas: 2\n"
+    assert _text(f'{{"{name}": "{_PW}", "n": 1}}') == f'{{"{name}": [REDACTED], "n": 1}}'
+
+
+def test_camel_case_names_that_name_no_secret_stay() -> None:
+    for kept in (
+        "sortKey: name\nprimaryKey: id\ncacheKey: k\n",
+        "useJwt: true\nloadCreds: 1\n",
+        "Host: db\n",
+        # a JSON schema's object under such a name (cfn-lint's resource schemas): ``{`` opens no value
+        '{\n  "DbCredentials": {\n   "type": "object"\n  },\n  "n": 1\n}',
+    ):
+        assert _write(kept) == kept
+
+
+def test_a_camel_case_pattern_name_loses_its_value_too() -> None:
+    # over-redaction, never a leak: ``filePat`` reads as ``FILE_PAT``, a personal access token's name
+    assert _write("filePat: '*.log'\n") == "filePat: [REDACTED]\n"
+
+
+def test_a_nested_maps_first_key_the_key_rules_took_loses_its_line() -> None:
+    # the key rules read ``description:`` as the value of ``authorization:`` (``[REDACTED] 'x y'``); the
+    # rest of that line goes with it (over-redaction), the map's next key stays
+    text = "authorization:\n  description: 'x y'\n  type: string\n"
+    assert _write(text) == "authorization:\n  [REDACTED]\n  type: string\n"
+
+
+def test_a_json_objects_members_below_a_key_word_stay() -> None:
+    # the key rules take the ``{`` after ``"ClientToken":`` (an older over-redaction); the members below
+    # it are JSON's, no plain scalar going on (a draft of this change lost 22,656 such lines of 3,000 files)
+    out = _write('{\n  "ClientToken": {\n   "type": "string",\n   "maxLength": 64\n  }\n}')
+    assert out.endswith('\n   "type": "string",\n   "maxLength": 64\n  }\n}'), out
+
+
+@pytest.mark.parametrize("sep", ["\x00", "\ufffd"])
+def test_a_key_after_a_nul_starts_a_line(sep: str) -> None:
+    assert _text(f"USER: b{sep}DBPASS: {_PW} b") == f"USER: b{sep}DBPASS: [REDACTED]"
+    assert _text(f"USER: b{sep}password: {_PW} b") == f"USER: b{sep}password: [REDACTED]"
+
+
+def test_the_new_readings_cost_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (
+        "x password: a b ",  # a marker's words mid-line
+        "{password: a b ",
+        "a.b.c.password: a ",  # a dotted path
+        "a.b.c.d.e.f.g.h.",
+        "DBPASS:\n  ",  # keys ending their lines, nothing or a map below
+        "DBPASS:\n  x\n",
+        "DBPASS: a\n  b\n",  # a plain scalar's lines
+        "- DBPASS: 'a\n   ",  # an open single-quoted scalar
+        "githubPatX: ",  # camelCase names
+        "\x00DBPASS: a b",
+    ):
+        assert growth(pf.filter_field, unit, size=32768) < 10, unit
