@@ -70,3 +70,16 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
         root.handlers = handlers
         root.setLevel(level)
     return subprocess.CompletedProcess(["stella-runtime", *args], code, out.getvalue(), err.getvalue())
+
+
+def stella(*args: str, real: bool = False, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``stella-runtime <args>``: in this process (:func:`cli_in_process`), or ``real``ly as a
+    subprocess (a new interpreter, what a file keeps for one question so the process level is
+    asked too). A traceback on stderr fails the test either way."""
+    if real:
+        r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
+                           text=True, timeout=timeout, cwd=ROOT)  # fmt: skip
+    else:
+        r = cli_in_process(*args)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r

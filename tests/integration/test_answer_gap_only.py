@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,18 @@ import pytest
 
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.store.engine import open_store
-from tests.integration.test_vex import DAY, ROOT, T0, S
+from tests.cli_run import stella
+from tests.integration.test_vex import DAY, T0, S
 
 OPTED = "sha256:" + "a" * 64  # ran only in a pod that opted out
 THROTTLED = "sha256:" + "b" * 64  # every event of it throttled
 NEVER = "sha256:" + "c" * 64  # nothing of it in the store
 
 
-def cli(url: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", *argv, "--store", url],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
-    )  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
+def cli(url: str, *argv: str, real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``stella-runtime <argv> --store url`` in this process, or ``real``ly as a subprocess
+    (tests/cli_run.py ``stella``)."""
+    return stella(*argv, "--store", url, real=real)
 
 
 def seeded(url: str) -> str:
@@ -82,7 +79,7 @@ def test_a_period_holding_only_a_gap_names_it(url: str) -> None:
 
 def test_an_image_never_seen_still_has_no_observation_window(url: str) -> None:
     seeded(url)
-    r = cli(url, *QUESTIONS["observed"], "--image", NEVER, "--json")
+    r = cli(url, *QUESTIONS["observed"], "--image", NEVER, "--json", real=True)
     doc = json.loads(r.stdout)
     assert r.returncode == 3 and doc["gaps"] == [] and "no observation window" in doc["reason"], doc
 
