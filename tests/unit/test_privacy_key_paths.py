@@ -1,9 +1,10 @@
-"""A secret environment name at the end of a path of keys (``env.DBPASS``) loses its value.
+"""A secret environment name at the end of a path of keys (``env.DBPASS``) or in camelCase loses its value.
 
 Session 47's leak (LK, session 48): the ``NAME=value`` rule (env_names.argument_regex) read no name
 right after ``.``, so Helm's ``--set env.DBPASS=x`` and a yq or jq assignment ``.env.DBPASS = "x"``
 stored the password of every name only the environment globs take (``DBPASS``, ``GITHUB_PAT``,
-``DB_CREDS``); a name holding a key word (``a.b.password=x``) was already the key rules'. Each case
+``DB_CREDS``); a name holding a key word (``a.b.password=x``) was already the key rules'. A camelCase
+Helm name only a glob takes (``--set githubPat=x``) kept its value too (no upper-case name). Each case
 runs as the exec the agent filters; the look-alikes are settings the ``NAME=value`` rule keeps.
 """
 
@@ -42,6 +43,21 @@ def test_a_yq_or_jq_assignment_of_a_dotted_name_loses_the_value(op: str) -> None
     assert _exec("/usr/bin/jq", f"'.GITHUB_PAT{op}\"{_PW}\"' c.json") == f"'.GITHUB_PAT{op}[REDACTED]' c.json"
 
 
+@pytest.mark.parametrize("name", ["githubPat", "GitlabPAT", "dbCreds", "sentryDsn", "awsCredentials"])
+def test_a_camel_case_helm_setting_only_a_glob_takes_loses_the_value(name: str) -> None:
+    assert _exec("/usr/local/bin/helm", f"upgrade r c --set {name}={_PW} --set app.{name}={_PW},b=1") == (
+        f"upgrade r c --set {name}=[REDACTED] --set app.{name}=[REDACTED]"
+    )
+    assert (
+        _exec("/usr/bin/yq", f"-i '.app.{name} = \"{_PW}\"' v.yml") == f"-i '.app.{name} = [REDACTED]' v.yml"
+    )
+
+
+def test_camel_case_settings_that_name_no_secret_stay() -> None:
+    kept = "upgrade r c --set useJwt=true,sortKey=name,filePattern=x,loadCreds=1"
+    assert _exec("/usr/local/bin/helm", kept) == kept
+
+
 def test_dotted_settings_the_name_rule_keeps_stay() -> None:
     for kept in (
         "upgrade r c --set image.tag=1.2,env.LANG=C,x.use_jwt=true",
@@ -53,5 +69,5 @@ def test_dotted_settings_the_name_rule_keeps_stay() -> None:
 
 def test_the_dotted_form_costs_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
-    for unit in (".DBPASS ", "a.DBPASS = ", ".DBPASS |", ".DBPASS=x,"):
+    for unit in (".DBPASS ", "a.DBPASS = ", ".DBPASS |", ".DBPASS=x,", "githubPatX", "aPat.", "dbCreds = "):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -186,6 +186,18 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     guarded = ([f"{_NAME_CHAR}*(?:{'|'.join(suffixes)})"] if suffixes else []) + whole
     if guarded:  # after the upper-case ones: ``DB_JWT=1`` still loses its value
         alternatives.append(rf"(?i:{'|'.join(guarded)})(?=\\*=(?!{_SETTING}(?![^\s\"';&])))")
+    # a camelCase or PascalCase name (Helm's ``--set githubPat=x``) ending in a word of
+    # CAMEL_CASE_SUFFIXES a glob takes, unless its value is a setting (``--set useJwt=true,b=1``)
+    camel = [
+        "".join(f"(?:{part.capitalize()}|{part})" for part in s.split("_") if part)
+        for s in CAMEL_CASE_SUFFIXES
+        if matched and matched.match("X" + s)
+    ]
+    if camel:
+        alternatives.append(
+            rf"[A-Za-z][A-Za-z0-9]*?(?<=[a-z0-9])(?:{'|'.join(camel)})"
+            rf"(?=[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&,])))"
+        )
     names = "|".join(alternatives)
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
     # (group ``q``) the name is one of a URL query or a connection string's (or follows a
