@@ -43,7 +43,9 @@ def test_a_yq_or_jq_assignment_of_a_dotted_name_loses_the_value(op: str) -> None
     assert _exec("/usr/bin/jq", f"'.GITHUB_PAT{op}\"{_PW}\"' c.json") == f"'.GITHUB_PAT{op}[REDACTED]' c.json"
 
 
-@pytest.mark.parametrize("name", ["githubPat", "GitlabPAT", "dbCreds", "sentryDsn", "awsCredentials"])
+@pytest.mark.parametrize(
+    "name", ["githubPat", "GitlabPAT", "dbCreds", "sentryDsn", "awsCredentials", "s3KeyBase64"]
+)
 def test_a_camel_case_helm_setting_only_a_glob_takes_loses_the_value(name: str) -> None:
     assert _exec("/usr/local/bin/helm", f"upgrade r c --set {name}={_PW} --set app.{name}={_PW},b=1") == (
         f"upgrade r c --set {name}=[REDACTED] --set app.{name}=[REDACTED]"
@@ -71,3 +73,10 @@ def test_the_dotted_form_costs_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in (".DBPASS ", "a.DBPASS = ", ".DBPASS |", ".DBPASS=x,", "githubPatX", "aPat.", "dbCreds = "):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
+
+
+def test_a_configured_glob_alone_takes_its_camel_case_names() -> None:
+    # the rule runs only on a trigger, a glob's literal part (``_pat``), which a camelCase name lacks
+    pf = PrivacyFilter(PrivacyConfig(default_patterns=False, extra_env_name_patterns=["*_PAT"]))
+    assert pf.filter_field(f"--set githubPat={_PW}") == "--set githubPat=[REDACTED]"
+    assert pf.filter_field(f"githubPat: {_PW}") == "githubPat: [REDACTED]"

@@ -71,7 +71,7 @@ def test_a_nested_map_under_a_secret_name_is_no_value() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["githubPat", "gitlabPAT", "dbCreds", "DbCreds", "sentryDsn", "awsCredentials"]
+    "name", ["githubPat", "gitlabPAT", "dbCreds", "DbCreds", "sentryDsn", "awsCredentials", "sftpKeyPem"]
 )
 def test_a_camel_case_helm_name_only_a_glob_takes_loses_its_value(name: str) -> None:
     assert _write(f"app:\n  {name}: {_PW}\n  replicas: 2\n") == f"app:\n  {name}: [REDACTED]\n  replicas: 2\n"

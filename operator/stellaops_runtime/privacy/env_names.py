@@ -261,7 +261,9 @@ def value_first_regex(globs: Iterable[str]) -> re.Pattern[str]:
 def literal_triggers(globs: Iterable[str]) -> tuple[str, ...]:
     """Lower-case literal parts of the globs; an argument text holding none cannot match.
 
-    Empty when a glob has no literal part (``*``): then every text may match.
+    Empty when a glob has no literal part (``*``): then every text may match. A glob ending in a
+    word of :data:`CAMEL_CASE_SUFFIXES` adds that word without ``_`` (``keypem``), as a camelCase name
+    writes it.
     """
     parts: set[str] = set()
     for g in globs:
@@ -269,6 +271,8 @@ def literal_triggers(globs: Iterable[str]) -> tuple[str, ...]:
         if not lit:
             return ()
         parts.add(lit)
+        # a camelCase name has no ``_`` (``sshKeyPem``: CAMEL_CASE_SUFFIXES): its suffix's words joined
+        parts.update(s.replace("_", "").lower() for s in CAMEL_CASE_SUFFIXES if g.upper().endswith(s))
     return tuple(sorted(parts))
 
 
