@@ -33,7 +33,7 @@ from stellaops_runtime.witness import dsse, keys
 from stellaops_runtime.witness.statement import MAX_PREDICATE_BYTES, PREDICATE_TYPE
 from tests.witness_helpers import sslib_key, sslib_verifies
 from tests.witness_helpers import statement as payload
-from tests.witness_helpers import witness_cli as cli
+from tests.witness_helpers import witness_in_process as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "runtime-witness-v1.schema.json").read_text())
@@ -81,7 +81,7 @@ def setup(tmp_path: Path, sqlite_at_head: Callable[[Path], str]) -> dict[str, An
 def test_a_witness_verifies_with_our_cli_and_an_independent_dsse_implementation(
     setup: dict[str, Any],
 ) -> None:
-    r = cli("verify", str(setup["out"]), "--key", str(setup["pub"]), "--image", IMG)
+    r = cli("verify", str(setup["out"]), "--key", str(setup["pub"]), "--image", IMG, real=True)
     assert r.returncode == 0, r.stderr
     assert "verified: crc32 of pkg:deb/debian/zlib1g in " + IMG + ": DynamicReachable" in r.stdout
     assert sslib_verifies(json.loads(setup["out"].read_text()), keys.load_public(setup["pub"]))

@@ -35,7 +35,7 @@ from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns
 from stellaops_runtime.witness.bridge import ClaimsError, load_claims
 from stellaops_runtime.witness.store import claim_id, save
-from tests.witness_helpers import witness_cli as cli
+from tests.witness_helpers import witness_in_process as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))

@@ -18,8 +18,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,9 @@ from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import create_store_engine, open_store
 from stellaops_runtime.store.schema import datetime_to_ns, runtime_witnesses
 from stellaops_runtime.witness import dsse, keys
+from tests.cli_run import cli_in_process
 from tests.witness_helpers import sslib_verifies
-from tests.witness_helpers import witness_cli as cli
+from tests.witness_helpers import witness_in_process as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime_to_ns(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
@@ -187,9 +186,8 @@ def test_vex_signs_its_witnesses_claims_canonical_too(store: dict[str, str]) -> 
     vulns.write_text(json.dumps({"vulnerabilities": [{"id": "cve-2022-37434", "affected": [
         {"purl": SPELLINGS[1][0], "functions": [SPELLINGS[1][1]]}]}]}))  # fmt: skip
     wdir = Path(store["dir"]) / "vex-w"
-    cmd = [sys.executable, "-m", "stellaops_runtime.cli.main", "vex", "--store", store["url"], "--image", IMG,
-           "--vulns", str(vulns), "--key", store["key"], "--witness-dir", str(wdir)]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    r = cli_in_process("vex", "--store", store["url"], "--image", IMG, "--vulns", str(vulns), "--key",
+                       store["key"], "--witness-dir", str(wdir))  # fmt: skip
     assert r.returncode == 0, r.stderr
     [witness] = wdir.glob("*.witness.json")
     claim = json.loads(base64.b64decode(json.loads(witness.read_text())["payload"]))["predicate"]["claim"]
