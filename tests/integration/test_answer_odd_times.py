@@ -6,15 +6,15 @@ from it), ``--since 0001-01-01T00:00:00+01:00`` (before year 1 in UTC), ``vex --
 1000000000000`` and ``vex --until 0001-01-03`` (a window reaching before year 1) each ended in
 an OverflowError traceback, exit 1. Now the first is answered as "since the beginning", the
 second is exit 2 naming the range, and the VEX windows are simply not fully watched
-(under_investigation). The real CLI as a subprocess (``vex`` through its own entry point in this
-process, tests/cli_run.py ``cli_in_process``), the real writer, SQLite and PostgreSQL.
+(under_investigation). The real CLI through its own entry point in this process (tests/cli_run.py
+``cli_in_process``; one question of each time as a real subprocess), the real writer, SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,10 @@ import pytest
 from stellaops_runtime.contracts.hotsymbols import ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
+from tests.cli_run import stella
 from tests.integration.test_vex import (
     IMG,
     OPENVEX,
-    ROOT,
     VULNS,
     S,
     by_vuln,
@@ -36,20 +36,16 @@ from tests.integration.test_vex import (
 )
 
 
-def observed(url: str, function: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
-         "--image", IMG, "--function", function, "--json", *extra],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+def observed(url: str, function: str, *extra: str, real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``query observed --json`` in this process, or ``real``ly as a subprocess (tests/cli_run.py
+    ``stella``: a traceback fails the test)."""
+    argv = ("query", "observed", "--store", url, "--image", IMG, "--function", function, "--json", *extra)
+    return stella(*argv, real=real)
 
 
 def evidence(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "evidence", "--store", url, "--image", IMG,
-         "--purl", "pkg:deb/debian/zlib1g", "--function", "inflate", "--json"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    return stella("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                  "--function", "inflate", "--json")  # fmt: skip
 
 
 def test_a_period_from_the_first_day_of_the_calendar_is_answered(url: str) -> None:
@@ -68,7 +64,7 @@ def test_a_period_from_the_first_day_of_the_calendar_is_answered(url: str) -> No
 def test_a_time_outside_the_utc_calendar_is_a_usage_error(tmp_path: Path, text: str) -> None:
     url = store(tmp_path, range(3))
     for option in ("--since", "--until"):
-        r = observed(url, "crc32", option, text)
+        r = observed(url, "crc32", option, text, real=option == "--since")
         assert r.returncode == 2 and "out of range in UTC" in r.stderr and "Traceback" not in r.stderr
 
 
