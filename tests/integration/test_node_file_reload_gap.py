@@ -30,7 +30,7 @@ from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.replay.events import load_events
-from stellaops_runtime.replay.server import PolicyStatus, ReplayServer
+from stellaops_runtime.replay.server import HookReport, PolicyStatus, ReplayServer
 from stellaops_runtime.store.engine import open_store
 from tests.integration.kubeharness import wait_for
 from tests.integration.test_answer_replaced_in_place import APP
@@ -44,10 +44,10 @@ MINUTE = 60_000_000_000
 UPROBES = "stellaops-web-uprobes"
 
 
-def _policy(generation: int, state: str) -> PolicyStatus:
+def _policy(generation: int, state: str, hooks: tuple[HookReport, ...] = ()) -> PolicyStatus:
     """Our uprobes object as Tetragon lists it, with the generation it loaded (its ``info``)."""
     info = f"{UPROBES} (object:{generation}/uid-web) (type:TracingPolicyNamespaced/cilium.io/v1alpha1)"
-    return PolicyStatus(name=UPROBES, namespace="shop", state=state, message=info)
+    return PolicyStatus(name=UPROBES, namespace="shop", state=state, message=info, hooks=hooks)
 
 
 def _probes(path: Path) -> None:
@@ -93,6 +93,8 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
     }  # fmt: skip
 
     def setup(agent: Any) -> None:
+        # the agent's own wiring (attach_node_file_gaps): its policy watch's reloads end the gap
+        assert agent.outages.node_files.reloads is agent.outages.policies.reloads is not None
         agent.tetragon_facts.host_root = str(host)
         # no hold for the pods' relabel after the start (15 minutes of policy_load_gaps' own gap)
         watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
@@ -116,7 +118,14 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
             tetragon.policies = [_policy(2, "LOADING")]
             await polled(ticks, "a poll listing generation 2 loading")
             assert gaps.open
-            tetragon.policies = [_policy(2, "ENABLED")]
+            # s48 RNF: loaded without the new build's uprobe (its symbol gone): the calls go unseen
+            missed = HookReport("uprobes", 0, APP, "CALL_NOT_FOUND")
+            tetragon.policies = [_policy(2, "PARTIALLY_ENABLED", (missed, HookReport("uprobes", 1, APP)))]
+            await polled(ticks, "polls listing generation 2 partially enabled")
+            assert gaps.reloaded() == {} and gaps.open
+            tetragon.policies = [_policy(3, "LOADING")]
+            await polled(ticks, "a poll listing generation 3 loading")
+            tetragon.policies = [_policy(3, "ENABLED")]
             await wait_for(lambda: not gaps.open, what="the gap's end at the reload")
             closed_at = time.time_ns()
             await polled(ticks, "polls after the reload")

@@ -145,3 +145,39 @@ def test_without_the_policy_watch_the_gap_stays_open() -> None:
     gaps = NodeFileGaps()
     _replaced(gaps)
     assert gaps.reloaded() == {} and gaps.open
+
+
+def _partial(generation: int, *failed: dict, unnamed: int = 0) -> dict:
+    """The uprobes object listed PARTIALLY_ENABLED with ``failed`` the hooks that did not load it names
+    (and ``unnamed`` more that did not load: past the 20 the agent names)."""
+    entry = ours((UP, "PARTIALLY_ENABLED", generation))
+    loaded = 3 - len(failed) - unnamed
+    entry[UP] |= {"hooksTotal": 3, "hooksLoaded": loaded, "failedHooks": list(failed)}
+    return entry
+
+
+def test_a_partial_load_that_may_have_missed_the_file_s_uprobe_does_not_end_the_gap() -> None:
+    """Defect (s48 RNF): PARTIALLY_ENABLED counted as tracing, so a reload whose uprobe on the new
+    build did not load (its symbol gone: CALL_NOT_FOUND) ended the gap while the calls into the file
+    went unseen. A partial load ends it only when every hook that did not load is told and none is a
+    uprobe (a syscall kprobe missing on this architecture)."""
+    uprobe = {"section": "uprobes", "index": 0, "hook": "/usr/lib/libssl.so.3", "state": "CALL_NOT_FOUND"}
+    kprobe = {"section": "kprobes", "index": 1, "hook": "do_sys_missing", "state": "CALL_NOT_FOUND"}
+    for listed in (
+        _partial(2, uprobe),
+        _partial(2, kprobe, uprobe),
+        _partial(2, kprobe | {"section": ""}),  # a section not told: it may be a uprobe
+        _partial(2, kprobe, unnamed=1),  # a failed hook not told
+        ours((UP, "PARTIALLY_ENABLED", 2)),  # no hook statuses at all
+    ):
+        r = PolicyReloads()
+        r.listed(ours((UP, "ENABLED", 1)), asked_ns=10 * S, now_ns=11 * S)
+        r.listed(listed, asked_ns=20 * S, now_ns=21 * S)
+        assert r.settled_after([UP], 10 * S) is None, listed
+        assert r.settled_after(None, 10 * S) is None, listed
+        r.listed(ours((UP, "ENABLED", 2)), asked_ns=30 * S, now_ns=31 * S)  # the same load, all hooks now
+        assert r.settled_after([UP], 10 * S) == 31 * S, listed
+    r = PolicyReloads()
+    r.listed(ours((UP, "ENABLED", 1)), asked_ns=10 * S, now_ns=11 * S)
+    r.listed(_partial(2, kprobe), asked_ns=20 * S, now_ns=21 * S)  # its uprobes all loaded
+    assert r.settled_after([UP], 10 * S) == 21 * S

@@ -7,7 +7,10 @@ so an object of ours listed under another version than at the last answered poll
 was not, was loaded by Tetragon after that poll asked. The policy watch (agent/policy_load_gaps.py)
 hands every answered poll here; :meth:`PolicyReloads.settled_after` tells whether given objects
 (or, when which ones cannot be told, every object of ours listed) were loaded after a moment and
-have since been listed tracing (``ENABLED``, ``PARTIALLY_ENABLED``), and from which poll on.
+have since been listed with every uprobe tracing, and from which poll on: ``ENABLED``, or
+``PARTIALLY_ENABLED`` when the hooks that did not load are all told and none is a uprobe
+(:func:`uprobes_trace`; a reload whose uprobe on the new build did not load, its symbol gone,
+leaves the calls into the file unseen, so the gap stays open until a load traces them all).
 
 The lower bound of a load is the moment the poll before the one that saw it asked (its request was
 sent then: Tetragon answered later, still holding the version before), never the time its answer
@@ -28,6 +31,32 @@ from stellaops_runtime.controller.loaded_version import reported_version
 
 Key = tuple[str, str]  # (namespace, name) of a Tetragon object ("" namespace: cluster-scoped)
 TRACING = frozenset({"ENABLED", "PARTIALLY_ENABLED"})  # policy_load_gaps.TRACING_STATES (a test checks)
+UPROBE_SECTIONS = ("uprobe", "usdt")  # a TracingPolicy's sections whose hooks are on node files
+
+
+def uprobes_trace(entry: Mapping[str, Any]) -> bool:
+    """Whether every uprobe of a listed object traces: it is listed ``ENABLED``, or
+    ``PARTIALLY_ENABLED`` with every hook that did not load told (``failedHooks``, as many as
+    ``hooksTotal`` less ``hooksLoaded``) and none of them a uprobe (or of a section not told): the
+    hook a reload failed to load may be the one on the replaced file (its symbol gone from the new
+    build), whose calls then go unseen."""
+    state = str(entry.get("state") or "").upper().removeprefix("TP_STATE_")
+    if state not in TRACING:
+        return False
+    if state == "ENABLED":
+        return True
+    failed, total, loaded = entry.get("failedHooks"), entry.get("hooksTotal"), entry.get("hooksLoaded")
+    if not isinstance(failed, list) or not failed or type(total) is not int or type(loaded) is not int:
+        return False
+    if total - loaded != len(failed):  # some not told (the agent names the first 20)
+        return False
+    return all(
+        isinstance(h, Mapping)
+        and isinstance(h.get("section"), str)
+        and h["section"] != ""
+        and not h["section"].lower().startswith(UPROBE_SECTIONS)
+        for h in failed
+    )
 
 
 class PolicyReloads:
@@ -48,8 +77,7 @@ class PolicyReloads:
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
                 self._tracing_from.pop(key, None)
             self._version[key] = version
-            state = str(entry.get("state") or "").upper().removeprefix("TP_STATE_")
-            if state in TRACING:
+            if uprobes_trace(entry):
                 self._tracing_from.setdefault(key, now_ns)
             else:
                 self._tracing_from.pop(key, None)  # not tracing now: settled again later, from then
