@@ -185,7 +185,7 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     whole = [s.lower() for s in SETTING_GUARDED_SUFFIXES if s[0] != "_" and matched and matched.match(s)]
     guarded = ([f"{_NAME_CHAR}*(?:{'|'.join(suffixes)})"] if suffixes else []) + whole
     if guarded:  # after the upper-case ones: ``DB_JWT=1`` still loses its value
-        alternatives.append(rf"(?i:{'|'.join(guarded)})(?=\\*=(?!{_SETTING}(?![^\s\"';&])))")
+        alternatives.append(rf"(?i:{'|'.join(guarded)})(?=[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&])))")
     # a camelCase or PascalCase name (Helm's ``--set githubPat=x``) ending in a word of
     # CAMEL_CASE_SUFFIXES a glob takes, unless its value is a setting (``--set useJwt=true,b=1``)
     camel = [
@@ -206,7 +206,8 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # runs to whitespace, the ``,``-joined settings after it too), yq's and jq's ``.env.DBPASS = "x"``
     # (blanks around ``=``, an update ``|=``, a comparison ``==``/``!=``).
     start = r"(?:(?<=[?&;])(?P<q>)|(?<=\.)(?P<d>)|(?<![\w.$?&;-]))"
-    sep = r"(?(d)[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|\\*=)"
+    # Blanks before ``=`` (an INI or TOML line, ``GITHUB_PAT = "x"``; no shell assignment has them) too.
+    sep = r"(?(d)[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+))"
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
     word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
