@@ -99,7 +99,7 @@ SYNTHETIC = [
     SecretPattern("digits", r"(?P<s>[0-9]{2,})", validate=_luhn_even),  # rejected: on from start + 1
     SecretPattern("key", r"k=(?P<s>[^ ]*)|ab(?P<s_2>c)"),  # ties with "behind" at an ``a`` or ``c``
     SecretPattern("whole", r"[0-9]a(?P<w>)"),  # the whole match is the secret; overlaps "digits"
-    SecretPattern("marker", r"\[(?P<s>[A-Z]+)\]|\A(?P<s_2>b)"),  # "[REDACTED]" is skipped
+    SecretPattern("marker", r"(?P<s>\[[A-Z]+\])|\A(?P<s_2>b)"),  # "[REDACTED]" is skipped
 ]
 
 
