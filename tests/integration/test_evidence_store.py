@@ -2,7 +2,8 @@
 
 Days come from the recorded observation windows: each case writes windows
 day by day and checks the state, the RTS score and the Evidence document the
-CLI prints, at the boundaries: exactly 1,000 calls in a day and 1,001 split
+CLI prints (its own entry point in this process; the table output from a real subprocess), at
+the boundaries: exactly 1,000 calls in a day and 1,001 split
 over two windows of one day; exactly 30 and 31 watched days without a call;
 a gap in the middle of the watch; a posture change (Passive days do not
 count); a package never loaded; an image never watched.
@@ -27,6 +28,7 @@ from stellaops_runtime.contracts.hotsymbols import (
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.schema import datetime_to_ns
+from tests.cli_run import cli_in_process
 from tests.node_alive import alive_after
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,11 +87,10 @@ def fill(url: str, deltas: list[HotSymbolDelta], windows: list[ObservationWindow
 
 
 def evidence(url: str, function: str = "crc32", *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "evidence", "--store", url, "--image", IMG,
-         "--purl", "pkg:deb/debian/zlib1g", "--function", function, "--json", *extra],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
-    )  # fmt: skip
+    """``evidence --json`` through the CLI's own entry point in this process (tests/cli_run.py
+    ``cli_in_process``: same argv, exit status and output, without a new interpreter per question)."""
+    r = cli_in_process("evidence", "--store", url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
+                       "--function", function, "--json", *extra)  # fmt: skip
     assert r.returncode in (0, 1, 3), r.stderr
     return r.returncode, json.loads(r.stdout)
 
