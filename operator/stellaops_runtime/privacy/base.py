@@ -2,7 +2,9 @@
 
 Kept apart from the rule lists (``patterns``, ``provider_tokens``,
 ``personal_data``, ``cli_options``) so that each list can import it without
-importing the others, and so the compilation contract is read in one place.
+importing the others, and so the compilation contract is read in one place. The default rules
+are each compiled alone and run as their alternation would (``rule_scan``); ``compile_patterns``
+of several rules is that alternation (the tests' reference).
 """
 
 from __future__ import annotations
