@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
 from stellaops_runtime.store.engine import open_store
-from tests.integration.test_vex import IMG, PURL, ROOT, T0, S, watched
+from tests.cli_run import stella
+from tests.integration.test_vex import IMG, PURL, T0, S, watched
 
 EVIL_FN = "evil\x1b[2J\x1b[31mFAKE"
 EVIL_MODULE = "/tmp/x\nobserved: forged line"
@@ -32,13 +32,10 @@ def row(fn: str, module: str, node: str = "node-1", kind: EvidenceKind = Evidenc
     )  # fmt: skip
 
 
-def cli(url: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", *argv, "--store", url],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
+def cli(url: str, *argv: str, real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``stella-runtime <argv> --store url`` in this process, or ``real``ly as a subprocess whose
+    stdout is a pipe (tests/cli_run.py ``stella``)."""
+    return stella(*argv, "--store", url, real=real)
 
 
 def seeded(url: str) -> str:
@@ -61,7 +58,7 @@ def clean(out: str) -> None:
 
 def test_tables_show_stored_control_characters_escaped(url: str) -> None:
     seeded(url)
-    hot = cli(url, "query", "hot", "--image", IMG)
+    hot = cli(url, "query", "hot", "--image", IMG, real=True)
     assert hot.returncode == 0
     clean(hot.stdout)
     assert len(hot.stdout.splitlines()) == 1 + 2, hot.stdout  # the header and one line per function row
