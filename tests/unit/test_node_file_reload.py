@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from stellaops_runtime.agent import policy_load_gaps, policy_reloads
+import pytest
+
+from stellaops_runtime.agent import node_file_gaps, policy_load_gaps, policy_reloads
 from stellaops_runtime.agent.node_file_baseline import Baseline
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.node_file_policies import PREFIX, probing_policies
@@ -181,3 +183,22 @@ def test_a_partial_load_that_may_have_missed_the_file_s_uprobe_does_not_end_the_
     r.listed(ours((UP, "ENABLED", 1)), asked_ns=10 * S, now_ns=11 * S)
     r.listed(_partial(2, kprobe), asked_ns=20 * S, now_ns=21 * S)  # its uprobes all loaded
     assert r.settled_after([UP], 10 * S) == 21 * S
+
+
+def test_a_wall_clock_stepped_back_cannot_put_a_load_before_the_replacement_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """520582be's defect, its test (s48 RNF; seen failing at 3e7e513c: the gap ended): a poll asked,
+    Tetragon loaded generation 2, then the wall clock stepped back an hour and the look saw the file
+    replaced. On the wall clock the load's lower bound (the poll's ask) came after the replacement,
+    so the reload, made on the old file, ended the gap; on the monotonic clock it does not."""
+    w = PolicyLoadWatch(start_ns=0, relabel_seconds=0)
+    gaps = NodeFileGaps()
+    gaps.reloads, gaps.probing = w.reloads, {"/f": frozenset({UP})}
+    e = ours((UP, "ENABLED", 1))[UP] | {"namespace": "shop"}
+    wall = time.time_ns()
+    w.observe([e], now_ns=wall, connected=True, connects=1)  # asked now; generation 2 loads after it
+    monkeypatch.setattr(node_file_gaps.time, "time_ns", lambda: wall - 3600 * S)  # stepped back
+    _replaced(gaps)
+    w.observe([e | {"objectGeneration": 2}], now_ns=wall - 3599 * S, connected=True, connects=1)
+    assert gaps.reloaded() == {} and gaps.open
