@@ -55,6 +55,9 @@ def test_a_value_on_the_lines_below_its_key_goes(name: str) -> None:
     # a plain scalar and a single-quoted one going on over the lines indented deeper than the key
     assert _write(f"{name}: {_PW}\n  b\nUSER: bob\n") == f"{name}: [REDACTED]\nUSER: bob\n"
     assert _write(f"- {name}: '{_PW}\n    b'\n- USER: bob\n") == f"- {name}: [REDACTED]\n- USER: bob\n"
+    # a sequence of scalars at the key's own indentation (YAML's compact form)
+    assert _write(f"{name}:\n- {_PW}\n- b\nUSER: bob\n") == f"{name}:\n[REDACTED]\nUSER: bob\n"
+    assert _write(f"env:\n  {name}:\n  - {_PW}\n  X: y\n") == f"env:\n  {name}:\n  [REDACTED]\n  X: y\n"
 
 
 def test_a_nested_map_under_a_secret_name_is_no_value() -> None:
@@ -63,6 +66,8 @@ def test_a_nested_map_under_a_secret_name_is_no_value() -> None:
         "DBPASS:\n  key: v\n",
         "env:\n  DBPASS:\n    valueFrom:\n      secretKeyRef:\n        name: s\n        key: k\n",
         "GITHUB_PAT:\n  - name: a\n    value: b\n",
+        "GITHUB_PAT:\n- name: a\n  value: b\n",
+        "- DBPASS:\n- USER\n",  # a sibling item, no value of the key
     ):
         assert _write(kept) == kept
     assert _write(f"DBPASS:\n  user: bob\n  password: {_PW}\n") == (
@@ -125,6 +130,7 @@ def test_the_new_readings_cost_linearly() -> None:
         "DBPASS:\n  x\n",
         "DBPASS: a\n  b\n",  # a plain scalar's lines
         "- DBPASS: 'a\n   ",  # an open single-quoted scalar
+        "DBPASS:\n- a\n",  # a sequence at the key's indentation
         "githubPatX: ",  # camelCase names
         "\x00DBPASS: a b",
     ):

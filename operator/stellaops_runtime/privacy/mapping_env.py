@@ -23,7 +23,8 @@ The value, by where the key stands:
   (``DBPASS: a b`` loses ``a b``) and the lines below indented deeper than the key that are no key
   themselves (``DBPASS: a`` then ``  b``; not under a quoted key: JSON), a single-quoted scalar over
   such lines, or a block scalar (``|``); a key ending its line takes the lines below indented deeper
-  (``DBPASS:`` then ``  x``) unless the first of them is a key (``  key: v``, ``  - name: x``): a nested
+  (``DBPASS:`` then ``  x``), or a sequence's scalar items at its own indentation (``- a``), unless the
+  first of them is a key (``  key: v``, ``  - name: x``): a nested
   map is no value, its keys are read by their own names (a Secret reference stays, a nested
   ``password:`` goes by the key rules); nor is a value opening a flow map or a JSON object (``{``);
 - right after ``{`` or ``,`` (a flow mapping, JSON): up to ``,``, ``}``, ``]`` or the line's end;
@@ -102,6 +103,7 @@ _NEXT_LINE = re.compile(r"(?:[ \t]*+\r?\n)++(?P<indent>[ \t]*+)(?=[^\s#])")
 # a line that is a mapping's key (``key: v``, ``- name: x``, ``key:``): a nested map is no value
 _MAP_LINE = re.compile(r"""[^\n:]*+(?::(?![ \t\r\n])[^\n:]*+)*+:(?:[ \t]|\r?\n|\Z)""")
 _LOOK_BACK = 130
+_MARKED = f"{REDACTED} "
 _NONE, _ANY, _UNLESS_SETTING = 0, 1, 2
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
 # camelCase or PascalCase (``githubPat``, ``DbCreds``): a Helm values key, read as its snake case
@@ -122,6 +124,14 @@ def _more_indented(column: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
     piece = r"[^'\r\n]*+(?:''[^'\r\n]*+)*+"
     quoted = re.compile(rf"'{piece}(?:\r?\n(?:[ \t]*+\r?\n)*+[ \t]{{{column + 1}}}{piece})*+'?+", re.ASCII)
     return lines, quoted
+
+
+@lru_cache(maxsize=256)
+def _items(column: int) -> re.Pattern[str]:
+    """A YAML sequence's scalar items at ``column`` (``- a``), up to one that is a map (``- name: x``)."""
+    item = rf"[ \t]{{{column}}}- (?!{_MAP_LINE.pattern})[^\n]*+"
+    first = rf"[ \t]{{{column}}}(?:- |\[REDACTED\] )(?!{_MAP_LINE.pattern})[^\n]*+"
+    return re.compile(rf"{first}(?:\n{item})*+", re.ASCII)
 
 
 def _name_kind(name: str, name_rx: re.Pattern[str]) -> int:
@@ -161,6 +171,11 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
     at = key.end()
     if at < len(text) and text[at] in "\r\n":  # ``DBPASS:`` then its value on the lines below
         nxt = _NEXT_LINE.match(text, at)
+        if block and nxt and len(nxt["indent"]) == column and text.startswith(("- ", _MARKED), nxt.end()):
+            # a sequence at the key's own indentation (``DBPASS:`` then ``- a``): its scalar items (the
+            # key rules took the first item's dash for a value: ``password:`` then ``[REDACTED] a``)
+            items = _items(column).match(text, nxt.end() - column)
+            return (nxt.end(), items.end()) if items else None
         if not block or nxt is None or len(nxt["indent"]) <= column or _MAP_LINE.match(text, nxt.end()):
             return None  # a nested map (``DBPASS:`` then ``  key: v``), or nothing below it
         first_end = text.find("\n", nxt.end())
