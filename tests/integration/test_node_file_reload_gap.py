@@ -16,6 +16,7 @@ its outage marker and pipeline), the ``query observed`` CLI on the gap rows it d
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from stellaops_runtime.agent import tetragon_facts
+from stellaops_runtime.agent import node_file_gaps, tetragon_facts
 from stellaops_runtime.agent.node_file_baseline import baseline_path
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
@@ -72,7 +73,10 @@ def _replace(exe: Path, text: bytes) -> None:
 
 @pytest.mark.asyncio
 async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its_policy_anew(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_at_head: Callable[[Path], str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_at_head: Callable[[Path], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Seen failing before the change: the gap stayed open after Tetragon listed the new generation
     ENABLED (``wait_for`` the gap's end timed out). Now it ends at that poll, no node-wide gap is
@@ -112,6 +116,7 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
             await polled(ticks, "a poll listing generation 1")
             replaced_at = time.time_ns()
             _replace(exe, b"the upgrade's build")
+            caplog.set_level(logging.WARNING, logger=node_file_gaps.__name__)
             await wait_for(lambda: gaps.open, what="the replaced file's gap")
             await polled(ticks, "polls after the replacement")
             assert gaps.open  # generation 1 still listed: the probe is on the old file
@@ -128,6 +133,9 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
             tetragon.policies = [_policy(3, "ENABLED")]
             await wait_for(lambda: not gaps.open, what="the gap's end at the reload")
             closed_at = time.time_ns()
+            said = [r.getMessage() for r in caplog.records if r.name == node_file_gaps.__name__]
+            assert [m for m in said if "was replaced while Tetragon probes it" in m], said  # the docs' words
+            assert len([m for m in said if m.endswith("the node is watched again")]) == 1, said
             await polled(ticks, "polls after the reload")
             await agent.outages.mark()
             _, windows = await agent.in_pipeline(agent.pipeline.drain)
