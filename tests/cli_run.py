@@ -24,22 +24,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli_json(*args: str, timeout: float = 180) -> tuple[int, Any]:
-    """Exit code and parsed stdout (None when empty) of ``stella-runtime <args>``."""
-    r = subprocess.run([sys.executable, "-m", "stellaops_runtime.cli.main", *args], capture_output=True,
-                       text=True, timeout=timeout, cwd=ROOT)  # fmt: skip
-    assert "Traceback" not in r.stderr, r.stderr
+def cli_json(*args: str, timeout: float = 180, real: bool = True) -> tuple[int, Any]:
+    """Exit code and parsed stdout (None when empty) of ``stella-runtime <args>``: a subprocess, or in
+    this process when not ``real`` (:func:`stella`)."""
+    r = stella(*args, real=real, timeout=timeout)
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None
 
 
-def observed_json(url: str, image: str, function: str, *extra: str) -> tuple[int, Any]:
+def observed_json(url: str, image: str, function: str, *extra: str, real: bool = True) -> tuple[int, Any]:
     """``query observed --json`` of ``function`` in ``image`` (``extra``: a period, a purl): exit code
-    and answer. An exit other than 0, 1 or 3 is an error, not an answer: the test fails with stderr."""
-    r = subprocess.run(
-        [sys.executable, "-m", "stellaops_runtime.cli.main", "query", "observed", "--store", url,
-         "--image", image, "--function", function, "--json", *extra],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    and answer, from a subprocess or, when not ``real``, in this process (:func:`stella`). An exit
+    other than 0, 1 or 3 is an error, not an answer: the test fails with stderr."""
+    argv = ("query", "observed", "--store", url, "--image", image, "--function", function, "--json", *extra)
+    r = stella(*argv, real=real, timeout=60)
     assert r.returncode in (0, 1, 3), r.stderr
     return r.returncode, json.loads(r.stdout)
 

@@ -9,8 +9,9 @@ the windows left and said "not observed" (exit 1) for the whole period: a 30-day
 "never called" of which only a week was known. Now it is unknown (exit 3), naming
 the store's first record; a period from its UTC day on keeps its answer (days are
 the unit: retention removes whole days, and a real first agent's start day is a gap
-already, tests/e2e/test_first_agent_window.py). The real CLI as a
-subprocess; SQLite and PostgreSQL (the ``url`` fixture). Seen failing before the
+already, tests/e2e/test_first_agent_window.py). The real CLI, in this process
+(tests/cli_run.py ``cli_in_process``) and once as a subprocess; SQLite and PostgreSQL (the
+``url`` fixture). Seen failing before the
 fix (exit 1 "not_observed" in both cases below). The windows end yesterday and node-1 has a later
 record today (tests/node_alive.py): the node was watched throughout, at whatever hour this runs.
 """
@@ -35,8 +36,8 @@ def midnight(days_ago: int) -> dt.datetime:
     return dt.datetime.combine(NOW.date() - dt.timedelta(days=days_ago), dt.time(), dt.UTC)
 
 
-def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    return observed_json(url, IMG, "crc32", *period)
+def observed(url: str, *period: str, real: bool = False) -> tuple[int, dict]:  # type: ignore[type-arg]
+    return observed_json(url, IMG, "crc32", *period, real=real)
 
 
 def test_a_period_reaching_before_the_first_record_or_past_retention_is_unknown(url: str) -> None:
@@ -51,7 +52,7 @@ def test_a_period_reaching_before_the_first_record_or_past_retention_is_unknown(
         s.write([], windows)
     first = midnight(40) + dt.timedelta(hours=9)
     # before any agent recorded anything: 60 days asked, 40 known
-    code, doc = observed(url, "--since", rfc3339(midnight(60)))
+    code, doc = observed(url, "--since", rfc3339(midnight(60)), real=True)
     assert (code, doc["answer"], doc["observed"]) == (3, "unknown", None), doc  # was (1, "not_observed")
     assert rfc3339(first) in doc["reason"] and "store.retentionDays" in doc["reason"], doc["reason"]
     code, doc = observed(url, "--since", rfc3339(midnight(40)))  # from the first record's UTC day on
