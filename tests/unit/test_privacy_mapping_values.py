@@ -55,6 +55,13 @@ def test_a_value_on_the_lines_below_its_key_goes(name: str) -> None:
     # a plain scalar and a single-quoted one going on over the lines indented deeper than the key
     assert _write(f"{name}: {_PW}\n  b\nUSER: bob\n") == f"{name}: [REDACTED]\nUSER: bob\n"
     assert _write(f"- {name}: '{_PW}\n    b'\n- USER: bob\n") == f"- {name}: [REDACTED]\n- USER: bob\n"
+    # a comment after the key or above the value (the key rules take ``#`` after ``password:`` already)
+    out = _write(f"{name}: # rotated\n  {_PW}\nUSER: bob\n")
+    assert _PW not in out and out.startswith(f"{name}: ") and out.endswith("\nUSER: bob\n"), out
+    out = _write(f"{name}:\n  # rotated\n  {_PW}\n")
+    assert _PW not in out, out
+    if name != "password":  # (the key rules take ``#`` and the word after it: the comment goes too)
+        assert out == f"{name}:\n  # rotated\n  [REDACTED]\n"
     # a sequence of scalars at the key's own indentation (YAML's compact form)
     assert _write(f"{name}:\n- {_PW}\n- b\nUSER: bob\n") == f"{name}:\n[REDACTED]\nUSER: bob\n"
     assert _write(f"env:\n  {name}:\n  - {_PW}\n  X: y\n") == f"env:\n  {name}:\n  [REDACTED]\n  X: y\n"

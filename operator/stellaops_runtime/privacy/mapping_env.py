@@ -23,7 +23,8 @@ The value, by where the key stands:
   (``DBPASS: a b`` loses ``a b``) and the lines below indented deeper than the key that are no key
   themselves (``DBPASS: a`` then ``  b``; not under a quoted key: JSON), a single-quoted scalar over
   such lines, or a block scalar (``|``); a key ending its line takes the lines below indented deeper
-  (``DBPASS:`` then ``  x``), or a sequence's scalar items at its own indentation (``- a``), unless the
+  (``DBPASS:`` then ``  x``, a comment between them too), or a sequence's scalar items at its own
+  indentation (``- a``), unless the
   first of them is a key (``  key: v``, ``  - name: x``): a nested
   map is no value, its keys are read by their own names (a Secret reference stays, a nested
   ``password:`` goes by the key rules); nor is a value opening a flow map or a JSON object (``{``);
@@ -98,8 +99,8 @@ _STRING_LINE = re.compile(
     re.ASCII,
 )
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")
-# a key ending its line: the next line that holds more than blanks, and its indentation
-_NEXT_LINE = re.compile(r"(?:[ \t]*+\r?\n)++(?P<indent>[ \t]*+)(?=[^\s#])")
+# a key ending its line: the next line that holds more than blanks or a comment, and its indentation
+_NEXT_LINE = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?+\r?\n)++(?P<indent>[ \t]*+)(?=[^\s#])")
 # a line that is a mapping's key (``key: v``, ``- name: x``, ``key:``): a nested map is no value
 _MAP_LINE = re.compile(r"""[^\n:]*+(?::(?![ \t\r\n])[^\n:]*+)*+:(?:[ \t]|\r?\n|\Z)""")
 _LOOK_BACK = 130
@@ -169,7 +170,8 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
     block = line >= 0 and _LINE_START.fullmatch(text, line, start) is not None
     column = key.start() - line if block else 0
     at = key.end()
-    if at < len(text) and text[at] in "\r\n":  # ``DBPASS:`` then its value on the lines below
+    # ``DBPASS:`` then its value on the lines below (a comment after the key or above the value too)
+    if at < len(text) and (text[at] in "\r\n" or (block and text[at] == "#")):
         nxt = _NEXT_LINE.match(text, at)
         if block and nxt and len(nxt["indent"]) == column and text.startswith(("- ", _MARKED), nxt.end()):
             # a sequence at the key's own indentation (``DBPASS:`` then ``- a``): its scalar items (the
