@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,12 @@ MAIN = "int main(int argc, char **argv) { return (int)user(argc, argv); }\n"
 NEW = "unsigned __attribute__((noinline)) new_fn(unsigned x) { return x ^ 0x5a5a5a5au; }\n"
 MAIN2 = "int main(int argc, char **argv) { return (int)(user(argc, argv) + new_fn((unsigned)argc)); }\n"
 needs_gcc = pytest.mark.skipif(any(shutil.which(t) is None for t in ("gcc", "nm")), reason="needs gcc")
+
+
+def answer(*args: str, real: bool = False) -> tuple[int, Any]:
+    """``stella-runtime <args>``'s exit code and JSON, asked in this process (tests/cli_run.py
+    ``cli_json``), or ``real``ly as a subprocess."""
+    return cli_json(*args, real=real)
 
 
 def _build(tmp_path: Path, host: Path, source: str) -> str:
@@ -108,16 +115,16 @@ def test_a_new_build_s_function_id_is_unknown_when_its_path_held_another_build(
             Batch("node-1/b", 1, [_delta(module, "split_fn.part.0", 0, after, new)])
         ).errors
     for fid in (f"{new}:split_fn+0x0", f"{new}:split_fn.part.0+0x0"):
-        code, doc = cli_json(
-            "query", "observed", "--image", HOST, "--function", fid, "--store", url, "--json"
+        code, doc = answer(
+            "query", "observed", "--image", HOST, "--function", fid, "--store", url, "--json", real=True
         )
         assert (code, doc["answer"]) == (3, "unknown"), doc
         assert "replaced_in_place" in doc and old in doc["reason"], doc
     # the old build's ID still finds its own row; a function of no row at that path keeps its "no"
     ask = ("query", "observed", "--image", HOST, "--store", url, "--json", "--function")
-    code, doc = cli_json(*ask, f"{old}:split_fn+0x0")
+    code, doc = answer(*ask, f"{old}:split_fn+0x0")
     assert (code, doc["answer"]) == (0, "observed"), doc
-    code, doc = cli_json(*ask, f"{new}:static_fn+0x0")
+    code, doc = answer(*ask, f"{new}:static_fn+0x0")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
@@ -136,9 +143,9 @@ def test_a_new_build_s_file_offset_in_a_period_is_unknown_when_its_path_held_ano
         s.write([_delta(module, "new_fn", 3, T0 + 20 * DAY, new)], [])  # the new build's only row
         s.write([_delta(module, "split_fn", 7, T0 + 35 * DAY, new)], [])  # into the old build's row
     ask = ("query", "observed", "--image", HOST, "--function", f"{new}:+0x1139", "--store", url, "--json")
-    code, doc = cli_json(*ask, "--since", "2026-07-01T00:00:00Z")  # day 30 on
+    code, doc = answer(*ask, "--since", "2026-07-01T00:00:00Z")  # day 30 on
     assert (code, doc["answer"]) == (3, "unknown") and "replaced_in_place" in doc, doc
-    code, doc = cli_json(*ask, "--since", "2026-06-01T00:00:00Z", "--until", "2026-06-02T00:00:00Z")
+    code, doc = answer(*ask, "--since", "2026-06-01T00:00:00Z", "--until", "2026-06-02T00:00:00Z")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
@@ -160,11 +167,11 @@ def test_a_new_version_s_function_is_unknown_when_its_path_held_another_version(
         s.write([_delta(lib, "crc32", 4, T0 + 9 * DAY, "bb" * 20, v2, img)], [])  # into v1's row
         s.write([_delta(lib, "inflate", 2, T0 + 9 * DAY, "bb" * 20, v2, img)], [])
     ask = ("query", "observed", "--image", img, "--store", url, "--json", "--purl")
-    code, doc = cli_json(*ask, "pkg:deb/debian/zlib1g@1:1.3.dfsg-3", "--function", "crc32")
+    code, doc = answer(*ask, "pkg:deb/debian/zlib1g@1:1.3.dfsg-3", "--function", "crc32")
     assert (code, doc["answer"]) == (3, "unknown") and doc["replaced_in_place"], doc
-    code, doc = cli_json(*ask, "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1", "--function", "crc32")
+    code, doc = answer(*ask, "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1", "--function", "crc32")
     assert (code, doc["answer"]) == (0, "observed"), doc
-    code, doc = cli_json(*ask, "pkg:deb/debian/zlib1g@1:1.3.dfsg-3", "--function", "deflate")
+    code, doc = answer(*ask, "pkg:deb/debian/zlib1g@1:1.3.dfsg-3", "--function", "deflate")
     assert (code, doc["answer"]) == (1, "not_observed"), doc
 
 
@@ -195,7 +202,7 @@ def test_a_new_version_s_function_in_another_of_its_files_is_unknown(url: str) -
         s.write([_delta(ssl, "SSL_read", 4, late, "b1" * 20, v2, img)], [])  # into 3.0.11's row
         s.write([_delta(crypto, "EVP_DigestFinal", 1, late, "b2" * 20, v2, img)], [])  # 3.0.15's only
     ask = ("query", "observed", "--image", img, "--store", url, "--json", "--purl")
-    code, doc = cli_json(*ask, "pkg:deb/debian/libssl3@3.0.15-1", "--function", "SSL_read")
+    code, doc = answer(*ask, "pkg:deb/debian/libssl3@3.0.15-1", "--function", "SSL_read")
     assert (code, doc["answer"]) == (3, "unknown") and doc["replaced_in_place"], doc
     assert ssl in doc["reason"] and "3.0.11" in doc["reason"], doc
     for purl, function in (
