@@ -6,7 +6,8 @@ days kept, ``query observed --since <50 days ago>`` found no call in the history
 answered "not observed" (exit 1) on the windows left, though the cumulative row says crc32 last
 ran 40 days ago, inside the period. Now it is unknown (exit 3), naming the row and the
 retention. A period after the last call, and a question without a period, keep their answers.
-The real CLI as a subprocess, the writer's own retention, SQLite and PostgreSQL.
+The real CLI (in this process, tests/cli_run.py ``cli_in_process``; the answer the fix changed also
+as a subprocess), the writer's own retention, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def fill(url: str) -> None:
         s.write(deltas, windows)
 
 
-def observed(url: str, *period: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    return observed_json(url, IMG, "crc32", *period)
+def observed(url: str, *period: str, real: bool = False) -> tuple[int, dict]:  # type: ignore[type-arg]
+    return observed_json(url, IMG, "crc32", *period, real=real)
 
 
 def test_calls_whose_history_retention_removed_are_unknown_in_a_period(url: str) -> None:
@@ -61,7 +62,7 @@ def test_calls_whose_history_retention_removed_are_unknown_in_a_period(url: str)
     with open_store(url, retention_days=31) as s:
         done = s.maintain(now=NOW)
     assert done.ran and done.cutoff == midnight(32)
-    code, doc = observed(url, *back)
+    code, doc = observed(url, *back, real=True)
     assert (code, doc["answer"], doc["observed"]) == (3, "unknown", None)  # was (1, "not_observed")
     [row] = doc["history_removed"]
     assert (row["module"], row["invocation_count"]) == (LIB, 140)
