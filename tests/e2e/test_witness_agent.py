@@ -21,6 +21,7 @@ from securesystemslib.signer import SSlibKey
 
 from stellaops_runtime.replay.server import ReplayServer
 from stellaops_runtime.witness import keys
+from tests.cli_run import cli_in_process
 from tests.e2e import harness as h
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -32,12 +33,8 @@ async def test_the_agent_signs_witnesses_for_the_claims_its_counts_touch(tmp_pat
     """Tetragon replayed over gRPC, PostgreSQL; witnesses verified by our CLI and by securesystemslib."""
     server = ReplayServer(h.stream_events())
     addr = await server.start("127.0.0.1:0")
-    assert (
-        h.cli(
-            "witness", "keygen", "--private", str(tmp_path / "k"), "--public", str(tmp_path / "k.pub")
-        ).returncode
-        == 0
-    )
+    keygen = ("witness", "keygen", "--private", str(tmp_path / "k"), "--public", str(tmp_path / "k.pub"))
+    assert cli_in_process(*keygen).returncode == 0
     claims = tmp_path / "claims.yaml"
     claims.write_text(
         f"- {{image: '{IMAGE}', purl: 'pkg:deb/debian/zlib1g', function: crc32,"
@@ -79,7 +76,9 @@ async def test_the_agent_signs_witnesses_for_the_claims_its_counts_touch(tmp_pat
     public = keys.load_public(tmp_path / "k.pub")
     sslib_key = SSlibKey(keys.key_id(public), "ed25519", "ed25519", {"public": keys.public_hex(public)})
     for f in files:
-        v = h.cli("witness", "verify", str(f), "--key", str(tmp_path / "k.pub"), "--image", IMAGE)
+        # the CLI's own entry point in this process (tests/cli_run.py): a new interpreter for each
+        # of the agent's witnesses was ~0.5 s each; the lists around it are real subprocesses
+        v = cli_in_process("witness", "verify", str(f), "--key", str(tmp_path / "k.pub"), "--image", IMAGE)
         assert v.returncode == 0, v.stderr
         assert sslib_key.keyid in Envelope.from_dict(json.loads(f.read_text())).verify([sslib_key], 1)
     r = h.cli("witness", "list", "--store", url, "--image", IMAGE, "--purl", "pkg:deb/debian/zlib1g",
