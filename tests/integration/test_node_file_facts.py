@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,12 @@ from tests.node_alive import alive_after
 
 POD = "sha256:" + "ab" * 32  # the container running the node's file through a hostPath mount
 OTHER = "sha256:" + "cd" * 32  # a container of another build of the program
+
+
+def answer(*args: str, real: bool = False) -> tuple[int, Any]:
+    """``stella-runtime <args>``'s exit code and JSON, asked in this process (tests/cli_run.py
+    ``cli_json``), or ``real``ly as a subprocess."""
+    return cli_json(*args, real=real)
 
 
 def _node_fact(module: str, tail: str, bid: str) -> HotSymbolDelta:
@@ -76,16 +83,16 @@ def test_a_container_running_the_node_s_file_meets_its_facts(tmp_path: Path, url
         ))  # fmt: skip
         windows += _watched(image)
     _stored(url, rows, windows, _node_fact(key[1], key[2], bid))
-    code, doc = cli_json(
-        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
+    code, doc = answer(
+        "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json", real=True
     )
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
-    code, doc = cli_json(
+    code, doc = answer(
         "query", "observed", "--image", POD, "--function", f"{bid}:split_fn+0x0", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (3, "unknown"), doc
     # another build of the program in another image: the node's file's fact is not its own
-    code, doc = cli_json(
+    code, doc = answer(
         "query", "observed", "--image", OTHER, "--function", "split_fn", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (1, "not_observed"), doc
@@ -107,7 +114,7 @@ def test_a_call_stored_under_the_node_s_path_without_a_build_id_meets_the_facts(
     )  # fmt: skip
     url = sqlite_at_head(tmp_path / "hot.db")
     _stored(url, [call], _watched(POD), _node_fact(key[1], key[2], bid))
-    code, doc = cli_json(
+    code, doc = answer(
         "query", "observed", "--image", POD, "--function", "split_fn", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
@@ -141,15 +148,15 @@ def test_an_image_s_own_copy_of_the_build_brings_the_facts_to_its_package_only(
         ))  # fmt: skip
     _stored(url, loaded, _watched(OTHER), _node_fact(key[1], key[2], bid))
     for ask in (("--purl", zlib), ("--purl", "pkg:deb/debian/zlib", "--prefix")):
-        code, doc = cli_json("query", "functions", "--image", OTHER, *ask, "--store", url, "--json")
+        code, doc = answer("query", "functions", "--image", OTHER, *ask, "--store", url, "--json")
         assert (code, doc["answer"]) == (1, "not_observed"), (ask, doc.get("reason"))
     asked = ("query", "observed", "--image", OTHER, "--function", "split_fn", "--purl", zlib)
-    code, doc = cli_json(*asked, "--store", url, "--json")
+    code, doc = answer(*asked, "--store", url, "--json")
     assert "split_fn.part.0" not in doc.get("reason", ""), doc
     # its own package, and the function asked of no package: the fact may be theirs, still unknown
-    code, doc = cli_json("query", "functions", "--image", OTHER, "--purl", own, "--store", url, "--json")
+    code, doc = answer("query", "functions", "--image", OTHER, "--purl", own, "--store", url, "--json")
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
-    code, doc = cli_json(
+    code, doc = answer(
         "query", "observed", "--image", OTHER, "--function", "split_fn", "--store", url, "--json"
     )
     assert (code, doc["answer"]) == (3, "unknown") and "split_fn.part.0" in doc["reason"], doc
