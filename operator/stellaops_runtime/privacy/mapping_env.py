@@ -229,7 +229,7 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         # (a flow member to the line's end, a block scalar): quadratic. Only a key rule's marker with
         # more after it is taken under any name (the key rules take one word: ``password: a b`` was
         # ``[REDACTED] b``), its line's rest at a line's start, its next words elsewhere.
-        if kind == _NONE and REDACTED not in text[key.end() : key.end() + _LOOK_BACK]:
+        if kind == _NONE and text.find(REDACTED, key.end(), key.end() + _LOOK_BACK) < 0:
             pos = key.end()
             continue
         span = _value(text, key, kind)
