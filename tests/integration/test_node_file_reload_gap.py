@@ -15,6 +15,7 @@ its outage marker and pipeline), the ``query observed`` CLI on the gap rows it d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from stellaops_runtime.agent import node_file_gaps, tetragon_facts
 from stellaops_runtime.agent.node_file_baseline import baseline_path
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
+from stellaops_runtime.agent.policy_reloads import TETRAGON_ID
 from stellaops_runtime.contracts.hotsymbols import NODE_WIDE, ObservationWindow
 from stellaops_runtime.contracts.posture import Posture
 from stellaops_runtime.replay.events import load_events
@@ -172,3 +174,66 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
     later.gaps = NodeFileGaps(baseline_path(spool))
     await later.poll(100.0)
     assert later.gaps.open and later.gaps.replaced == 1
+
+
+@pytest.mark.asyncio
+async def test_a_tetragon_restart_that_numbers_the_loads_anew_ends_the_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect (s48 RNF, left alone 2): Tetragon restarting reloads every policy under the same
+    version, which the agent did not see: the gap stayed open until a generation bump. Now a load
+    listed under another number (``TracingPolicyStatus.id``) is a reload. Restarted twice on its
+    address: first giving each load the number it had (not seen: open, the safe side), then another
+    (the gap ends at the poll that lists it). Seen failing before the change (the second wait
+    timed out). The number stays out of the ObservationNode status."""
+    monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"the build Tetragon's policy was loaded with")
+    probes = tmp_path / "agent-probes.json"
+    _probes(probes)
+    extra: dict[str, Any] = {
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "native": {"enabled": False, "probeConfigFile": str(probes)},
+        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool.jsonl")},
+    }  # fmt: skip
+
+    def setup(agent: Any) -> None:
+        agent.tetragon_facts.host_root = str(host)
+        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
+        agent.node_status.policy_watch = agent.outages.policies = watch
+        agent.outages.node_files.reloads = watch.reloads
+
+    def numbered(number: int) -> PolicyStatus:
+        return dataclasses.replace(_policy(1, "ENABLED"), policy_id=number)
+
+    servers = [ReplayServer([], policies=[numbered(4)], version="v1.7.0")]
+    address = await servers[0].start("127.0.0.1:0")
+
+    async def restart(number: int) -> None:
+        await servers[-1].stop(grace=0)
+        servers.append(ReplayServer([], policies=[numbered(number)], version="v1.7.0"))
+        await servers[-1].start(address)
+        await wait_for(lambda: servers[-1].streams_active, what="the stream reconnected")
+
+    try:
+        async with running_agent(tmp_path, address, extra=extra, setup=setup) as (agent, ticks):
+            gaps: NodeFileGaps = agent.outages.node_files
+            await wait_for(lambda: bool(gaps.probing), what="the node files read")
+            await polled(ticks, "a poll listing load 4")
+            _replace(exe, b"the upgrade's build")
+            await wait_for(lambda: gaps.open, what="the replaced file's gap")
+            await polled(ticks, "a poll after the replacement")
+            await restart(4)  # the same number: a reload not seen
+            await polled(ticks, "polls listing load 4 again")
+            assert gaps.open and gaps.ended == 0
+            await restart(1)
+            await wait_for(lambda: not gaps.open, what="the gap's end at the restart's load")
+            assert gaps.ended == 1
+            written = agent.node_status._written
+            assert written is not None and written["policies"], written
+            assert all(TETRAGON_ID not in e for e in written["policies"]), written["policies"]
+    finally:
+        for server in servers:
+            await server.stop(grace=0)

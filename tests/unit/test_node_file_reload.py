@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from stellaops_runtime.agent import node_file_gaps, policy_load_gaps, policy_reloads
+from stellaops_runtime.agent.capabilities import policy_entry, without_ids
 from stellaops_runtime.agent.node_file_baseline import Baseline
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.node_file_policies import PREFIX, probing_policies
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
-from stellaops_runtime.agent.policy_reloads import PolicyReloads
+from stellaops_runtime.agent.policy_reloads import TETRAGON_ID, PolicyReloads, tetragon_id
 from stellaops_runtime.controller.render_policy import tetragon_policy_names
+from stellaops_runtime.wire.tetragon import sensors_pb2
 
 S = 1_000_000_000
 UP = ("shop", "stellaops-web-uprobes")
@@ -202,3 +204,58 @@ def test_a_wall_clock_stepped_back_cannot_put_a_load_before_the_replacement_afte
     _replaced(gaps)
     w.observe([e | {"objectGeneration": 2}], now_ns=wall - 3599 * S, connected=True, connects=1)
     assert gaps.reloaded() == {} and gaps.open
+
+
+def _numbered(number: int | None, generation: int = 1, state: str = "ENABLED") -> dict:
+    """Our uprobes object listed under ``generation``, its load numbered ``number`` (None: not told)."""
+    entry = ours((UP, state, generation))
+    if number is not None:
+        entry[UP][TETRAGON_ID] = number
+    return entry
+
+
+def test_a_new_load_number_under_the_same_version_is_a_reload() -> None:
+    """Defect (s48 RNF, left alone 2): a reload that keeps the version (a Tetragon restart, a Node
+    relabel, a metadata-only reload) was never seen, so the gap stayed open. Tetragon numbers each
+    load (TracingPolicyStatus.id): another number under the same uid/generation counts, from the poll
+    before it asked, with the same rules (tracing since, after the replacement)."""
+    r = PolicyReloads()
+    r.listed(_numbered(3), asked_ns=10 * S, now_ns=11 * S)
+    r.listed(_numbered(3), asked_ns=20 * S, now_ns=21 * S)
+    assert r.settled_after([UP], 10 * S) is None  # the same load
+    r.listed(_numbered(7, state="LOADING"), asked_ns=30 * S, now_ns=31 * S)
+    assert r.settled_after([UP], 20 * S) is None  # not tracing yet
+    r.listed(_numbered(7), asked_ns=40 * S, now_ns=41 * S)
+    assert r.settled_after([UP], 20 * S) == 41 * S and r.settled_after([UP], 20 * S + 1) is None
+    r.listed(_numbered(1), asked_ns=50 * S, now_ns=51 * S)  # a restart numbering from 1 again
+    assert r.settled_after([UP], 40 * S) == 51 * S
+    assert r.settled_after(None, 40 * S) == 51 * S  # every object of ours listed
+
+
+def test_a_load_number_absent_or_zero_tells_nothing() -> None:
+    """An older Tetragon, or one that tells no number (0, left out by the agent): no reload is seen
+    from a number appearing, going, or coming back after a gap in the telling; nor from a 0 told."""
+    for numbers in ((None, None), (None, 4), (4, None), (4, None, 4), (4, 0), (0, 4)):
+        r = PolicyReloads()
+        for i, n in enumerate(numbers):
+            listed = _numbered(n)
+            if n == 0:
+                listed[UP][TETRAGON_ID] = 0
+            r.listed(listed, asked_ns=(10 + 10 * i) * S, now_ns=(11 + 10 * i) * S)
+        assert r.settled_after([UP], 10 * S) is None, numbers
+    r = PolicyReloads()  # a number not told in between: the last told is kept
+    for i, n in enumerate((4, None, 5)):
+        r.listed(_numbered(n), asked_ns=(10 + 10 * i) * S, now_ns=(11 + 10 * i) * S)
+    assert r.settled_after([UP], 20 * S) == 31 * S
+
+
+def test_the_agent_reads_each_load_number_for_the_watch_and_keeps_it_out_of_the_status() -> None:
+    """capabilities.list_tracing_policies(with_ids=True) tells the number (not a 0), and without_ids
+    gives the entries the ObservationNode status carries, as before."""
+    numbered = sensors_pb2.TracingPolicyStatus(id=9, name="stellaops-web-uprobes", namespace="shop")
+    unnumbered = sensors_pb2.TracingPolicyStatus(name="stellaops-web", namespace="shop")
+    entries = [policy_entry(p) for p in (numbered, unnumbered)]
+    told = [dict(e) for e in entries]
+    told[0][TETRAGON_ID] = 9
+    assert without_ids(told) == entries and without_ids(None) is None
+    assert tetragon_id(told[0]) == 9 and tetragon_id(told[1]) is None

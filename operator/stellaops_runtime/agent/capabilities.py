@@ -38,6 +38,7 @@ from typing import Any
 
 import grpc
 
+from stellaops_runtime.agent.policy_reloads import TETRAGON_ID
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
 from stellaops_runtime.sources.tetragon_grpc import one_line
@@ -228,11 +229,17 @@ async def detect(
     return Capabilities(tetragon=tetragon, notes=notes, **kernel)
 
 
-async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[str, Any]]:
+async def list_tracing_policies(
+    address: str, *, timeout_s: float, with_ids: bool = False
+) -> list[dict[str, Any]]:
     """Tetragon's ListTracingPolicies as ObservationNode ``status.policies`` entries.
 
     ``state`` is the TracingPolicyState name without ``TP_STATE_``; ``error``
-    is Tetragon's message for a policy that failed to load. Raises
+    is Tetragon's message for a policy that failed to load. ``with_ids``: each
+    entry also carries the number Tetragon gave its load (``TracingPolicyStatus.id``)
+    under :data:`~stellaops_runtime.agent.policy_reloads.TETRAGON_ID` when it tells
+    one (not 0), for the policy watch only: ``without_ids`` takes it out of the
+    status (a number that moves on every reload is no state of the node). Raises
     ``grpc.aio.AioRpcError`` when Tetragon does not answer, and
     :class:`UndecodableAnswer` when its answer is not the message.
     """
@@ -245,8 +252,19 @@ async def list_tracing_policies(address: str, *, timeout_s: float) -> list[dict[
     if resp is None:
         raise UndecodableAnswer("ListTracingPolicies")
     out = [policy_entry(p) for p in resp.policies if p.name]  # a nameless one: nothing to match, refused
+    if with_ids:
+        for entry, p in zip(out, [p for p in resp.policies if p.name], strict=True):
+            if p.id:
+                entry[TETRAGON_ID] = int(p.id)
     out.sort(key=lambda e: (e.get("namespace", ""), e["name"]))
     return out
+
+
+def without_ids(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """``list_tracing_policies(with_ids=True)`` entries as the status carries them."""
+    if entries is None:
+        return None
+    return [{k: v for k, v in e.items() if k != TETRAGON_ID} for e in entries]
 
 
 def policy_entry(p: Any) -> dict[str, Any]:

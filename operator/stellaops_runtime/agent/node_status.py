@@ -79,6 +79,7 @@ from stellaops_runtime.agent.capabilities import (
     detect_kernel,
     list_tracing_policies,
     probe_tetragon,
+    without_ids,
 )
 from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-exported)
     NativeState,
@@ -319,7 +320,8 @@ class ObservationNodeWriter:
         policies: list[dict[str, Any]] | None = None
         if tetragon.reachable:
             try:
-                policies = await list_tracing_policies(self.tetragon.address, timeout_s=timeout)
+                address = self.tetragon.address
+                policies = await list_tracing_policies(address, timeout_s=timeout, with_ids=True)
             except grpc.aio.AioRpcError as e:
                 tetragon = TetragonInfo(
                     address=tetragon.address,
@@ -338,7 +340,7 @@ class ObservationNodeWriter:
                 connects=connects if isinstance(connects, int) else None,
                 asked_mono_ns=asked,
             )
-        return tetragon, policies
+        return tetragon, without_ids(policies)  # each load's number: the policy watch's only
 
     async def _detect(self) -> Capabilities:
         kernel = await asyncio.to_thread(detect_kernel, root=self.root, try_bpf=self.try_bpf)

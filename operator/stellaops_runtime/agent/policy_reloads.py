@@ -15,7 +15,13 @@ leaves the calls into the file unseen, so the gap stays open until a load traces
 The lower bound of a load is the moment the poll before the one that saw it asked (its request was
 sent then: Tetragon answered later, still holding the version before), never the time its answer
 came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0.
-An object listed under the same version across a reload between two polls is not seen reloaded
+Tetragon also numbers every load of a policy (``TracingPolicyStatus.id``, a counter of its own
+that each add, or delete and add again, takes the next of; the agent carries it as
+:data:`TETRAGON_ID`): an object of ours listed under the same version with another number was
+loaded anew too (a Tetragon restart, a reload on a Node's new labels or on a metadata-only change,
+none of which moves the version). A number absent (0: a Tetragon that does not tell it) tells
+nothing. A restart numbers its loads from 1 again, so one that gives each object the number it had
+before, and any reload under the same version and number between two polls, is not seen
 (the safe side: the gap stays open). Those moments, and the replacement's they are compared with,
 are the monotonic clock's: a wall-clock step back between the look and the poll cannot put a load
 before the replacement after it. The poll that saw the objects tracing is told in wall time: the
@@ -32,6 +38,22 @@ from stellaops_runtime.controller.loaded_version import reported_version
 Key = tuple[str, str]  # (namespace, name) of a Tetragon object ("" namespace: cluster-scoped)
 TRACING = frozenset({"ENABLED", "PARTIALLY_ENABLED"})  # policy_load_gaps.TRACING_STATES (a test checks)
 UPROBE_SECTIONS = ("uprobe", "usdt")  # a TracingPolicy's sections whose hooks are on node files
+TETRAGON_ID = "tetragonId"  # an entry's TracingPolicyStatus.id, agent-side only (agent/capabilities.py)
+
+
+def tetragon_id(entry: Mapping[str, Any]) -> int | None:
+    """The number Tetragon gave the load of a listed object (None: not told, or 0)."""
+    n = entry.get(TETRAGON_ID)
+    return n if type(n) is int and n > 0 else None
+
+
+def loaded_anew(was: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Whether an object listed as ``was`` at one poll and as ``now`` at the next was loaded in
+    between: another version (uid, generation), or both numbered and by other numbers."""
+    if reported_version(was) != reported_version(now):
+        return True
+    before, after = tetragon_id(was), tetragon_id(now)
+    return before is not None and after is not None and before != after
 
 
 def uprobes_trace(entry: Mapping[str, Any]) -> bool:
@@ -64,7 +86,7 @@ class PolicyReloads:
 
     def __init__(self) -> None:
         self._asked: int | None = None  # when the last answered poll asked (None: no poll answered yet)
-        self._version: dict[Key, Any] = {}
+        self._entry: dict[Key, Mapping[str, Any]] = {}  # as last listed (its version, its number)
         self._loaded_after: dict[Key, int] = {}  # its current version was loaded after this moment
         self._tracing_from: dict[Key, int] = {}  # the first poll listing that version tracing
 
@@ -72,17 +94,19 @@ class PolicyReloads:
         """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
         ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall)."""
         for key, entry in ours.items():
-            version = reported_version(entry)
-            if key not in self._version or self._version[key] != version:  # (a version None: no reload told)
+            was = self._entry.get(key)
+            if was is None or loaded_anew(was, entry):  # (a version None and no number: no reload told)
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
                 self._tracing_from.pop(key, None)
-            self._version[key] = version
+            if tetragon_id(entry) is None and was is not None and tetragon_id(was) is not None:
+                entry = {**entry, TETRAGON_ID: was[TETRAGON_ID]}  # a number not told now: the last told
+            self._entry[key] = entry
             if uprobes_trace(entry):
                 self._tracing_from.setdefault(key, now_ns)
             else:
                 self._tracing_from.pop(key, None)  # not tracing now: settled again later, from then
-        for key in [k for k in self._version if k not in ours]:
-            del self._version[key]
+        for key in [k for k in self._entry if k not in ours]:
+            del self._entry[key]
             self._loaded_after.pop(key, None)
             self._tracing_from.pop(key, None)
         self._asked = asked_ns
@@ -91,7 +115,7 @@ class PolicyReloads:
         """The poll (wall ns) from which every one of ``keys`` (None: every object of ours listed; none
         listed: never) is listed tracing under a version loaded after ``since_ns`` (monotonic); None
         while one is not."""
-        wanted = list(self._version) if keys is None else list(keys)
+        wanted = list(self._entry) if keys is None else list(keys)
         if not wanted:
             return None
         out = 0

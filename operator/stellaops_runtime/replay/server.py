@@ -58,18 +58,20 @@ class HookReport:
 class PolicyStatus:
     """One entry of ListTracingPolicies; ``state`` is a TracingPolicyState name without
     the ``TP_STATE_`` prefix (ENABLED, DISABLED, LOAD_ERROR, ERROR, LOADING, UNLOADING,
-    SKIPPED, PARTIALLY_ENABLED), ``hooks`` its hook statuses (Tetragon main)."""
+    SKIPPED, PARTIALLY_ENABLED), ``hooks`` its hook statuses (Tetragon main), ``policy_id``
+    the number Tetragon gave its load (``id``; None: its place in the list, 0: not told)."""
 
     name: str
     state: str = "ENABLED"
     message: str = ""
     namespace: str = ""
     hooks: tuple[HookReport, ...] = ()
+    policy_id: int | None = None
 
     def to_proto(self, *, policy_id: int) -> sensors_pb2.TracingPolicyStatus:
         state = sensors_pb2.TracingPolicyState.Value(f"TP_STATE_{self.state}")
         status = sensors_pb2.TracingPolicyStatus(
-            id=policy_id,
+            id=policy_id if self.policy_id is None else self.policy_id,
             name=self.name,
             namespace=self.namespace,
             state=state,
