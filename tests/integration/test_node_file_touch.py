@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,13 @@ from stellaops_runtime import boot_id
 from stellaops_runtime.agent import node_file_digest
 from stellaops_runtime.agent.node_file_baseline import baseline_path
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
+from stellaops_runtime.agent.policy_reloads import PolicyReloads
 from stellaops_runtime.agent.tetragon_facts import TetragonFacts
 from tests.integration.test_answer_replaced_in_place import APP
 from tests.integration.test_node_file_reread import _watch
 
 S = 1_000_000_000
+UP = ("shop", "stellaops-web-uprobes")
 
 
 @pytest.fixture
@@ -121,3 +124,47 @@ def test_a_digest_is_none_for_a_file_that_is_not_the_identity_asked() -> None:
     assert node_file_digest.touch_only((1, 2, 3, 4), (1, 2, 3, 5))
     assert not node_file_digest.touch_only((1, 2, 3, 4), (1, 2, 4, 5))
     assert not node_file_digest.touch_only((1, 2, 3, 4), (1, 3, 3, 5))
+
+
+def _listed(r: PolicyReloads, generation: int, state: str = "ENABLED") -> None:
+    """A poll of ListTracingPolicies asking now, listing our one uprobes object under ``generation``."""
+    entry = {"name": UP[1], "state": state, "objectUid": "u", "objectGeneration": generation}
+    r.listed({UP: entry}, asked_ns=time.monotonic_ns(), now_ns=time.time_ns())
+
+
+@pytest.mark.parametrize("then", ["touch", "rewrite"])
+def test_a_touch_of_a_file_waiting_for_its_reload_keeps_when_it_was_seen_replaced(
+    tmp_path: Path, node: tuple[Path, Path], then: str
+) -> None:
+    """Defect (s48 RNF, left alone 3): a file replaced, then Tetragon loading its policy anew, then a
+    ``touch`` of the new file before the poll that saw the load tracing: the touch counted as a new
+    replacement, seen after the load, so the load no longer ended the gap (open until the next
+    reload). Seen failing before the change (the gap stayed open, ``replaced`` 2). Now a touch of a
+    file waiting for its reload (same bytes as the identity seen replaced) keeps that moment and
+    moves the identity the baseline takes at the reload; a rewrite with other bytes still counts."""
+    host, exe = node
+    a = _agent(tmp_path, host)
+    r = a.gaps.reloads = PolicyReloads()
+    _listed(r, 1)
+    asyncio.run(a.poll(100.0))
+    new = exe.with_name(exe.name + ".dpkg-new")
+    new.write_bytes(b"the upgrade's build of another size")
+    new.replace(exe)
+    asyncio.run(a.poll(102.0))
+    assert a.gaps.open and a.gaps.replaced == 1
+    _listed(r, 1)  # a poll after the replacement was seen
+    _listed(r, 2, "LOADING")  # Tetragon loads the policy anew: on the new file
+    (_touch if then == "touch" else _rewrite_same_size)(exe)
+    asyncio.run(a.poll(104.0))
+    asyncio.run(a.poll(106.0))
+    _listed(r, 2)
+    asyncio.run(a.poll(108.0))
+    if then == "rewrite":  # other bytes since the load: the probe may sit at an old offset
+        assert a.gaps.open and a.gaps.replaced == 2
+        return
+    assert not a.gaps.open and a.gaps.replaced == 1 and a.gaps.ended == 1
+    st = exe.stat()
+    assert a.gaps.baseline.files[str(exe)] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    b = _agent(tmp_path, host)  # the next agent of the boot: the touched file is the baseline
+    asyncio.run(b.poll(100.0))
+    assert not b.gaps.open and b.gaps.replaced == 0

@@ -20,14 +20,15 @@ while Tetragon is the source (a source switch's own probes follow the file thems
 is theirs).
 
 A load of the policy resolves the path anew. So the gap ends once every Tetragon object of ours
-whose uprobes are on each replaced file (agent/node_file_policies.py, from the probe ConfigMap; every
-object of ours when that cannot be told) has been seen loaded after the replacement was seen and
-listed tracing since (agent/policy_reloads.py, fed by the ObservationNode writer's
-ListTracingPolicies polls): at the poll that saw the last of them tracing (the load's own time is
-agent/policy_load_gaps.py's gap). The baseline (agent/node_file_baseline.py) then moves to the file
-Tetragon now probes: the next agent of the boot does not open the gap again, and still opens one
-for a file replaced while it was down. An agent without ``observationNode.enabled`` reads no
-policy states: its gap stays open for its life.
+whose uprobes are on each replaced file (agent/node_file_policies.py, from the probe ConfigMap;
+every object of ours when that cannot be told) has been seen loaded after the replacement was seen
+and listed tracing since (agent/policy_reloads.py, fed by the ObservationNode writer's
+ListTracingPolicies polls; a ``touch`` of the new file meanwhile, same bytes as seen replaced, does
+not move when it was seen: a load since still counts): at the poll that saw the last of them tracing
+(the load's own time is agent/policy_load_gaps.py's gap). The baseline (agent/node_file_baseline.py)
+then moves to the file Tetragon now probes: the next agent of the boot does not open the gap again,
+and still opens one for a file replaced while it was down. An agent without
+``observationNode.enabled`` reads no policy states: its gap stays open for its life.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from stellaops_runtime.agent.node_file_baseline import Baseline, Stat
+from stellaops_runtime.agent.node_file_digest import digest, touch_only
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.node_file_policies import Probing
@@ -58,6 +60,16 @@ def replaced(before: Ident, after: Ident) -> bool:
     return before is None or before[:4] != after[:4]
 
 
+def digests(wanted: Sequence[tuple[str, Stat]]) -> dict[str, tuple[Stat, str]]:
+    """The digest of each of ``wanted`` (file, identity) still that identity (agent/node_file_digest.py;
+    blocking: on a worker thread)."""
+    out: dict[str, tuple[Stat, str]] = {}
+    for f, stat in wanted:
+        if (d := digest(f, stat)) is not None:
+            out[f] = (stat, d)
+    return out
+
+
 class NodeFileGaps:
     """The open gap since a probed node file was replaced (see the module docstring)."""
 
@@ -73,6 +85,7 @@ class NodeFileGaps:
         self.reloads: PolicyReloads | None = None  # agent/policy_reloads.py: what ends the gap
         self.probing: Probing = {}  # agent/node_file_policies.py: the objects probing each file
         self._pending: dict[str, int] = {}  # replaced file -> when seen (monotonic ns, after the look)
+        self._pending_digests: dict[str, tuple[Stat, str]] = {}  # its identity seen and that one's digest
         self.ended = 0  # gaps ended by the policies' reload
 
     @property
@@ -119,6 +132,7 @@ class NodeFileGaps:
                 ended[f] = at
         for f in ended:
             del self._pending[f]
+            self._pending_digests.pop(f, None)
         if ended and not self._pending and self._open_from is not None:
             end = max(ended.values())
             start = self._open_from if self._handed_to is None else self._handed_to
@@ -138,6 +152,49 @@ class NodeFileGaps:
             if ident is not None and len(ident) >= 4:
                 out[f] = (ident[0], ident[1], ident[2], ident[3])
         return out
+
+    def undigested(self) -> list[tuple[str, Stat]]:
+        """The replaced files waiting for their reload whose identity seen has no digest yet."""
+        out: list[tuple[str, Stat]] = []
+        for f in self._pending:
+            ident = self._reported.get(f)
+            if ident is not None and len(ident) >= 4:
+                stat = (ident[0], ident[1], ident[2], ident[3])
+                if self._pending_digests.get(f, (None,))[0] != stat:
+                    out.append((f, stat))
+        return out
+
+    def digested(self, found: dict[str, tuple[Stat, str]]) -> None:
+        """Digests of :meth:`undigested` files (taken on a worker thread: agent/node_file_digest.py)."""
+        for f, (stat, d) in found.items():
+            ident = self._reported.get(f)
+            if f in self._pending and ident is not None and tuple(ident[:4]) == stat:
+                self._pending_digests[f] = (stat, d)
+
+    def pending_touched(
+        self, files: Sequence[str], before: Sequence[Ident], after: Sequence[Ident]
+    ) -> dict[str, tuple[Stat, str]]:
+        """Of ``files`` looked at as ``before`` then ``after``, the ones waiting for their reload that
+        were touched only since they were seen replaced: the modification time alone moved over the
+        bytes of the identity seen (its digest). Blocking (reads them): on a worker thread."""
+        out: dict[str, tuple[Stat, str]] = {}
+        for f, b, a in zip(files, before, after, strict=False):
+            have = self._pending_digests.get(f)
+            if have is None or b is None or a is None or tuple(b[:4]) != have[0]:
+                continue
+            now = (a[0], a[1], a[2], a[3])
+            if touch_only(have[0], now) and (d := digest(f, now)) == have[1] and d is not None:
+                out[f] = (now, d)
+        return out
+
+    def keep_touched(self, found: dict[str, tuple[Stat, str]]) -> None:
+        """:meth:`pending_touched` files: the touched identity is the one replaced (no new replacement,
+        and the moment it was seen stays: a reload since then counts), and the one the baseline moves
+        to at the reload."""
+        for f, (stat, d) in found.items():
+            if f in self._pending:
+                self._reported[f] = stat
+                self._pending_digests[f] = (stat, d)
 
     def kept_differ(self, found: Sequence[tuple[str, Ident, Ident]], since_ns: int) -> None:
         """A read's files that are not the file this boot's first read found at their path

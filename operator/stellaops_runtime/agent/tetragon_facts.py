@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
+from stellaops_runtime.agent.node_file_gaps import NodeFileGaps, digests
 
 if TYPE_CHECKING:
     from stellaops_runtime.agent.pipeline import Pipeline
@@ -143,6 +143,7 @@ class TetragonFacts:
         self._idents = await self._untouched(self._files, self._idents, seen)
         self.gaps.compare(self._files, self._idents, seen, self._looked)  # Tetragon's probe is on the old
         await self._reloaded()
+        await self._digest_replaced()
         if stamp == self._stamp and self.pipeline.unprobed.current is self._facts and seen == self._idents:
             self._looked = looked
             return
@@ -172,6 +173,7 @@ class TetragonFacts:
         # the baseline's file is written on the thread too
         kept = await asyncio.to_thread(self.gaps.baseline.check, files, ids)
         self.gaps.kept_differ(kept, self._looked or self.gaps.started)
+        await self._digest_replaced()
         self._files, self._idents, self._looked = files, ids, looked
         self._facts = self.pipeline.unprobed.replace(facts)
         from stellaops_runtime.agent.node_file_policies import read_probing
@@ -190,7 +192,19 @@ class TetragonFacts:
         ):
             return tuple(before)
         same = await asyncio.to_thread(self.gaps.baseline.touched, files, before, after)
+        # a file waiting for its reload, touched since it was seen replaced: no new replacement
+        waiting = await asyncio.to_thread(self.gaps.pending_touched, files, before, after)
+        self.gaps.keep_touched(waiting)
+        same |= set(waiting)
         return tuple(a if f in same else b for f, b, a in zip(files, before, after, strict=False))
+
+    async def _digest_replaced(self) -> None:
+        """The digest of each replaced file's identity seen (on a thread), while it waits for its
+        reload: a touch of it then is no new replacement (``NodeFileGaps.pending_touched``)."""
+        wanted = self.gaps.undigested()
+        if wanted:
+            found = await asyncio.to_thread(digests, wanted)
+            self.gaps.digested(found)
 
     async def _reloaded(self) -> None:
         """Replaced files whose policies Tetragon was seen loading anew: their gap ends, and the
