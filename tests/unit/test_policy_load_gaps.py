@@ -84,6 +84,21 @@ def test_a_reload_between_two_polls_is_unwatched_between_them() -> None:
     assert covered(w.take(now_ns=120 * S), 110 * S, 120 * S)
 
 
+def test_a_reload_that_keeps_the_version_is_unwatched_between_the_polls_when_its_number_moved() -> None:
+    """Defect (s48 NF2): a reload between two polls under the same uid/generation (Tetragon's delete
+    and add on a Node's new labels or a metadata-only change) recorded no gap, though nothing of the
+    policy traced in between. Tetragon numbers each load (``tetragonId``, TracingPolicyStatus.id):
+    another number is a reload; the same, or none told, is none. Seen failing before (no span)."""
+    w, _ = started()
+    w.observe([entry("ENABLED", tetragonId=3)], now_ns=110 * S, connected=True, connects=1)
+    w.take(now_ns=110 * S)
+    w.observe([entry("ENABLED", tetragonId=3)], now_ns=120 * S, connected=True, connects=1)
+    w.observe([entry("ENABLED")], now_ns=130 * S, connected=True, connects=1)
+    assert w.take(now_ns=130 * S) == []
+    w.observe([entry("ENABLED", tetragonId=8)], now_ns=140 * S, connected=True, connects=1)
+    assert covered(w.take(now_ns=140 * S), 130 * S, 140 * S)
+
+
 def test_a_settled_node_records_nothing_and_a_new_policy_costs_one_poll_interval() -> None:
     w, _ = started()
     for t in range(110, 100 + int(EXPECT_SECONDS) + 200, 10):  # steady: no span

@@ -29,8 +29,10 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   opening and each rotation are its connections: where Tetragon's API never
   answers, that span never closes, as nothing says our policies are loaded;
   tests/integration/test_policy_loading_gap_export.py);
-- an object of ours listed again under another version (uid, generation)
-  than at the last poll that read the list: Tetragon reloaded it in between,
+- an object of ours listed again under another version (uid, generation),
+  or under the same one with another load number (``TracingPolicyStatus.id``,
+  agent/policy_reloads.py ``loaded_anew``; a number not told is none), than
+  at the last poll that read the list: Tetragon reloaded it in between,
   from that poll on;
 - an object of ours listed that the poll before did not list: within
   :data:`EXPECT_SECONDS` of a (re)connection it was being loaded since
@@ -83,8 +85,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stellaops_runtime.agent.policy_reloads import PolicyReloads
-from stellaops_runtime.controller.loaded_version import not_from_api, reported_version
+from stellaops_runtime.agent.policy_reloads import PolicyReloads, loaded_anew, numbered_as_before
+from stellaops_runtime.controller.loaded_version import not_from_api
 
 Span = tuple[int, int]  # wall ns
 # Every Tetragon object the operator renders (render_policy names; observation_status, which brings
@@ -199,8 +201,9 @@ class PolicyLoadWatch:
             was = self._listed.get(key)
             if was is None:
                 self._record(self._listed_from(key, listed, now_ns), now_ns)
-            elif reported_version(was) != reported_version(entry):  # reloaded in between
+            elif loaded_anew(was, entry):  # reloaded in between (another version, or load number)
                 self._record(listed, now_ns)
+            ours[key] = numbered_as_before(was, entry)
         self._changes(ours, listed, now_ns)
         self.pending = sum(1 for e in ours.values() if _pending(e))
         if self.pending or self._held(now_ns):

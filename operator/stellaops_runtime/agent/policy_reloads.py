@@ -47,6 +47,14 @@ def tetragon_id(entry: Mapping[str, Any]) -> int | None:
     return n if type(n) is int and n > 0 else None
 
 
+def numbered_as_before(was: Mapping[str, Any] | None, now: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``now``, with the number ``was`` told when ``now`` tells none: a number not told at one poll
+    is no reload at the next."""
+    if was is None or tetragon_id(now) is not None or tetragon_id(was) is None:
+        return now
+    return {**now, TETRAGON_ID: was[TETRAGON_ID]}
+
+
 def loaded_anew(was: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
     """Whether an object listed as ``was`` at one poll and as ``now`` at the next was loaded in
     between: another version (uid, generation), or both numbered and by other numbers."""
@@ -98,9 +106,7 @@ class PolicyReloads:
             if was is None or loaded_anew(was, entry):  # (a version None and no number: no reload told)
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
                 self._tracing_from.pop(key, None)
-            if tetragon_id(entry) is None and was is not None and tetragon_id(was) is not None:
-                entry = {**entry, TETRAGON_ID: was[TETRAGON_ID]}  # a number not told now: the last told
-            self._entry[key] = entry
+            self._entry[key] = numbered_as_before(was, entry)
             if uprobes_trace(entry):
                 self._tracing_from.setdefault(key, now_ns)
             else:
