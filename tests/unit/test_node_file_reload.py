@@ -259,3 +259,20 @@ def test_the_agent_reads_each_load_number_for_the_watch_and_keeps_it_out_of_the_
     told[0][TETRAGON_ID] = 9
     assert without_ids(told) == entries and without_ids(None) is None
     assert tetragon_id(told[0]) == 9 and tetragon_id(told[1]) is None
+
+
+def test_an_object_listed_twice_tells_no_load_number() -> None:
+    """Tetragon lists its policies in no set order (a Go map), and our name may be listed twice (in
+    another domain, or a policy of our name loaded from a file). The entry kept, and so its number,
+    moved between polls: a reload nobody made ended the gap (and marked a policy load gap). Seen
+    failing before (settled at the poll that swapped them). A name listed twice tells no number."""
+    w = PolicyLoadWatch(start_ns=0, relabel_seconds=0)
+    a = ours((UP, "ENABLED", 1))[UP] | {"namespace": "shop", TETRAGON_ID: 3}
+    b = a | {TETRAGON_ID: 9}
+    w.observe([a, b], now_ns=11 * S, connected=True, connects=1, asked_mono_ns=10 * S)
+    w.take(now_ns=11 * S)
+    for i, listing in enumerate(([b, a], [a, b], [b, a])):
+        at = (20 + 10 * i) * S
+        w.observe(listing, now_ns=at + S, connected=True, connects=1, asked_mono_ns=at)
+    assert w.reloads.settled_after([UP], 10 * S) is None
+    assert w.take(now_ns=60 * S) == []

@@ -85,7 +85,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stellaops_runtime.agent.policy_reloads import PolicyReloads, loaded_anew, numbered_as_before
+from stellaops_runtime.agent.policy_reloads import TETRAGON_ID, PolicyReloads, loaded_anew, numbered_as_before
 from stellaops_runtime.controller.loaded_version import not_from_api
 
 Span = tuple[int, int]  # wall ns
@@ -103,14 +103,23 @@ MAX_HELD_SPANS = 64
 
 
 def _ours(entries: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """The entries of objects the operator rendered, by (namespace, name)."""
+    """The entries of objects the operator rendered, by (namespace, name). A name listed twice (in
+    another Tetragon ``domain``, or a policy of our name loaded otherwise) keeps no load number:
+    Tetragon lists in no set order, so which entry's number is kept would move between polls, a
+    reload nobody made (agent/policy_reloads.py ``loaded_anew``)."""
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    twice: set[tuple[str, str]] = set()
     for e in entries:
         if not isinstance(e, Mapping) or not_from_api(e):
             continue
         name = str(e.get("name") or "")
         if name.startswith(OPERATOR_PREFIX):
-            out[(str(e.get("namespace") or ""), name)] = e
+            key = (str(e.get("namespace") or ""), name)
+            if key in out:
+                twice.add(key)
+            out[key] = e
+    for key in twice:
+        out[key] = {k: v for k, v in out[key].items() if k != TETRAGON_ID}
     return out
 
 
