@@ -276,3 +276,20 @@ def test_an_object_listed_twice_tells_no_load_number() -> None:
         w.observe(listing, now_ns=at + S, connected=True, connects=1, asked_mono_ns=at)
     assert w.reloads.settled_after([UP], 10 * S) is None
     assert w.take(now_ns=60 * S) == []
+
+
+def test_an_object_listed_twice_under_two_versions_is_no_reload_until_it_is_listed_once() -> None:
+    """The same with two versions (another object's uid and generation under our name): the entry
+    kept flipped between them, each flip a reload seen, and one listed ENABLED ended the gap. Seen
+    failing before (settled). Now no reload is seen while it is listed twice nor at the poll after;
+    a reload once it is listed alone again still counts."""
+    w = PolicyLoadWatch(start_ns=0, relabel_seconds=0)
+    a = ours((UP, "ENABLED", 1))[UP] | {"namespace": "shop"}
+    b = a | {"objectUid": "u-other", "objectGeneration": 5}
+    w.observe([a], now_ns=11 * S, connected=True, connects=1, asked_mono_ns=10 * S)
+    for i, listing in enumerate(([a, b], [b, a], [a, b], [a], [a])):
+        at = (20 + 10 * i) * S
+        w.observe(listing, now_ns=at + S, connected=True, connects=1, asked_mono_ns=at)
+    assert w.reloads.settled_after([UP], 10 * S) is None
+    w.observe([a | {"objectGeneration": 2}], now_ns=71 * S, connected=True, connects=1, asked_mono_ns=70 * S)
+    assert w.reloads.settled_after([UP], 60 * S) == 71 * S

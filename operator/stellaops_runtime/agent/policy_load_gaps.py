@@ -85,7 +85,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stellaops_runtime.agent.policy_reloads import TETRAGON_ID, PolicyReloads, loaded_anew, numbered_as_before
+from stellaops_runtime.agent.policy_reloads import (
+    LISTED_TWICE,
+    TETRAGON_ID,
+    PolicyReloads,
+    loaded_anew,
+    numbered_as_before,
+)
 from stellaops_runtime.controller.loaded_version import not_from_api
 
 Span = tuple[int, int]  # wall ns
@@ -106,7 +112,8 @@ def _ours(entries: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
     """The entries of objects the operator rendered, by (namespace, name). A name listed twice (in
     another Tetragon ``domain``, or a policy of our name loaded otherwise) keeps no load number:
     Tetragon lists in no set order, so which entry's number is kept would move between polls, a
-    reload nobody made (agent/policy_reloads.py ``loaded_anew``)."""
+    reload nobody made (agent/policy_reloads.py ``loaded_anew``); it is marked ``LISTED_TWICE``: no
+    reload of it ends a replaced node file's gap."""
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
     twice: set[tuple[str, str]] = set()
     for e in entries:
@@ -119,7 +126,7 @@ def _ours(entries: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
                 twice.add(key)
             out[key] = e
     for key in twice:
-        out[key] = {k: v for k, v in out[key].items() if k != TETRAGON_ID}
+        out[key] = {k: v for k, v in out[key].items() if k != TETRAGON_ID} | {LISTED_TWICE: True}
     return out
 
 

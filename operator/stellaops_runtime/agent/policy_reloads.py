@@ -15,14 +15,17 @@ leaves the calls into the file unseen, so the gap stays open until a load traces
 The lower bound of a load is the moment the poll before the one that saw it asked (its request was
 sent then: Tetragon answered later, still holding the version before), never the time its answer
 came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0.
-Tetragon also numbers every load of a policy (``TracingPolicyStatus.id``, a counter of its own
-that each add, or delete and add again, takes the next of; the agent carries it as
-:data:`TETRAGON_ID`): an object of ours listed under the same version with another number was
+An object of ours listed twice in one answer (our name in another Tetragon ``domain``, or a policy
+of our name loaded otherwise; :data:`LISTED_TWICE`) cannot be told from the other entry, and
+Tetragon lists in no set order: no reload of it is seen at that poll nor the next, nor does it trace
+there (the safe side). Tetragon also numbers every load of a policy (``TracingPolicyStatus.id``, a
+counter of its own that each add, or delete and add again, takes the next of; the agent carries it
+as :data:`TETRAGON_ID`): an object of ours listed under the same version with another number was
 loaded anew too (a Tetragon restart, a reload on a Node's new labels or on a metadata-only change,
 none of which moves the version). A number absent (0: a Tetragon that does not tell it) tells
 nothing. A restart numbers its loads from 1 again, so one that gives each object the number it had
-before, and any reload under the same version and number between two polls, is not seen
-(the safe side: the gap stays open). Those moments, and the replacement's they are compared with,
+before, and any reload under the same version and number between two polls, is not seen (the safe
+side: the gap stays open). Those moments, and the replacement's they are compared with,
 are the monotonic clock's: a wall-clock step back between the look and the poll cannot put a load
 before the replacement after it. The poll that saw the objects tracing is told in wall time: the
 gap ends there.
@@ -39,6 +42,7 @@ Key = tuple[str, str]  # (namespace, name) of a Tetragon object ("" namespace: c
 TRACING = frozenset({"ENABLED", "PARTIALLY_ENABLED"})  # policy_load_gaps.TRACING_STATES (a test checks)
 UPROBE_SECTIONS = ("uprobe", "usdt")  # a TracingPolicy's sections whose hooks are on node files
 TETRAGON_ID = "tetragonId"  # an entry's TracingPolicyStatus.id, agent-side only (agent/capabilities.py)
+LISTED_TWICE = "listedTwice"  # set by agent/policy_load_gaps.py on an object of ours listed twice in one poll
 
 
 def tetragon_id(entry: Mapping[str, Any]) -> int | None:
@@ -97,17 +101,21 @@ class PolicyReloads:
         self._entry: dict[Key, Mapping[str, Any]] = {}  # as last listed (its version, its number)
         self._loaded_after: dict[Key, int] = {}  # its current version was loaded after this moment
         self._tracing_from: dict[Key, int] = {}  # the first poll listing that version tracing
+        self._twice: set[Key] = set()  # listed twice at the last answered poll
 
     def listed(self, ours: Mapping[Key, Mapping[str, Any]], *, asked_ns: int, now_ns: int) -> None:
         """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
         ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall)."""
         for key, entry in ours.items():
             was = self._entry.get(key)
-            if was is None or loaded_anew(was, entry):  # (a version None and no number: no reload told)
+            twice = bool(entry.get(LISTED_TWICE))
+            if twice or key in self._twice:  # which entry is the object's cannot be told: no reload seen
+                pass
+            elif was is None or loaded_anew(was, entry):  # (a version None and no number: no reload told)
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
                 self._tracing_from.pop(key, None)
             self._entry[key] = numbered_as_before(was, entry)
-            if uprobes_trace(entry):
+            if uprobes_trace(entry) and not twice:
                 self._tracing_from.setdefault(key, now_ns)
             else:
                 self._tracing_from.pop(key, None)  # not tracing now: settled again later, from then
@@ -115,6 +123,7 @@ class PolicyReloads:
             del self._entry[key]
             self._loaded_after.pop(key, None)
             self._tracing_from.pop(key, None)
+        self._twice = {k for k, e in ours.items() if e.get(LISTED_TWICE)}
         self._asked = asked_ns
 
     def settled_after(self, keys: Collection[Key] | None, since_ns: int) -> int | None:
