@@ -72,6 +72,7 @@ SHAPES: dict[str, tuple[str, str]] = {
     "XML openings": ("<db:password x>", ""),
     "mixed separators": ("db_PASSWORD\\\\=\"'-----BEGIN ; &token ", ""),
     "key words glued": ("passtokensecretauthcookiepwdkey_=: ", ""),
+    "PEM start in a value": ("password=x-----BEGIN RSA PRIVATE KEY----- ", ""),
 }
 
 
@@ -105,7 +106,9 @@ def main() -> None:
     def compile_all() -> Callable[[str, int], object]:
         """The rules as the tree runs them: (text, mask of the rules selected) -> result."""
         if rule_scan is not None:
-            rules = tuple(compile_patterns((p,)) for p in DEFAULT_PATTERNS)
+            # with each rule's head since rule_heads.py (the scan's prefilter for rules passed over)
+            one = getattr(rule_scan, "compile_rule", lambda p: compile_patterns((p,)))
+            rules = tuple(one(p) for p in DEFAULT_PATTERNS)
             return lambda text, mask: rule_scan.sub_rules(rule_scan.selected(rules, mask), text, counts=None)
         whole = compile_patterns(DEFAULT_PATTERNS)
         combos: dict[int, CompiledPatterns] = {}

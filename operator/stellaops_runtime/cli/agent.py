@@ -136,12 +136,12 @@ def _compile_default_rules() -> None:
     """Compile the default privacy rules now, before the runner's imports (issue 13).
 
     The agent's pipeline compiles them anyway when it is built (privacy/redactor.py,
-    privacy/rule_scan.py: each rule once per process); only the moment moves. Their regexes
-    (~40,000 characters) allocate megabytes of short-lived parse objects while they compile, among
-    them the few objects the compiled regexes keep: compiled after the runner's imports, the freed
-    room stayed in partly used allocator pages for the agent's life; compiled first, the imports
-    that follow fill it (~1.3 MB less idle RSS under jemalloc for the one regex of the whole set
-    the agent compiled before, docs/benchmarks.md, Seventeenth pass).
+    privacy/rule_scan.py: each rule and its head once per process); only the moment moves. Their
+    regexes (~60,000 characters) allocate megabytes of short-lived parse objects while they
+    compile, among them the few objects the compiled regexes keep: compiled after the runner's
+    imports, the freed room stayed in partly used allocator pages for the agent's life; compiled
+    first, the imports that follow fill it (~1.3 MB less idle RSS under jemalloc for the one regex
+    of the whole set the agent compiled before, docs/benchmarks.md, Seventeenth pass).
     """
     from stellaops_runtime.privacy.rule_scan import default_rules
 

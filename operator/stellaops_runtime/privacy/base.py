@@ -131,6 +131,8 @@ class CompiledPatterns:
     regex: re.Pattern[str]
     # secret group name -> (pattern name, True when the whole match is the secret, validator)
     groups: dict[str, tuple[str, bool, Callable[[str], bool] | None]]
+    # One rule's head (rule_heads.py): matches wherever the rule may start; None: not known.
+    head: re.Pattern[str] | None = None
 
 
 def compile_patterns(patterns: tuple[SecretPattern, ...] | list[SecretPattern]) -> CompiledPatterns:
