@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -183,7 +186,8 @@ async def test_a_tetragon_restart_that_numbers_the_loads_anew_ends_the_gap(
     """Defect (s48 RNF, left alone 2): Tetragon restarting reloads every policy under the same
     version, which the agent did not see: the gap stayed open until a generation bump. Now a load
     listed under another number (``TracingPolicyStatus.id``) is a reload. Restarted twice on its
-    address: first giving each load the number it had (not seen: open, the safe side), then another
+    TCP address: first giving each load the number it had (not seen over TCP, where there is no
+    socket file to look at: open, the safe side), then another
     (the gap ends at the poll that lists it). Seen failing before the change (the second wait
     timed out). The number stays out of the ObservationNode status."""
     monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)
@@ -237,3 +241,56 @@ async def test_a_tetragon_restart_that_numbers_the_loads_anew_ends_the_gap(
     finally:
         for server in servers:
             await server.stop(grace=0)
+
+
+@pytest.mark.asyncio
+async def test_a_tetragon_restart_on_its_unix_socket_ends_the_gap_though_it_numbers_loads_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted Tetragon that loaded nothing else since its start numbers its loads as the one
+    before it did: not seen by the number. Tetragon makes its unix socket anew at each start, before
+    it loads its policies, so a socket of another (device, inode) than at the poll before tells a
+    restart: every object of ours it lists was loaded after that poll asked. Seen failing before
+    (the wait for the gap's end timed out). The old socket's inode is held by a hard link, so the
+    new one cannot reuse it."""
+    monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"the build Tetragon's policy was loaded with")
+    probes = tmp_path / "agent-probes.json"
+    _probes(probes)
+    extra: dict[str, Any] = {
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "native": {"enabled": False, "probeConfigFile": str(probes)},
+        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool.jsonl")},
+    }  # fmt: skip
+
+    def setup(agent: Any) -> None:
+        agent.tetragon_facts.host_root = str(host)
+        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
+        agent.node_status.policy_watch = agent.outages.policies = watch
+        agent.outages.node_files.reloads = watch.reloads
+
+    sockets = Path(tempfile.mkdtemp(prefix="nf2-", dir="/tmp"))  # a unix socket path's 108 bytes
+    sock = sockets / "tetragon.sock"
+    servers = [ReplayServer([], policies=[_policy(1, "ENABLED")], version="v1.7.0")]
+    address = await servers[0].start(f"unix://{sock}")
+    try:
+        async with running_agent(tmp_path, address, extra=extra, setup=setup) as (agent, ticks):
+            gaps: NodeFileGaps = agent.outages.node_files
+            await wait_for(lambda: bool(gaps.probing), what="the node files read")
+            await polled(ticks, "a poll listing the policy")
+            _replace(exe, b"the upgrade's build")
+            await wait_for(lambda: gaps.open, what="the replaced file's gap")
+            await polled(ticks, "a poll after the replacement")
+            os.link(sock, sockets / "old.sock")  # the old socket's inode stays taken
+            await servers[-1].stop(grace=0)
+            servers.append(ReplayServer([], policies=[_policy(1, "ENABLED")], version="v1.7.0"))
+            await servers[-1].start(address)  # the same version, the same number (1)
+            await wait_for(lambda: not gaps.open, what="the gap's end at the restart's load")
+            assert gaps.ended == 1
+    finally:
+        for server in servers:
+            await server.stop(grace=0)
+        shutil.rmtree(sockets, ignore_errors=True)

@@ -7,6 +7,7 @@ agent/node_file_gaps.py ``reloaded`` (the gap's end, and the identity the baseli
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from stellaops_runtime.agent.node_file_baseline import Baseline
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.node_file_policies import PREFIX, probing_policies
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
-from stellaops_runtime.agent.policy_reloads import TETRAGON_ID, PolicyReloads, tetragon_id
+from stellaops_runtime.agent.policy_reloads import TETRAGON_ID, PolicyReloads, server_identity, tetragon_id
 from stellaops_runtime.controller.render_policy import tetragon_policy_names
 from stellaops_runtime.wire.tetragon import sensors_pb2
 
@@ -293,3 +294,27 @@ def test_an_object_listed_twice_under_two_versions_is_no_reload_until_it_is_list
     assert w.reloads.settled_after([UP], 10 * S) is None
     w.observe([a | {"objectGeneration": 2}], now_ns=71 * S, connected=True, connects=1, asked_mono_ns=70 * S)
     assert w.reloads.settled_after([UP], 60 * S) == 71 * S
+
+
+def test_a_new_tetragon_socket_is_a_restart_that_loaded_every_object_anew(tmp_path: Path) -> None:
+    """Tetragon makes its unix socket anew at each start, before it loads its policies: a socket of
+    another (device, inode) than at the last answered poll is a reload of every object of ours
+    listed (a restart numbering its loads as before is seen too); none told (TCP, no socket), or the
+    same, is none."""
+    sock = tmp_path / "t.sock"
+    assert server_identity(f"unix://{sock}") is None  # no socket there
+    (tmp_path / "file").write_text("")
+    assert server_identity(f"unix:{tmp_path / 'file'}") is None  # not a socket
+    assert server_identity("localhost:54321") is None
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        first = server_identity(f"unix://{sock}")
+        assert first is not None and first == server_identity(f"unix:{sock}")
+    r = PolicyReloads()
+    r.listed(_numbered(1), asked_ns=10 * S, now_ns=11 * S, server=first)
+    r.listed(_numbered(1), asked_ns=20 * S, now_ns=21 * S, server=None)  # not told: nothing
+    r.listed(_numbered(1), asked_ns=30 * S, now_ns=31 * S, server=first)
+    assert r.settled_after([UP], 10 * S) is None
+    assert first is not None
+    r.listed(_numbered(1), asked_ns=40 * S, now_ns=41 * S, server=(first[0], first[1] + 1))
+    assert r.settled_after([UP], 30 * S) == 41 * S and r.settled_after([UP], 30 * S + 1) is None

@@ -92,6 +92,7 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     working_source,
 )
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
+from stellaops_runtime.agent.policy_reloads import server_identity
 from stellaops_runtime.agent.status_patch import patchable
 from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
@@ -316,6 +317,7 @@ class ObservationNodeWriter:
         policy watch (agent/policy_load_gaps.py) whether or not the API server answers."""
         timeout = self.tetragon.timeout_seconds
         asked = time.monotonic_ns()  # before Tetragon's answer: a policy it lists reloaded later loaded after
+        server = server_identity(self.tetragon.address)  # after ``asked``: a new one, a Tetragon since
         tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
         policies: list[dict[str, Any]] | None = None
         if tetragon.reachable:
@@ -339,6 +341,7 @@ class ObservationNodeWriter:
                 connected=_tetragon_connected(self.stream),
                 connects=connects if isinstance(connects, int) else None,
                 asked_mono_ns=asked,
+                server=server,
             )
         return tetragon, without_ids(policies)  # each load's number: the policy watch's only
 

@@ -190,10 +190,12 @@ class PolicyLoadWatch:
         connected: bool | None,
         connects: int | None = None,
         asked_mono_ns: int | None = None,
+        server: tuple[int, int] | None = None,
     ) -> None:
         """One poll: ``entries`` the ``status.policies`` entries (None: Tetragon's API did not answer),
         ``connected``/``connects`` the event stream's state (None: not known to the writer),
-        ``asked_mono_ns`` when its ListTracingPolicies was sent, monotonic clock (default: now)."""
+        ``asked_mono_ns`` when its ListTracingPolicies was sent, monotonic clock (default: now),
+        ``server`` Tetragon's socket looked at then (agent/policy_reloads.py ``server_identity``)."""
         before = self._prev_poll if self._prev_poll is not None else self._start
         if connected is False:  # the stream is down: that outage is the source's to mark
             self._was_connected = False
@@ -212,7 +214,7 @@ class PolicyLoadWatch:
         listed = self._answered if self._answered is not None else self._start
         ours = _ours(entries)
         asked = time.monotonic_ns() if asked_mono_ns is None else asked_mono_ns
-        self.reloads.listed(ours, asked_ns=asked, now_ns=now_ns)
+        self.reloads.listed(ours, asked_ns=asked, now_ns=now_ns, server=server)
         for key, entry in ours.items():
             was = self._listed.get(key)
             if was is None:

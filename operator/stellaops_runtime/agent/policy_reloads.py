@@ -14,25 +14,30 @@ leaves the calls into the file unseen, so the gap stays open until a load traces
 
 The lower bound of a load is the moment the poll before the one that saw it asked (its request was
 sent then: Tetragon answered later, still holding the version before), never the time its answer
-came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0.
-An object of ours listed twice in one answer (our name in another Tetragon ``domain``, or a policy
-of our name loaded otherwise; :data:`LISTED_TWICE`) cannot be told from the other entry, and
-Tetragon lists in no set order: no reload of it is seen at that poll nor the next, nor does it trace
-there (the safe side). Tetragon also numbers every load of a policy (``TracingPolicyStatus.id``, a
-counter of its own that each add, or delete and add again, takes the next of; the agent carries it
-as :data:`TETRAGON_ID`): an object of ours listed under the same version with another number was
-loaded anew too (a Tetragon restart, a reload on a Node's new labels or on a metadata-only change,
-none of which moves the version). A number absent (0: a Tetragon that does not tell it) tells
-nothing. A restart numbers its loads from 1 again, so one that gives each object the number it had
-before, and any reload under the same version and number between two polls, is not seen (the safe
-side: the gap stays open). Those moments, and the replacement's they are compared with,
-are the monotonic clock's: a wall-clock step back between the look and the poll cannot put a load
-before the replacement after it. The poll that saw the objects tracing is told in wall time: the
-gap ends there.
+came back. An object listed at the agent's first answered poll was loaded at a moment unknown: 0. An
+object of ours listed twice in one answer (our name in another Tetragon ``domain``, or a policy of
+our name loaded otherwise; :data:`LISTED_TWICE`) cannot be told from the other entry, and Tetragon
+lists in no set order: no reload of it is seen at that poll nor the next, nor does it trace there
+(the safe side). Tetragon also numbers every load of a policy (``TracingPolicyStatus.id``, a counter
+of its own that each add, or delete and add again, takes the next of; the agent carries it as
+:data:`TETRAGON_ID`): an object of ours listed under the same version with another number was loaded
+anew too (a Tetragon restart, a reload on a Node's new labels or on a metadata-only change, none of
+which moves the version). A number absent (0: a Tetragon that does not tell it) tells nothing. A
+restart numbers its loads from 1 again, so one may give each object the number it had before; but
+Tetragon makes its unix socket anew at each start, before it loads its policies: a socket of another
+(device, inode) than at the last answered poll (:func:`server_identity`, looked at after the poll
+asked) is a reload of every object of ours listed. A restart behind a TCP address with the same
+numbers, and any other reload under the same version and number between two polls, is not seen (the
+safe side: the gap stays open). Those moments, and the replacement's they are compared with, are the
+monotonic clock's: a wall-clock step back between the look and the poll cannot put a load before the
+replacement after it. The poll that saw the objects tracing is told in wall time: the gap ends
+there.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -43,6 +48,22 @@ TRACING = frozenset({"ENABLED", "PARTIALLY_ENABLED"})  # policy_load_gaps.TRACIN
 UPROBE_SECTIONS = ("uprobe", "usdt")  # a TracingPolicy's sections whose hooks are on node files
 TETRAGON_ID = "tetragonId"  # an entry's TracingPolicyStatus.id, agent-side only (agent/capabilities.py)
 LISTED_TWICE = "listedTwice"  # set by agent/policy_load_gaps.py on an object of ours listed twice in one poll
+
+
+def server_identity(address: str) -> tuple[int, int] | None:
+    """The (device, inode) of Tetragon's unix socket at ``address`` (``unix:///path`` or
+    ``unix:path``); None for another address, or no socket there. Tetragon makes its socket anew at
+    each start, before it loads its policies (and removes it when it stops)."""
+    if not address.startswith("unix:"):
+        return None
+    path = address[len("unix:") :]
+    if path.startswith("//"):
+        path = path[2:]
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
 
 
 def tetragon_id(entry: Mapping[str, Any]) -> int | None:
@@ -102,16 +123,28 @@ class PolicyReloads:
         self._loaded_after: dict[Key, int] = {}  # its current version was loaded after this moment
         self._tracing_from: dict[Key, int] = {}  # the first poll listing that version tracing
         self._twice: set[Key] = set()  # listed twice at the last answered poll
+        self._server: tuple[int, int] | None = None  # Tetragon's socket at the last poll that told it
 
-    def listed(self, ours: Mapping[Key, Mapping[str, Any]], *, asked_ns: int, now_ns: int) -> None:
+    def listed(
+        self,
+        ours: Mapping[Key, Mapping[str, Any]],
+        *,
+        asked_ns: int,
+        now_ns: int,
+        server: tuple[int, int] | None = None,
+    ) -> None:
         """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
-        ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall)."""
+        ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall), ``server`` the identity of
+        Tetragon's socket looked at after ``asked_ns`` (:func:`server_identity`; None: not known)."""
+        restarted = server is not None and self._server is not None and server != self._server
+        if server is not None:
+            self._server = server
         for key, entry in ours.items():
             was = self._entry.get(key)
             twice = bool(entry.get(LISTED_TWICE))
             if twice or key in self._twice:  # which entry is the object's cannot be told: no reload seen
                 pass
-            elif was is None or loaded_anew(was, entry):  # (a version None and no number: no reload told)
+            elif was is None or restarted or loaded_anew(was, entry):  # (no version nor number: none told)
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
                 self._tracing_from.pop(key, None)
             self._entry[key] = numbered_as_before(was, entry)
