@@ -106,3 +106,14 @@ def test_an_ini_or_toml_line_of_a_name_loses_the_value() -> None:
     # a constant of code under such a name loses its value too (over-redaction: 37 lines of 1,500
     # Python files of this machine, none in 3,000 YAML, JSON, TOML, INI and shell files)
     assert _write('TOKEN_URL = "https://sts.example/v1/token"') == "TOKEN_URL = [REDACTED]"
+
+
+def test_a_camel_case_name_in_an_environment_list_loses_its_value() -> None:
+    # a pod's env list (PrivacyFilter.filter_env): the name matched as written or with '.' and '-' as '_'
+    pf = PrivacyFilter(PrivacyConfig())
+    assert pf.filter_env([f"githubPat={_PW}", f"dbCreds={_PW}", "sortKey=name", "LANG=C"]) == [
+        "githubPat=[REDACTED]",
+        "dbCreds=[REDACTED]",
+        "sortKey=name",
+        "LANG=C",
+    ]

@@ -156,13 +156,30 @@ def name_regex(globs: Iterable[str]) -> re.Pattern[str]:
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
 
 
+_CAMEL = re.compile(r"[A-Za-z][a-z0-9]*+(?:[A-Z]++[a-z0-9]*+)++", re.ASCII)
+_CAMEL_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", re.ASCII)
+
+
+def camel_case_name(name: str) -> str:
+    """A camelCase or PascalCase ``name``'s snake case (``githubPat``: ``GITHUB_PAT``) when it ends in a
+    word of :data:`CAMEL_CASE_SUFFIXES`; "" for any other name."""
+    if not _CAMEL.fullmatch(name):
+        return ""
+    snake = _CAMEL_BREAK.sub("_", name).upper()
+    return snake if snake.endswith(CAMEL_CASE_SUFFIXES) else ""
+
+
 def name_matches(rx: re.Pattern[str], name: str) -> bool:
-    """Whether an env list entry's ``name`` matches ``rx`` (a :func:`name_regex`), as it is or with
-    each character outside ``[A-Za-z0-9_]`` read as ``_`` (``spring.datasource.password``)."""
+    """Whether an env list entry's ``name`` matches ``rx`` (a :func:`name_regex`), as it is, with
+    each character outside ``[A-Za-z0-9_]`` read as ``_`` (``spring.datasource.password``), or in snake
+    case (``githubPat``: :func:`camel_case_name`)."""
     if rx.match(name):
         return True
     plain = _NOT_NAME_CHAR.sub("_", reading(name))  # look-alikes as ASCII, escapes decoded (escapes.py)
-    return plain != name and rx.match(plain) is not None
+    if plain != name and rx.match(plain) is not None:
+        return True
+    snake = camel_case_name(plain)
+    return bool(snake) and rx.match(snake) is not None
 
 
 def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Pattern[str]:

@@ -107,9 +107,6 @@ _LOOK_BACK = 130
 _MARKED = f"{REDACTED} "
 _NONE, _ANY, _UNLESS_SETTING = 0, 1, 2
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
-# camelCase or PascalCase (``githubPat``, ``DbCreds``): a Helm values key, read as its snake case
-_CAMEL = re.compile(r"[A-Za-z][a-z0-9]*+(?:[A-Z]++[a-z0-9]*+)++", re.ASCII)
-_CAMEL_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", re.ASCII)
 
 
 @lru_cache(maxsize=256)
@@ -149,11 +146,8 @@ def _name_kind(name: str, name_rx: re.Pattern[str]) -> int:
             return _ANY
         if any(up.endswith(s) if s[0] == "_" else up == s for s in env_names.SETTING_GUARDED_SUFFIXES):
             return _UNLESS_SETTING
-    if _CAMEL.fullmatch(name):
-        snake = _CAMEL_BREAK.sub("_", name).upper()
-        if snake.endswith(env_names.CAMEL_CASE_SUFFIXES) and name_rx.match(snake):
-            return _UNLESS_SETTING
-    return _NONE
+    snake = env_names.camel_case_name(name)
+    return _UNLESS_SETTING if snake and name_rx.match(snake) else _NONE
 
 
 def _line_start(text: str, start: int) -> int:
