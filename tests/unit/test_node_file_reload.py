@@ -318,3 +318,20 @@ def test_a_new_tetragon_socket_is_a_restart_that_loaded_every_object_anew(tmp_pa
     assert first is not None
     r.listed(_numbered(1), asked_ns=40 * S, now_ns=41 * S, server=(first[0], first[1] + 1))
     assert r.settled_after([UP], 30 * S) == 41 * S and r.settled_after([UP], 30 * S + 1) is None
+
+
+def test_a_restart_seen_after_a_socket_not_told_loaded_after_the_last_poll_that_saw_the_old_one() -> None:
+    """Defect (s48 RNF2): a poll whose look at Tetragon's socket told nothing (the stat failed or
+    timed out) while its ListTracingPolicies answered moved the restart's lower bound to that poll,
+    though the socket may already have been the new one then, its loads before that poll asked: a
+    replacement seen between the loads and that poll ended the gap with the uprobe on the old file.
+    The bound is the poll that last saw the old socket."""
+    r = PolicyReloads()
+    r.listed(_numbered(1), asked_ns=10 * S, now_ns=11 * S, server=(1, 5))
+    r.listed(_numbered(1), asked_ns=20 * S, now_ns=21 * S, server=None)  # not told: maybe the new one
+    r.listed(_numbered(1), asked_ns=30 * S, now_ns=31 * S, server=(1, 6))
+    assert r.settled_after([UP], 10 * S) == 31 * S
+    assert r.settled_after([UP], 10 * S + 1) is None  # a replacement seen after 10 s: maybe loaded before
+    r.listed(_numbered(1), asked_ns=40 * S, now_ns=41 * S, server=(1, 6))
+    r.listed(_numbered(1), asked_ns=50 * S, now_ns=51 * S, server=(1, 7))  # seen at 40 s: from there
+    assert r.settled_after([UP], 40 * S) == 51 * S and r.settled_after([UP], 40 * S + 1) is None

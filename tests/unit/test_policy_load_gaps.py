@@ -350,3 +350,37 @@ def test_the_first_connection_is_a_gap_from_the_agent_s_start() -> None:
     day reads unknown for the node's images whatever the relabel hold adds (docs/operations.md)."""
     w, spans = started(t0=100 * S)
     assert covered(spans, 100 * S, 102 * S) and not w.open
+
+
+def test_a_tetragon_restart_told_by_its_socket_alone_is_unwatched_since_the_old_one_was_seen() -> None:
+    """Defect (s48 RNF2): a Tetragon restart between two polls that lists every object as before
+    (same version, same load number: a new Tetragon numbers from 1) but is told by its unix socket
+    made anew (agent/policy_reloads.py ``server_identity``) recorded no gap, though nothing of our
+    policies traced between the old Tetragon's stop and the new one's loads. The JSON export source
+    sees no reconnection then (Tetragon appends to the same file). Now it is a reload: from the last
+    poll that saw the old socket (a poll that could not tell it is no bound)."""
+    w, _ = started()
+    w.observe([entry("ENABLED", tetragonId=1)], now_ns=110 * S, connected=True, connects=1, server=(1, 5))
+    w.take(now_ns=110 * S)
+    w.observe([entry("ENABLED", tetragonId=1)], now_ns=120 * S, connected=True, connects=1, server=None)
+    assert w.take(now_ns=120 * S) == []
+    w.observe([entry("ENABLED", tetragonId=1)], now_ns=130 * S, connected=True, connects=1, server=(1, 6))
+    assert covered(w.take(now_ns=130 * S), 110 * S, 130 * S)
+    w.observe([entry("ENABLED", tetragonId=1)], now_ns=140 * S, connected=True, connects=1, server=(1, 6))
+    assert w.take(now_ns=140 * S) == []
+
+
+def test_one_reload_of_several_objects_between_two_polls_is_one_span() -> None:
+    """Defect (s48 RNF2): a reload seen on several objects of ours at one poll (a Tetragon restart
+    renumbering them all) recorded one identical span per object: policy_load_gaps_total counted
+    each. One span now."""
+    w, _ = started()
+    up = "stellaops-web-uprobes"
+    w.observe([entry("ENABLED", tetragonId=1), entry("ENABLED", name=up, tetragonId=2)], now_ns=110 * S,
+              connected=True, connects=1)  # fmt: skip
+    w.take(now_ns=110 * S)
+    before = w.spans
+    w.observe([entry("ENABLED", tetragonId=4), entry("ENABLED", name=up, tetragonId=3)], now_ns=120 * S,
+              connected=True, connects=1)  # fmt: skip
+    taken = w.take(now_ns=120 * S)
+    assert covered(taken, 110 * S, 120 * S) and w.spans == before + 1, (taken, w.spans - before)

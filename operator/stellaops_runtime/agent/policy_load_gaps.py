@@ -33,7 +33,11 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   or under the same one with another load number (``TracingPolicyStatus.id``,
   agent/policy_reloads.py ``loaded_anew``; a number not told is none), than
   at the last poll that read the list: Tetragon reloaded it in between,
-  from that poll on;
+  from that poll on; and every object of ours listed again after Tetragon's
+  unix socket was made anew (a restart, agent/policy_reloads.py
+  ``server_identity``: the JSON export source sees no reconnection then),
+  from the last poll that saw the socket before; one span per poll, however
+  many objects it reloaded;
 - an object of ours listed that the poll before did not list: within
   :data:`EXPECT_SECONDS` of a (re)connection it was being loaded since
   Tetragon came back (its list is empty at first), so from the poll before
@@ -66,7 +70,8 @@ what it reports as node-wide gaps (source ``none``), like a stream outage:
   the step at most (a year back kept the node in a gap for a year).
 
 What remains: between two polls (a third of ``observationNode.heartbeatSeconds``)
-a reload that ends with the same version is not seen; an agent without
+a reload that ends with the same version and load number is not seen (a restart
+behind a TCP address that numbers its loads as before); an agent without
 ``observationNode.enabled`` reads no policy states and records none of this;
 while Tetragon's API does not answer, an open span stays open (one a
 reconnection or a ceiling written then opens too) and no other opens; the list empty at Tetragon's
@@ -214,14 +219,19 @@ class PolicyLoadWatch:
         listed = self._answered if self._answered is not None else self._start
         ours = _ours(entries)
         asked = time.monotonic_ns() if asked_mono_ns is None else asked_mono_ns
-        self.reloads.listed(ours, asked_ns=asked, now_ns=now_ns, server=server)
+        restart = self.reloads.listed(ours, asked_ns=asked, now_ns=now_ns, server=server)
+        spans: set[Span] = set()  # one reload of several objects (a restart) is one span
         for key, entry in ours.items():
             was = self._listed.get(key)
             if was is None:
-                self._record(self._listed_from(key, listed, now_ns), now_ns)
+                spans.add((self._listed_from(key, listed, now_ns), now_ns))
+            elif restart is not None:  # Tetragon's socket made anew: a restart reloaded every one
+                spans.add((min(restart, listed), now_ns))
             elif loaded_anew(was, entry):  # reloaded in between (another version, or load number)
-                self._record(listed, now_ns)
+                spans.add((listed, now_ns))
             ours[key] = numbered_as_before(was, entry)
+        for start, end in sorted(spans):
+            self._record(start, end)
         self._changes(ours, listed, now_ns)
         self.pending = sum(1 for e in ours.values() if _pending(e))
         if self.pending or self._held(now_ns):

@@ -25,8 +25,10 @@ anew too (a Tetragon restart, a reload on a Node's new labels or on a metadata-o
 which moves the version). A number absent (0: a Tetragon that does not tell it) tells nothing. A
 restart numbers its loads from 1 again, so one may give each object the number it had before; but
 Tetragon makes its unix socket anew at each start, before it loads its policies: a socket of another
-(device, inode) than at the last answered poll (:func:`server_identity`, looked at after the poll
-asked) is a reload of every object of ours listed. A restart behind a TCP address with the same
+(device, inode) than at the last answered poll that told one (:func:`server_identity`, looked at
+after the poll asked, off the event loop and bounded: agent/node_status.py) is a reload of every
+object of ours listed, after that poll asked (Tetragon's pid file keeps a second one from starting
+while one runs). A restart behind a TCP address with the same
 numbers, and any other reload under the same version and number between two polls, is not seen (the
 safe side: the gap stays open). Those moments, and the replacement's they are compared with, are the
 monotonic clock's: a wall-clock step back between the look and the poll cannot put a load before the
@@ -124,6 +126,8 @@ class PolicyReloads:
         self._tracing_from: dict[Key, int] = {}  # the first poll listing that version tracing
         self._twice: set[Key] = set()  # listed twice at the last answered poll
         self._server: tuple[int, int] | None = None  # Tetragon's socket at the last poll that told it
+        self._server_asked = 0  # ... when the last answered poll that saw that socket asked (monotonic)
+        self._server_seen = 0  # ... and read its answer (wall)
 
     def listed(
         self,
@@ -132,20 +136,33 @@ class PolicyReloads:
         asked_ns: int,
         now_ns: int,
         server: tuple[int, int] | None = None,
-    ) -> None:
+    ) -> int | None:
         """One answered poll: ``ours`` the objects of ours listed (by key), its request sent at
         ``asked_ns`` (monotonic), its answer read at ``now_ns`` (wall), ``server`` the identity of
-        Tetragon's socket looked at after ``asked_ns`` (:func:`server_identity`; None: not known)."""
-        restarted = server is not None and self._server is not None and server != self._server
+        Tetragon's socket looked at after ``asked_ns`` (:func:`server_identity`; None: not known).
+        Returns, when ``server`` tells a Tetragon restart, the wall time of the last poll that saw
+        the socket before (every object of ours listed was loaded anew since; agent/policy_load_gaps.py
+        records that time unwatched); None otherwise.
+
+        A restart's loads came after the new socket was made, so after the last poll that saw the old
+        one asked: not after a poll in between whose look told nothing (a stat that failed or timed
+        out while the list answered, maybe from the new Tetragon already, loaded before it asked)."""
+        restart: int | None = None
+        restarted_after = self._server_asked
+        if server is not None and self._server is not None and server != self._server:
+            restart = self._server_seen
         if server is not None:
-            self._server = server
+            self._server, self._server_asked, self._server_seen = server, asked_ns, now_ns
         for key, entry in ours.items():
             was = self._entry.get(key)
             twice = bool(entry.get(LISTED_TWICE))
             if twice or key in self._twice:  # which entry is the object's cannot be told: no reload seen
                 pass
-            elif was is None or restarted or loaded_anew(was, entry):  # (no version nor number: none told)
+            elif was is None or loaded_anew(was, entry):  # (no version nor number: none told)
                 self._loaded_after[key] = 0 if self._asked is None else self._asked
+                self._tracing_from.pop(key, None)
+            elif restart is not None:  # the same version and number, under a Tetragon started since
+                self._loaded_after[key] = restarted_after
                 self._tracing_from.pop(key, None)
             self._entry[key] = numbered_as_before(was, entry)
             if uprobes_trace(entry) and not twice:
@@ -158,6 +175,7 @@ class PolicyReloads:
             self._tracing_from.pop(key, None)
         self._twice = {k for k, e in ours.items() if e.get(LISTED_TWICE)}
         self._asked = asked_ns
+        return restart
 
     def settled_after(self, keys: Collection[Key] | None, since_ns: int) -> int | None:
         """The poll (wall ns) from which every one of ``keys`` (None: every object of ours listed; none
