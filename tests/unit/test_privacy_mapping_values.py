@@ -162,3 +162,22 @@ def test_an_ini_or_properties_key_words_second_word_is_kept() -> None:
     # key read by it; a glued ``=`` is a shell's assignment as well
     assert _write(f"[client]\npassword = {_PW} horse\n") == "[client]\npassword = [REDACTED] horse\n"
     assert _write(f"spring.datasource.password={_PW} b\n") == "spring.datasource.password=[REDACTED] b\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"pwd: {_PW} b", "pwd: [REDACTED]"),
+        (f"accessKey: {_PW} b\nregion: eu\n", "accessKey: [REDACTED]\nregion: eu\n"),
+        (f"x privateKey: {_PW} b host: h", "x privateKey: [REDACTED] host: h"),
+        (f"{{privateKey: {_PW} b, n: 1}}", "{privateKey: [REDACTED], n: 1}"),
+        (f"signature: {_PW} b", "signature: [REDACTED]"),
+        (f"pwd:\n  {_PW}\n  b\nuser: bob\n", "pwd:\n  [REDACTED]\nuser: bob\n"),
+        (f"pwd:\n  - {_PW}\n  - b\nuser: bob\n", "pwd:\n  [REDACTED]\nuser: bob\n"),
+    ],
+)
+def test_a_key_word_no_environment_glob_holds_loses_its_whole_value(text: str, expected: str) -> None:
+    # RLK (s48): the mapping rule ran only on a text holding an environment glob's literal part
+    # (``password``, ``token``, ``secret``), so the key rules' one word was all ``pwd``, ``accessKey``,
+    # ``privateKey`` or ``signature`` lost: ``pwd: a b`` kept `` b``
+    assert _write(text) == expected

@@ -35,6 +35,7 @@ import re
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import entropy, env_names
+from stellaops_runtime.privacy.base import REDACTED
 from stellaops_runtime.privacy.code_calls import code_call_spans
 from stellaops_runtime.privacy.engine import (
     ExtraPattern,
@@ -304,13 +305,18 @@ class Redactor:
                 hits += n
         if self._env_arg_rx is not None and ("=" in text or ":" in text or "value" in text.lower()):
             low = text.lower()
-            if not self._env_triggers or any(t in low for t in self._env_triggers):
+            spans = []
+            named = not self._env_triggers or any(t in low for t in self._env_triggers)
+            if named:
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
-                if ":" in text and self.env_name_rx is not None:  # ``DBPASS: x`` (mapping_env.py)
-                    spans.extend(mapping_env_spans(text, self.env_name_rx))
+            # ``DBPASS: x`` (mapping_env.py); also the rest of a value the key rules took the first word
+            # of under a name no glob's literal part is in (``pwd: a b``, ``accessKey: a b``)
+            if ":" in text and self.env_name_rx is not None and (named or REDACTED in text):
+                spans.extend(mapping_env_spans(text, self.env_name_rx))
+            if spans:
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
         if self.env_name_rx is not None and ("set" in text or "ENV" in text):
