@@ -335,3 +335,56 @@ def test_a_restart_seen_after_a_socket_not_told_loaded_after_the_last_poll_that_
     r.listed(_numbered(1), asked_ns=40 * S, now_ns=41 * S, server=(1, 6))
     r.listed(_numbered(1), asked_ns=50 * S, now_ns=51 * S, server=(1, 7))  # seen at 40 s: from there
     assert r.settled_after([UP], 40 * S) == 51 * S and r.settled_after([UP], 40 * S + 1) is None
+
+
+async def test_a_hung_look_at_tetragon_s_socket_stalls_neither_the_poll_nor_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect (s48 RNF2): the ObservationNode writer looked at Tetragon's socket (os.stat) on the
+    event loop: a hung file system under it (a stuck mount at the socket's directory) froze the whole
+    agent, its event stream, flushes and health endpoints with it. Now the look runs on a thread of
+    its own, bounded by Tetragon's timeout (not told: no restart seen), and a look still hung is not
+    joined by another at each poll."""
+    import asyncio
+    import os
+    import threading
+
+    from stellaops_runtime.agent.node_status import ObservationNodeWriter
+    from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
+
+    sock = str(tmp_path / "t.sock")
+    release, real_stat, looks = threading.Event(), os.stat, []
+
+    def hung_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if path == sock:
+            looks.append(path)
+            release.wait(3)  # a stat that does not come back (until the test ends)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", hung_stat)
+    w = ObservationNodeWriter(
+        node_name="node-a",
+        config=ObservationNodeConfig(enabled=True, heartbeatSeconds=3600),
+        tetragon=TetragonConfig(address=f"unix://{sock}", timeoutSeconds=0.2),
+        try_bpf=False,
+    )
+    w.policy_watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    t = asyncio.create_task(ticker())
+    try:
+        started = time.monotonic()
+        for _ in range(2):
+            await asyncio.wait_for(w._read_tetragon(), 2)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        t.cancel()
+    assert took < 1.5 and ticks >= 10, (took, ticks)  # the loop ran while the look hung
+    assert looks == [sock]  # the second poll did not start a second look behind the hung one

@@ -62,6 +62,7 @@ import collections
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class ObservationNodeWriter:
         self._conditions: list[dict[str, Any]] = []
         self._beat_at = 0.0  # monotonic time of the last heartbeat written
         self._last_logged = ""
+        self._look: asyncio.Future[tuple[int, int] | None] | None = None  # the socket's (_server_identity)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set (or cancelled); never raises for Kubernetes or Tetragon failures."""
@@ -317,7 +319,7 @@ class ObservationNodeWriter:
         policy watch (agent/policy_load_gaps.py) whether or not the API server answers."""
         timeout = self.tetragon.timeout_seconds
         asked = time.monotonic_ns()  # before Tetragon's answer: a policy it lists reloaded later loaded after
-        server = server_identity(self.tetragon.address)  # after ``asked``: a new one, a Tetragon since
+        server = await self._server_identity()  # after ``asked``: a new one, a Tetragon since
         tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
         policies: list[dict[str, Any]] | None = None
         if tetragon.reachable:
@@ -344,6 +346,39 @@ class ObservationNodeWriter:
                 server=server,
             )
         return tetragon, without_ids(policies)  # each load's number: the policy watch's only
+
+    async def _server_identity(self) -> tuple[int, int] | None:
+        """``server_identity`` of Tetragon's socket on a daemon thread, waited for Tetragon's timeout
+        at most (None: not told, no restart seen): a hung file system under the socket stalls neither
+        the poll nor the event loop, and while a look hangs no other starts (one thread at most; a
+        daemon's, so the agent's exit does not wait for it)."""
+        address = self.tetragon.address
+        if not address.startswith("unix:"):
+            return None
+        if self._look is not None and not self._look.done():
+            return None  # the last look still hangs
+        loop = asyncio.get_running_loop()
+        look: asyncio.Future[tuple[int, int] | None] = loop.create_future()
+        self._look = look
+
+        def run() -> None:
+            try:
+                found = server_identity(address)
+            except Exception:  # any failure: not told
+                found = None
+
+            def settle() -> None:
+                if not look.done():
+                    look.set_result(found)
+
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle)
+
+        threading.Thread(target=run, name="tetragon-socket-look", daemon=True).start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(look), self.tetragon.timeout_seconds)
+        except TimeoutError:
+            return None
 
     async def _detect(self) -> Capabilities:
         kernel = await asyncio.to_thread(detect_kernel, root=self.root, try_bpf=self.try_bpf)
