@@ -386,5 +386,5 @@ async def test_a_hung_look_at_tetragon_s_socket_stalls_neither_the_poll_nor_the_
     finally:
         release.set()
         t.cancel()
-    assert took < 1.5 and ticks >= 10, (took, ticks)  # the loop ran while the look hung
+    assert took < 1.5 and ticks >= 3, (took, ticks)  # the loop ran while the look hung
     assert looks == [sock]  # the second poll did not start a second look behind the hung one
