@@ -181,3 +181,18 @@ def test_a_key_word_no_environment_glob_holds_loses_its_whole_value(text: str, e
     # (``password``, ``token``, ``secret``), so the key rules' one word was all ``pwd``, ``accessKey``,
     # ``privateKey`` or ``signature`` lost: ``pwd: a b`` kept `` b``
     assert _write(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"db-password: {_PW} b\nhost: h\n", "db-password: [REDACTED]\nhost: h\n"),
+        (f"  admin-password:\n    {_PW}\n    b\n  x: 1\n", "  admin-password:\n    [REDACTED]\n  x: 1\n"),
+        (f"x x-api-key: {_PW} b host: h", "x x-api-key: [REDACTED] host: h"),
+        (f"{{db-password: {_PW} b, n: 1}}", "{db-password: [REDACTED], n: 1}"),
+    ],
+)
+def test_a_dashed_key_words_value_loses_all_its_words(text: str, expected: str) -> None:
+    # RLK (s48): a key's last part was read without ``-``, so ``db-password:`` was no mapping key and kept
+    # all its value but the key rules' first word (a dashed name is common in Helm values and YAML)
+    assert _write(text) == expected

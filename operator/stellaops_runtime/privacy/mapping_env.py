@@ -58,11 +58,11 @@ from stellaops_runtime.privacy.key_words import SETTING_WORDS
 __all__ = ["mapping_env_spans"]
 
 # the key: a name, quoted or not (a run of backslashes read from its first), then ``:``; a dotted path
-# of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it; a key ending
-# its line (``DBPASS:`` then its value on the lines below) is one too
+# of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it (dashed too:
+# ``db-password:``); a key ending its line (``DBPASS:`` then its value on the lines below) is one too
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
-    r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_][A-Za-z0-9_]{0,127}+)"""
+    r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_](?:[A-Za-z0-9_]|-(?=\w)){0,127}+)"""
     r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n)))""",
     re.ASCII,
 )
