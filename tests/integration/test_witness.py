@@ -212,8 +212,11 @@ def test_witnesses_kept_in_the_store_are_found_by_claim_and_verify_as_read_back(
     assert cli("keygen", "--private", str(priv), "--public", str(pub)).returncode == 0
     for vuln in ("CVE-2022-37434", "CVE-2018-25032"):
         out = str(tmp_path / f"{vuln}.json")
+        # the first --save, and the get below, as real subprocesses: on PostgreSQL no other test asks
+        # them of a new interpreter
         r = cli("sign", "--store", any_url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g", "--function",
-                "crc32", "--vuln", vuln, "--key", str(priv), "--save", "--out", out)  # fmt: skip
+                "crc32", "--vuln", vuln, "--key", str(priv), "--save", "--out", out,
+                real=vuln == "CVE-2022-37434")  # fmt: skip
         assert r.returncode == 0 and "stored as" in r.stderr, r.stderr
     r = cli("list", "--store", any_url, "--image", IMG, "--purl", "pkg:deb/debian/zlib1g",
             "--function", "crc32", "--vuln", "CVE-2022-37434", "--json")  # fmt: skip
@@ -225,7 +228,7 @@ def test_witnesses_kept_in_the_store_are_found_by_claim_and_verify_as_read_back(
     written = (tmp_path / "CVE-2022-37434.json").read_bytes()
     assert w["envelope_sha256"] == dsse_digest(written)
     back = tmp_path / "back.json"
-    assert cli("get", w["envelope_sha256"], "--store", any_url, "--out", str(back)).returncode == 0
+    assert cli("get", w["envelope_sha256"], "--store", any_url, "--out", str(back), real=True).returncode == 0
     assert back.read_bytes() == written
     assert cli("verify", str(back), "--key", str(pub), "--image", IMG).returncode == 0
     r = cli("list", "--store", any_url, "--image", IMG, "--json")
