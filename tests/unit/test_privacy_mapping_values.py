@@ -153,15 +153,46 @@ def test_the_new_readings_cost_linearly() -> None:
         "\x00DBPASS: a b",
         '"password": {\n',  # an opening brace ending its line (key_rules.SEP)
         "password:\n\n\n{",
+        "db-password: a-b ",  # a dashed key (RLK)
+        "\npassword = a b",  # an INI line (RLK)
+        "\na = [REDACTED] ",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
 
-def test_an_ini_or_properties_key_words_second_word_is_kept() -> None:
-    # docs/privacy.md, Known limits: no ``:`` in the text (the mapping rule does not run) and no ``=``
-    # key read by it; a glued ``=`` is a shell's assignment as well
-    assert _write(f"[client]\npassword = {_PW} horse\n") == "[client]\npassword = [REDACTED] horse\n"
+def test_a_glued_properties_key_words_second_word_is_kept() -> None:
+    # docs/privacy.md, Known limits: a glued ``=`` is a shell's assignment as well (``PGPASSWORD=x psql``)
     assert _write(f"spring.datasource.password={_PW} b\n") == "spring.datasource.password=[REDACTED] b\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"[client]\npassword = {_PW} horse\nuser = bob\n", "[client]\npassword = [REDACTED]\nuser = bob\n"),
+        (f"a.b.password = {_PW} b\r\nx = 1", "a.b.password = [REDACTED]\r\nx = 1"),
+        (f"[db]\n  pwd\t=\t{_PW} b\n", "[db]\n  pwd\t=\t[REDACTED]\n"),
+        (f"[env]\nDBPASS = {_PW} b\nLANG = C\n", "[env]\nDBPASS = [REDACTED]\nLANG = C\n"),
+        (f"user = bob\x00password = {_PW} b", "user = bob\x00password = [REDACTED]"),
+    ],
+)
+def test_an_ini_or_properties_key_words_value_loses_all_its_words(text: str, expected: str) -> None:
+    # RLK (s48): blanks then ``=`` at a line's start (INI, TOML, a properties file): the key rules took
+    # the value's first word and the rest of its line was kept (``password = correct horse``: `` horse``),
+    # also under an environment name (``DBPASS = a b``, LK's INI reading: `` b``)
+    assert _write(text) == expected
+
+
+def test_an_equals_sign_elsewhere_keeps_the_rest_of_the_line() -> None:
+    # not at a line's start, a comparison, a list item: the key rules' one word, no more
+    for text, tail in (
+        ("x password = a b", " b"),
+        ("- password = a b", " b"),
+        ("if password == a b", " b"),
+        ("[ $password != a ] && b", " && b"),
+    ):
+        assert _write(text).endswith(tail), text
+    for kept in ("use_jwt = true\n", "LANG = C\n", "password =\n"):
+        assert _write(kept) == kept
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ The value, by where the key stands:
   ``echo "DBPASS: x y" > .env.yml``): a line of the file written, its words to a quote or an escape;
 - anywhere else (``x:\\tDBPASS: x y``): its words up to one that is a key (``host:``, ``a=b``), a flag, a
   shell's operator, a comment, a quote or an escape;
-and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key the key rules took (any
+and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key then blanks and ``=`` at a
+line's start (an INI, TOML or properties line: ``password = correct horse``, ``DBPASS = a b``) takes the
+rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item). A key the key rules took (any
 name, any case: ``password: correct horse``, ``user.password: a b``, ``{password: a b}``, which they
 leave ``[REDACTED] horse``) loses the rest of its value the same way. The scan goes on after each
 value, and every part is possessive: linear in the text.
@@ -63,7 +65,8 @@ __all__ = ["mapping_env_spans"]
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
     r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_](?:[A-Za-z0-9_]|-(?=\w)){0,127}+)"""
-    r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n)))""",
+    r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n))"""
+    r"""|(?(q)(?!)|(?P<eq>[ \t]++=(?![=~>])[ \t]*+)))""",
     re.ASCII,
 )
 _QUOTED = rf"""{ESCAPED_DQ}|{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^'\r\n]*+(?:''[^'\r\n]*+)*+'?+"""
@@ -162,6 +165,14 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
     start = key.start()
     line = _line_start(text, start)
     block = line >= 0 and _LINE_START.fullmatch(text, line, start) is not None
+    if key["eq"] is not None:
+        # an INI, TOML or properties line (``password = correct horse``): the rest of the line, at a
+        # line's start only (``x password = a b``, ``if [ $a = b ]`` are no such line)
+        if not block or "-" in text[line:start]:
+            return None
+        end = text.find("\n", key.end())
+        end = len(text) if end < 0 else end
+        return (key.end(), end) if end > key.end() else None
     column = key.start() - line if block else 0
     at = key.end()
     # ``DBPASS:`` then its value on the lines below (a comment after the key or above the value too)

@@ -312,9 +312,10 @@ class Redactor:
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
-            # ``DBPASS: x`` (mapping_env.py); also the rest of a value the key rules took the first word
-            # of under a name no glob's literal part is in (``pwd: a b``, ``accessKey: a b``)
-            if ":" in text and self.env_name_rx is not None and (named or REDACTED in text):
+            # ``DBPASS: x`` and an INI line's ``DBPASS = x`` (mapping_env.py); also the rest of a value the
+            # key rules took the first word of, under any name (``pwd: a b``, ``password = a b``)
+            keyed = ":" in text or " =" in text or "\t=" in text
+            if keyed and self.env_name_rx is not None and (named or REDACTED in text):
                 spans.extend(mapping_env_spans(text, self.env_name_rx))
             if spans:
                 text, n = replace_spans(text, spans, counts=counts)
