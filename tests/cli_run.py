@@ -7,7 +7,9 @@ must answer with an exit code and a clear message, never a crash.
 :func:`cli_in_process` asks the same entry point (cli/main.py's ``main``, which the console
 script and ``python -m`` call as ``sys.exit(main())``) inside the test process: an answer-level
 case then costs the question, not a new interpreter importing SQLAlchemy (~0.35 s of CPU each).
-What lives at the process level (exit status, closed stdout) keeps a real subprocess.
+What lives at the process level (exit status, closed stdout) keeps a real subprocess, and so do
+the long-running commands (``agent`` re-executes its process under jemalloc, ``operator`` and
+``tetragon-replay`` serve until stopped): :func:`cli_in_process` refuses them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+PROCESSES = frozenset({"agent", "operator", "tetragon-replay"})  # they run until stopped: never here
 
 
 def cli_json(*args: str, timeout: float = 180, real: bool = True) -> tuple[int, Any]:
@@ -46,8 +49,13 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
 
     stdout and stderr are captured, and the root logger is handed to ``main`` bare (as in a new
     process), so its ``logging.basicConfig`` sends the logs to the captured stderr as the CLI
-    does; pytest's handlers are put back afterwards. A ``SystemExit`` is its exit status."""
+    does; pytest's handlers are put back afterwards. A ``SystemExit`` is its exit status.
+    ``agent``, ``operator`` and ``tetragon-replay`` raise ValueError: asked here, the agent replaced
+    the test process itself (agent/jemalloc.py's re-exec, pytest's output going to its capture file)."""
     from stellaops_runtime.cli import main
+
+    if (command := main._command_of(list(args))) in PROCESSES:
+        raise ValueError(f"stella-runtime {command} runs as its own process: start it as a subprocess")
 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
