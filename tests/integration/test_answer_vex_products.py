@@ -32,7 +32,7 @@ def test_an_out_that_cannot_be_written_is_an_error(tmp_path: Path, where: str) -
     url = store(tmp_path, range(3))
     ok = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / "vex.json"))
     assert ok.returncode == 0 and json.loads((tmp_path / "vex.json").read_text())["statements"]
-    r = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / where))
+    r = vex_cli(tmp_path, url, VULNS, "--out", str(tmp_path / where), process=True)  # its exit status
     assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob(".*.tmp-*"))
 
