@@ -156,6 +156,7 @@ def test_the_new_readings_cost_linearly() -> None:
         "db-password: a-b ",  # a dashed key (RLK)
         "\npassword = a b",  # an INI line (RLK)
         "\na = [REDACTED] ",
+        "DBPASS: |\r\n  \r\n",  # a block scalar with CRLF line ends (RLK)
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
@@ -227,3 +228,12 @@ def test_a_dashed_key_words_value_loses_all_its_words(text: str, expected: str) 
     # RLK (s48): a key's last part was read without ``-``, so ``db-password:`` was no mapping key and kept
     # all its value but the key rules' first word (a dashed name is common in Helm values and YAML)
     assert _write(text) == expected
+
+
+@pytest.mark.parametrize("name", ["DBPASS", "githubPat", "db_creds"])
+def test_a_block_scalar_with_crlf_line_ends_loses_its_lines(name: str) -> None:
+    # RLK (s48): a block scalar's indicator then ``\r\n`` (a file written on Windows, ``printf '…\r\n'``)
+    # was no block scalar: ``|`` alone went and every line of the value stayed
+    text = f"{name}: |\r\n  {_PW}\r\n\r\n  b\r\nUSER: bob\r\n"
+    assert _write(text) == f"{name}: [REDACTED]\r\nUSER: bob\r\n"
+    assert _write(f"{name}: >-  # c\r\n  {_PW}\r\n") == f"{name}: [REDACTED]\r\n"

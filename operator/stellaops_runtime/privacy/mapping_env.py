@@ -48,7 +48,6 @@ from functools import lru_cache
 
 from stellaops_runtime.privacy import env_names
 from stellaops_runtime.privacy.base import (
-    BLOCK_SCALAR,
     DOUBLE_QUOTED,
     ESCAPED_DQ,
     ESCAPED_SQ,
@@ -70,9 +69,13 @@ _KEY = re.compile(
     re.ASCII,
 )
 _QUOTED = rf"""{ESCAPED_DQ}|{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^'\r\n]*+(?:''[^'\r\n]*+)*+'?+"""
+# base.BLOCK_SCALAR with ``\r\n`` line ends too (a file written on Windows, ``printf 'DBPASS: |\r\n …'``):
+# its indicator line ending ``\r`` was no block scalar, and ``|`` alone went
+_INDENTED_LINE = r"\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\n]*+"
+_BLOCK_SCALAR = rf"[|>][+-]?[0-9]?[+-]?[ \t]*+(?:#[^\n]*+)?{_INDENTED_LINE}(?:{_INDENTED_LINE})*+"
 # the contexts' values (see the docstring); a value that is a marker alone is none (checked after)
 _BLOCK = re.compile(
-    rf"""(?:{BLOCK_SCALAR}|(?:{_QUOTED})|[^\s#](?:[^\s]|[ \t]++(?=[^\s#]))*+)""",
+    rf"""(?:{_BLOCK_SCALAR}|(?:{_QUOTED})|[^\s#](?:[^\s]|[ \t]++(?=[^\s#]))*+)""",
     re.ASCII,
 )
 _FLOW = re.compile(
