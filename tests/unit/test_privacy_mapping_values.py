@@ -157,6 +157,7 @@ def test_the_new_readings_cost_linearly() -> None:
         "\npassword = a b",  # an INI line (RLK)
         "\na = [REDACTED] ",
         "DBPASS: |\r\n  \r\n",  # a block scalar with CRLF line ends (RLK)
+        "DBPASS:\n- a\n\n\n  b\n",  # a sequence item's lines below it (RLK)
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
@@ -237,3 +238,12 @@ def test_a_block_scalar_with_crlf_line_ends_loses_its_lines(name: str) -> None:
     text = f"{name}: |\r\n  {_PW}\r\n\r\n  b\r\nUSER: bob\r\n"
     assert _write(text) == f"{name}: [REDACTED]\r\nUSER: bob\r\n"
     assert _write(f"{name}: >-  # c\r\n  {_PW}\r\n") == f"{name}: [REDACTED]\r\n"
+
+
+def test_a_sequence_items_lines_below_it_go() -> None:
+    # RLK (s48): an item of a sequence at the key's indentation took its own line only, so a block scalar
+    # item or a multi-line item kept its lines (``DBPASS:`` then ``- |`` then ``  x``)
+    assert _write(f"DBPASS:\n- |\n  {_PW}\n  b\n- c\nUSER: bob\n") == "DBPASS:\n[REDACTED]\nUSER: bob\n"
+    assert _write(f"  GITHUB_PAT:\n  - a\n    {_PW}\n  X: y\n") == "  GITHUB_PAT:\n  [REDACTED]\n  X: y\n"
+    # a map item still ends it, and the map's lines stay
+    assert _write("DBPASS:\n- a\n- name: n\n  value: v\n") == "DBPASS:\n[REDACTED]\n- name: n\n  value: v\n"

@@ -132,9 +132,14 @@ def _more_indented(column: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
 
 @lru_cache(maxsize=256)
 def _items(column: int) -> re.Pattern[str]:
-    """A YAML sequence's scalar items at ``column`` (``- a``), up to one that is a map (``- name: x``)."""
-    item = rf"[ \t]{{{column}}}- (?!{_MAP_LINE.pattern})[^\n]*+"
-    first = rf"[ \t]{{{column}}}(?:- |\[REDACTED\] )(?!{_MAP_LINE.pattern})[^\n]*+"
+    """A YAML sequence's scalar items at ``column`` (``- a``), up to one that is a map (``- name: x``).
+
+    Each item with the lines below it indented deeper (a block scalar item, ``- |`` then ``  x``, or a
+    plain scalar's later lines).
+    """
+    below = rf"(?:\n(?:[ \t\r]*+\n)*+[ \t]{{{column + 1}}}[^\n]*+)*+"
+    item = rf"[ \t]{{{column}}}- (?!{_MAP_LINE.pattern})[^\n]*+{below}"
+    first = rf"[ \t]{{{column}}}(?:- |\[REDACTED\] )(?!{_MAP_LINE.pattern})[^\n]*+{below}"
     return re.compile(rf"{first}(?:\n{item})*+", re.ASCII)
 
 
