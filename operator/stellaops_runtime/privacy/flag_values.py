@@ -68,11 +68,18 @@ _WINDOWS_WORDS = r"password|passwd|passphrase|pass|pwd|psw|pw|secret|token|api-?
 # ``file:``/``env:``/``fd:``, a process substitution ``<(…)`` (what it prints is read as a file: its
 # rules are stdin_secrets'); names joined by ``/`` (no ``+`` or ``=``: a base64 token may hold a
 # ``/``); a file name with a short extension (``creds.json``; a JWT's last part is longer).
+_PATH_START = r"""["']?(?:[/~@\\]|\.\.?[/\\]|[A-Za-z]:[\\/]|(?i:file|env|fd):|<\()"""
 _PATH = re.compile(
-    r"""["']?(?:[/~@\\]|\.\.?[/\\]|[A-Za-z]:[\\/]|(?i:file|env|fd):|<\()"""
-    r"""|["']?[\w.-]+(?:[/\\][\w.-]+)+/?["']?$"""
+    _PATH_START + r"""|["']?[\w.-]+(?:[/\\][\w.-]+)+/?["']?$"""
     r"""|["']?[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4}["']?$"""
 )
+# A value that starts as a path is none for the flag rules: no match, not a match their validator
+# rejects. Rejected, the search went on from the flag's next character and, from each glued flag inside
+# the value (``--key=/a:--key=/a:…``, ``--key=\\"--key=\\"…``: a value runs to a blank), read the rest
+# of it again: quadratic (2.8 s on 32 KiB; the one alternation before rule_scan, 51 s). Refused at
+# its start, no value is read. The same first test as ``_PATH``'s, which ``not_a_path`` still applies
+# (a value it names a path by its whole form, ``a/b``, ``creds.json``, holds no flag: no ``=``).
+_NOT_A_PATH = f"(?!{_PATH_START})"
 _SYMBOL = re.compile(r"[!#$%&*+=?^~|<>@]")
 _LETTER_DIGIT = re.compile(r"(?=.*[A-Za-z])(?=.*[0-9])", re.DOTALL)
 _LOWER_UPPER = re.compile(r"[a-z][A-Z]")
@@ -103,9 +110,9 @@ CREDENTIAL_FLAG = SecretPattern(
     number_groups(
         "|".join(
             [
-                _FLAG.format(words=_CREDENTIAL_WORDS) + _NOT_A_SETTING + _VALUE,
+                _FLAG.format(words=_CREDENTIAL_WORDS) + _NOT_A_SETTING + _NOT_A_PATH + _VALUE,
                 # /password:X at the start of a word (whitespace, a quote or "(" before the "/")
-                rf"/(?<![^\s\"'(]/)[A-Za-z0-9_-]*?(?i:{_WINDOWS_WORDS})[:=]{_VALUE}",
+                rf"/(?<![^\s\"'(]/)[A-Za-z0-9_-]*?(?i:{_WINDOWS_WORDS})[:=]{_NOT_A_PATH}{_VALUE}",
             ]
         )
     ),
@@ -115,7 +122,10 @@ CREDENTIAL_FLAG = SecretPattern(
 
 # not the names the key rules take (``--api-key``, ``--secret-key``: secret_token)
 KEY_FLAG = SecretPattern(
-    "cli_flag_secret", _FLAG.format(words=_KEY_WORD) + _VALUE, triggers=("key",), validate=looks_secret
+    "cli_flag_secret",
+    _FLAG.format(words=_KEY_WORD) + _NOT_A_PATH + _VALUE,
+    triggers=("key",),
+    validate=looks_secret,
 )
 
 # a bare ``password X``: the word alone (after whitespace, a quote or the start)
