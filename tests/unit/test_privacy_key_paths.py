@@ -82,6 +82,8 @@ def test_the_dotted_form_costs_linearly() -> None:
         "dbCreds = ",
         "DBPASS = ",
         "db_creds  =  ",
+        '.["DBPASS"] = ',  # a quoted key of a path (RLK)
+        '."db_creds"] |',
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
@@ -117,3 +119,12 @@ def test_a_camel_case_name_in_an_environment_list_loses_its_value() -> None:
         "sortKey=name",
         "LANG=C",
     ]
+
+
+@pytest.mark.parametrize("path", ['.env["DBPASS"]', '.env."GITHUB_PAT"', '.["DB_CREDS"]', '.app."githubPat"'])
+def test_a_quoted_key_of_a_yq_or_jq_path_loses_the_value(path: str) -> None:
+    # RLK (s48): a path's key in quotes (yq's and jq's ``.env["KEY"]``, ``.env."KEY"``) was no name
+    assert _exec("/usr/bin/yq", f"""-i '{path} = "{_PW}"' f.yaml""") == f"-i '{path} = [REDACTED]' f.yaml"
+    assert _exec("/usr/bin/jq", f"""'{path} |= "{_PW}"' f.json""") == f"'{path} |= [REDACTED]' f.json"
+    for kept in ("""-i '.env["USER"] = "bob"' f.yaml""", """-i '.env."LANG" = "C"' f.yaml"""):
+        assert _exec("/usr/bin/yq", kept) == kept  # another name keeps its value

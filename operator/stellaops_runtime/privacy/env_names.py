@@ -94,6 +94,10 @@ _NAME_CHAR = "[A-Za-z0-9_]"
 # A value that is a setting, no secret: a switch word or a number (``use_jwt=true``, ``load_creds=1``).
 _SETTING = rf"(?i:{'|'.join(SETTING_WORDS)}|\d+)"
 
+# After a path's key (group ``d`` of argument_regex): its closing quote and bracket
+# (``.env["db_creds"]``), and an update's or a comparison's first character (``|=``, ``!=``)
+_D_END = r"""(?(d)"?+\]?+[ \t]*+[|!]?+)"""
+
 # Glob suffixes matched in any case in argument text too: ``_PSW`` is Jenkins' password suffix and
 # an abbreviation of nothing else (``db_psw=x ./run``, ``nexus_creds_PSW``); ``token_limit=5`` and
 # ``sort_key=name`` stay (their names are no variable's in lower case).
@@ -202,7 +206,9 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     whole = [s.lower() for s in SETTING_GUARDED_SUFFIXES if s[0] != "_" and matched and matched.match(s)]
     guarded = ([f"{_NAME_CHAR}*(?:{'|'.join(suffixes)})"] if suffixes else []) + whole
     if guarded:  # after the upper-case ones: ``DB_JWT=1`` still loses its value
-        alternatives.append(rf"(?i:{'|'.join(guarded)})(?=[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&])))")
+        alternatives.append(
+            rf"(?i:{'|'.join(guarded)})(?={_D_END}[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&])))"
+        )
     # a camelCase or PascalCase name (Helm's ``--set githubPat=x``) ending in a word of
     # CAMEL_CASE_SUFFIXES a glob takes, unless its value is a setting (``--set useJwt=true,b=1``)
     camel = [
@@ -213,7 +219,7 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     if camel:
         alternatives.append(
             rf"[A-Za-z][A-Za-z0-9]*?(?<=[a-z0-9])(?:{'|'.join(camel)})"
-            rf"(?=[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&,])))"
+            rf"(?={_D_END}[ \t]*+\\*=[ \t]*+(?!{_SETTING}(?![^\s\"';&,])))"
         )
     names = "|".join(alternatives)
     # The value runs to whitespace (``DB_KEY=a&b`` loses ``a&b``); after ``?``, ``&`` or ``;``
@@ -222,9 +228,10 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # After ``.`` (group ``d``) the name ends a path of keys: Helm's ``--set env.DBPASS=x`` (its value
     # runs to whitespace, the ``,``-joined settings after it too), yq's and jq's ``.env.DBPASS = "x"``
     # (blanks around ``=``, an update ``|=``, a comparison ``==``/``!=``).
-    start = r"(?:(?<=[?&;])(?P<q>)|(?<=\.)(?P<d>)|(?<![\w.$?&;-]))"
+    # A path's key may be quoted (yq's and jq's ``.env["DBPASS"] = "x"``, ``.env."DBPASS" = "x"``).
+    start = r"""(?:(?<=[?&;])(?P<q>)|(?:(?<=\.)|(?<=\.")|(?<=\["))(?P<d>)|(?<![\w.$?&;-]))"""
     # Blanks before ``=`` (an INI or TOML line, ``GITHUB_PAT = "x"``; no shell assignment has them) too.
-    sep = r"(?(d)[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+))"
+    sep = r"""(?(d)"?+\]?+[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+))"""
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
     word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
