@@ -158,6 +158,8 @@ def test_the_new_readings_cost_linearly() -> None:
         "\na = [REDACTED] ",
         "DBPASS: |\r\n  \r\n",  # a block scalar with CRLF line ends (RLK)
         "DBPASS:\n- a\n\n\n  b\n",  # a sequence item's lines below it (RLK)
+        "{pwd: a b, ",  # a key word no environment glob holds: the rule runs on the marker (RLK)
+        "- pwd:\n  - a\n",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
