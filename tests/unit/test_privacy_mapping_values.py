@@ -249,3 +249,23 @@ def test_a_sequence_items_lines_below_it_go() -> None:
     assert _write(f"  GITHUB_PAT:\n  - a\n    {_PW}\n  X: y\n") == "  GITHUB_PAT:\n  [REDACTED]\n  X: y\n"
     # a map item still ends it, and the map's lines stay
     assert _write("DBPASS:\n- a\n- name: n\n  value: v\n") == "DBPASS:\n[REDACTED]\n- name: n\n  value: v\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "family"),
+    [
+        (f"pwd: {_PW} b", "password"),
+        (f"x password: {_PW} b", "password"),
+        (f"password = {_PW} b\n", "password"),
+        (f"DB_PASSWORD: {_PW} b", "password"),
+        (f"api_token:\n  {_PW}\n  b\n", "secret_token"),
+        (f"DBPASS: {_PW} b", "env_name"),
+    ],
+)
+def test_a_value_taken_whole_counts_once(text: str, family: str) -> None:
+    # RLK (s48): the mapping rule's taking the rest of a value the key rules had cut (their marker, then
+    # more) counted a second secret, as env_name: ``pwd: a b`` counted password 1 and env_name 1
+    pf = PrivacyFilter(PrivacyConfig())
+    assert _PW not in pf.filter_field(text)
+    assert {k: v for k, v in pf.redactions_by_pattern.items() if v} == {family: 1}
+    assert pf.fields_redacted == 1

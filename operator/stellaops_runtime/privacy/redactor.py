@@ -307,16 +307,25 @@ class Redactor:
             low = text.lower()
             spans = []
             named = not self._env_triggers or any(t in low for t in self._env_triggers)
+            # ``DBPASS: x`` and an INI line's ``DBPASS = x`` (mapping_env.py); also the rest of a value the
+            # key rules took the first word of, under any name (``pwd: a b``, ``password = a b``)
+            keyed = ":" in text or " =" in text or "\t=" in text
+            mapped: list[tuple[int, int, str]] = []
+            if keyed and self.env_name_rx is not None and (named or REDACTED in text):
+                mapped = mapping_env_spans(text, self.env_name_rx)
+                # the rest of a value a rule cut (its marker, then more) is that secret's: uncounted
+                # (``pwd: a b`` counted password and env_name); the hit still marks the field changed
+                more = [span for span in mapped if text.startswith(REDACTED, span[0])]
+                if more:
+                    text, n = replace_spans(text, more, counts=None)
+                    hits += n
+                    mapped = mapping_env_spans(text, self.env_name_rx) if len(more) < len(mapped) else []
             if named:
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
-            # ``DBPASS: x`` and an INI line's ``DBPASS = x`` (mapping_env.py); also the rest of a value the
-            # key rules took the first word of, under any name (``pwd: a b``, ``password = a b``)
-            keyed = ":" in text or " =" in text or "\t=" in text
-            if keyed and self.env_name_rx is not None and (named or REDACTED in text):
-                spans.extend(mapping_env_spans(text, self.env_name_rx))
+            spans.extend(mapped)
             if spans:
                 text, n = replace_spans(text, spans, counts=counts)
                 hits += n
