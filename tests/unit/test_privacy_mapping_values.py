@@ -269,3 +269,12 @@ def test_a_value_taken_whole_counts_once(text: str, family: str) -> None:
     assert _PW not in pf.filter_field(text)
     assert {k: v for k, v in pf.redactions_by_pattern.items() if v} == {family: 1}
     assert pf.fields_redacted == 1
+
+
+def test_another_rules_marker_after_a_key_keeps_the_rest_of_its_line() -> None:
+    # RLK (s48): the rest of a value went after any rule's marker, so an e-mail address (personal data)
+    # under ``author:`` took the words after it; only a credential key's value goes on past its marker
+    assert _write("author: alice@example.com wrote this\ntoken: x\n") == (
+        "author: [REDACTED] wrote this\ntoken: [REDACTED]\n"
+    )
+    assert _write("x from: alice@example.com via smtp") == "x from: [REDACTED] via smtp"

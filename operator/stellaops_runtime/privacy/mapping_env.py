@@ -35,10 +35,11 @@ The value, by where the key stands:
   shell's operator, a comment, a quote or an escape;
 and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key then blanks and ``=`` at a
 line's start (an INI, TOML or properties line: ``password = correct horse``, ``DBPASS = a b``) takes the
-rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item). A key the key rules took (any
-name, any case: ``password: correct horse``, ``user.password: a b``, ``{password: a b}``, which they
-leave ``[REDACTED] horse``) loses the rest of its value the same way. The scan goes on after each
-value, and every part is possessive: linear in the text.
+rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item). A key the key rules took (a
+credential word ends its name, any case: _CREDENTIAL_KEY; ``password: correct horse``,
+``user.password: a b``, ``{password: a b}``, which they leave ``[REDACTED] horse``) loses the rest of
+its value the same way. The scan goes on after each value, and every part is possessive: linear in the
+text.
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ _NEXT_LINE = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?+\r?\n)++(?P<indent>[ \t]*+)(?=
 # a line that is a mapping's key (``key: v``, ``- name: x``, ``key:``): a nested map is no value
 _MAP_LINE = re.compile(r"""[^\n:]*+(?::(?![ \t\r\n])[^\n:]*+)*+:(?:[ \t]|\r?\n|\Z)""")
 _LOOK_BACK = 130
+# A key whose value the key or header rules cut after its first word (a credential word ends its name:
+# ``pwd``, ``accessKey``, ``X-Auth-Token``, ``Authorization``, ``sonar.login``); after another key
+# a rule's marker is a token of its own (``author: alice@example.com wrote this`` keeps its words)
+_CREDENTIAL_KEY = re.compile(
+    r"(?:pass(?:word|wd|phrase|code)?|pwd|pswd?|pw|pass[_-]phrase|token|secret|key|key[_-]?id|auth"
+    r"|authorization|credentials?|creds|session[_-]?id|cookie|signature|login|dsn|jwt|salt)\Z",
+    re.IGNORECASE | re.ASCII,
+)
 _MARKED = f"{REDACTED} "
 _NONE, _ANY, _UNLESS_SETTING = 0, 1, 2
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)\Z", re.IGNORECASE | re.ASCII)
@@ -242,7 +251,10 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         # (a flow member to the line's end, a block scalar): quadratic. Only a key rule's marker with
         # more after it is taken under any name (the key rules take one word: ``password: a b`` was
         # ``[REDACTED] b``), its line's rest at a line's start, its next words elsewhere.
-        if kind == _NONE and text.find(REDACTED, key.end(), key.end() + _LOOK_BACK) < 0:
+        if kind == _NONE and (
+            text.find(REDACTED, key.end(), key.end() + _LOOK_BACK) < 0
+            or not _CREDENTIAL_KEY.search(key["name"])
+        ):
             pos = key.end()
             continue
         span = _value(text, key, kind)
