@@ -76,6 +76,35 @@ def _replace(exe: Path, text: bytes) -> None:
     new.replace(exe)
 
 
+def _node(
+    tmp_path: Path, *, check_wiring: bool = False
+) -> tuple[Path, dict[str, Any], Callable[[Any], None]]:
+    """A node root holding the probed build, and the agent's config and set-up for it: the probe
+    config file naming our uprobes object, a SQLite store, no relabel hold."""
+    host = tmp_path / "host"
+    exe = host / APP.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"the build Tetragon's policy was loaded with")
+    probes = tmp_path / "agent-probes.json"
+    _probes(probes)
+    extra: dict[str, Any] = {
+        "symbols": {"enabled": False}, "attribution": {"enabled": False},
+        "native": {"enabled": False, "probeConfigFile": str(probes)},
+        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool.jsonl")},
+    }  # fmt: skip
+
+    def setup(agent: Any) -> None:
+        if check_wiring:  # the agent's own wiring (attach_node_file_gaps): its policy watch's reloads
+            assert agent.outages.node_files.reloads is agent.outages.policies.reloads is not None
+        agent.tetragon_facts.host_root = str(host)
+        # no hold for the pods' relabel after the start (15 minutes of policy_load_gaps' own gap)
+        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
+        agent.node_status.policy_watch = agent.outages.policies = watch
+        agent.outages.node_files.reloads = watch.reloads
+
+    return exe, extra, setup
+
+
 @pytest.mark.asyncio
 async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its_policy_anew(
     tmp_path: Path,
@@ -88,27 +117,8 @@ async def test_the_gap_of_a_replaced_file_ends_when_tetragon_is_seen_loading_its
     handed over after it, the CLI reads the day of the replacement unknown, and the next agent of
     the boot does not open it again (it does for a file replaced while it was down)."""
     monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)  # the looks at the node files
-    host = tmp_path / "host"
-    exe = host / APP.lstrip("/")
-    exe.parent.mkdir(parents=True)
-    exe.write_bytes(b"the build Tetragon's policy was loaded with")
-    probes = tmp_path / "agent-probes.json"
-    _probes(probes)
-    spool = str(tmp_path / "spool.jsonl")
-    extra: dict[str, Any] = {
-        "symbols": {"enabled": False}, "attribution": {"enabled": False},
-        "native": {"enabled": False, "probeConfigFile": str(probes)},
-        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": spool},
-    }  # fmt: skip
-
-    def setup(agent: Any) -> None:
-        # the agent's own wiring (attach_node_file_gaps): its policy watch's reloads end the gap
-        assert agent.outages.node_files.reloads is agent.outages.policies.reloads is not None
-        agent.tetragon_facts.host_root = str(host)
-        # no hold for the pods' relabel after the start (15 minutes of policy_load_gaps' own gap)
-        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
-        agent.node_status.policy_watch = agent.outages.policies = watch
-        agent.outages.node_files.reloads = watch.reloads
+    exe, extra, setup = _node(tmp_path, check_wiring=True)
+    host, spool = tmp_path / "host", extra["store"]["spoolPath"]
 
     events = load_events(STREAM).events[:3]  # a stream that delivered: no outage (silent after)
     tetragon = ReplayServer(events, policies=[_policy(1, "ENABLED")], version="v1.7.0")
@@ -191,23 +201,7 @@ async def test_a_tetragon_restart_that_numbers_the_loads_anew_ends_the_gap(
     (the gap ends at the poll that lists it). Seen failing before the change (the second wait
     timed out). The number stays out of the ObservationNode status."""
     monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)
-    host = tmp_path / "host"
-    exe = host / APP.lstrip("/")
-    exe.parent.mkdir(parents=True)
-    exe.write_bytes(b"the build Tetragon's policy was loaded with")
-    probes = tmp_path / "agent-probes.json"
-    _probes(probes)
-    extra: dict[str, Any] = {
-        "symbols": {"enabled": False}, "attribution": {"enabled": False},
-        "native": {"enabled": False, "probeConfigFile": str(probes)},
-        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool.jsonl")},
-    }  # fmt: skip
-
-    def setup(agent: Any) -> None:
-        agent.tetragon_facts.host_root = str(host)
-        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
-        agent.node_status.policy_watch = agent.outages.policies = watch
-        agent.outages.node_files.reloads = watch.reloads
+    exe, extra, setup = _node(tmp_path)
 
     def numbered(number: int) -> PolicyStatus:
         return dataclasses.replace(_policy(1, "ENABLED"), policy_id=number)
@@ -254,23 +248,7 @@ async def test_a_tetragon_restart_on_its_unix_socket_ends_the_gap_though_it_numb
     (the wait for the gap's end timed out). The old socket's inode is held by a hard link, so the
     new one cannot reuse it."""
     monkeypatch.setattr(tetragon_facts, "CHECK_SECONDS", 0.1)
-    host = tmp_path / "host"
-    exe = host / APP.lstrip("/")
-    exe.parent.mkdir(parents=True)
-    exe.write_bytes(b"the build Tetragon's policy was loaded with")
-    probes = tmp_path / "agent-probes.json"
-    _probes(probes)
-    extra: dict[str, Any] = {
-        "symbols": {"enabled": False}, "attribution": {"enabled": False},
-        "native": {"enabled": False, "probeConfigFile": str(probes)},
-        "store": {"url": f"sqlite:///{tmp_path / 'hot.db'}", "spoolPath": str(tmp_path / "spool.jsonl")},
-    }  # fmt: skip
-
-    def setup(agent: Any) -> None:
-        agent.tetragon_facts.host_root = str(host)
-        watch = PolicyLoadWatch(start_ns=time.time_ns(), relabel_seconds=0)
-        agent.node_status.policy_watch = agent.outages.policies = watch
-        agent.outages.node_files.reloads = watch.reloads
+    exe, extra, setup = _node(tmp_path)
 
     sockets = Path(tempfile.mkdtemp(prefix="nf2-", dir="/tmp"))  # a unix socket path's 108 bytes
     sock = sockets / "tetragon.sock"
