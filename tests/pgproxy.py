@@ -155,13 +155,12 @@ class PgProxy:
     def _sink(self, conn: _Conn) -> None:
         """Read and discard what a black-holed client sends, until closed."""
         while not conn.closed.is_set():
-            r, _, _ = select.select([conn.client], [], [], 0.2)
-            if r:
-                try:
-                    if not conn.client.recv(65536):
-                        break
-                except OSError:
+            try:
+                r, _, _ = select.select([conn.client], [], [], 0.2)
+                if r and not conn.client.recv(65536):
                     break
+            except (OSError, ValueError):  # closed meanwhile (ValueError: select() on fd -1)
+                break
         conn.close()
 
     def _client_to_server(self, conn: _Conn) -> None:
@@ -198,7 +197,7 @@ class PgProxy:
                         msg, buf = buf[: 1 + length], buf[1 + length :]
                         self._inspect(conn, msg)
                     conn.server.sendall(msg)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket the other pump just closed
             pass
         finally:
             conn.close()
@@ -234,7 +233,7 @@ class PgProxy:
                         self.commit_acks_dropped += 1
                     break
                 conn.client.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket the other pump just closed
             pass
         finally:
             conn.close()
