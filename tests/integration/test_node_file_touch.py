@@ -168,3 +168,60 @@ def test_a_touch_of_a_file_waiting_for_its_reload_keeps_when_it_was_seen_replace
     b = _agent(tmp_path, host)  # the next agent of the boot: the touched file is the baseline
     asyncio.run(b.poll(100.0))
     assert not b.gaps.open and b.gaps.replaced == 0
+
+
+def test_a_replaced_file_whose_digest_failed_is_not_read_again_until_it_changes(
+    tmp_path: Path, node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect (s48 RNF2, left alone 3): a replaced file waiting for its reload whose digest failed (its
+    change time moved while it was read: a ``chmod`` meanwhile) was read in full again at every poll
+    (up to MAX_BYTES, 128 MiB, a second). Seen failing before the change (read again at each of the
+    three polls). Now the identity whose digest failed is not read again until it changes."""
+    host, exe = node
+    a = _agent(tmp_path, host)
+    a.gaps.reloads = PolicyReloads()
+    asyncio.run(a.poll(100.0))
+    new = exe.with_name(exe.name + ".dpkg-new")
+    new.write_bytes(b"the upgrade's build, its mode changed while it is read")
+    new.replace(exe)
+    ino = exe.stat().st_ino
+    reads: list[int] = []
+    real_read = os.read
+
+    def read(fd: int, n: int) -> bytes:
+        if os.fstat(fd).st_ino == ino:  # the new file: a chmod while it is read moves its change time
+            reads.append(n)
+            os.chmod(exe, 0o640 if len(reads) % 2 else 0o644)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(node_file_digest.os, "read", read)
+    asyncio.run(a.poll(102.0))
+    assert a.gaps.open and a.gaps.replaced == 1 and reads  # its digest was tried, and failed
+    tried = len(reads)
+    for now in (104.0, 106.0, 108.0):
+        asyncio.run(a.poll(now))
+    assert len(reads) == tried
+    assert a.gaps.open and a.gaps.replaced == 1
+    _rewrite_same_size(exe)  # another identity: its digest is tried again
+    asyncio.run(a.poll(110.0))
+    assert len(reads) > tried and a.gaps.replaced == 2
+
+
+def test_the_bytes_digested_at_one_poll_are_bounded(tmp_path: Path) -> None:
+    """Several replaced files waiting for their reload: one call digests at most ``budget`` bytes; the
+    files left over are not tried (their turn comes at a later poll)."""
+    from stellaops_runtime.agent.node_file_gaps import digests
+
+    files = []
+    for name, size in (("a", 40), ("b", 30), ("c", 20)):
+        f = tmp_path / name
+        f.write_bytes(b"x" * size)
+        st = f.stat()
+        files.append((str(f), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+    got = digests(files, budget=50)
+    assert list(got) == [files[0][0]] and got[files[0][0]][1] is not None
+    assert digests(files, budget=10) == {}
+    got = digests(files[1:], budget=50)
+    assert sorted(got) == [files[1][0], files[2][0]]
+    gone = ("/nonexistent/file", (1, 2, 3, 4))
+    assert digests([gone], budget=50) == {gone[0]: (gone[1], None)}  # tried: failed

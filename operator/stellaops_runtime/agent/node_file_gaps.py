@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from stellaops_runtime.agent import node_file_digest
 from stellaops_runtime.agent.node_file_baseline import Baseline, Stat
 from stellaops_runtime.agent.node_file_digest import digest, touch_only
 
@@ -60,13 +61,18 @@ def replaced(before: Ident, after: Ident) -> bool:
     return before is None or before[:4] != after[:4]
 
 
-def digests(wanted: Sequence[tuple[str, Stat]]) -> dict[str, tuple[Stat, str]]:
-    """The digest of each of ``wanted`` (file, identity) still that identity (agent/node_file_digest.py;
-    blocking: on a worker thread)."""
-    out: dict[str, tuple[Stat, str]] = {}
+def digests(wanted: Sequence[tuple[str, Stat]], budget: int) -> dict[str, tuple[Stat, str | None]]:
+    """The digest of each of ``wanted`` (file, identity) tried (agent/node_file_digest.py; None: it
+    failed, e.g. the file changed while read; blocking: on a worker thread). At most ``budget`` bytes
+    are read: a file that does not fit is not tried, and not in the answer (one no larger than
+    ``node_file_digest.MAX_BYTES`` fits a poll's whole budget: agent/tetragon_facts.py)."""
+    out: dict[str, tuple[Stat, str | None]] = {}
     for f, stat in wanted:
-        if (d := digest(f, stat)) is not None:
-            out[f] = (stat, d)
+        size = stat[2] if stat[2] <= node_file_digest.MAX_BYTES else 0  # over the bound: nothing read
+        if size > budget:
+            continue
+        budget -= size
+        out[f] = (stat, digest(f, stat))
     return out
 
 
@@ -86,6 +92,7 @@ class NodeFileGaps:
         self.probing: Probing = {}  # agent/node_file_policies.py: the objects probing each file
         self._pending: dict[str, int] = {}  # replaced file -> when seen (monotonic ns, after the look)
         self._pending_digests: dict[str, tuple[Stat, str]] = {}  # its identity seen and that one's digest
+        self._digest_failed: dict[str, Stat] = {}  # its identity seen whose digest failed: not read again
         self.ended = 0  # gaps ended by the policies' reload
 
     @property
@@ -133,6 +140,7 @@ class NodeFileGaps:
         for f in ended:
             del self._pending[f]
             self._pending_digests.pop(f, None)
+            self._digest_failed.pop(f, None)
         if ended and not self._pending and self._open_from is not None:
             end = max(ended.values())
             start = self._open_from if self._handed_to is None else self._handed_to
@@ -154,22 +162,28 @@ class NodeFileGaps:
         return out
 
     def undigested(self) -> list[tuple[str, Stat]]:
-        """The replaced files waiting for their reload whose identity seen has no digest yet."""
+        """The replaced files waiting for their reload whose identity seen has no digest yet, and
+        none that failed (a file whose change time moves while it is read is read once per identity,
+        not at every poll: s48 RNF2)."""
         out: list[tuple[str, Stat]] = []
         for f in self._pending:
             ident = self._reported.get(f)
             if ident is not None and len(ident) >= 4:
                 stat = (ident[0], ident[1], ident[2], ident[3])
-                if self._pending_digests.get(f, (None,))[0] != stat:
+                if self._pending_digests.get(f, (None,))[0] != stat and self._digest_failed.get(f) != stat:
                     out.append((f, stat))
         return out
 
-    def digested(self, found: dict[str, tuple[Stat, str]]) -> None:
-        """Digests of :meth:`undigested` files (taken on a worker thread: agent/node_file_digest.py)."""
+    def digested(self, found: dict[str, tuple[Stat, str | None]]) -> None:
+        """Digests of :meth:`undigested` files (taken on a worker thread: agent/node_file_digest.py);
+        None: it failed for that identity, not tried again until the file's identity changes."""
         for f, (stat, d) in found.items():
             ident = self._reported.get(f)
             if f in self._pending and ident is not None and tuple(ident[:4]) == stat:
-                self._pending_digests[f] = (stat, d)
+                if d is None:
+                    self._digest_failed[f] = stat
+                else:
+                    self._pending_digests[f] = (stat, d)
 
     def pending_touched(
         self, files: Sequence[str], before: Sequence[Ident], after: Sequence[Ident]

@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from stellaops_runtime.agent import node_file_digest
 from stellaops_runtime.agent.node_file_gaps import NodeFileGaps, digests
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class TetragonFacts:
         self._facts: object = None  # the set that read made current
         self._check_at = 0.0
         self._looked = 0  # wall ns just before the last look (or read) that took ``_idents``
+        self._digest_left = 0  # bytes this poll may still read for replaced files' digests (poll sets it)
         self.gaps = gaps if gaps is not None else NodeFileGaps()  # a file replaced: the node unwatched
 
     async def poll(self, now: float) -> None:
@@ -136,6 +138,7 @@ class TetragonFacts:
         if now < self._check_at:
             return
         self._check_at = now + CHECK_SECONDS
+        self._digest_left = node_file_digest.MAX_BYTES  # bytes a poll reads for replaced files' digests
         looked = time.time_ns()
         stamp = _stamp(self.path)
         # the look on a thread, as the read: a node file system that hangs never holds the loop
@@ -202,8 +205,9 @@ class TetragonFacts:
         """The digest of each replaced file's identity seen (on a thread), while it waits for its
         reload: a touch of it then is no new replacement (``NodeFileGaps.pending_touched``)."""
         wanted = self.gaps.undigested()
-        if wanted:
-            found = await asyncio.to_thread(digests, wanted)
+        if wanted and self._digest_left > 0:
+            found = await asyncio.to_thread(digests, wanted, self._digest_left)
+            self._digest_left -= sum(s[2] for s, _ in found.values() if s[2] <= node_file_digest.MAX_BYTES)
             self.gaps.digested(found)
 
     async def _reloaded(self) -> None:
