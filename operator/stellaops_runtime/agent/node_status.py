@@ -48,8 +48,9 @@ its status current:
   older one as that node's rollout in progress, not as the new agent's state;
 - ``heartbeatTime``: refreshed every ``heartbeatSeconds``.
 
-Writes are rare on purpose: Tetragon is polled every third of a heartbeat,
-but the status is patched only when something other than the heartbeat
+Tetragon's part of a poll (its reachability, ListTracingPolicies told to the policy-load watch, the
+look at its socket) is agent/tetragon_poll.py's. Writes are rare on purpose: Tetragon is polled every
+third of a heartbeat, but the status is patched only when something other than the heartbeat
 changed or the heartbeat is due. Every failure (no credentials, API server
 down, Node missing, Tetragon down) is logged once per change of error and
 counted; it never stops the agent, and the next poll retries.
@@ -62,7 +63,6 @@ import collections
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,18 +70,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from stellaops_runtime import __version__
-from stellaops_runtime.agent.capabilities import (
-    Capabilities,
-    TetragonInfo,
-    UndecodableAnswer,
-    detect_kernel,
-    list_tracing_policies,
-    probe_tetragon,
-    without_ids,
-)
+from stellaops_runtime.agent.capabilities import Capabilities, TetragonInfo, detect_kernel, without_ids
 from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-exported)
     NativeState,
     StreamState,
@@ -93,15 +83,14 @@ from stellaops_runtime.agent.observation_status import (  # noqa: F401 (re-expor
     working_source,
 )
 from stellaops_runtime.agent.policy_load_gaps import PolicyLoadWatch
-from stellaops_runtime.agent.policy_reloads import server_identity
 from stellaops_runtime.agent.status_patch import patchable
+from stellaops_runtime.agent.tetragon_poll import TetragonPoll, tetragon_connected
 from stellaops_runtime.contracts import crd_names as crds  # the names, not the CRD models (pydantic)
 from stellaops_runtime.contracts.config import ObservationNodeConfig, TetragonConfig
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.conditions import now_rfc3339
 from stellaops_runtime.kube.client import ApiError, KubeClient, KubeConfigError
 from stellaops_runtime.kube.resources import NODES, OBSERVATION_NODES
-from stellaops_runtime.sources.tetragon_grpc import one_line
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +146,7 @@ class ObservationNodeWriter:
         self._conditions: list[dict[str, Any]] = []
         self._beat_at = 0.0  # monotonic time of the last heartbeat written
         self._last_logged = ""
-        self._look: asyncio.Future[tuple[int, int] | None] | None = None  # the socket's (_server_identity)
+        self._poll = TetragonPoll(tetragon)  # agent/tetragon_poll.py: Tetragon, its policies, its socket
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set (or cancelled); never raises for Kubernetes or Tetragon failures."""
@@ -268,7 +257,7 @@ class ObservationNodeWriter:
             policies=policies,
             existing_conditions=self._conditions,
             now=now_rfc3339(),
-            stream_connected=_tetragon_connected(self.stream),
+            stream_connected=tetragon_connected(self.stream),
             native=native_state(self.stream),
             purl_functions=purl_state(self.stream),
             export_position=export_position(self.record),
@@ -316,69 +305,10 @@ class ObservationNodeWriter:
 
     async def _read_tetragon(self) -> tuple[TetragonInfo, list[dict[str, Any]] | None]:
         """Tetragon's reachability and ListTracingPolicies (None: not answered), told to the
-        policy watch (agent/policy_load_gaps.py) whether or not the API server answers."""
-        timeout = self.tetragon.timeout_seconds
-        asked = time.monotonic_ns()  # before Tetragon's answer: a policy it lists reloaded later loaded after
-        server = await self._server_identity()  # after ``asked``: a new one, a Tetragon since
-        tetragon = await probe_tetragon(self.tetragon.address, timeout_s=timeout)
-        policies: list[dict[str, Any]] | None = None
-        if tetragon.reachable:
-            try:
-                address = self.tetragon.address
-                policies = await list_tracing_policies(address, timeout_s=timeout, with_ids=True)
-            except grpc.aio.AioRpcError as e:
-                tetragon = TetragonInfo(
-                    address=tetragon.address,
-                    version=tetragon.version,
-                    error=f"ListTracingPolicies: {e.code().name}: {one_line(e.details() or '')}",
-                )
-            except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
-                tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))
+        policy watch (agent/tetragon_poll.py) whether or not the API server answers."""
+        tetragon, policies = await self._poll.read(stream=self.stream, policy_watch=self.policy_watch)
         self.stats.policies = len(policies or ())
-        if self.policy_watch is not None:
-            connects = getattr(self.stream, "connects", None)
-            self.policy_watch.observe(
-                policies,
-                now_ns=time.time_ns(),
-                connected=_tetragon_connected(self.stream),
-                connects=connects if isinstance(connects, int) else None,
-                asked_mono_ns=asked,
-                server=server,
-            )
         return tetragon, without_ids(policies)  # each load's number: the policy watch's only
-
-    async def _server_identity(self) -> tuple[int, int] | None:
-        """``server_identity`` of Tetragon's socket on a daemon thread, waited for Tetragon's timeout
-        at most (None: not told, no restart seen): a hung file system under the socket stalls neither
-        the poll nor the event loop, and while a look hangs no other starts (one thread at most; a
-        daemon's, so the agent's exit does not wait for it)."""
-        address = self.tetragon.address
-        if not address.startswith("unix:"):
-            return None
-        if self._look is not None and not self._look.done():
-            return None  # the last look still hangs
-        loop = asyncio.get_running_loop()
-        look: asyncio.Future[tuple[int, int] | None] = loop.create_future()
-        self._look = look
-
-        def run() -> None:
-            try:
-                found = server_identity(address)
-            except Exception:  # any failure: not told
-                found = None
-
-            def settle() -> None:
-                if not look.done():
-                    look.set_result(found)
-
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(settle)
-
-        threading.Thread(target=run, name="tetragon-socket-look", daemon=True).start()
-        try:
-            return await asyncio.wait_for(asyncio.shield(look), self.tetragon.timeout_seconds)
-        except TimeoutError:
-            return None
 
     async def _detect(self) -> Capabilities:
         kernel = await asyncio.to_thread(detect_kernel, root=self.root, try_bpf=self.try_bpf)
@@ -390,10 +320,3 @@ class ObservationNodeWriter:
             caps.kprobes, caps.usdt, caps.ring_buffer, f" ({'; '.join(notes)})" if notes else "",
         )  # fmt: skip
         return caps
-
-
-def _tetragon_connected(stream: object) -> bool | None:
-    """Whether the agent's Tetragon stream is connected (None: the writer was not given the source)."""
-    if stream is None:
-        return None
-    return bool(getattr(stream, "tetragon_connected", getattr(stream, "connected", False)))

@@ -26,7 +26,7 @@ which moves the version). A number absent (0: a Tetragon that does not tell it) 
 restart numbers its loads from 1 again, so one may give each object the number it had before; but
 Tetragon makes its unix socket anew at each start, before it loads its policies: a socket of another
 (device, inode) than at the last answered poll that told one (:func:`server_identity`, looked at
-after the poll asked, off the event loop and bounded: agent/node_status.py) is a reload of every
+after the poll asked, off the event loop and bounded: agent/tetragon_poll.py) is a reload of every
 object of ours listed, after that poll asked (Tetragon's pid file keeps a second one from starting
 while one runs). A restart behind a TCP address with the same
 numbers, and any other reload under the same version and number between two polls, is not seen (the
