@@ -77,7 +77,7 @@ def test_a_replacement_character_inside_a_secret_still_takes_the_whole_secret() 
     pf = PrivacyFilter(PrivacyConfig())
     assert pf.filter_field("--password=abc\ufffddef next") == "--password=[REDACTED] next"
     # The stand-in whitespace characters already in the text: spaces for good, still redacted.
-    assert pf.filter_field("--password\ufffdhunter2Xq \x0b\x0c") == "--password [REDACTED] \x0b\x0c"
+    assert pf.filter_field("--password\ufffdhunter2Xq \r\t") == "--password [REDACTED] \r\t"
     assert pf.filter_field("a\ufffdb \ufffd") == "a\ufffdb \ufffd"  # nothing redacted: kept as it was
 
 

@@ -233,8 +233,9 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # Blanks before ``=`` (an INI or TOML line, ``GITHUB_PAT = "x"``; no shell assignment has them) too.
     sep = r"""(?(d)"?+\]?+[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+))"""
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
-    # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once.
-    word = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|\S)*"""
+    # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once; a
+    # vertical tab or a form feed ends none (``DBPASS=a\vb`` kept ``b``).
+    word = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n])*"""
     # (quoted by an escaped single quote too, a script quoted again: ``DBPASS='"'"'a b'"'"'``, RP8)
     # (in escaped double quotes at any depth: ``sh -c "sh -c \\"env DBPASS=\\\\\\"a b\\\\\\"\\""``)
     quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_DQ}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""

@@ -22,9 +22,11 @@ from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, SECRET_WORDS
 
 # What the adapter puts for a NUL or invalid UTF-8 (adapter/validate.py, adapter/common.py).
 REPLACED = "\ufffd"
-# Whitespace characters (for every rule's ``\s``) that stand in for U+FFFD while it is read as a
-# separator: one the text lacks, so that it can be put back. A text holding both gets spaces.
-_STAND_INS = ("\x0b", "\x0c")
+# Whitespace characters (for every rule's ``\s``, and ending the key rules' values, which a vertical tab
+# or a form feed no longer does: ``--password a\vb`` is one word, s48 Q1) that stand in for U+FFFD while
+# it is read as a separator: one the text lacks, so that it can be put back. A text holding both gets
+# spaces.
+_STAND_INS = ("\r", "\t")
 
 # A label ending in a credential word (``db_password``, ``api-token``, ``keypass``).
 _SECRET_LABEL = re.compile(

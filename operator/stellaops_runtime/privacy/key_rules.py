@@ -48,8 +48,9 @@ _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 # The unquoted run (base.WORD_VALUE) goes on over a blank escaped with a backslash (one shell word:
 # ``--password=ab\ cd``; ``ab\\ cd`` in a shell string inside another); a backslash at a line's end
 # (a continued command line) is no such blank; the value may start with one (``-H X-Api-Key:\ a\ b``).
-# One backslash per step: a run of them is read once.
-_WORD_VALUE = r"""(?:\\[ \t]|[^\s"'])(?:\\[ \t]|[^\s"']|["'](?=\S))*"""
+# One backslash per step: a run of them is read once. Only a blank or a line end ends it: a vertical tab
+# or a form feed is inside one shell word (``--password a\vb`` kept ``b``, s48 Q1).
+_WORD_VALUE = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n"']|["'](?=[^ \t\r\n]))*"""
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
     rf"""(?:{BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""

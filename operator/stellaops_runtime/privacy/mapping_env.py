@@ -76,15 +76,16 @@ _INDENTED_LINE = r"\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\n]*+"
 _BLOCK_SCALAR = rf"[|>][+-]?[0-9]?[+-]?[ \t]*+(?:#[^\n]*+)?{_INDENTED_LINE}(?:{_INDENTED_LINE})*+"
 # the contexts' values (see the docstring); a value that is a marker alone is none (checked after)
 _BLOCK = re.compile(
-    rf"""(?:{_BLOCK_SCALAR}|(?:{_QUOTED})|[^\s#](?:[^\s]|[ \t]++(?=[^\s#]))*+)""",
+    rf"""(?:{_BLOCK_SCALAR}|(?:{_QUOTED})|[^ \t\r\n#](?:[^ \t\r\n]|[ \t]++(?=[^ \t\r\n#]))*+)""",
     re.ASCII,
 )
 _FLOW = re.compile(
     rf"""(?:{_QUOTED}|(?:\[REDACTED\]|[^\s,{{}}\[\]])(?:\[REDACTED\]|[^\r\n,}}\]])*+)""", re.ASCII
 )
 # elsewhere on a line: its words up to one that is a key (``host:``, ``a=b``) or a flag, an operator of a
-# shell, a comment, a quote or an escape (``x password: a b host: h`` loses ``a b``)
-_WORD_CHARS = r"""(?:[^\s"'\\]|\\[^\s"'nrt])++"""
+# shell, a comment, a quote or an escape (``x password: a b host: h`` loses ``a b``); in every context
+# only a blank or a line end ends a word: a vertical tab or a form feed is inside one (``DBPASS: a\vb``)
+_WORD_CHARS = r"""(?:[^ \t\r\n"'\\]|\\[^ \t\r\n"'nrt])++"""
 _WORD = re.compile(
     rf"""{NOT_A_MARKER}(?:{_QUOTED}|{_WORD_CHARS}(?:[ \t]++(?![\w.-]*+[:=]|[-|;&<>#(){{}}])"""
     rf"""{_WORD_CHARS})*+)""",
@@ -101,8 +102,8 @@ _LINE_BREAKS = ("\n", "\x00", "\ufffd")
 # opening the printed string (``echo "DBPASS: a b" > .env.yml``); its value runs to the string's end
 _STRING_LINE_START = re.compile(r"""(?:\\[nr]|["'])[ \t]*+(?:-[ \t]++)?+\Z""")
 _STRING_LINE = re.compile(
-    rf"""(?:{_QUOTED}|(?:[^\s"'\\]|\\[^\s"'nrt])++(?:[ \t]++(?:[^\s"'\\#]|\\[^\s"'nrt])"""
-    rf"""(?:[^\s"'\\]|\\[^\s"'nrt])*+)*+)""",
+    rf"""(?:{_QUOTED}|(?:[^ \t\r\n"'\\]|\\[^ \t\r\n"'nrt])++(?:[ \t]++(?:[^ \t\r\n"'\\#]|\\[^ \t\r\n"'nrt])"""
+    rf"""(?:[^ \t\r\n"'\\]|\\[^ \t\r\n"'nrt])*+)*+)""",
     re.ASCII,
 )
 _FLOW_START = re.compile(r"[{,][ \t]*+\Z")

@@ -1,0 +1,48 @@
+"""A secret's value read whole across a vertical tab, a form feed, or after a spaced colon (s48 Q1).
+
+The value rules ended a value at any ASCII white space, so a vertical tab or a form feed inside one
+(``DBPASS: a\\vb``, ``--password a\\fb``; one shell word, one argument) kept what followed it. A JSON
+array of secrets opened at its line's end (``"password": [`` then its items) kept its items, and a
+flow map's spaced colon (``{ DBPASS : x}``, valid YAML) kept its value. A C ternary's ``? NAME : b``
+stays. Each runs through the filter the agent uses (a traced write's buffer, a field).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.privacy import PrivacyFilter
+from tests.linear_cost import growth
+from tests.privacy_events import written_buffer as _write
+
+_PW = "Q1-kept"
+
+
+@pytest.mark.parametrize("brk", ["\x0b", "\x0c"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("DBPASS: a{b}{pw} b", "DBPASS: [REDACTED]"),
+        ("password: a{b}{pw}", "password: [REDACTED]"),
+        ("x password: a{b}{pw} -v", "x password: [REDACTED] -v"),
+        ("x DBPASS: a{b}{pw} -v", "x DBPASS: [REDACTED] -v"),
+        ("DBPASS=a{b}{pw} app", "DBPASS=[REDACTED] app"),
+        ("export GITHUB_PAT=a{b}{pw}", "export GITHUB_PAT=[REDACTED]"),
+        ("app --password a{b}{pw} -v", "app --password [REDACTED] -v"),
+        ("app --db-password=a{b}{pw}", "app --db-password=[REDACTED]"),
+    ],
+)
+def test_a_vertical_tab_or_form_feed_inside_a_value_ends_nothing(brk: str, text: str, expected: str) -> None:
+    assert _write(text.format(b=brk, pw=_PW)) == expected
+
+
+def test_value_breaks_cost_linearly() -> None:
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (
+        "DBPASS: a\x0b",
+        "x password: a\x0cb ",
+        "--password a\x0b\x0c",
+        "DBPASS=\x0b",
+    ):
+        assert growth(pf.filter_field, unit, size=32768) < 10, unit
