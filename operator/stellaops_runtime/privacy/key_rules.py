@@ -23,7 +23,17 @@ from stellaops_runtime.privacy.base import (
     first_char_alternatives,
 )
 
-__all__ = ["KEY_PREFIX", "QUOTED", "SEP", "SEP_EQ", "WIDE_VALUE", "in_query_or_odbc", "keyed", "valued"]
+__all__ = [
+    "KEY_PREFIX",
+    "LINES_ARRAY",
+    "QUOTED",
+    "SEP",
+    "SEP_EQ",
+    "WIDE_VALUE",
+    "in_query_or_odbc",
+    "keyed",
+    "valued",
+]
 
 
 # A value quoted with escaped quotes, inside a double-quoted shell or JSON string
@@ -51,9 +61,18 @@ _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 # One backslash per step: a run of them is read once. Only a blank or a line end ends it: a vertical tab
 # or a form feed is inside one shell word (``--password a\vb`` kept ``b``, s48 Q1).
 _WORD_VALUE = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n"']|["'](?=[^ \t\r\n]))*"""
+# A JSON (or YAML flow) array of scalars opened at its line's end, its items on the lines below
+# (``"password": [`` then ``"a",`` ``"b"`` then ``]``): the whole array, to its ``]`` (or a cut text's
+# end). An array of objects or arrays is none (SEP refuses its opening: its members go by their names).
+_ARRAY_ITEM = r"""(?:"(?:[^"\\\r\n]|\\.)*+"|[^ \t\r\n"'{}\[\],#]++)"""
+LINES_ARRAY = (
+    rf"""\[[ \t]*+\r?\n[ \t\r\n]*+{_ARRAY_ITEM}"""
+    rf"""(?:(?:[ \t\r\n]*+,[ \t\r\n]*+|[ \t\r]*+\n[ \t\r\n]*+){_ARRAY_ITEM})*+"""
+    r"""(?:[ \t\r\n]*+,?+[ \t\r\n]*+\])?+"""
+)
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
-    rf"""(?:{BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
+    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
@@ -75,10 +94,11 @@ _ODBC_VALUE = (
 # its own (read again, ``:= [REDACTED]`` would lose its ``=``). The key's closing quote may be a
 # single-quoted script's escaped one (``{'\''password'\'': …}``, shlex.join's ``'"'"'``, RP7).
 # A JSON object's or array's opening that ends its line is no value (``"ClientToken": {`` in a pretty-printed
-# schema: its members are read by their own names; the brace was lost, 722 times in 3,000 files).
+# schema: its members are read by their own names; the brace was lost, 722 times in 3,000 files), unless
+# an array of scalars, LINES_ARRAY, follows (``"password": [`` then ``"x"`` kept its items, s48 Q1).
 SEP = (
     r"(?:'(?:\\'|\\?\"'\\?\")'|\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
-    r"(?![{\[][ \t]*+(?:\r?\n|\Z))"
+    r"(?!\{[ \t]*+(?:\r?\n|\Z)|\[[ \t]*+(?:\Z|\r?\n(?![ \t\r\n]*+(?:\"|[^ \t\r\n\"'{}\[\],#]))))"
 )
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).

@@ -24,7 +24,7 @@ The value, by where the key stands:
   themselves (``DBPASS: a`` then ``  b``; not under a quoted key: JSON), a single-quoted scalar over
   such lines, or a block scalar (``|``); a key ending its line takes the lines below indented deeper
   (``DBPASS:`` then ``  x``, a comment between them too), or a sequence's scalar items at its own
-  indentation (``- a``), unless the
+  indentation (``- a``), or a JSON array's scalar items (``"DBPASS": [`` then ``"x"``), unless the
   first of them is a key (``  key: v``, ``  - name: x``): a nested
   map is no value, its keys are read by their own names (a Secret reference stays, a nested
   ``password:`` goes by the key rules); nor is a value opening a flow map or a JSON object (``{``);
@@ -55,6 +55,7 @@ from stellaops_runtime.privacy.base import (
     NOT_A_MARKER,
     REDACTED,
 )
+from stellaops_runtime.privacy.key_rules import LINES_ARRAY
 from stellaops_runtime.privacy.key_words import SETTING_WORDS
 
 __all__ = ["mapping_env_spans"]
@@ -112,6 +113,8 @@ _NEXT_LINE = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?+\r?\n)++(?P<indent>[ \t]*+)(?=
 # a line that is a mapping's key (``key: v``, ``- name: x``, ``key:``): a nested map is no value
 _MAP_LINE = re.compile(r"""[^\n:]*+(?::(?![ \t\r\n])[^\n:]*+)*+:(?:[ \t]|\r?\n|\Z)""")
 _LOOK_BACK = 130
+# a JSON array of scalars opened at its line's end (``"DBPASS": [`` then ``"x",``): its items
+_LINES_ARRAY = re.compile(LINES_ARRAY)
 # A key whose value the key or header rules cut after its first word (a credential word ends its name:
 # ``pwd``, ``accessKey``, ``X-Auth-Token``, ``Authorization``, ``sonar.login``); after another key
 # a rule's marker is a token of its own (``author: alice@example.com wrote this`` keeps its words)
@@ -193,6 +196,8 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
         return (key.end(), end) if end > key.end() else None
     column = key.start() - line if block else 0
     at = key.end()
+    if text.startswith("[", at) and (array := _LINES_ARRAY.match(text, at)) is not None:
+        return at, array.end()
     # ``DBPASS:`` then its value on the lines below (a comment after the key or above the value too)
     if at < len(text) and (text[at] in "\r\n" or (block and text[at] == "#")):
         nxt = _NEXT_LINE.match(text, at)
@@ -268,7 +273,8 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         found = text[begin:end]
         marked = found.startswith(REDACTED) and found != REDACTED
         taken = kind == _ANY or (kind == _UNLESS_SETTING and _SETTING.match(found.strip("\"'")) is None)
-        # a nested flow map or an opened JSON object or array is no value (``"DbCredentials": {``)
+        # a nested flow map or an opened JSON object or array is no value (``"DbCredentials": {``; an array
+        # of scalars is one: _LINES_ARRAY)
         nested = found.startswith("{") or found == "["
         if (taken and not nested and found.strip("\\\"'") != REDACTED) or (kind == _NONE and marked):
             out.append((begin, end, "env_name"))
