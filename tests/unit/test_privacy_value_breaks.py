@@ -59,6 +59,26 @@ def test_an_array_of_objects_or_of_a_setting_name_stays() -> None:
     assert _write('"tokens": [\n  [\n    "a"\n  ]\n]\n') == '"tokens": [\n  [\n    "a"\n  ]\n]\n'
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("DBPASS : {pw} b\nUSER : bob\n", "DBPASS : [REDACTED]\nUSER : bob\n"),
+        ("env:\n  - GITHUB_PAT : {pw}\n", "env:\n  - GITHUB_PAT : [REDACTED]\n"),
+        ("{{ DBPASS : {pw}}}", "{{ DBPASS : [REDACTED]}}"),
+        ("{{a: 1, DB_CREDS : {pw} b, c: 2}}", "{{a: 1, DB_CREDS : [REDACTED], c: 2}}"),
+        ("DBPASS :\n  {pw}\n", "DBPASS :\n  [REDACTED]\n"),
+    ],
+)
+def test_a_spaced_colon_at_a_lines_start_or_in_a_flow_map_loses_its_value(text: str, expected: str) -> None:
+    assert _write(text.format(pw=_PW)) == expected.format()
+
+
+def test_a_c_ternarys_spaced_colon_stays() -> None:
+    # docs/privacy.md: ``? NAME : b`` is C's, not a mapping's
+    for text in ("x = a ? DBPASS : b;", "return ok ? GITHUB_PAT : none;", "  : DBPASS : b", "a ?DBPASS : b"):
+        assert _write(text) == text
+
+
 def test_value_breaks_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in (
@@ -69,5 +89,8 @@ def test_value_breaks_cost_linearly() -> None:
         '"password": [\n "a",\n',
         '"DBPASS": [\n',
         "password: [\n a, [\n",
+        "DBPASS : a\n",
+        "{ DBPASS : a ",
+        "x ? DBPASS : ",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

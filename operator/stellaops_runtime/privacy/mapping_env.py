@@ -13,9 +13,10 @@ secret (``_PSW``) or a credential's whose value is no setting (``db_creds: u:x``
 stays: env_names.SETTING_GUARDED_SUFFIXES); a dotted path of keys by its last part (``env.DBPASS:``);
 a camelCase or PascalCase Helm name (``githubPat``, ``DbCreds``) by its snake case when that ends in
 env_names.CAMEL_CASE_SUFFIXES, unless its value is a setting. The ``:`` follows the name at once (a C
-ternary's ``A_KEY : b`` is none), then a blank or the line's end (``DBPASS:x`` is a ``user:password``
-pair, the URL rules'), or nothing after a quoted name (JSON). go test's ``--- PASS: TestX`` and C's
-``case X_KEY:`` are no keys.
+ternary's ``a ? A_KEY : b`` is none; blanks before it only at a line's start or right after a flow
+map's ``{`` or ``,``: ``DBPASS : x``, ``{ DBPASS : x}``), then a blank or the line's end (``DBPASS:x``
+is a ``user:password`` pair, the URL rules'), or nothing after a quoted name (JSON). go test's
+``--- PASS: TestX`` and C's ``case X_KEY:`` are no keys.
 
 The value, by where the key stands:
 - at a line's start (indented, or a ``- `` list item; a NUL, U+FFFD once read, starts a line too: an
@@ -62,12 +63,14 @@ __all__ = ["mapping_env_spans"]
 
 # the key: a name, quoted or not (a run of backslashes read from its first), then ``:``; a dotted path
 # of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it (dashed too:
-# ``db-password:``); a key ending its line (``DBPASS:`` then its value on the lines below) is one too
+# ``db-password:``); a key ending its line (``DBPASS:`` then its value on the lines below) is one too;
+# an unquoted key then blanks and ``:`` (group sp: ``DBPASS : x``, valid YAML) only at a line's start or
+# in a flow map
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
     r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_](?:[A-Za-z0-9_]|-(?=\w)){0,127}+)"""
     r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n))"""
-    r"""|(?(q)(?!)|(?P<eq>[ \t]++=(?![=~>])[ \t]*+)))""",
+    r"""|(?(q)(?!)|(?:(?P<eq>[ \t]++=(?![=~>])[ \t]*+)|(?P<sp>[ \t]++:(?![:=])(?:[ \t]++|(?=\r?\n))))))""",
     re.ASCII,
 )
 _QUOTED = rf"""{ESCAPED_DQ}|{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^'\r\n]*+(?:''[^'\r\n]*+)*+'?+"""
@@ -194,6 +197,12 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
         end = text.find("\n", key.end())
         end = len(text) if end < 0 else end
         return (key.end(), end) if end > key.end() else None
+    if (
+        key["sp"] is not None
+        and not block
+        and not _FLOW_START.search(text, max(0, start - _LOOK_BACK), start)
+    ):
+        return None  # a spaced colon mid-line is a C ternary's (``a ? DBPASS : b``)
     column = key.start() - line if block else 0
     at = key.end()
     if text.startswith("[", at) and (array := _LINES_ARRAY.match(text, at)) is not None:
