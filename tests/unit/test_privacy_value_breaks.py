@@ -45,6 +45,8 @@ def test_a_vertical_tab_or_form_feed_inside_a_value_ends_nothing(brk: str, text:
         ('{{\n  "DBPASS": [\r\n    "{pw}"\r\n  ]\n}}', '{{\n  "DBPASS": [REDACTED]\n}}'),
         ('"GITHUB_PAT": [\n  "{pw}",', '"GITHUB_PAT": [REDACTED],'),  # cut by the limit
         ("password: [\n  {pw},\n  b\n]\n", "password: [REDACTED]\n"),
+        ('"password": [\n  // old\n  "{pw}"\n]', '"password": [REDACTED]'),  # JSONC
+        ("password: [\n  # old\n  {pw}, # new\n  b\n]\n", "password: [REDACTED]\n"),
     ],
 )
 def test_a_json_array_of_secrets_opened_at_its_lines_end_loses_its_items(text: str, expected: str) -> None:
@@ -89,6 +91,8 @@ def test_value_breaks_cost_linearly() -> None:
         '"password": [\n "a",\n',
         '"DBPASS": [\n',
         "password: [\n a, [\n",
+        "password: [\n # a\n",
+        '"password": [\n "a", // ,\n',
         "DBPASS : a\n",
         "{ DBPASS : a ",
         "x ? DBPASS : ",

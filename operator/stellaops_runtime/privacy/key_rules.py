@@ -63,12 +63,13 @@ _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 _WORD_VALUE = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n"']|["'](?=[^ \t\r\n]))*"""
 # A JSON (or YAML flow) array of scalars opened at its line's end, its items on the lines below
 # (``"password": [`` then ``"a",`` ``"b"`` then ``]``): the whole array, to its ``]`` (or a cut text's
-# end). An array of objects or arrays is none (SEP refuses its opening: its members go by their names).
+# end), comment lines between its items too (JSONC's ``//``, YAML's ``#``). An array of objects or arrays
+# is none (SEP refuses its opening: its members go by their names).
 _ARRAY_ITEM = r"""(?:"(?:[^"\\\r\n]|\\.)*+"|[^ \t\r\n"'{}\[\],#]++)"""
+_ARRAY_GAP = r"(?:[ \t\r\n]++|(?:#|//)[^\r\n]*+)*+"
 LINES_ARRAY = (
-    rf"""\[[ \t]*+\r?\n[ \t\r\n]*+{_ARRAY_ITEM}"""
-    rf"""(?:(?:[ \t\r\n]*+,[ \t\r\n]*+|[ \t\r]*+\n[ \t\r\n]*+){_ARRAY_ITEM})*+"""
-    r"""(?:[ \t\r\n]*+,?+[ \t\r\n]*+\])?+"""
+    rf"""\[[ \t]*+\r?\n{_ARRAY_GAP}{_ARRAY_ITEM}(?:{_ARRAY_GAP},?+{_ARRAY_GAP}{_ARRAY_ITEM})*+"""
+    rf"""(?:{_ARRAY_GAP},?+{_ARRAY_GAP}\])?+"""
 )
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
@@ -98,7 +99,7 @@ _ODBC_VALUE = (
 # an array of scalars, LINES_ARRAY, follows (``"password": [`` then ``"x"`` kept its items, s48 Q1).
 SEP = (
     r"(?:'(?:\\'|\\?\"'\\?\")'|\\*[\"'])?(?:\s+=>|=>(?=\s)|\s*[:?+]:{0,2}=|\s*\\*(?:=|:(?!:*=))(?!>\s))\s*"
-    r"(?!\{[ \t]*+(?:\r?\n|\Z)|\[[ \t]*+(?:\Z|\r?\n(?![ \t\r\n]*+(?:\"|[^ \t\r\n\"'{}\[\],#]))))"
+    rf"(?!\{{[ \t]*+(?:\r?\n|\Z)|\[[ \t]*+(?:\Z|\r?\n(?!{_ARRAY_GAP}(?:\"|[^ \t\r\n\"'{{}}\[\],#]))))"
 )
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
