@@ -22,35 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from stellaops_runtime import boot_id
 from stellaops_runtime.agent import node_file_digest
-from stellaops_runtime.agent.node_file_baseline import baseline_path
-from stellaops_runtime.agent.node_file_gaps import NodeFileGaps
 from stellaops_runtime.agent.policy_reloads import PolicyReloads
-from stellaops_runtime.agent.tetragon_facts import TetragonFacts
-from tests.integration.test_answer_replaced_in_place import APP
-from tests.integration.test_node_file_reread import _watch
+from tests.integration.test_node_file_baseline import _agent, node  # noqa: F401 (node: the fixture)
 
 S = 1_000_000_000
 UP = ("shop", "stellaops-web-uprobes")
-
-
-@pytest.fixture
-def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """A node root holding the probed file, and this boot's id (the baseline keeps it)."""
-    host = tmp_path / "host"
-    exe = host / APP.lstrip("/")
-    exe.parent.mkdir(parents=True)
-    exe.write_bytes(b"the build Tetragon's policy was loaded with")
-    (tmp_path / "boot_id").write_text("boot-1\n")
-    monkeypatch.setattr(boot_id, "BOOT_ID_PATH", str(tmp_path / "boot_id"))
-    return host, exe
-
-
-def _agent(tmp_path: Path, host: Path) -> TetragonFacts:
-    watch = _watch(tmp_path, host)
-    watch.gaps = NodeFileGaps(baseline_path(str(tmp_path / "spool.jsonl")))
-    return watch
 
 
 def _touch(exe: Path) -> None:
@@ -67,7 +44,8 @@ def _rewrite_same_size(exe: Path) -> None:
 
 
 def test_a_touch_is_no_replacement_and_a_same_size_rewrite_is_one(
-    tmp_path: Path, node: tuple[Path, Path]
+    tmp_path: Path,
+    node: tuple[Path, Path],  # noqa: F811 (the fixture imported above)
 ) -> None:
     """Seen failing before the change: the touch opened the gap (``replaced`` 1)."""
     host, exe = node
@@ -92,7 +70,8 @@ def test_a_touch_is_no_replacement_and_a_same_size_rewrite_is_one(
 
 
 def test_a_file_rewritten_while_no_agent_ran_is_still_replaced(
-    tmp_path: Path, node: tuple[Path, Path]
+    tmp_path: Path,
+    node: tuple[Path, Path],  # noqa: F811 (the fixture imported above)
 ) -> None:
     host, exe = node
     asyncio.run(_agent(tmp_path, host).poll(100.0))
@@ -103,7 +82,9 @@ def test_a_file_rewritten_while_no_agent_ran_is_still_replaced(
 
 
 def test_without_a_digest_a_touch_is_still_a_replacement(
-    tmp_path: Path, node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    node: tuple[Path, Path],  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A file over the bound gets no digest (nor does a baseline written by an agent before this
     change): nothing vouches for its bytes, so the touch opens the gap (the safe side)."""
@@ -134,7 +115,9 @@ def _listed(r: PolicyReloads, generation: int, state: str = "ENABLED") -> None:
 
 @pytest.mark.parametrize("then", ["touch", "rewrite"])
 def test_a_touch_of_a_file_waiting_for_its_reload_keeps_when_it_was_seen_replaced(
-    tmp_path: Path, node: tuple[Path, Path], then: str
+    tmp_path: Path,
+    node: tuple[Path, Path],  # noqa: F811 (the fixture imported above)
+    then: str,
 ) -> None:
     """Defect (s48 RNF, left alone 3): a file replaced, then Tetragon loading its policy anew, then a
     ``touch`` of the new file before the poll that saw the load tracing: the touch counted as a new
@@ -171,7 +154,9 @@ def test_a_touch_of_a_file_waiting_for_its_reload_keeps_when_it_was_seen_replace
 
 
 def test_a_replaced_file_whose_digest_failed_is_not_read_again_until_it_changes(
-    tmp_path: Path, node: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    node: tuple[Path, Path],  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Defect (s48 RNF2, left alone 3): a replaced file waiting for its reload whose digest failed (its
     change time moved while it was read: a ``chmod`` meanwhile) was read in full again at every poll
