@@ -80,6 +80,10 @@ _TABLE: dict[int, int | str | None] = {}
 # Any character of the table: one C-speed search tells whether a text needs folding at all
 # (``str.translate`` looks every character up in a dict, several times slower).
 _FOLDABLE: list[re.Pattern[str]] = []
+# The table without the spaces (built on first use).
+_TABLE_KEEPING_SPACES: dict[int, int | str | None] = {}
+# The invisible characters fold drops, as one class (built on first use).
+_DROPPED: list[re.Pattern[str]] = []
 
 
 def _table() -> dict[int, int | str | None]:
@@ -123,8 +127,25 @@ def _foldable() -> re.Pattern[str]:
     return _FOLDABLE[0]
 
 
-def fold(text: str) -> str:
-    """``text`` with its look-alikes read as ASCII (the text itself when it holds none)."""
+def dropped(text: str) -> list[int]:
+    """Where the characters :func:`fold` drops (the invisible ones) stand in ``text``, in order.
+
+    Only meaningful when ``fold(text)`` differs from ``text`` (it then translates the whole text).
+    """
+    if not _DROPPED:
+        _DROPPED.append(re.compile(f"[{re.escape(_FORMAT_CHARS)}]"))
+    return [m.start() for m in _DROPPED[0].finditer(text)]
+
+
+def fold(text: str, *, keep_spaces: bool = False) -> str:
+    """``text`` with its look-alikes read as ASCII (the text itself when it holds none).
+
+    ``keep_spaces``: the Unicode spaces stay (a value holding one is one word: privacy/reading_union.py).
+    """
     if text.isascii() or _foldable().search(text) is None:
         return text
-    return text.translate(_table())
+    if not keep_spaces:
+        return text.translate(_table())
+    if not _TABLE_KEEPING_SPACES:
+        _TABLE_KEEPING_SPACES.update((k, v) for k, v in _table().items() if v != " ")
+    return text.translate(_TABLE_KEEPING_SPACES)

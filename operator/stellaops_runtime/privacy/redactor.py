@@ -31,6 +31,7 @@ There is no logging here: a log line is exactly where a secret must not go.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
@@ -60,6 +61,7 @@ from stellaops_runtime.privacy.patterns import (
     CompiledPatterns,
     compile_patterns,
 )
+from stellaops_runtime.privacy.reading_union import count_new, with_original_characters
 from stellaops_runtime.privacy.rule_scan import default_rules, selected, sub_rules
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.secure_strings import secure_string_spans
@@ -220,10 +222,26 @@ class Redactor:
         # text that reads differently is redacted in its reading when that finds a secret (the
         # reading first: ``B\u0435arer`` (a Cyrillic e) read as it is would be taken for the value of
         # ``Authorization:`` and leave the token after it), else as it is.
-        read = escapes.reading(text)
+        read, origin = escapes.reading_with_origins(text)
         if read != text:
             out, hits = self._redact_separated(read, counts=counts, truncated=truncated, tool=tool)
             if hits:
+                # The rules run again on the text with the reading's markers, read with its Unicode
+                # spaces kept: a space the reading took for a blank is inside one word there
+                # (``DBPASS=a<NBSP>b`` loses ``b``; reading_union.py). Kept in the reading when that
+                # adds nothing.
+                marked = with_original_characters(text, read, origin, out)
+                if marked is not None:
+                    marked = escapes.reading(marked, keep_spaces=True)
+                    seen: dict[str, int] = defaultdict(int)
+                    more_out, more = self._redact_separated(
+                        marked, counts=seen, truncated=truncated, tool=tool
+                    )
+                    if more:
+                        # a marker taking the rest of its word is the secret the reading counted; a new
+                        # marker is a new secret (counted once)
+                        count_new(counts, seen, more_out.count(REDACTED) - marked.count(REDACTED))
+                        return escapes.reading(more_out), hits + more
                 return out, hits
         return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
 
