@@ -40,7 +40,7 @@ from stellaops_runtime.contracts.crds import OBSERVE_LEVEL_ANNOTATION
 from stellaops_runtime.contracts.lifecycle import LifecycleEventType as T
 from stellaops_runtime.controller.opted_out import OptedOutPod
 from stellaops_runtime.controller.render_policy import PROBE_CONFIG_KEY, render_probe_configmap
-from stellaops_runtime.lifecycle.containerd_client import CHANNEL_OPTIONS, ContainerdClient, target_of
+from stellaops_runtime.lifecycle.containerd_client import ContainerdClient, target_of
 from stellaops_runtime.lifecycle.decode import SANDBOX_METADATA_EXTENSION
 from stellaops_runtime.lifecycle.lookup import ContainerLookup
 from stellaops_runtime.lifecycle.observer import ContainerdObserver
@@ -100,7 +100,7 @@ def create_sandbox(
     ext.value = json.dumps(metadata).encode()
     body = c.SerializeToString()
     request = b"\x0a" + _varint(len(body)) + body  # CreateContainerRequest{container = 1}
-    with grpc.insecure_channel(target_of(ctd.address), options=CHANNEL_OPTIONS) as ch:
+    with grpc.insecure_channel(target_of(ctd.address)) as ch:  # the test's own client (a small reply)
         ch.unary_unary(CREATE, request_serializer=bytes, response_deserializer=bytes)(
             request, metadata=(("containerd-namespace", ctd.namespace),), timeout=10
         )

@@ -18,9 +18,9 @@ import asyncio
 import json
 import time
 
-import grpc
 import pytest
 
+from stellaops_runtime import rpc
 from stellaops_runtime.agent.pipeline import Pipeline
 from stellaops_runtime.contracts.config import parse_config
 from stellaops_runtime.contracts.events import (
@@ -154,7 +154,7 @@ class FakeContainerd:
 
     async def image_targets(self) -> list[str]:
         if self.fail:
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+            raise rpc.RpcError(rpc.StatusCode.UNAVAILABLE, "containerd is restarting")
         return list(self.configs)
 
     async def image_config(self, target: str) -> str:

@@ -17,9 +17,9 @@ from collections.abc import AsyncGenerator
 from datetime import datetime
 from urllib.parse import quote
 
-import grpc
 from google.protobuf.message import DecodeError
 
+from stellaops_runtime import rpc
 from stellaops_runtime.lifecycle.decode import timestamp_of
 from stellaops_runtime.lifecycle.image_config import (
     MAX_BLOB,
@@ -60,15 +60,16 @@ SUBSCRIBED_TOPIC = "/stellaops-runtime/subscribed"
 SUBSCRIBED_TYPE = "stellaops.io/runtime.Subscribed"
 
 # A container spec or a list of thousands of containers can be several MiB.
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", 64 << 20),)
+CHANNEL_OPTIONS = rpc.ChannelOptions(max_receive_message_length=64 << 20)
 
 
 def target_of(address: str) -> str:
     """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged.
 
-    gRPC reads the target as a URI: ``%41`` in a path is ``A`` to it, and ``?`` or ``#`` end the
-    path. So a path is percent-encoded (the socket at the path as written is dialled); an address
-    already written as a ``unix:`` URI is the caller's URI and is left alone."""
+    The agent's client (stellaops_runtime.rpc) reads the target as a URI, as grpcio does: ``%41`` in
+    a path is ``A`` to it, and ``?`` or ``#`` end the path. So a path is percent-encoded (the socket
+    at the path as written is dialled); an address already written as a ``unix:`` URI is the
+    caller's URI and is left alone."""
     if address.startswith(("unix:", "unix-abstract:")):
         return address
     path = quote(address, safe="/")
@@ -108,16 +109,16 @@ class ContainerdClient:
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
-        self._channel: grpc.aio.Channel | None = None
+        self._channel: rpc.Channel | None = None
         self._configs: dict[str, str] = {}
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return ((NAMESPACE_HEADER, self.namespace),)
 
-    def _ch(self) -> grpc.aio.Channel:
+    def _ch(self) -> rpc.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(target_of(self.address), options=CHANNEL_OPTIONS)
+            self._channel = rpc.insecure_channel(target_of(self.address), CHANNEL_OPTIONS)
         return self._channel
 
     async def connect(self) -> None:
@@ -168,8 +169,8 @@ class ContainerdClient:
                 metadata=self.metadata,
                 timeout=self.timeout,
             )
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return None
             raise
         return resp.container
@@ -200,8 +201,8 @@ class ContainerdClient:
                 request_serializer=tasks_pb2.GetRequest.SerializeToString,
                 response_deserializer=tasks_pb2.GetResponse.FromString,
             )(tasks_pb2.GetRequest(container_id=container_id), metadata=self.metadata, timeout=self.timeout)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return None
             raise
         return resp.process
@@ -221,8 +222,8 @@ class ContainerdClient:
                 request_serializer=images_pb2.GetImageRequest.SerializeToString,
                 response_deserializer=images_pb2.GetImageResponse.FromString,
             )(images_pb2.GetImageRequest(name=name), metadata=self.metadata, timeout=self.timeout)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return "", None
             raise
         return resp.image.target.digest, timestamp_of(resp.image.updated_at)
@@ -252,7 +253,7 @@ class ContainerdClient:
                 data += part.data
                 if len(data) > MAX_BLOB:
                     return b""
-        except grpc.aio.AioRpcError:
+        except rpc.RpcError:
             return None
         finally:
             call.cancel()

@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.lifecycle.containerd_client import CHANNEL_OPTIONS, target_of
 from stellaops_runtime.wire.cri import api_pb2
 
@@ -39,11 +38,11 @@ class CriClient:
     def __init__(self, address: str = DEFAULT_ADDRESSES[0], *, timeout: float = 10.0) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel: grpc.aio.Channel | None = None
+        self._channel: rpc.Channel | None = None
 
-    def _ch(self) -> grpc.aio.Channel:
+    def _ch(self) -> rpc.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(target_of(self.address), options=CHANNEL_OPTIONS)
+            self._channel = rpc.insecure_channel(target_of(self.address), CHANNEL_OPTIONS)
         return self._channel
 
     async def _unary(self, path: str, request: object, response: type) -> object:
@@ -94,8 +93,8 @@ class CriClient:
         req = api_pb2.ContainerStatusRequest(container_id=container_id, verbose=True)
         try:
             resp = await self._unary(CONTAINER_STATUS, req, api_pb2.ContainerStatusResponse)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return None
             raise
         assert isinstance(resp, api_pb2.ContainerStatusResponse)
@@ -106,8 +105,8 @@ class CriClient:
         req = api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True)
         try:
             resp = await self._unary(SANDBOX_STATUS, req, api_pb2.PodSandboxStatusResponse)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return None
             raise
         assert isinstance(resp, api_pb2.PodSandboxStatusResponse)
@@ -120,8 +119,8 @@ class CriClient:
         req = api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=image))
         try:
             resp = await self._unary(IMAGE_STATUS, req, api_pb2.ImageStatusResponse)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+        except rpc.RpcError as e:
+            if e.code() == rpc.StatusCode.NOT_FOUND:
                 return []
             raise
         assert isinstance(resp, api_pb2.ImageStatusResponse)
@@ -130,7 +129,7 @@ class CriClient:
     async def container_events(self) -> AsyncGenerator[bytes, None]:
         """Serialized ``ContainerEventResponse`` messages as the runtime sends them.
 
-        Raises ``grpc.aio.AioRpcError`` (``UNIMPLEMENTED`` on runtimes without the stream)."""
+        Raises :class:`stellaops_runtime.rpc.RpcError` (``UNIMPLEMENTED`` on runtimes without the stream)."""
         call = self._ch().unary_stream(
             CONTAINER_EVENTS,
             request_serializer=api_pb2.GetEventsRequest.SerializeToString,

@@ -33,8 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
 from stellaops_runtime.lifecycle.cri_apply import CriApply
@@ -149,7 +148,7 @@ class CriObserver(CriApply):
                     continue
                 try:
                     raw = pending.result()
-                except (StopAsyncIteration, grpc.aio.AioRpcError) as e:
+                except (StopAsyncIteration, rpc.RpcError) as e:
                     # Before its first message, OK and empty (or UNIMPLEMENTED) is CRI-O's "no stream",
                     # answered late by a loaded CRI-O; the lists are the watch until then anyway, so
                     # relisting loses nothing, where a reconnect was a hole and two more lists each

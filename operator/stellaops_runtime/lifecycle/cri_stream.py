@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import re
 
-import grpc
+from stellaops_runtime import rpc
 
 # The lists are read again when the stream's first message arrives or this long after the request,
 # before the registry is said in sync (docs/lifecycle.md "Subscribe, then list").
@@ -71,11 +71,11 @@ def stream_absent(failed: BaseException | None) -> bool:
     (containerd 1.6), or OK and empty (CRI-O's default ``enable_pod_events = false``)."""
     if isinstance(failed, StopAsyncIteration):
         return True
-    return isinstance(failed, grpc.aio.AioRpcError) and failed.code() == grpc.StatusCode.UNIMPLEMENTED
+    return isinstance(failed, rpc.RpcError) and failed.code() == rpc.StatusCode.UNIMPLEMENTED
 
 
 def why(e: BaseException | None) -> str:
     """A stream's end in a few words, for a log line or an error."""
-    if isinstance(e, grpc.aio.AioRpcError):
+    if isinstance(e, rpc.RpcError):
         return f"{e.code().name}: {e.details()}"
     return "ended, OK and empty" if isinstance(e, StopAsyncIteration) else type(e).__name__

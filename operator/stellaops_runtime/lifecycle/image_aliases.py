@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.lifecycle.registry import ContainerRegistry
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class ImageConfigs:
         that fails keeps what was known (the registry itself does not depend on it)."""
         try:
             targets = await client.image_targets()
-        except grpc.aio.AioRpcError as e:
+        except rpc.RpcError as e:
             log.warning("containerd's image list failed (%s): image aliases kept as they were", e.code().name)
             return
         self._config, self._targets = {}, {}

@@ -49,8 +49,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.contracts.lifecycle import ContainerLifecycleEvent, LifecycleEventType
 from stellaops_runtime.lifecycle.base import LifecycleObserver
 from stellaops_runtime.lifecycle.cgroups import CgroupResolver
@@ -237,7 +236,7 @@ class ContainerdObserver(LifecycleObserver):
         the registry is not in sync until a new one is rebuilt."""
         try:
             await self.client.list_namespaces()
-        except grpc.aio.AioRpcError as e:
+        except rpc.RpcError as e:
             raise ConnectionError(
                 f"containerd did not answer a liveness check ({e.code().name}): the connection is hung"
             ) from None

@@ -17,8 +17,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.lifecycle.containerd_client import (
     SUBSCRIBED_TOPIC,
     SUBSCRIBED_TYPE,
@@ -40,7 +39,7 @@ def received(pending: asyncio.Future[Any]) -> bytes:
         raw: bytes = pending.result()
     except StopAsyncIteration:
         raise ConnectionError("containerd ended the event stream") from None
-    except grpc.aio.AioRpcError as e:
+    except rpc.RpcError as e:
         raise ConnectionError(f"event stream failed: {e.code().name}: {e.details()}") from None
     return raw
 
