@@ -1,21 +1,27 @@
-"""What receiving huge events over gRPC costs in memory, with the agent's channel options or without.
+"""What receiving huge events over gRPC costs in memory, with the agent's channel options.
 
 Why it exists: issue 10's peak-RSS budget (250 MB with 4 MiB arguments in the
 stream) was mostly spent below the pipeline, in gRPC's receive buffers and in
 glibc's handling of multi-MiB blocks. This isolates that part: a replay server
 in a child process streams ``--events`` uprobe events of 8 MiB (4 MiB process
 arguments + a 4 MiB string argument); this process receives each one as raw
-bytes, as the agent's source does, and drops it. Printed: this process's RSS
-before the stream and its peak (VmHWM) after it.
+bytes, as the agent's source does (its own gRPC client, stellaops_runtime.rpc, with
+sources/tetragon_channel.py's options), and drops it. Printed: this process's RSS
+before the stream and its peak (VmHWM) after it. ``--window`` sets the stream's
+window (what the server may send ahead of the reader) instead of the agent's.
 
-    .venv/bin/python bench/grpc_memory_bench.py                 # the agent's settings
-    .venv/bin/python bench/grpc_memory_bench.py --bdp --no-malloc-tuning   # gRPC's and glibc's defaults
+    .venv/bin/python bench/grpc_memory_bench.py              # the agent's settings
+    .venv/bin/python bench/grpc_memory_bench.py --window 16777216 --no-malloc-tuning   # 16 MiB, glibc's
+
+The figures in docs/benchmarks.md up to session 48 were taken with grpcio (its BDP probing on or
+off), the agent's client then.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
 import sys
@@ -58,13 +64,12 @@ def _serve(n: int, addresses: Any) -> None:
     asyncio.run(main())
 
 
-async def _receive(address: str, n: int, options: tuple[tuple[str, int], ...]) -> int:
-    import grpc
-
+async def _receive(address: str, n: int, options: Any) -> int:
+    from stellaops_runtime import rpc
     from stellaops_runtime.sources.tetragon_grpc import GET_EVENTS
     from stellaops_runtime.wire.tetragon import events_pb2
 
-    async with grpc.aio.insecure_channel(address, options=options) as channel:
+    async with rpc.insecure_channel(address, options) as channel:
         await channel.channel_ready()
         call = channel.unary_stream(
             GET_EVENTS,
@@ -84,15 +89,17 @@ async def _receive(address: str, n: int, options: tuple[tuple[str, int], ...]) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=40)
-    ap.add_argument("--bdp", action="store_true", help="leave gRPC's BDP probing on (its default)")
+    ap.add_argument("--window", type=int, help="the stream's window in bytes (default: the agent's)")
     ap.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc defaults")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from stellaops_runtime.agent.allocator import tune_malloc
-    from stellaops_runtime.sources.tetragon_channel import CHANNEL_OPTIONS
+    from stellaops_runtime.sources.tetragon_channel import channel_options
 
     applied = {} if args.no_malloc_tuning else tune_malloc()
-    options = tuple(o for o in CHANNEL_OPTIONS if not (args.bdp and o[0] == "grpc.http2.bdp_probe"))
+    options = channel_options()
+    if args.window:
+        options = dataclasses.replace(options, stream_window=args.window)
     ctx = mp.get_context("spawn")
     addresses = ctx.Queue()
     server = ctx.Process(target=_serve, args=(args.events, addresses), daemon=True)
@@ -107,7 +114,7 @@ def main() -> int:
     result = {
         "events": got,
         "event_mib": 8,
-        "channel_options": dict(options),
+        "channel_options": dataclasses.asdict(options),
         "malloc": applied,
         "rss_before_mb": before["VmRSS"],
         "peak_mb": after["VmHWM"],

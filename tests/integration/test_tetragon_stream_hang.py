@@ -88,12 +88,12 @@ class HoldingProxy:
 
 
 def test_production_keepalive_respects_tetragons_ping_policy() -> None:
-    opts = dict(tetragon_channel.channel_options())
+    opts = tetragon_channel.channel_options()
     # Go's default server enforcement: a ping within 5 minutes of the last one is a strike.
-    assert opts["grpc.keepalive_time_ms"] > 300_000
-    assert opts["grpc.http2.ping_timeout_ms"] == opts["grpc.keepalive_timeout_ms"] <= 60_000
-    assert opts["grpc.http2.max_pings_without_data"] == 0
-    assert opts["grpc.max_receive_message_length"] == 64 << 20
+    assert opts.keepalive_seconds is not None and opts.keepalive_seconds > 300
+    assert 0 < opts.keepalive_timeout_seconds <= 60
+    assert opts.max_receive_message_length == 64 << 20
+    assert opts.stream_window == 1 << 20  # a fixed look-ahead (docs/operations.md): never grown
 
 
 @pytest.mark.asyncio
@@ -162,7 +162,7 @@ async def test_a_hung_stream_is_noticed_reconnected_and_its_silence_is_an_outage
 async def test_an_event_over_the_message_limit_is_a_counted_drop(monkeypatch) -> None:
     """The stream ends with RESOURCE_EXHAUSTED; that event is lost: counted as a drop, not only as
     a stream error (the limit is lowered for the test; in production it is 64 MiB)."""
-    monkeypatch.setattr(tetragon_channel, "CHANNEL_OPTIONS", (("grpc.max_receive_message_length", 4096),))
+    monkeypatch.setattr(tetragon_channel, "MAX_MESSAGE_BYTES", 4096)
     small = h.stream_events()[:3]
     big = ReplayEvent(payload=b"\x0a" + b"\x00" * 10_000)  # bytes only: never decoded here
     server = ReplayServer([*small, big, *small])

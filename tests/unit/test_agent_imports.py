@@ -16,11 +16,11 @@ config, as start-up does before it connects. What it must not have loaded:
 - HTTP clients and servers: aiohttp not even while serving (the endpoints run on
   plain asyncio, agent/httpserver.py), requests not even with detect-secrets' rules
   loaded (privacy/deferred_import.py);
-- package attribution's readers, until the first event (agent/purls.py).
-
-Not asserted: ``grpc_tools`` itself. grpcio imports that package (an empty
-``__init__``) when it is installed, as a compatibility alias; grpcio-tools is
-a test dependency (pyproject.toml), absent from the agent's image.
+- package attribution's readers, until the first event (agent/purls.py);
+- grpcio, with any config (issue 13: its cygrpc and gRPC core's threads cost ~12 MB): the
+  agent's gRPC clients, Tetragon's stream and calls, containerd's and the CRI's, are
+  stellaops_runtime.rpc's, on asyncio. The operator, the replay server and the CLI's other
+  commands keep grpcio.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 # Loaded neither by the entry path nor by building the agent with these configs. (Later, or
 # with other settings, some do load where they are used: cryptography with witness.enabled,
@@ -62,7 +64,7 @@ NOT_AT_IMPORT = (
     "requests",
     "detect_secrets",
     "prometheus_client",
-    "grpc",
+    "stellaops_runtime.rpc",  # the agent's gRPC client: with its sources
     "stellaops_runtime.attribution.attributor",
     "stellaops_runtime.agent.node_status",
 )
@@ -141,8 +143,15 @@ PROMETHEUS_EXPOSITION = (
 )
 
 
-def _modules(config: dict) -> tuple[set[str], set[str]]:
-    """(modules after the entry path's imports, modules after building the agent)."""
+def grpc_modules(modules: set[str]) -> list[str]:
+    """grpcio's modules (and its companions': grpc_tools, grpc_status ...) among ``modules``."""
+    return sorted(m for m in modules if m == "grpc" or m.startswith(("grpc.", "grpc_")))
+
+
+def _modules(config: dict, *, observer: bool = False) -> tuple[set[str], set[str]]:
+    """(modules after the entry path's imports, modules after building the agent); with ``observer``,
+    also its container lifecycle observer and that observer's client, as the running agent makes them
+    (agent/lifecycle_part.py), without connecting."""
     code = textwrap.dedent(
         f"""
         import json, sys
@@ -151,7 +160,9 @@ def _modules(config: dict) -> tuple[set[str], set[str]]:
         from stellaops_runtime.agent.runner import Agent
         from stellaops_runtime.contracts.config import parse_config
         imported = sorted(sys.modules)
-        Agent(parse_config(json.loads({json.dumps(json.dumps(config))})), node_name="n")
+        agent = Agent(parse_config(json.loads({json.dumps(json.dumps(config))})), node_name="n")
+        if {observer!r}:
+            agent.lifecycle._make_observer()
         print(json.dumps([imported, sorted(sys.modules)]))
         """
     )
@@ -172,12 +183,13 @@ def _default_modules() -> tuple[set[str], set[str]]:
 def test_the_agents_entry_path_imports_no_heavy_module() -> None:
     imported, _ = _default_modules()
     assert "stellaops_runtime.agent.runner" in imported and "stellaops_runtime.cli.agent" in imported
-    assert sorted(m for m in NOT_AT_IMPORT if m in imported) == []
+    assert sorted(m for m in NOT_AT_IMPORT if m in imported) == [] and grpc_modules(imported) == []
 
 
 def test_an_agent_built_with_the_default_config_loads_only_what_it_runs() -> None:
     _, built = _default_modules()
-    assert "grpc" in built and "stellaops_runtime.sources.tetragon_grpc" in built  # its source
+    assert "stellaops_runtime.sources.tetragon_grpc" in built  # its source, on the agent's own gRPC client
+    assert "stellaops_runtime.rpc" in built and grpc_modules(built) == []
     assert "detect_secrets" in built  # the default privacy patterns include detect-secrets' rules
     assert sorted(m for m in NOT_AT_START if m in built) == []
 
@@ -191,8 +203,34 @@ def test_optional_parts_load_only_when_configured() -> None:
     }
     _, built = _modules(config)
     assert "stellaops_runtime.sources.tetragon_export" in built
-    assert sorted(m for m in ("detect_secrets", "requests", "grpc") if m in built) == []
+    assert sorted(m for m in ("detect_secrets", "requests", "stellaops_runtime.rpc") if m in built) == []
+    assert grpc_modules(built) == []
     assert sorted(m for m in NOT_AT_START if m in built) == []
+
+
+@pytest.mark.parametrize(
+    ("runtime", "observer", "client"),
+    [
+        ("containerd", "observer", "containerd_client"),
+        ("cri", "cri_observer", "cri_client"),
+    ],
+)
+def test_a_lifecycle_observer_loads_no_grpcio(
+    tmp_path: Path, runtime: str, observer: str, client: str
+) -> None:
+    # containerd's events service and a CRI runtime are gRPC services too: their clients are the
+    # agent's own (stellaops_runtime.rpc). The sockets need not exist: the observer is only made.
+    config = {
+        "lifecycle": {
+            "enabled": True,
+            "runtime": runtime,
+            "containerdAddress": f"{tmp_path}/containerd.sock",
+            "criAddresses": [f"{tmp_path}/cri.sock"],
+        }
+    }
+    _, built = _modules(config, observer=True)
+    assert {f"stellaops_runtime.lifecycle.{observer}", f"stellaops_runtime.lifecycle.{client}"} <= built
+    assert "stellaops_runtime.rpc" in built and grpc_modules(built) == []
 
 
 def _operators_config(tmp: str, *, native: bool) -> dict:
@@ -236,6 +274,9 @@ def test_an_agent_built_with_the_operators_config_loads_no_crd_model(tmp_path: o
         _, built = _modules(_operators_config(str(tmp_path), native=native))
         assert "stellaops_runtime.agent.node_status" in built and "stellaops_runtime.kube.client" in built
         assert sorted(m for m in NEVER_ON_A_NODE if m in built) == [], f"native={native}"
+        # Its Tetragon probe and policy list (agent/capabilities.py) too: no grpcio.
+        assert "stellaops_runtime.agent.capabilities" in built, f"native={native}"
+        assert grpc_modules(built) == [], f"native={native}"
         # Pod selection for native probes (agent/native_selection.py) only where they run.
         assert sorted(m for m in NATIVE_ONLY if m in built) == (sorted(NATIVE_ONLY) if native else [])
 
@@ -285,6 +326,8 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
     assert statuses == [200, 200, 503]  # not ready: no Tetragon to connect to
     # (Alembic is loaded here: this store is new and migrates when it opens.)
     assert sorted(m for m in ("aiohttp", "yarl", "multidict") if m in modules) == []
+    # Its Tetragon source tried to connect, through the agent's own gRPC client: no grpcio.
+    assert "stellaops_runtime.rpc" in modules and grpc_modules(set(modules)) == []
     # prometheus-client without its package __init__ (agent/prometheus_core.py): the agent renders
     # /metrics itself, so neither the library's exposition module nor what it imports is loaded.
     assert "prometheus_client.metrics_core" in modules

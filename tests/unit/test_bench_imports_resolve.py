@@ -57,7 +57,7 @@ def test_the_reader_finds_nested_and_plain_imports() -> None:
         ("stellaops_runtime.d", None),
         ("stellaops_runtime.e", "f"),
     ]
-    assert unresolved("stellaops_runtime.sources.tetragon_channel", "CHANNEL_OPTIONS") == ""
+    assert unresolved("stellaops_runtime.sources.tetragon_channel", "channel_options") == ""
     assert unresolved("stellaops_runtime.sources.tetragon_grpc", "NO_SUCH_NAME")
 
 

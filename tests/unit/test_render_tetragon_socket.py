@@ -243,29 +243,26 @@ def test_the_docs_say_the_mount_follows_the_address() -> None:
     assert "`tetragon.grpc.address`" in install and "`spec.tetragon.address`" in install
 
 
-def test_grpc_reads_a_unix_address_as_a_uri() -> None:
-    """Why a '%' is refused: the agent's gRPC client dials ``unix:///d/t%41/x.sock`` at ``/d/tA/x.sock``
-    (percent-decoded), not at the path Tetragon listens on as written."""
+async def test_grpc_reads_a_unix_address_as_a_uri() -> None:
+    """Why a '%' is refused: the agent's gRPC client (stellaops_runtime.rpc, as grpcio) dials
+    ``unix:///d/t%41/x.sock`` at ``/d/tA/x.sock`` (percent-decoded), not at the path Tetragon
+    listens on as written."""
     import shutil
     import socket
     import tempfile
 
-    import grpc
+    from tests.unit.test_runtime_socket_target import dialled
 
     root = Path(tempfile.mkdtemp(prefix="stellaops-tg-", dir="/tmp"))  # short: a socket address
     try:
         (root / "tA").mkdir()
-        with socket.socket(socket.AF_UNIX) as s:
+        (root / "t%41").mkdir()
+        with socket.socket(socket.AF_UNIX) as s, socket.socket(socket.AF_UNIX) as as_written:
             s.bind(str(root / "tA" / "x.sock"))
             s.listen(1)
-            s.settimeout(60)
-            with grpc.insecure_channel(f"unix://{root}/t%41/x.sock") as ch:
-                # one call makes the channel connect (subscribe's polling thread raised "Channel
-                # closed!" in grpc's own thread when the channel closed under it)
-                call = ch.unary_unary("/stellaops.test/Dial").future(b"", timeout=60)
-                conn, _ = s.accept()  # the client connected to the decoded path
-                conn.close()
-                call.cancel()
+            as_written.bind(str(root / "t%41" / "x.sock"))
+            as_written.listen(1)
+            assert await dialled(f"unix://{root}/t%41/x.sock", s, as_written) == 0  # the decoded path
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

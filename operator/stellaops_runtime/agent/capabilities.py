@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
+from google.protobuf.message import DecodeError
 
+from stellaops_runtime import rpc
 from stellaops_runtime.agent.policy_reloads import TETRAGON_ID
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
@@ -69,7 +70,8 @@ RING_BUFFER_KERNEL = (5, 8)
 
 
 class UndecodableAnswer(Exception):
-    """Tetragon answered a call with bytes that are not its message (grpc's aio client then gives None)."""
+    """Tetragon answered a call with bytes that are not its message (a string field of invalid UTF-8,
+    bytes that are no protobuf): decoded here, not by the channel, so the error names the call."""
 
     def __init__(self, method: str) -> None:
         super().__init__(f"{method}: Tetragon's answer could not be decoded")
@@ -190,24 +192,22 @@ def detect_kernel(
 
 async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
     """Ask Tetragon for its version (and health); unreachable after ``timeout_s`` seconds."""
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with rpc.insecure_channel(address) as ch:
         try:
-            version = await ch.unary_unary(
-                GET_VERSION,
-                request_serializer=sensors_pb2.GetVersionRequest.SerializeToString,
-                response_deserializer=sensors_pb2.GetVersionResponse.FromString,
+            raw_version = await ch.unary_unary(
+                GET_VERSION, request_serializer=sensors_pb2.GetVersionRequest.SerializeToString
             )(sensors_pb2.GetVersionRequest(), timeout=timeout_s)
-            health = await ch.unary_unary(
-                GET_HEALTH,
-                request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
-                response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
+            raw_health = await ch.unary_unary(
+                GET_HEALTH, request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString
             )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
-        except grpc.aio.AioRpcError as e:
+        except rpc.RpcError as e:
             # whoever answers at the address writes the details: one redacted, clipped line
-            return TetragonInfo(address=address, error=f"{e.code().name}: {one_line(e.details() or '')}")
-    for method, answer in (("GetVersion", version), ("GetHealth", health)):
-        if answer is None:  # not its message: Tetragon is not usable (UndecodableAnswer)
-            return TetragonInfo(address=address, error=str(UndecodableAnswer(method)))
+            return TetragonInfo(address=address, error=f"{e.code().name}: {one_line(e.details())}")
+    try:
+        version = _decoded("GetVersion", sensors_pb2.GetVersionResponse, raw_version)
+        health = _decoded("GetHealth", tetragon_pb2.GetHealthStatusResponse, raw_health)
+    except UndecodableAnswer as e:  # not its message: Tetragon is not usable
+        return TetragonInfo(address=address, error=str(e))
     unhealthy = [s.details for s in health.health_status if s.status != tetragon_pb2.HEALTH_STATUS_RUNNING]
     if unhealthy:
         return TetragonInfo(
@@ -240,17 +240,15 @@ async def list_tracing_policies(
     under :data:`~stellaops_runtime.agent.policy_reloads.TETRAGON_ID` when it tells
     one (not 0), for the policy watch only: ``without_ids`` takes it out of the
     status (a number that moves on every reload is no state of the node). Raises
-    ``grpc.aio.AioRpcError`` when Tetragon does not answer, and
+    :class:`stellaops_runtime.rpc.RpcError` when Tetragon does not answer, and
     :class:`UndecodableAnswer` when its answer is not the message.
     """
-    async with grpc.aio.insecure_channel(address) as ch:
-        resp = await ch.unary_unary(
+    async with rpc.insecure_channel(address) as ch:
+        raw = await ch.unary_unary(
             LIST_TRACING_POLICIES,
             request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,
-            response_deserializer=sensors_pb2.ListTracingPoliciesResponse.FromString,
         )(sensors_pb2.ListTracingPoliciesRequest(), timeout=timeout_s)
-    if resp is None:
-        raise UndecodableAnswer("ListTracingPolicies")
+    resp = _decoded("ListTracingPolicies", sensors_pb2.ListTracingPoliciesResponse, raw)
     out = [policy_entry(p) for p in resp.policies if p.name]  # a nameless one: nothing to match, refused
     if with_ids:
         for entry, p in zip(out, [p for p in resp.policies if p.name], strict=True):
@@ -258,6 +256,14 @@ async def list_tracing_policies(
                 entry[TETRAGON_ID] = int(p.id)
     out.sort(key=lambda e: (e.get("namespace", ""), e["name"]))
     return out
+
+
+def _decoded(method: str, message: Any, raw: bytes) -> Any:
+    """``raw`` (a call's answer) as ``message``; :class:`UndecodableAnswer` naming ``method`` if it is not."""
+    try:
+        return message.FromString(raw)
+    except (DecodeError, ValueError):
+        raise UndecodableAnswer(method) from None
 
 
 def without_ids(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:

@@ -4,7 +4,7 @@ Split from :mod:`stellaops_runtime.agent.runner` for issue 13 (an agent that
 costs little on every node): a module imported is memory held for the life of
 the process, so the runner imports none of these at module level.
 
-- the event source: Tetragon's gRPC stream (grpc) or its JSON export file; with
+- the event source: Tetragon's gRPC stream (stellaops_runtime.rpc) or its JSON export file; with
   ``native.enabled`` (the default) the gRPC stream runs inside the source switch
   (agent/source_switch.py), which imports the BCC probes only when it falls back; so it
   does without them while a probe loads file of the last agent is there

@@ -101,7 +101,7 @@ from stellaops_runtime.controller.loaded_version import not_from_api
 
 Span = tuple[int, int]  # wall ns
 # Every Tetragon object the operator renders (render_policy names; observation_status, which brings
-# grpc with it: the agent loads that only with observationNode.enabled).
+# Tetragon's capability probe with it: the agent loads that only with observationNode.enabled).
 OPERATOR_PREFIX = "stellaops-"
 # Listed states in which the object's probes trace (or never will here, which the operator handles).
 SETTLED_STATES = frozenset({"ENABLED", "PARTIALLY_ENABLED", "SKIPPED", "LOAD_ERROR", "ERROR", "DISABLED"})

@@ -24,8 +24,7 @@ import threading
 import time
 from typing import Any
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.agent.capabilities import (
     TetragonInfo,
     UndecodableAnswer,
@@ -66,11 +65,11 @@ class TetragonPoll:
             try:
                 address = self.tetragon.address
                 policies = await list_tracing_policies(address, timeout_s=timeout, with_ids=True)
-            except grpc.aio.AioRpcError as e:
+            except rpc.RpcError as e:
                 tetragon = TetragonInfo(
                     address=tetragon.address,
                     version=tetragon.version,
-                    error=f"ListTracingPolicies: {e.code().name}: {one_line(e.details() or '')}",
+                    error=f"ListTracingPolicies: {e.code().name}: {one_line(e.details())}",
                 )
             except UndecodableAnswer as e:  # garbled: Tetragon unusable, the status still written
                 tetragon = TetragonInfo(address=tetragon.address, version=tetragon.version, error=str(e))

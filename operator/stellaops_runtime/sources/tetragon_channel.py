@@ -4,7 +4,7 @@ Split from :mod:`stellaops_runtime.sources.tetragon_grpc` (the source, which imp
 the channel's options (the message size limit, HTTP/2 keepalive), the GetEventsRequest built
 from the config's allow/deny filters (with Tetragon's drop signals let through), the
 reconnect backoff, the warning for an address that names a cluster Service, and
-:func:`one_line`, which makes a server's text safe for a message. Pure logic: no I/O, no grpc.
+:func:`one_line`, which makes a server's text safe for a message. Pure logic: no I/O.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ import re
 
 from stellaops_runtime.contracts.config import EventFilter, TetragonConfig
 from stellaops_runtime.contracts.redact import redact
+from stellaops_runtime.rpc import ChannelOptions
 from stellaops_runtime.wire.tetragon import events_pb2
 
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    # A single event may be large (a hostile workload's 4 MiB arguments): one over the
-    # limit would fail the whole stream, and Tetragon replays nothing after a reconnect.
-    ("grpc.max_receive_message_length", 64 << 20),
-    # No BDP probing: on the node-local socket it only grows the HTTP/2 window until
-    # gRPC holds several large events that the receive loop has not asked for yet
-    # (measured: 40 events of 8 MiB cost 80-230 MB with it, 45-60 MB without; see
-    # docs/benchmarks.md). The default 64 KiB look-ahead keeps a local socket busy.
-    ("grpc.http2.bdp_probe", 0),
-)
+# A single event may be large (a hostile workload's 4 MiB arguments): one over the limit
+# would fail the whole stream, and Tetragon replays nothing after a reconnect.
+MAX_MESSAGE_BYTES = 64 << 20
+# What Tetragon may send ahead of the receive loop, per stream. A fixed window: grpcio's BDP
+# probing grew it on the node-local socket until gRPC held several large events that the
+# receive loop had not asked for yet (measured: 40 events of 8 MiB cost 80-230 MB with it,
+# 45-60 MB without; see docs/benchmarks.md), so it was turned off there; our client
+# (stellaops_runtime.rpc) never grows a window. The stream holds at most about this plus the
+# message being received, and 1 MiB of look-ahead keeps a local socket busy.
+STREAM_WINDOW = 1 << 20
 
 # A stream that stops delivering while its connection stays open (a frozen Tetragon, a
 # stuck hop on a TCP address) looked connected for good: /readyz 200 and no outage, so no
 # gap covered the time nobody watched. HTTP/2 keepalive pings notice it: after this long
-# without a byte from the server the client pings, and a ping unanswered within
+# without a frame from the server the client pings, and a ping unanswered within
 # KEEPALIVE_TIMEOUT_SECONDS ends the stream (UNAVAILABLE), which the run loop treats as any
 # broken stream: reconnect, and an outage from the last message on. Not shorter: Tetragon's
 # gRPC server keeps Go's default enforcement (a ping less than 5 minutes after the last one
@@ -40,17 +41,13 @@ KEEPALIVE_SECONDS = 330.0
 KEEPALIVE_TIMEOUT_SECONDS = 20.0
 
 
-def channel_options() -> tuple[tuple[str, int], ...]:
-    """The stream channel's options: :data:`CHANNEL_OPTIONS` plus keepalive (read when called)."""
-    timeout_ms = int(KEEPALIVE_TIMEOUT_SECONDS * 1000)
-    return (
-        *CHANNEL_OPTIONS,
-        ("grpc.keepalive_time_ms", int(KEEPALIVE_SECONDS * 1000)),
-        ("grpc.keepalive_timeout_ms", timeout_ms),
-        # gRPC >= 1.6x times a ping out with this one (default 60 s), not keepalive_timeout_ms.
-        ("grpc.http2.ping_timeout_ms", timeout_ms),
-        # The client sends no data after its request: without this it stops pinging after two.
-        ("grpc.http2.max_pings_without_data", 0),
+def channel_options() -> ChannelOptions:
+    """The stream channel's options: the message limit, the window and keepalive (read when called)."""
+    return ChannelOptions(
+        max_receive_message_length=MAX_MESSAGE_BYTES,
+        keepalive_seconds=KEEPALIVE_SECONDS,
+        keepalive_timeout_seconds=KEEPALIVE_TIMEOUT_SECONDS,
+        stream_window=STREAM_WINDOW,
     )
 
 

@@ -45,8 +45,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-import grpc
-
+from stellaops_runtime import rpc
 from stellaops_runtime.contracts.config import TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_ns, boot_of, now_pair
@@ -92,7 +91,7 @@ class TetragonGrpcSource:
         self.stats = SourceStats()
         self._request = build_request(cfg)
         self._backoff = Backoff(initial=cfg.reconnect_initial_seconds, maximum=cfg.reconnect_max_seconds)
-        self._channel: grpc.aio.Channel | None = None
+        self._channel: rpc.Channel | None = None
         self._shown = redact(cfg.address)  # the address for messages, password masked
         self._outage = OpenOutage()  # an outage not handed over yet (sources/open_outage.py)
         self._connected_at = 0  # wall ns the current stream opened
@@ -147,7 +146,7 @@ class TetragonGrpcSource:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
-        self._channel = grpc.aio.insecure_channel(self.cfg.address, options=channel_options())
+        self._channel = rpc.insecure_channel(self.cfg.address, channel_options())
         try:
             await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
         except TimeoutError:
@@ -187,13 +186,13 @@ class TetragonGrpcSource:
                     self._backoff.reset()
                     self.hold.sample(payload, self.alive_ns)  # a backlog shows in its first message
                     first = False
-        except grpc.aio.AioRpcError as e:
+        except rpc.RpcError as e:
             stats.stream_errors += 1
-            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+            if e.code() == rpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in e.details():
                 # One event over max_receive_message_length ended the stream: it is lost (Tetragon
                 # replays nothing), so it is a counted drop, besides the outage that follows.
                 self.queue.drop_oversize()
-            raise ConnectionError(f"stream failed: {e.code().name}: {one_line(e.details() or '')}") from None
+            raise ConnectionError(f"stream failed: {e.code().name}: {one_line(e.details())}") from None
         finally:
             call.cancel()
         if not stop.is_set():
@@ -285,15 +284,15 @@ class TetragonGrpcSource:
 
     async def health(self) -> tuple[bool, str]:
         """Ask Tetragon's GetHealth; (healthy, detail)."""
-        async with grpc.aio.insecure_channel(self.cfg.address) as ch:
+        async with rpc.insecure_channel(self.cfg.address) as ch:
             try:
                 resp = await ch.unary_unary(
                     GET_HEALTH,
                     request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
                     response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
                 )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
-            except grpc.aio.AioRpcError as e:
-                return False, f"{e.code().name}: {one_line(e.details() or '')}"
+            except rpc.RpcError as e:
+                return False, f"{e.code().name}: {one_line(e.details())}"
         statuses = [s for s in resp.health_status]
         ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
         return ok, one_line("; ".join(f"{s.details}" for s in statuses))
