@@ -20,9 +20,11 @@ ready and idle (3 s more, as the bench does), and reads ``/proc/<pid>/smaps``:
 
 With ``--floor``, the same run also measures the floor no agent code can go below: a second
 interpreter, started like the agent (under jemalloc when the agent would be,
-agent/jemalloc.py's plan), that imports only asyncio and grpcio and keeps Tetragon's GetEvents
-stream open on the same replay server (``floor`` in the output: its VmRSS, anonymous and
-file-backed, and its largest files).
+agent/jemalloc.py's plan), that imports only asyncio and the agent's gRPC client
+(stellaops_runtime.rpc, this checkout's) and keeps Tetragon's GetEvents stream open on the same
+replay server, as sources/tetragon_grpc.py does (``floor`` in the output: its VmRSS, anonymous
+and file-backed, and its largest files). Until session 49 the agent's client was grpcio, and the
+floor asyncio + grpcio (35.7 MB; docs/benchmarks.md's Twelfth pass).
 
 With ``--node``, the agent runs as a node runs it: the operator's config document, in a pod's
 way (agent_idle_ab.py's ``node`` configuration: its ObservationNode writer on, a service account
@@ -102,25 +104,38 @@ def breakdown(rows: list[dict[str, Any]], top: int) -> dict[str, Any]:
     }
 
 
-# The floor: an interpreter with asyncio and grpcio, Tetragon's event stream open (raw bytes, as
-# sources/tetragon_grpc.py asks for them), idle until its stdin closes.
+# The floor: an interpreter with asyncio and the agent's gRPC client, Tetragon's event stream open
+# with the source's channel options (raw bytes, as sources/tetragon_grpc.py asks for them), idle
+# until its stdin closes. The options come in as their repr (:func:`floor_code`): importing
+# sources/tetragon_channel there would bring the config and the protobuf messages.
 FLOOR_CODE = """
 import asyncio, sys
-import grpc
+from stellaops_runtime import rpc
+from stellaops_runtime.rpc import ChannelOptions
+
+OPTIONS = {options}
 
 async def main(address):
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with rpc.insecure_channel(address, OPTIONS) as ch:
         await ch.channel_ready()
         call = ch.unary_stream("/tetragon.FineGuidanceSensors/GetEvents")(b"")
-        reading = asyncio.ensure_future(call.read())  # the stream open, as the agent's
+        reading = asyncio.ensure_future(anext(call))  # the stream open, as the agent's
         await asyncio.sleep(0.5)
-        print("open", flush=True)
+        print("open", *sorted(m for m in sys.modules if m.partition(".")[0] == "grpc"), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         call.cancel()
         reading.cancel()
 
 asyncio.run(main(sys.argv[1]))
 """
+OPERATOR = Path(__file__).resolve().parents[1] / "operator"  # the floor's rpc: this checkout's
+
+
+def floor_code() -> str:
+    """FLOOR_CODE with the Tetragon source's channel options (sources/tetragon_channel.py)."""
+    from stellaops_runtime.sources.tetragon_channel import channel_options
+
+    return FLOOR_CODE.replace("{options}", repr(channel_options()))
 
 
 def floor(address: str, top: int) -> dict[str, Any]:
@@ -128,9 +143,9 @@ def floor(address: str, top: int) -> dict[str, Any]:
     from stellaops_runtime.agent import jemalloc
 
     decision = jemalloc.plan(os.environ, jemalloc.find_library())
-    env = decision.env if decision.env is not None else dict(os.environ)
+    env = {**(decision.env if decision.env is not None else os.environ), "PYTHONPATH": str(OPERATOR)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", FLOOR_CODE, address],
+        [sys.executable, "-c", floor_code(), address],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -138,7 +153,8 @@ def floor(address: str, top: int) -> dict[str, Any]:
     )
     try:
         assert proc.stdout is not None and proc.stdin is not None
-        if proc.stdout.readline().strip() != "open":
+        said = proc.stdout.readline().split()  # "open", then grpcio's modules (none: asyncio + rpc alone)
+        if said[:1] != ["open"]:
             raise RuntimeError("the floor process could not open the stream")
         time.sleep(3)
         status = bench._status(proc.pid)
@@ -154,6 +170,7 @@ def floor(address: str, top: int) -> dict[str, Any]:
     return {
         "status": status,
         "allocator": decision.reason,
+        "grpc_modules": said[1:],
         "rss_mb": b["rss_mb"],
         "anonymous_and_special": b["anonymous_and_special"],
         "files": b["files"],
@@ -165,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-path", help="PYTHONPATH for the agent process (another checkout's operator/)")
     ap.add_argument("--top", type=int, default=20, help="files listed one by one (default 20)")
     ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
-    ap.add_argument("--floor", action="store_true", help="also measure asyncio + grpcio alone (see above)")
+    ap.add_argument("--floor", action="store_true", help="also measure asyncio + rpc alone (see above)")
     ap.add_argument("--node", action="store_true", help="the operator's config, run as in a pod (see above)")
     ap.add_argument(
         "--inside", action="store_true", help="also the allocator's figures from inside (see above)"
