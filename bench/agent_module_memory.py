@@ -11,7 +11,7 @@ packages (ours by subpackage) by size, and our largest modules.
 
 It measures Python's allocations, not RSS (allocator overhead and libraries'
 own mappings are not in it); the idle agent's anonymous RSS above the
-asyncio + grpcio floor (``agent_idle_breakdown.py --floor``) is about this total. Usage::
+asyncio + rpc floor (``agent_idle_breakdown.py --floor``) is about this total. Usage::
 
     .venv/bin/python bench/agent_module_memory.py [--top 25]
 """

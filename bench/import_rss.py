@@ -11,12 +11,13 @@ RssAnon, RssFile in MB, and the modules the piece added.
 Usage::
 
     .venv/bin/python bench/import_rss.py --add "import sqlite3" --runs 3 \\
-        --base "import stellaops_runtime.agent.runner, grpc" \\
+        --base "import stellaops_runtime.agent.runner, stellaops_runtime.rpc" \\
         --base "from stellaops_runtime.store import psycopg_import; psycopg_import.load()"
     .venv/bin/python bench/import_rss.py --add "import stellaops_runtime.agent.http"
 
 ``--agent-path`` puts another checkout's ``operator/`` first on ``PYTHONPATH``. The default base
-is the runner and grpcio (what every agent has loaded before its store and endpoints).
+is the runner and the agent's gRPC client, stellaops_runtime.rpc (what every agent has loaded
+before its store and endpoints; grpcio until session 49, so earlier figures used that base).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ("VmRSS", "RssAnon", "RssFile")
-DEFAULT_BASE = "import stellaops_runtime.agent.runner, grpc"
+DEFAULT_BASE = "import stellaops_runtime.agent.runner, stellaops_runtime.rpc"
 
 CHILD = textwrap.dedent(
     """

@@ -66,10 +66,10 @@ CHANNEL_OPTIONS = rpc.ChannelOptions(max_receive_message_length=64 << 20)
 def target_of(address: str) -> str:
     """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged.
 
-    The agent's client (stellaops_runtime.rpc) reads the target as a URI, as grpcio does: ``%41`` in
-    a path is ``A`` to it, and ``?`` or ``#`` end the path. So a path is percent-encoded (the socket
-    at the path as written is dialled); an address already written as a ``unix:`` URI is the
-    caller's URI and is left alone."""
+    The agent's client (stellaops_runtime.rpc) percent-decodes a unix target's path, as grpcio does
+    (``%41`` in a path is ``A`` to it; to grpcio ``?`` or ``#`` also end the path). So a path is
+    percent-encoded, those two included (the socket at the path as written is dialled); an address
+    already written as a ``unix:`` URI is the caller's URI and is left alone."""
     if address.startswith(("unix:", "unix-abstract:")):
         return address
     path = quote(address, safe="/")
