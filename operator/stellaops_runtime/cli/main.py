@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # Subcommand name -> module, in the order `--help` lists them. Only the module
 # of the command asked for is imported (each pulls in its own libraries: the
-# operator kopf and kubernetes, the agent grpc, ...), so a command starts in a
+# operator kopf and kubernetes, the replay server grpcio, ...), so a command starts in a
 # fraction of the time; `--help` and bad usage import them all.
 COMMANDS = {
     "agent": "stellaops_runtime.cli.agent",
