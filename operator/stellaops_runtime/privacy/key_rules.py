@@ -71,9 +71,17 @@ LINES_ARRAY = (
     rf"""\[[ \t]*+\r?\n{_ARRAY_GAP}{_ARRAY_ITEM}(?:{_ARRAY_GAP},?+{_ARRAY_GAP}{_ARRAY_ITEM})*+"""
     rf"""(?:{_ARRAY_GAP},?+{_ARRAY_GAP}\])?+"""
 )
+# A YAML block scalar given as a sequence's item (``password:`` then ``  - |`` then ``    x``): the item's
+# dash was taken for the value and the block's lines kept (s49 P). Taken as base.BLOCK_SCALAR takes
+# ``password: |``: its indicator line and every following line that starts with a blank (a sibling key
+# indented like the secret's goes too), ``\r\n`` line ends too. Possessive: linear.
+_ITEM_BLOCK_SCALAR = (
+    r"-[ \t]++[|>][+-]?+[0-9]?+[+-]?+[ \t]*+(?:#[^\r\n]*+)?+(?:\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\r\n]*+)++"
+)
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
-    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}|{NOT_A_MARKER}{_WORD_VALUE})"""
+    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
+    rf"""|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
 # body: ``?access_token=x&limit=10``): a query's value ends at ``&`` or ``#`` (a ``&`` in
