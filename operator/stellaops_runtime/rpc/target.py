@@ -26,6 +26,9 @@ class Address:
 
 
 def _unix_path(raw: str) -> str:
+    # the target is a URI to grpc: a '?' or '#' ends the path, %XX escapes are decoded
+    for end in "?#":
+        raw = raw.split(end, 1)[0]
     return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
 
 
