@@ -291,3 +291,23 @@ async def test_a_reader_that_stops_holds_about_one_window_and_a_large_message_fi
         assert held <= window
         rest = [m async for m in call]
     assert rest[:-1] == [body] * 299 and rest[-1] == big
+
+
+async def test_a_server_that_ignores_the_window_ends_the_connection() -> None:
+    """A server over the stream window would make the client hold more than it promised."""
+
+    async def greedy(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        frame = f.encode_data(sid, msg(b"g" * 10000), end_stream=False)
+        peer.write(frame * 30)  # 300 KB, no regard for the 64 KiB window
+
+    options = rpc.ChannelOptions(stream_window=64 << 10)
+    async with H2Server(greedy) as srv, rpc.insecure_channel(srv.target, options) as channel:
+        call = channel.unary_stream("/t.S/Greedy")(b"")
+        got = []
+        with pytest.raises(rpc.RpcError) as info:
+            async for m in call:
+                got.append(m)
+    assert info.value.code() is rpc.StatusCode.INTERNAL
+    assert "DATA over the window of stream 1" in info.value.details()
+    assert len(got) <= 7

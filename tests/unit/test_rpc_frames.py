@@ -111,7 +111,7 @@ def test_grpc_message_text_round_trips_percent_encoding() -> None:
 
 
 def test_a_stream_credits_an_incomplete_message_at_once_and_a_whole_one_when_read() -> None:
-    s = Stream(1, 1 << 20, 65535)
+    s = Stream(1, 1 << 20, 65535, 65535)
     whole = f.grpc_message(b"a" * 100)
     big = f.grpc_message(b"b" * 1000)
     assert s.feed(whole + big[:300]) is None
@@ -119,7 +119,7 @@ def test_a_stream_credits_an_incomplete_message_at_once_and_a_whole_one_when_rea
     assert s.to_credit == 300  # the incomplete message's bytes: at once
     assert s.feed(big[300:]) is None
     assert s.queue[-1] == (b"b" * 1000, len(big) - 300) and s.to_credit == 300 and not s.rbuf
-    s2 = Stream(3, 10, 65535)
+    s2 = Stream(3, 10, 65535, 65535)
     error = s2.feed(f.grpc_message(b"x" * 11))
     assert error is not None and error.code() is StatusCode.RESOURCE_EXHAUSTED
     assert error.details() == "Received message larger than max (11 vs. 10)"

@@ -112,6 +112,8 @@ class Connection(asyncio.Protocol):
                     self._on_frame(ftype, flags, sid, payload, out)
                     continue
                 self._conn_unacked += len(payload)
+                if self._conn_unacked > CONN_WINDOW:
+                    raise f.FrameError(f.FLOW_CONTROL_ERROR, "DATA over the connection window")
                 body = f.parse_data(flags, payload) if flags & f.FLAG_PADDED else payload
                 stream = streams.get(sid)
                 if stream is None:
@@ -119,6 +121,9 @@ class Connection(asyncio.Protocol):
                         raise f.FrameError(f.PROTOCOL_ERROR, "DATA frame on stream 0")
                     continue  # a stream we ended: the connection window is credited anyway
                 stream.to_credit += len(payload) - len(body)
+                stream.recv_window -= len(payload)
+                if stream.recv_window < 0:
+                    raise f.FrameError(f.FLOW_CONTROL_ERROR, f"DATA over the window of stream {sid}")
                 if not stream.got_headers:
                     raise f.FrameError(f.PROTOCOL_ERROR, f"DATA before HEADERS on stream {sid}")
                 error = stream.feed(body) if body else None
@@ -129,6 +134,7 @@ class Connection(asyncio.Protocol):
                     stream.wake()
                 if stream.to_credit >= credit_at:
                     out.append(f.encode_window_update(sid, stream.to_credit))
+                    stream.recv_window += stream.to_credit
                     stream.to_credit = 0
                 if flags & f.FLAG_END_STREAM:
                     self._close_stream(stream, RpcError(StatusCode.INTERNAL, "Stream ended without trailers"))
@@ -268,7 +274,7 @@ class Connection(asyncio.Protocol):
         sid = self.next_sid
         self.next_sid += 2
         block = self._encoder.encode(list(headers))
-        stream = Stream(sid, self.max_message, self._peer_window)
+        stream = Stream(sid, self.max_message, self._peer_window, self.stream_window)
         self.streams[sid] = stream
         self.transport.write(
             f.encode_headers(sid, block, end_stream=end_stream, max_frame_size=self._peer_max_frame)
@@ -306,6 +312,7 @@ class Connection(asyncio.Protocol):
         stream.to_credit += owed
         if stream.to_credit >= self._credit_at and not stream.closed and self.transport is not None:
             self.transport.write(f.encode_window_update(stream.sid, stream.to_credit))
+            stream.recv_window += stream.to_credit
             stream.to_credit = 0
 
     def cancel(self, stream: Stream, error: RpcError) -> None:

@@ -35,6 +35,7 @@ class Stream:
         "limit",
         "queue",
         "rbuf",
+        "recv_window",
         "send_window",
         "sid",
         "to_credit",
@@ -42,13 +43,14 @@ class Stream:
         "waiter",
     )
 
-    def __init__(self, sid: int, limit: int, send_window: int) -> None:
+    def __init__(self, sid: int, limit: int, send_window: int, recv_window: int) -> None:
         self.sid = sid
         self.limit = limit
         # whole messages not yet read, each with the bytes of it not yet credited to the server
         self.queue: collections.deque[tuple[bytes, int]] = collections.deque()
         self.rbuf = bytearray()  # the start of an incomplete message
         self.credited_in_rbuf = 0
+        self.recv_window = recv_window  # what the server may still send (a server over it: an error)
         self.to_credit = 0  # bytes taken by the reader (or incomplete) not yet sent as WINDOW_UPDATE
         self.waiter: asyncio.Future[None] | None = None
         self.got_headers = False
