@@ -160,13 +160,37 @@ def test_the_new_readings_cost_linearly() -> None:
         "DBPASS:\n- a\n\n\n  b\n",  # a sequence item's lines below it (RLK)
         "{pwd: a b, ",  # a key word no environment glob holds: the rule runs on the marker (RLK)
         "- pwd:\n  - a\n",
+        "a.password=a b\n",  # a glued properties line (s49 P)
+        "a.b=c ",
+        "\x00a.DBPASS=x y",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
 
-def test_a_glued_properties_key_words_second_word_is_kept() -> None:
-    # docs/privacy.md, Known limits: a glued ``=`` is a shell's assignment as well (``PGPASSWORD=x psql``)
-    assert _write(f"spring.datasource.password={_PW} b\n") == "spring.datasource.password=[REDACTED] b\n"
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"spring.datasource.password={_PW} b\n", "spring.datasource.password=[REDACTED]\n"),
+        (f"a=1\n  app.db.password={_PW} b c\r\nuser=bob", "a=1\n  app.db.password=[REDACTED]\r\nuser=bob"),
+        (f"x.y=1\napp.DBPASS={_PW} b\n", "x.y=1\napp.DBPASS=[REDACTED]\n"),
+        (f"app.GITHUB_PAT={_PW} b", "app.GITHUB_PAT=[REDACTED]"),
+        (f"a.b.token={_PW} b\x00next", "a.b.token=[REDACTED]\x00next"),  # an argv's next word stays
+    ],
+)
+def test_a_glued_properties_lines_value_goes_to_the_lines_end(text: str, expected: str) -> None:
+    # s49 P: a Java properties line's value is the rest of its line (was a known limit)
+    assert _write(text) == expected
+
+
+def test_a_glued_key_thats_no_properties_key_keeps_its_words() -> None:
+    # no shell variable holds a dot: ``PGPASSWORD=x psql`` runs psql; mid-line or a list item is no such line
+    for text, expected in [
+        (f"PGPASSWORD={_PW} psql -h h", "PGPASSWORD=[REDACTED] psql -h h"),
+        (f"x spring.datasource.password={_PW} b", "x spring.datasource.password=[REDACTED] b"),
+        (f"- a.password={_PW} b", "- a.password=[REDACTED] b"),
+        ("a.b=c d\n", "a.b=c d\n"),
+    ]:
+        assert _write(text) == expected
 
 
 @pytest.mark.parametrize(

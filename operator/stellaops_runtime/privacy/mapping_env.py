@@ -36,7 +36,9 @@ The value, by where the key stands:
   shell's operator, a comment, a quote or an escape;
 and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key then blanks and ``=`` at a
 line's start (an INI, TOML or properties line: ``password = correct horse``, ``DBPASS = a b``) takes the
-rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item). A key the key rules took (a
+rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item); so does a dotted key glued
+to ``=`` there (a Java properties line, ``spring.datasource.password=a b``: no shell variable holds a
+dot, ``PGPASSWORD=x psql`` keeps its command), to a line end, a NUL or U+FFFD. A key the key rules took (a
 credential word ends its name, any case: _CREDENTIAL_KEY; ``password: correct horse``,
 ``user.password: a b``, ``{password: a b}``, which they leave ``[REDACTED] horse``) loses the rest of
 its value the same way. The scan goes on after each value, and every part is possessive: linear in the
@@ -65,12 +67,14 @@ __all__ = ["mapping_env_spans"]
 # of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it (dashed too:
 # ``db-password:``); a key ending its line (``DBPASS:`` then its value on the lines below) is one too;
 # an unquoted key then blanks and ``:`` (group sp: ``DBPASS : x``, valid YAML) only at a line's start or
-# in a flow map
+# in a flow map; a dotted key glued to ``=`` (group geq: a Java properties line,
+# ``spring.datasource.password=a b``) only at a line's start
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
     r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_](?:[A-Za-z0-9_]|-(?=\w)){0,127}+)"""
     r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n))"""
-    r"""|(?(q)(?!)|(?:(?P<eq>[ \t]++=(?![=~>])[ \t]*+)|(?P<sp>[ \t]++:(?![:=])(?:[ \t]++|(?=\r?\n))))))""",
+    r"""|(?(q)(?!)|(?:(?P<eq>[ \t]++=(?![=~>])[ \t]*+)|(?P<sp>[ \t]++:(?![:=])(?:[ \t]++|(?=\r?\n)))"""
+    r"""|(?P<geq>=(?![=~>])[ \t]*+))))""",
     re.ASCII,
 )
 _QUOTED = rf"""{ESCAPED_DQ}|{DOUBLE_QUOTED}|{ESCAPED_SQ}|'[^'\r\n]*+(?:''[^'\r\n]*+)*+'?+"""
@@ -189,6 +193,18 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
     start = key.start()
     line = _line_start(text, start)
     block = line >= 0 and _LINE_START.fullmatch(text, line, start) is not None
+    if key["geq"] is not None:
+        # a Java properties line (``spring.datasource.password=a b``): the rest of the line, as Java reads
+        # it; only a dotted key at a line's start (no shell variable holds a dot: ``PGPASSWORD=x psql``
+        # runs ``psql``), to the line's end, a NUL or U+FFFD (an argv's next word)
+        if not block or "-" in text[line:start]:
+            return None
+        end = text.find("\n", key.end())
+        end = len(text) if end < 0 else end
+        for brk in ("\r", *_LINE_BREAKS[1:]):
+            cut = text.find(brk, key.end(), end)
+            end = end if cut < 0 else cut
+        return (key.end(), end) if end > key.end() else None
     if key["eq"] is not None:
         # an INI, TOML or properties line (``password = correct horse``): the rest of the line, at a
         # line's start only (``x password = a b``, ``if [ $a = b ]`` are no such line)
@@ -260,6 +276,9 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
     out: list[tuple[int, int, str]] = []
     pos = 0
     while (key := _KEY.search(text, pos)) is not None:
+        if key["geq"] is not None and "." not in key["name"]:
+            pos = key.end()  # a glued ``=`` is a properties key's only after a dotted name
+            continue
         kind = _name_kind(key["name"], name_rx)
         # A key it does not take reads no value: the scan goes on inside it (``config: |`` over a nested
         # ``DBPASS: x``), and a value read for each of its nested keys was the rest of the field for each

@@ -327,7 +327,13 @@ class Redactor:
             named = not self._env_triggers or any(t in low for t in self._env_triggers)
             # ``DBPASS: x`` and an INI line's ``DBPASS = x`` (mapping_env.py); also the rest of a value the
             # key rules took the first word of, under any name (``pwd: a b``, ``password = a b``)
-            keyed = ":" in text or " =" in text or "\t=" in text
+            # (and a Java properties line's dotted key glued to ``=``: ``a.password=[REDACTED] b``)
+            keyed = (
+                ":" in text
+                or " =" in text
+                or "\t=" in text
+                or ("=" in text and ("." in text or REDACTED in text))
+            )
             mapped: list[tuple[int, int, str]] = []
             if keyed and self.env_name_rx is not None and (named or REDACTED in text):
                 mapped = mapping_env_spans(text, self.env_name_rx)
