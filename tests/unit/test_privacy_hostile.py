@@ -41,6 +41,7 @@ from stellaops_runtime.contracts.events import Argument, EventKind, ProcessInfo,
 from stellaops_runtime.privacy import REDACTED, TRUNCATION_MARKER, PrivacyFilter
 from stellaops_runtime.privacy.cli_options import client_name
 from stellaops_runtime.wire.tetragon import events_pb2
+from tests.linear_cost import growth
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "privacy"
 
@@ -76,9 +77,21 @@ def test_a_nul_separated_traced_buffer_loses_its_secrets() -> None:
 def test_a_replacement_character_inside_a_secret_still_takes_the_whole_secret() -> None:
     pf = PrivacyFilter(PrivacyConfig())
     assert pf.filter_field("--password=abc\ufffddef next") == "--password=[REDACTED] next"
-    # The stand-in whitespace characters already in the text: spaces for good, still redacted.
-    assert pf.filter_field("--password\ufffdhunter2Xq \r\t") == "--password [REDACTED] \r\t"
+    # The stand-in whitespace characters already in the text: a space stands in, put back (s49 P).
+    assert pf.filter_field("--password\ufffdhunter2Xq \r\t") == "--password\ufffd[REDACTED] \r\t"
     assert pf.filter_field("a\ufffdb \ufffd") == "a\ufffdb \ufffd"  # nothing redacted: kept as it was
+
+
+@pytest.mark.parametrize("nul", ["\ufffd", "\x00"])
+def test_a_nul_in_a_field_holding_a_tab_and_a_cr_stays_where_nothing_was_redacted(nul: str) -> None:
+    # s48 RLK: with both stand-ins (\r, \t) in the field, a space stood in and every NUL became a space
+    pf = PrivacyFilter(PrivacyConfig())
+    text = f"a\tb\r\n app{nul}--password{nul}NulPw-5r1{nul}-h{nul}db x {nul}"
+    assert pf.filter_field(text) == f"a\tb\r\n app{nul}--password{nul}[REDACTED]{nul}-h{nul}db x {nul}"
+    assert pf.filter_field(f"\r\t{nul}DBPASS=a b{nul}c{nul}") == f"\r\t{nul}DBPASS=[REDACTED] b{nul}c{nul}"
+    big = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (f"\r\t--password{nul}a ", f"\r\t{nul}x{nul}--token {nul}"):
+        assert growth(big.filter_field, unit, size=32768) < 10, unit
 
 
 def test_a_raw_nul_between_a_flag_and_its_value_is_read_as_a_separator_too() -> None:

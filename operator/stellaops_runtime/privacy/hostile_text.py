@@ -19,13 +19,14 @@ import re
 from collections.abc import Callable
 
 from stellaops_runtime.privacy.key_words import PASSWORD_WORDS, SECRET_WORDS
+from stellaops_runtime.privacy.reading_union import with_original_characters
 
 # What the adapter puts for a NUL or invalid UTF-8 (adapter/validate.py, adapter/common.py).
 REPLACED = "\ufffd"
 # Whitespace characters (for every rule's ``\s``, and ending the key rules' values, which a vertical tab
 # or a form feed no longer does: ``--password a\vb`` is one word, s48 Q1) that stand in for U+FFFD while
-# it is read as a separator: one the text lacks, so that it can be put back. A text holding both gets
-# spaces.
+# it is read as a separator: one the text lacks, so that it can be put back. A text holding both gets a
+# space, put back by where the redacted text's pieces stand (it got spaces for good, s48 RLK).
 _STAND_INS = ("\r", "\t")
 
 # A label ending in a credential word (``db_password``, ``api-token``, ``keypass``).
@@ -63,7 +64,17 @@ def redact_replaced_as_separators(
     U+FFFD is gone); markers it holds are not counted again.
     """
     sep = next((c for c in _STAND_INS if c not in text), " ")
-    out, hits = redact(text.replace(char, sep))
+    separated = text.replace(char, sep)
+    out, hits = redact(separated)
     if not hits:
         return text, 0
-    return (out.replace(sep, char) if sep != " " else out), hits
+    if sep != " ":
+        return out.replace(sep, char), hits
+    # a text holding both stand-ins: the redacted pieces are found in the separated text and put back
+    # in the text's own characters (reading_union.py), so its U+FFFD stay where nothing was redacted
+    marked = with_original_characters(text, separated, _same, out)
+    return (out if marked is None else marked), hits
+
+
+def _same(i: int) -> int:
+    return i

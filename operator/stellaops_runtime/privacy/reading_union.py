@@ -14,6 +14,9 @@ replaced by ``[REDACTED]`` (or dropped after one): its pieces between markers ar
 reading in order, and each is mapped back through the reading's origins. A piece found early (inside
 a secret that also holds it) only moves which original characters stand around a marker: read again
 they are the same piece, so the result never keeps more than the redacted reading did.
+
+hostile_text.py puts a field's U+FFFD back the same way when a space stood in for them (the field held
+both other stand-ins): they got spaces for good.
 """
 
 from __future__ import annotations
