@@ -38,6 +38,7 @@ import threading
 from collections.abc import Sequence
 
 from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, SecretPattern, compile_patterns
+from stellaops_runtime.privacy.flow_values import flow_value_end
 from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
 from stellaops_runtime.privacy.rule_heads import head_regex
 
@@ -131,6 +132,7 @@ def sub_rules(
         group = m.lastgroup
         name, whole, validate = rules[i].groups[group]  # type: ignore[index]
         start, end = m.span() if whole else m.span(group)  # type: ignore[arg-type]
+        end = flow_value_end(text, start, end)  # ``{password: x}`` keeps its ``}`` (flow_values.py)
         nxt = m.end() if m.end() > m.start() else m.end() + 1
         if end > start >= last and text[start:end] != REDACTED:
             if validate is not None and not validate(text[start:end]):
