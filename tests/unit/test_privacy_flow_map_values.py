@@ -51,7 +51,23 @@ def test_a_trailing_brace_outside_a_flow_map_is_the_values() -> None:
         assert _write(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"password": [\n  "{pw}", {{"b": 1}}\n]\n', '"password": [REDACTED]\n'),
+        ('"password": [\n  "{pw}",\n  {{"b": 1}}\n],\n"n": 1', '"password": [REDACTED],\n"n": 1'),
+        ('"password": [\n  "{pw}",\n  [1, 2],\n  "c"\n]\n', '"password": [REDACTED]\n'),
+        ("password: [\n  {pw}, {{b: 1}}\n]\n", "password: [REDACTED]\n"),
+    ],
+)
+def test_an_array_of_secrets_holding_an_object_goes_whole_to_its_bracket(text: str, expected: str) -> None:
+    # s48 Q1 left-alone 3: the array stopped at the object and left its ``]`` alone on a line
+    assert _write(text.format(pw=_PW)) == expected
+
+
 def test_flow_map_values_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in ("{password: a}", "{{{{ password: a},", "[password=a]]] ", "{ --password a}}\n"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
+    for unit in ('"password": [\n"a", {"b": {', ', {"b": 1}, [1]\n'):
+        assert growth(lambda t: pf.filter_field('"password": [\n "a"' + t), unit, size=32768) < 10, unit

@@ -67,8 +67,11 @@ _WORD_VALUE = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n"']|["'](?=[^ \t\r
 # is none (SEP refuses its opening: its members go by their names).
 _ARRAY_ITEM = r"""(?:"(?:[^"\\\r\n]|\\.)*+"|[^ \t\r\n"'{}\[\],#]++)"""
 _ARRAY_GAP = r"(?:[ \t\r\n]++|(?:#|//)[^\r\n]*+)*+"
+# After a scalar, an item may be an object or an array on one line, unnested (``"a", {"b": 1}``): the
+# array stopped there and left its ``]`` alone (s48 Q1's third left-alone); it now goes whole.
+_LATER_ITEM = rf"""(?:{_ARRAY_ITEM}|\{{[^{{}}\r\n]*+\}}|\[[^\[\]\r\n]*+\])"""
 LINES_ARRAY = (
-    rf"""\[[ \t]*+\r?\n{_ARRAY_GAP}{_ARRAY_ITEM}(?:{_ARRAY_GAP},?+{_ARRAY_GAP}{_ARRAY_ITEM})*+"""
+    rf"""\[[ \t]*+\r?\n{_ARRAY_GAP}{_ARRAY_ITEM}(?:{_ARRAY_GAP},?+{_ARRAY_GAP}{_LATER_ITEM})*+"""
     rf"""(?:{_ARRAY_GAP},?+{_ARRAY_GAP}\])?+"""
 )
 # A YAML block scalar given as a sequence's item (``password:`` then ``  - |`` then ``    x``): the item's
