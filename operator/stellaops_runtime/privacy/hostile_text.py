@@ -1,4 +1,4 @@
-"""Two ways a secret slipped past the rules, closed before and around them.
+"""Three ways a secret slipped past the rules, closed before and around them.
 
 - **A tracing policy's argument label names the secret.** A policy that
   labels a traced argument ``password`` or ``api_token`` (Tetragon's
@@ -11,6 +11,9 @@
   as a character it hides the separator the flag and client rules need;
   :func:`redact_replaced_as_separators` runs the rules once more with it read
   as whitespace, and puts U+FFFD back where nothing was redacted.
+- **A vertical tab or a form feed inside a value.** One shell word holds them; a rule ending its value at
+  ``\\s`` kept the rest (``mysql -pa\\vb``): :func:`redact_breaks_joined` runs the rules once more with
+  them read as word characters.
 """
 
 from __future__ import annotations
@@ -78,3 +81,30 @@ def redact_replaced_as_separators(
 
 def _same(i: int) -> int:
     return i
+
+
+# A vertical tab or a form feed is inside one shell word (``mysql -pa\\vb`` is one argument, s48 Q1): the
+# key, flag and environment rules read it so, but every rule whose value ends at ``\\s`` (a client's
+# option, a URL's or ``user:password``'s password, an Authorization header's token, ``IDENTIFIED BY``, a
+# query's value) kept what followed it. The passes run again with each read as a character no rule takes
+# for a blank (a private-use one the text lacks), put back where nothing was redacted.
+_BREAKS = ("\v", "\f")
+_PRIVATE_USE = range(0xE000, 0xF900)
+
+
+def redact_breaks_joined(text: str, redact: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
+    """``redact`` of ``text`` with its vertical tabs and form feeds read as word characters: (text, hits)."""
+    held = set(text)
+    free = (chr(cp) for cp in _PRIVATE_USE if chr(cp) not in held)
+    stand_ins = [(brk, next(free, "")) for brk in _BREAKS if brk in held]
+    if not stand_ins or not all(s for _, s in stand_ins):
+        return text, 0
+    joined = text
+    for brk, stand_in in stand_ins:
+        joined = joined.replace(brk, stand_in)
+    out, hits = redact(joined)
+    if not hits:
+        return text, 0
+    for brk, stand_in in stand_ins:
+        out = out.replace(stand_in, brk)
+    return out, hits

@@ -50,7 +50,11 @@ from stellaops_runtime.privacy.engine import (
 from stellaops_runtime.privacy.escaped_headers import escaped_header_spans
 from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
-from stellaops_runtime.privacy.hostile_text import REPLACED, redact_replaced_as_separators
+from stellaops_runtime.privacy.hostile_text import (
+    REPLACED,
+    redact_breaks_joined,
+    redact_replaced_as_separators,
+)
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.mapping_env import mapping_env_spans
 from stellaops_runtime.privacy.named_literals import named_literal_spans
@@ -257,6 +261,14 @@ class Redactor:
                     char=char,
                 )
                 hits += more
+        if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
+            seen: dict[str, int] = defaultdict(int)
+            joined, more = redact_breaks_joined(
+                out, lambda t: self._redact_pass(t, counts=seen, truncated=truncated, tool=tool)
+            )
+            if more:
+                count_new(counts, seen, joined.count(REDACTED) - out.count(REDACTED))
+                out, hits = joined, hits + more
         if hits and '"' in out:
             out = _QUOTED_REST.sub(_double_quoted, out)
             if '\\"' in out:
