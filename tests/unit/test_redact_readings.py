@@ -157,3 +157,25 @@ def test_a_run_of_backslashes_is_read_once() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
     assert SECRET not in pf.filter_field(text)
     assert SECRET not in redact(text)
+
+
+_USPACES = [chr(c) for c in range(0x10000) if chr(c).isspace() and chr(c) not in " \t\n\r"]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "--password=a{c}SECRX -v",
+        "password: a{c}SECRX -v",
+        "--token a{c}SECRX -v",
+        "Authorization: Bearer a{c}SECRX",
+        "p\u0430ssword=a{c}SECRX -v",
+        "postgres://u:a{c}SECRX@db/x",
+    ],
+)
+def test_a_message_loses_a_value_past_a_unicode_space_inside_it(form: str) -> None:
+    # s49 P: the reading took a Unicode space for a blank and its redaction won (``--password=*** SECRX``)
+    kept = [(f"U+{ord(c):04X}", redact(form.format(c=c))) for c in _USPACES]
+    assert not [k for k in kept if "ECRX" in k[1]], kept
+    assert redact("--password\xa0SECRX -v") == "--password *** -v"  # a separator there still
+    assert redact("caf\u00e9\u00a0ol\u00e9 -v") == "caf\u00e9\u00a0ol\u00e9 -v"  # nothing found: as it was

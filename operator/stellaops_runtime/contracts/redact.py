@@ -33,7 +33,9 @@ look-alikes of ASCII folded (a fullwidth ``=``, a Cyrillic ``a`` in
 ``password``, a zero-width space inside a key, a no-break space after ``Bearer``)
 and escaped key names decoded (``pass%77ord=``, ``api%5Fkey=``,
 ``password%3D``, ``pass\\u0077ord``); a secret found only in that reading leaves
-the text in it.
+the text in it. That reading is taken twice: with its Unicode spaces kept (inside one
+value: ``--password=a<NBSP>b`` loses ``b``), then with them as blanks (between a flag
+and its value: ``--password<NBSP>x``); only a blank or a line end ends a value.
 
 Unencoded whitespace inside a password is not reliably found in free text;
 SQLAlchemy and libpq users percent-encode or quote such passwords anyway.
@@ -48,7 +50,12 @@ from stellaops_runtime.contracts.redact_userinfo import sub_userinfo
 
 MASK = "***"
 
-_AUTH_SCHEME = re.compile(r"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(?P<b>Basic\s+)[A-Za-z0-9+/]{8,}={0,2}")
+# A Unicode space inside a value is inside one word (``--password=a<NBSP>b``): only ASCII white space
+# ends a value (the text is also read with its Unicode spaces as blanks: :func:`redact`).
+_USPACE = "\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_AUTH_SCHEME = re.compile(
+    rf"\b(?P<k>Bearer\s+)[A-Za-z0-9._~+/\-{_USPACE}]+=*|\b(?P<b>Basic\s+)[A-Za-z0-9+/{_USPACE}]{{8,}}={{0,2}}"
+)
 
 _SECRET_VALUE = re.compile(
     r"""
@@ -57,7 +64,7 @@ _SECRET_VALUE = re.compile(
     (?P<value>
         '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
       | "(?:[^"\\\n]|\\.)*"?
-      | (?:[^\s&]|&(?![A-Za-z_][\w.\-]*=))+     # up to whitespace or the next &name=
+      | (?:[^ \t\n\r&]|&(?![A-Za-z_][\w.\-]*=))+     # up to a blank, a line end or the next &name=
     )
     """,
     re.VERBOSE | re.IGNORECASE,
@@ -69,7 +76,7 @@ _FLAG_VALUE = re.compile(
     r"""
     (?P<key>(?<![\w.\-])--?[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
     (?P<sep>\s+)
-    (?P<value>(?!-)(?:"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|\S+))
+    (?P<value>(?!-)(?:"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|[^ \t\n\r]+))
     """,
     re.VERBOSE | re.IGNORECASE,
 )
@@ -99,8 +106,13 @@ def redact(text: object) -> str:
         return s
     read = reading(s)  # look-alikes and escaped key names, read as the privacy filter reads them
     if read != s:
-        masked = _masked(read)
-        if masked != read:
+        # first with its Unicode spaces kept (inside one word: ``--password=a<NBSP>b`` loses ``b``), then
+        # that read with them as blanks (``--password<NBSP>x`` loses ``x``): the union of both
+        kept = reading(s, keep_spaces=True)
+        first = _masked(kept)
+        again = reading(first)
+        masked = _masked(again)
+        if masked != again or first != kept:
             return masked
     return _masked(s)
 
