@@ -51,6 +51,14 @@ def test_text_with_a_vertical_tab_and_no_secret_keeps_its_characters() -> None:
     assert pf.redactions_by_pattern["cli_option"] == before + 1  # one secret, counted once
 
 
+def test_a_quoted_argument_after_a_word_break_still_loses_its_rest() -> None:
+    # found by a differential fuzz against ccd851be: the second pass merged ``-p[REDACTED]\v'`` into one
+    # marker before the rest of the quoted argument was cut, and ``ZQ`` stayed
+    assert written_buffer("mysql -pa\x0b'--password=y ZQ'") == "mysql -p[REDACTED]'"
+    text = "a- mysql -p\x00\x0b'postgres://u:p\u0430ssword\ufffd=]- \u200bDBPASS\u3000>-\u3000ZQ, x"
+    assert "ZQ" not in written_buffer(text)
+
+
 def test_word_breaks_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in ("mysql -pa\v", "u:a\vb@h ", "\f\v", "Bearer a\f"):

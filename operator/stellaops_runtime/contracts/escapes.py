@@ -23,10 +23,8 @@ differs; a secret found only in the reading is kept in that reading
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from collections.abc import Callable
 
-from stellaops_runtime.contracts.lookalike import dropped, fold
+from stellaops_runtime.contracts.lookalike import fold
 
 # What a key name and its separator are made of: an escape of anything else stays.
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.=:")
@@ -63,54 +61,3 @@ def reading(text: str, *, keep_spaces: bool = False) -> str:
     ``keep_spaces``: its Unicode spaces stay (``lookalike.fold``).
     """
     return decode_key_escapes(fold(text, keep_spaces=keep_spaces))
-
-
-def _shifted(points: list[int], shifts: list[int]) -> Callable[[int], int]:
-    """``i`` plus the shift of the last point at or before it (0 before the first)."""
-
-    def at(i: int) -> int:
-        k = bisect_right(points, i)
-        return i + (shifts[k - 1] if k else 0)
-
-    return at
-
-
-def reading_with_origins(text: str) -> tuple[str, Callable[[int], int]]:
-    """:func:`reading` of ``text``, and where each offset of the reading stands in ``text``.
-
-    The second maps an offset of the reading to the offset in ``text`` of the character (or escape)
-    it was read from; the reading's length maps to ``text``'s. Folding keeps one character for one,
-    or drops an invisible one; decoding reads an escape as one character: both keep the order, so a
-    range of the reading maps to the range of ``text`` it was read from (privacy/reading_union.py).
-    """
-    folded = fold(text)
-    fold_points: list[int] = []
-    fold_shifts: list[int] = []
-    if folded is not text and len(folded) != len(text):
-        for k, pos in enumerate(dropped(text)):
-            point = pos - k  # the folded offset of the character after it
-            if fold_points and fold_points[-1] == point:
-                fold_shifts[-1] = k + 1
-            else:
-                fold_points.append(point)
-                fold_shifts.append(k + 1)
-    read_points: list[int] = []
-    read_shifts: list[int] = []
-    pieces: list[str] = []
-    last = 0
-    if any(mark in folded for mark in _MARKS):
-        shift = 0
-        for m in _ESCAPE.finditer(folded):
-            ch = _decode(m)
-            if ch == m[0]:
-                continue
-            pieces.append(folded[last : m.start()])
-            pieces.append(ch)
-            last = m.end()
-            shift += len(m[0]) - 1
-            read_points.append(m.start() - (shift - (len(m[0]) - 1)) + 1)
-            read_shifts.append(shift)
-    read = "".join(pieces) + folded[last:] if pieces else folded
-    to_folded = _shifted(read_points, read_shifts)
-    to_text = _shifted(fold_points, fold_shifts)
-    return read, lambda i: to_text(to_folded(i))

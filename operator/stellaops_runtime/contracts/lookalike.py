@@ -82,8 +82,6 @@ _TABLE: dict[int, int | str | None] = {}
 _FOLDABLE: list[re.Pattern[str]] = []
 # The table without the spaces (built on first use).
 _TABLE_KEEPING_SPACES: dict[int, int | str | None] = {}
-# The invisible characters fold drops, as one class (built on first use).
-_DROPPED: list[re.Pattern[str]] = []
 
 
 def _table() -> dict[int, int | str | None]:
@@ -125,16 +123,6 @@ def _foldable() -> re.Pattern[str]:
         body = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
         _FOLDABLE.append(re.compile(f"[{body}]"))
     return _FOLDABLE[0]
-
-
-def dropped(text: str) -> list[int]:
-    """Where the characters :func:`fold` drops (the invisible ones) stand in ``text``, in order.
-
-    Only meaningful when ``fold(text)`` differs from ``text`` (it then translates the whole text).
-    """
-    if not _DROPPED:
-        _DROPPED.append(re.compile(f"[{re.escape(_FORMAT_CHARS)}]"))
-    return [m.start() for m in _DROPPED[0].finditer(text)]
 
 
 def fold(text: str, *, keep_spaces: bool = False) -> str:

@@ -75,12 +75,8 @@ def redact_replaced_as_separators(
         return out.replace(sep, char), hits
     # a text holding both stand-ins: the redacted pieces are found in the separated text and put back
     # in the text's own characters (reading_union.py), so its U+FFFD stay where nothing was redacted
-    marked = with_original_characters(text, separated, _same, out)
+    marked = with_original_characters(text, separated, out)
     return (out if marked is None else marked), hits
-
-
-def _same(i: int) -> int:
-    return i
 
 
 # A vertical tab or a form feed is inside one shell word (``mysql -pa\\vb`` is one argument, s48 Q1): the

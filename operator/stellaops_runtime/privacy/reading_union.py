@@ -1,71 +1,103 @@
-"""A reading's redactions put back onto the text's own characters, for the text's rules to add theirs.
+"""What two readings of one text redacted, joined: the text loses what either covers.
 
 The filter redacts a text in its reading (``contracts/escapes.py``: look-alikes folded, escaped key
 names decoded) when that finds a secret, and kept that reading. But a reading also changes where a
 value ends: every Unicode space becomes a plain space, which ends a key's or a flag's value, while in
 the text itself it does not (``DBPASS=a<NBSP>SECRET`` is one shell word, one value). The reading took
-``a`` and kept ``SECRET``.
+``a`` and kept ``SECRET``. The redactor now also redacts the reading with its Unicode spaces kept
+(one character for one: the two readings have the same offsets) and keeps the union of both
+(:func:`union`).
 
-:func:`with_original_characters` gives the text with the reading's markers where the reading
-redacted and the text's own characters elsewhere; the redactor runs its passes on that too, so the
-field loses what either reading covers (a marker followed by the rest of a word is read as a value:
-``DBPASS=[REDACTED]<NBSP>SECRET`` loses the rest). The redacted reading is the reading with ranges
-replaced by ``[REDACTED]`` (or dropped after one): its pieces between markers are found in the
-reading in order, and each is mapped back through the reading's origins. A piece found early (inside
-a secret that also holds it) only moves which original characters stand around a marker: read again
-they are the same piece, so the result never keeps more than the redacted reading did.
+A redacted text is the text with ranges replaced by ``[REDACTED]`` (or dropped right after one):
+:func:`covered` finds its pieces between markers in the text, in order, the first at the start and
+the last at the end, each as early as it stands, and gives the ranges between them. A piece that also
+stands inside a secret before its own place is found there: the ranges then miss a copy of that
+piece's text, which the output shows anyway; nothing else.
 
 hostile_text.py puts a field's U+FFFD back the same way when a space stood in for them (the field held
-both other stand-ins): they got spaces for good.
+both other stand-ins): they got spaces for good (:func:`with_original_characters`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from stellaops_runtime.privacy.base import REDACTED
 
 
-def with_original_characters(
-    text: str, read: str, origin: Callable[[int], int], redacted_read: str
-) -> str | None:
-    """``text`` with a marker wherever ``redacted_read`` (``read`` redacted) has one; None if unmatched.
-
-    ``origin`` maps an offset of ``read`` to ``text``'s (``escapes.reading_with_origins``).
-    """
-    chunks = redacted_read.split(REDACTED)
+def covered(text: str, redacted: str) -> list[tuple[int, int]] | None:
+    """The ranges of ``text`` that ``redacted`` (``text`` redacted) replaced or dropped; None if unmatched."""
+    chunks = redacted.split(REDACTED)
     if len(chunks) < 2:
         return None
     last = len(chunks) - 1
-    pieces: list[str] = []
+    out: list[tuple[int, int]] = []
     pos = 0
     for i, chunk in enumerate(chunks):
         if i == 0:
-            if not read.startswith(chunk):
+            if not text.startswith(chunk):
                 return None
             start = 0
         elif i == last:
-            start = len(read) - len(chunk)
-            if start < pos or not read.endswith(chunk):
+            start = len(text) - len(chunk)
+            if start < pos or not text.endswith(chunk):
                 return None
         else:
-            start = read.find(chunk, pos)
+            start = text.find(chunk, pos)
             if start < 0:
                 return None
-        end = start + len(chunk)
-        if chunk:
-            pieces.append(text[0 if i == 0 else origin(start) : len(text) if i == last else origin(end)])
+        if i:
+            out.append((pos, start))
+        pos = start + len(chunk)
+    return out
+
+
+def _rebuild(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each of the sorted, disjoint ``spans`` replaced by one marker."""
+    pieces: list[str] = []
+    last = 0
+    for start, end in spans:
+        pieces.append(text[last:start])
+        pieces.append(REDACTED)
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
         else:
-            pieces.append("")
-        pos = end
-    return REDACTED.join(pieces)
+            out.append((start, end))
+    return out
+
+
+def union(text: str, first: str, other: str, second: str) -> str | None:
+    """``text`` losing what ``first`` (it redacted) or ``second`` (``other`` redacted) covers.
+
+    ``other`` is aligned with ``text`` (one character for one). None when ``second`` covers nothing
+    ``first`` does not, or either is not such a redaction.
+    """
+    a, b = covered(text, first), covered(other, second)
+    if a is None or b is None:
+        return None
+    both = _merged(a + b)
+    if sum(e - s for s, e in both) == sum(e - s for s, e in _merged(a)):
+        return None
+    return _rebuild(text, both)
+
+
+def with_original_characters(text: str, separated: str, redacted: str) -> str | None:
+    """``text`` with a marker where ``redacted`` (``separated``, aligned with it, redacted) has one."""
+    spans = covered(separated, redacted)
+    return None if spans is None else _rebuild(text, spans)
 
 
 def count_new(counts: dict[str, int] | None, seen: dict[str, int], new: int) -> None:
     """Add to ``counts`` at most ``new`` of the rules' ``seen`` counts, in their order.
 
-    The second pass over the marked text counts a marker it takes with the rest of its word again
-    (``DBPASS=[REDACTED]<NBSP>b``): only as many hits as it added markers are new secrets.
+    The second reading counts again a secret the first one counted (``DBPASS=a<NBSP>b``, taken whole):
+    only as many hits as the union added markers are new secrets.
     """
     if counts is None:
         return

@@ -65,7 +65,7 @@ from stellaops_runtime.privacy.patterns import (
     CompiledPatterns,
     compile_patterns,
 )
-from stellaops_runtime.privacy.reading_union import count_new, with_original_characters
+from stellaops_runtime.privacy.reading_union import count_new, union
 from stellaops_runtime.privacy.rule_scan import default_rules, selected, sub_rules
 from stellaops_runtime.privacy.secret_manifests import secret_data_spans
 from stellaops_runtime.privacy.secure_strings import secure_string_spans
@@ -158,6 +158,20 @@ def _header_quoted(m: re.Match[str]) -> str:
     return f"{m['q']}{m['first']}{m['end']}"
 
 
+def _rest_of_quoted(out: str) -> str:
+    """``out`` (which holds a marker) losing the rest of each quoted argument or header a marker cut."""
+    if '"' in out:
+        out = _QUOTED_REST.sub(_double_quoted, out)
+        if '\\"' in out:
+            out = _ESCAPED_QUOTED_REST.sub(_header_quoted, out)
+    if "'" in out:
+        out = _SINGLE_QUOTED_REST.sub(_single_quoted, out)
+    if ":" in out:
+        out = _QUOTED_HEADER_REST.sub(_header_quoted, out)
+        out = _SINGLE_QUOTED_HEADER_REST.sub(_single_quoted, out)
+    return out
+
+
 class Redactor:
     """The rules of one PrivacyConfig, compiled; :meth:`redact` runs them over a text."""
 
@@ -226,26 +240,22 @@ class Redactor:
         # text that reads differently is redacted in its reading when that finds a secret (the
         # reading first: ``B\u0435arer`` (a Cyrillic e) read as it is would be taken for the value of
         # ``Authorization:`` and leave the token after it), else as it is.
-        read, origin = escapes.reading_with_origins(text)
+        read = escapes.reading(text)
         if read != text:
             out, hits = self._redact_separated(read, counts=counts, truncated=truncated, tool=tool)
             if hits:
-                # The rules run again on the text with the reading's markers, read with its Unicode
-                # spaces kept: a space the reading took for a blank is inside one word there
-                # (``DBPASS=a<NBSP>b`` loses ``b``; reading_union.py). Kept in the reading when that
-                # adds nothing.
-                marked = with_original_characters(text, read, origin, out)
-                if marked is not None:
-                    marked = escapes.reading(marked, keep_spaces=True)
+                # The same reading with its Unicode spaces kept (one character for one: aligned) is
+                # redacted too, and the field loses what either covers: a space the reading took for
+                # a blank is inside one word in the text (``DBPASS=a<NBSP>b`` loses ``b``; reading_union.py).
+                kept = escapes.reading(text, keep_spaces=True)
+                if kept != read and len(kept) == len(read):
                     seen: dict[str, int] = defaultdict(int)
-                    more_out, more = self._redact_separated(
-                        marked, counts=seen, truncated=truncated, tool=tool
-                    )
-                    if more:
-                        # a marker taking the rest of its word is the secret the reading counted; a new
-                        # marker is a new secret (counted once)
-                        count_new(counts, seen, more_out.count(REDACTED) - marked.count(REDACTED))
-                        return escapes.reading(more_out), hits + more
+                    kept_out, more = self._redact_separated(kept, counts=seen, truncated=truncated, tool=tool)
+                    both = union(read, out, kept, kept_out) if more else None
+                    if both is not None:
+                        # a secret the kept reading took whole was counted by the first: only new markers
+                        count_new(counts, seen, both.count(REDACTED) - out.count(REDACTED))
+                        return both, hits + more
                 return out, hits
         return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
 
@@ -261,6 +271,8 @@ class Redactor:
                     char=char,
                 )
                 hits += more
+        if hits:
+            out = _rest_of_quoted(out)
         if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
             seen: dict[str, int] = defaultdict(int)
             joined, more = redact_breaks_joined(
@@ -268,16 +280,7 @@ class Redactor:
             )
             if more:
                 count_new(counts, seen, joined.count(REDACTED) - out.count(REDACTED))
-                out, hits = joined, hits + more
-        if hits and '"' in out:
-            out = _QUOTED_REST.sub(_double_quoted, out)
-            if '\\"' in out:
-                out = _ESCAPED_QUOTED_REST.sub(_header_quoted, out)
-        if hits and "'" in out:
-            out = _SINGLE_QUOTED_REST.sub(_single_quoted, out)
-        if hits and ":" in out:
-            out = _QUOTED_HEADER_REST.sub(_header_quoted, out)
-            out = _SINGLE_QUOTED_HEADER_REST.sub(_single_quoted, out)
+                out, hits = _rest_of_quoted(joined), hits + more
         return out, hits
 
     def _redact_pass(
