@@ -22,8 +22,10 @@ Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rul
 (``library_rules``). Then environment variable names (``env_names``; as a mapping's key,
 ``mapping_env``), each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
-a space (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
-gets the passes again on its reading (``contracts/escapes.py``).
+a space (``hostile_text``), and a text holding a vertical tab or a form feed again with them read as
+word characters (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
+gets the passes again on its reading (``contracts/escapes.py``), and on that reading with its Unicode
+spaces kept, the field losing what either covers (``reading_union``).
 
 There is no logging here: a log line is exactly where a secret must not go.
 """
