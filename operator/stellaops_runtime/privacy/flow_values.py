@@ -26,8 +26,8 @@ def flow_value_end(text: str, start: int, end: int) -> int:
         return end
     low = max(0, start - _LOOK_BACK)
     line = text.rfind("\n", low, start) + 1 or low
-    before = text[line:start]
-    if before.count("{") <= before.count("}") and before.count("[") <= before.count("]"):
+    opened = text.count("{", line, start) > text.count("}", line, start)
+    if not opened and text.count("[", line, start) <= text.count("]", line, start):
         return end
     cut = end
     while cut - 1 > start and text[cut - 1] in _CLOSERS:
