@@ -311,3 +311,40 @@ async def test_a_server_that_ignores_the_window_ends_the_connection() -> None:
     assert info.value.code() is rpc.StatusCode.INTERNAL
     assert "DATA over the window of stream 1" in info.value.details()
     assert len(got) <= 7
+
+
+async def _silent(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+    peer.response_headers(sid)
+    await peer.send(sid, msg(b"first"))
+
+
+async def test_closing_the_channel_fails_an_open_stream_cancelled() -> None:
+    async with H2Server(_silent) as srv:
+        channel = rpc.insecure_channel(srv.target)
+        call = channel.unary_stream("/t.S/Silent")(b"")
+        assert await anext(call) == b"first"
+        pending = asyncio.ensure_future(anext(call))
+        await asyncio.sleep(0.05)
+        await channel.close()
+        with pytest.raises(rpc.RpcError) as info:
+            await asyncio.wait_for(pending, 5)
+        with pytest.raises(rpc.RpcError) as again:
+            await channel.unary_unary("/t.S/Silent")(b"")
+    assert info.value.code() is rpc.StatusCode.CANCELLED
+    assert again.value.code() is rpc.StatusCode.CANCELLED
+
+
+async def test_a_call_abandoned_by_its_caller_resets_its_stream() -> None:
+    """A unary call cancelled (asyncio.wait_for) and a stream dropped unread both end on the server."""
+    async with H2Server(_silent) as srv, rpc.insecure_channel(srv.target) as channel:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel.unary_unary("/t.S/Silent")(b""), 0.2)
+        call = channel.unary_stream("/t.S/Silent")(b"")
+        assert await anext(call) == b"first"
+        del call
+        for _ in range(50):
+            if len(srv.peers[0].resets) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert srv.peers[0].resets == {1: f.CANCEL, 3: f.CANCEL}
+        assert channel._conn is not None and channel._conn.streams == {}

@@ -92,7 +92,11 @@ async def open_call(
     if deadline is not None:
         expired = RpcError(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         stream.deadline_handle = loop.call_at(deadline, conn.cancel, stream, expired)
-    await conn.send_message(stream, frames.grpc_message(request))
+    try:
+        await conn.send_message(stream, frames.grpc_message(request))
+    except BaseException:  # cancelled while waiting for the server's window: do not leave it open
+        conn.cancel(stream, RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
+        raise
     return conn, stream
 
 
@@ -211,6 +215,13 @@ class StreamCall:
                 self._stream, RpcError(StatusCode.CANCELLED, "Locally cancelled by application!")
             )
         return True
+
+    def __del__(self) -> None:
+        # dropped unread (as grpc.aio's calls): reset the stream, or the server would go on
+        # filling its window and the connection would keep it for good
+        conn, stream = self._conn, self._stream
+        if conn is not None and stream is not None and not stream.closed and not conn.loop.is_closed():
+            conn.cancel(stream, RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
 
     def done(self) -> bool:
         return self._cancelled or self._done or (self._stream is not None and self._stream.closed)
