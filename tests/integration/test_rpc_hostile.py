@@ -92,6 +92,21 @@ async def test_a_header_block_over_64_kib_ends_the_connection() -> None:
     assert error.code() is rpc.StatusCode.INTERNAL and "header block over 65536 bytes" in error.details()
 
 
+async def test_an_hpack_bomb_ends_the_connection_without_inflating_it() -> None:
+    """A 14 KB block naming a 4 KB table entry 10,000 times would be 40 MB of headers."""
+
+    async def hostile(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        entry = peer.encoder.encode([("x-bomb", "a" * 4000)], huffman=False)  # indexed: table entry 62
+        block = peer.encoder.encode([(":status", "200")]) + entry + b"\xbe" * 10000
+        peer.write(f.encode_headers(sid, block, end_stream=False, max_frame_size=16384))
+
+    async with H2Server(hostile) as srv:
+        start = time.monotonic()
+        error = await fails(srv.target)
+        assert time.monotonic() - start < 2
+    assert error.code() is rpc.StatusCode.INTERNAL and "OversizedHeaderListError" in error.details()
+
+
 async def test_a_reply_spread_over_continuation_frames_is_read() -> None:
     async def ok(peer: Peer, sid: int, headers: dict[str, str]) -> None:
         block = peer.encoder.encode([(":status", "200"), ("x-big", "b" * 40000)])
