@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
@@ -133,3 +134,22 @@ def test_the_package_imports_no_grpc() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_large_message_is_copied_once_when_it_completes() -> None:
+    """An 8 MiB event over 16 KiB frames: the buffer it grew in plus one copy, not two."""
+    body = b"z" * (8 << 20)
+    data = f.grpc_message(body)
+    pieces = [data[i : i + 16384] for i in range(0, len(data), 16384)]
+    stream = Stream(1, 64 << 20, 65535, 1 << 30)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for piece in pieces:
+            assert stream.feed(piece) is None
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert stream.queue[0][0] == body and not stream.rbuf
+    size = len(body)
+    assert peak < 2.6 * size, f"{peak / size:.2f} times the message"

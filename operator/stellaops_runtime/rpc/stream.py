@@ -88,9 +88,13 @@ class Stream:
             size = end - pos
             credited = min(self.credited_in_rbuf, size)
             self.credited_in_rbuf -= credited
-            self.queue.append((bytes(rbuf[pos + 5 : end]), size - credited))
+            with memoryview(rbuf) as view:  # one copy of a large message, not two
+                message = bytes(view[pos + 5 : end])
+            self.queue.append((message, size - credited))
             pos = end
-        if pos:
+        if pos == have:
+            rbuf = self.rbuf = bytearray()  # a fresh one: a large message's buffer is freed
+        elif pos:
             del rbuf[:pos]
         # an incomplete message's bytes are credited now: a message over the window must finish
         self.to_credit += len(rbuf) - self.credited_in_rbuf
