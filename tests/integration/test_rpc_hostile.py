@@ -363,3 +363,17 @@ async def test_a_call_abandoned_by_its_caller_resets_its_stream() -> None:
             await asyncio.sleep(0.02)
         assert srv.peers[0].resets == {1: f.CANCEL, 3: f.CANCEL}
         assert channel._conn is not None and channel._conn.streams == {}
+
+
+@pytest.mark.parametrize("target", ["unix://run/x.sock", "[::1:54321", "h:99999"])
+async def test_a_target_nobody_can_dial_fails_each_call_unavailable(target: str) -> None:
+    """As grpc: the channel is made, its calls fail (not a ValueError outside every except RpcError)."""
+    async with rpc.insecure_channel(target) as channel:
+        with pytest.raises(rpc.RpcError) as unary:
+            await channel.unary_unary("/t.S/M")(b"")
+        with pytest.raises(rpc.RpcError) as stream:
+            await anext(channel.unary_stream("/t.S/M")(b""))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), 0.2)
+    for error in (unary.value, stream.value):
+        assert error.code() is rpc.StatusCode.UNAVAILABLE and "bad target" in error.details()

@@ -36,7 +36,6 @@ class Channel:
 
     def __init__(self, target: str, options: ChannelOptions) -> None:
         self._target = target
-        self._address = parse_target(target)
         self._options = options
         self._conn: Connection | None = None
         self._conns: set[Connection] = set()
@@ -62,7 +61,10 @@ class Channel:
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
         opts = self._options
-        address = self._address
+        try:
+            address = parse_target(self._target)
+        except ValueError as exc:  # as grpc: the channel is made, each call fails
+            raise RpcError(StatusCode.UNAVAILABLE, f"failed to connect to {self._target}: {exc}") from None
 
         def factory() -> Connection:
             return Connection(
