@@ -189,7 +189,7 @@ async def test_an_unanswered_keepalive_ping_fails_the_call_unavailable_in_time()
         took = time.monotonic() - start
         assert srv.peers[0].pings == 1
     assert info.value.code() is rpc.StatusCode.UNAVAILABLE and "keepalive" in info.value.details()
-    assert 0.3 <= took < 0.2 + 0.3 + 0.3
+    assert 0.3 <= took < 0.2 + 0.3 + 1.0  # keepalive + timeout, and slack for a loaded machine
 
 
 async def test_an_answered_keepalive_ping_keeps_a_quiet_stream() -> None:
@@ -298,10 +298,15 @@ async def test_a_reader_that_stops_holds_about_one_window_and_a_large_message_fi
     async with H2Server(flood) as srv, rpc.insecure_channel(srv.target, options) as channel:
         call = channel.unary_stream("/t.S/Flood")(b"")
         assert await anext(call) == body
-        await asyncio.sleep(0.3)  # the server sends all the window lets it, then waits
+        for _ in range(500):  # the server sends all the window lets it, then waits
+            if srv.peers[0].sent_data.get(1, 0) >= window:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
         sent = srv.peers[0].sent_data[1]
         assert window <= sent <= window + 2 * len(msg(body)) + 16384
-        stream = next(iter(srv.peers and channel._conn.streams.values()))  # type: ignore[union-attr]
+        assert channel._conn is not None
+        stream = channel._conn.streams[1]
         held = sum(len(m) for m, _ in stream.queue) + len(stream.rbuf)
         assert held <= window
         rest = [m async for m in call]
