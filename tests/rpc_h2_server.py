@@ -35,6 +35,10 @@ class Peer:
         self.sent_data: dict[int, int] = {}  # stream id -> DATA payload bytes sent
         self.resets: dict[int, int] = {}  # stream id -> RST_STREAM code received
         self.pings = 0
+        self.ping_acks: list[bytes] = []
+        self.received: dict[int, bytearray] = {}  # stream id -> request DATA received
+        self.data_frame_sizes: list[int] = []
+        self.data_arrived = asyncio.Event()
         self.goaway: tuple[int, int] | None = None
 
     def write(self, data: bytes) -> None:
@@ -73,9 +77,11 @@ class Peer:
 class H2Server:
     """Listens on 127.0.0.1; each request stream runs ``scenario``."""
 
-    def __init__(self, scenario: Scenario, *, answer_pings: bool = True) -> None:
+    def __init__(self, scenario: Scenario, *, answer_pings: bool = True,
+                 settings: dict[int, int] | None = None) -> None:  # fmt: skip
         self.scenario = scenario
         self.answer_pings = answer_pings
+        self.settings = settings or {f.MAX_CONCURRENT_STREAMS: 100}
         self.peers: list[Peer] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
@@ -108,7 +114,7 @@ class H2Server:
         try:
             preface = await reader.readexactly(len(f.PREFACE))
             assert preface == f.PREFACE
-            writer.write(f.encode_settings({f.MAX_CONCURRENT_STREAMS: 100}))
+            writer.write(f.encode_settings(self.settings))
             buf = b""
             while chunk := await reader.read(65536):
                 buf += chunk
@@ -138,6 +144,12 @@ class H2Server:
             else:
                 peer.stream_windows[sid] = peer.stream_windows.get(sid, peer.initial_window) + increment
             peer.window_changed.set()
+        elif ftype == f.PING and flags & f.FLAG_ACK:
+            peer.ping_acks.append(payload)
+        elif ftype == f.DATA:
+            peer.received.setdefault(sid, bytearray()).extend(payload)
+            peer.data_frame_sizes.append(len(payload))
+            peer.data_arrived.set()
         elif ftype == f.PING and not flags & f.FLAG_ACK:
             peer.pings += 1
             if self.answer_pings:

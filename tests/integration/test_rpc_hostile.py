@@ -382,3 +382,46 @@ async def test_a_target_nobody_can_dial_fails_each_call_unavailable(target: str)
             await asyncio.wait_for(channel.channel_ready(), 0.2)
     for error in (unary.value, stream.value):
         assert error.code() is rpc.StatusCode.UNAVAILABLE and "bad target" in error.details()
+
+
+async def test_unknown_and_priority_frames_are_ignored_and_a_server_ping_is_answered() -> None:
+    async def chatty(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.write(f.encode_frame(0x20, 0xFF, sid, b"an extension frame"))
+        peer.write(f.encode_frame(f.PRIORITY, 0, sid, b"\0\0\0\0\x10"))
+        peer.write(f.encode_ping(b"server!!"))
+        peer.response_headers(sid)
+        payload = b"\x03" + msg(b"padded") + b"\0\0\0"
+        peer.write(f.encode_frame(f.DATA, f.FLAG_PADDED, sid, payload))
+        peer.trailers(sid)
+
+    async with H2Server(chatty) as srv:
+        assert await unary(srv.target) == b"padded"
+        for _ in range(200):
+            if srv.peers[0].ping_acks:
+                break
+            await asyncio.sleep(0.01)
+        assert srv.peers[0].ping_acks == [b"server!!"]
+
+
+async def test_a_request_waits_for_the_servers_window_and_keeps_to_its_frame_size() -> None:
+    request = bytes(range(256)) * 160  # 40 KiB: three frames at the default max frame size
+
+    async def stingy(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        while len(peer.received.get(sid, b"")) < 100:
+            peer.data_arrived.clear()
+            await peer.data_arrived.wait()
+        await asyncio.sleep(0.1)
+        early = len(peer.received[sid])
+        peer.write(f.encode_window_update(sid, 1 << 20))
+        while len(peer.received[sid]) < len(request) + 5:
+            peer.data_arrived.clear()
+            await peer.data_arrived.wait()
+        peer.response_headers(sid)
+        await peer.send(sid, msg(b"%d %d" % (early, peer.received[sid] == f.grpc_message(request))))
+        peer.trailers(sid)
+
+    async with H2Server(stingy, settings={f.INITIAL_WINDOW_SIZE: 100}) as srv:
+        async with rpc.insecure_channel(srv.target) as channel:
+            await channel.channel_ready()  # the server's SETTINGS are in before the request
+            assert await channel.unary_unary("/t.S/Big")(request) == b"100 1"
+        assert max(srv.peers[0].data_frame_sizes) <= 16384
