@@ -425,3 +425,44 @@ async def test_a_request_waits_for_the_servers_window_and_keeps_to_its_frame_siz
             await channel.channel_ready()  # the server's SETTINGS are in before the request
             assert await channel.unary_unary("/t.S/Big")(request) == b"100 1"
         assert max(srv.peers[0].data_frame_sizes) <= 16384
+
+
+async def test_an_http1_server_fails_the_call_unavailable() -> None:
+    async def http1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await reader.read(100)
+        writer.close()
+
+    server = await asyncio.start_server(http1, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        error = await fails(f"127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert error.code() is rpc.StatusCode.UNAVAILABLE
+    assert "Trying to connect an http1.x server" in error.details()
+
+
+def test_a_channel_used_again_in_a_new_event_loop_connects_again() -> None:
+    """The lifecycle clients keep a channel; the connection of a closed loop is not reused (its
+    socket would still take the request, but nothing would read the reply)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    handler = grpc.method_handlers_generic_handler(
+        "t.S", {"M": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"ok " + req)}
+    )
+    server = grpc.server(ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        channel = rpc.insecure_channel(f"127.0.0.1:{port}")
+        assert asyncio.run(channel.unary_unary("/t.S/M")(b"1", timeout=5)) == b"ok 1"
+        assert asyncio.run(channel.unary_unary("/t.S/M")(b"2", timeout=5)) == b"ok 2"
+        asyncio.run(channel.close())
+    finally:
+        server.stop(0)

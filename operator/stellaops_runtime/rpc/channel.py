@@ -45,16 +45,17 @@ class Channel:
     async def connection(self) -> Connection:
         """The usable connection, opened now if there is none."""
         conn = self._conn
-        if conn is not None and conn.usable():
+        if conn is not None and conn.usable() and conn.loop is asyncio.get_running_loop():
             return conn
         async with self._lock:
             if self._closed:
                 raise RpcError(StatusCode.CANCELLED, "Channel closed")
             conn = self._conn
-            if conn is not None and conn.usable():
+            if conn is not None and conn.usable() and conn.loop is asyncio.get_running_loop():
                 return conn
             self._conn = await self._connect()
-            self._conns = {c for c in self._conns if c.error is None}
+            loop = asyncio.get_running_loop()  # a connection of a closed loop is left to the collector
+            self._conns = {c for c in self._conns if c.error is None and c.loop is loop}
             self._conns.add(self._conn)
             return self._conn
 
@@ -110,7 +111,8 @@ class Channel:
         """Fail open calls with CANCELLED and close the connection."""
         self._closed = True
         for conn in list(self._conns):
-            conn.fail(StatusCode.CANCELLED, "Channel closed")
+            if not conn.loop.is_closed():
+                conn.fail(StatusCode.CANCELLED, "Channel closed")
         self._conns.clear()
         self._conn = None
 

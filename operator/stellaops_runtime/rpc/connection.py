@@ -101,6 +101,12 @@ class Connection(asyncio.Protocol):
         self._last_recv = self.loop.time()
         if self._rest:
             data = self._rest + data
+        if not self.ready.done() and data[:5] == b"HTTP/"[: len(data)]:
+            if len(data) >= 5:  # grpc's words for it
+                self.fail(StatusCode.UNAVAILABLE, "Trying to connect an http1.x server", f.PROTOCOL_ERROR)
+                return
+            self._rest = data
+            return
         frames, used, problem = f.split_frames(data, f.DEFAULT_MAX_FRAME_SIZE)
         self._rest = data[used:] if used < len(data) else b""
         streams = self.streams
