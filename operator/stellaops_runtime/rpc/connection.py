@@ -21,10 +21,8 @@ from stellaops_runtime.rpc.status import (
     RpcError,
     StatusCode,
     code_of_http_status,
-    code_of_number,
-    decode_message,
 )
-from stellaops_runtime.rpc.stream import Stream
+from stellaops_runtime.rpc.stream import Stream, rst_error, trailer_status
 
 MAX_HEADER_BLOCK = 64 << 10
 CONN_WINDOW = 16 << 20  # connection-level window: credited as received; streams bound memory
@@ -389,32 +387,3 @@ class Connection(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_exception(self.error)
             self.ready.exception()  # retrieved: nobody may be waiting
-
-
-def rst_error(code: int) -> RpcError:
-    """What a call fails with when the server resets its stream (gRPC's mapping)."""
-    text = f"Received RST_STREAM with error code {code}"
-    if code == f.REFUSED_STREAM:
-        return RpcError(StatusCode.UNAVAILABLE, text)
-    if code == f.CANCEL:
-        return RpcError(StatusCode.CANCELLED, text)
-    return RpcError(StatusCode.INTERNAL, text)
-
-
-def trailer_status(stream: Stream, headers: list[tuple[str, str]]) -> RpcError | None:
-    """The call's end from its trailers (or trailers-only reply): None for OK."""
-    values = dict(headers)
-    status = values.get("grpc-status")
-    if status is None:
-        if stream.http_status not in (0, 200):
-            return RpcError(
-                code_of_http_status(stream.http_status),
-                f"Received http2 header with status: {stream.http_status}",
-            )
-        return RpcError(StatusCode.UNKNOWN, "Stream ended without grpc-status")
-    code = code_of_number(status)
-    if code is StatusCode.OK:
-        if stream.rbuf:
-            return RpcError(StatusCode.INTERNAL, "Stream ended inside a message")
-        return None
-    return RpcError(code, decode_message(values.get("grpc-message", "")))

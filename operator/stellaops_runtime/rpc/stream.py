@@ -13,7 +13,13 @@ import asyncio
 import collections
 
 from stellaops_runtime.rpc import frames
-from stellaops_runtime.rpc.status import RpcError, StatusCode
+from stellaops_runtime.rpc.status import (
+    RpcError,
+    StatusCode,
+    code_of_http_status,
+    code_of_number,
+    decode_message,
+)
 
 
 def too_large(length: int, limit: int) -> RpcError:
@@ -126,3 +132,32 @@ class Stream:
     @property
     def closed(self) -> bool:
         return self.ended or self.error is not None
+
+
+def rst_error(code: int) -> RpcError:
+    """What a call fails with when the server resets its stream (gRPC's mapping)."""
+    text = f"Received RST_STREAM with error code {code}"
+    if code == frames.REFUSED_STREAM:
+        return RpcError(StatusCode.UNAVAILABLE, text)
+    if code == frames.CANCEL:
+        return RpcError(StatusCode.CANCELLED, text)
+    return RpcError(StatusCode.INTERNAL, text)
+
+
+def trailer_status(stream: Stream, headers: list[tuple[str, str]]) -> RpcError | None:
+    """The call's end from its trailers (or trailers-only reply): None for OK."""
+    values = dict(headers)
+    status = values.get("grpc-status")
+    if status is None:
+        if stream.http_status not in (0, 200):
+            return RpcError(
+                code_of_http_status(stream.http_status),
+                f"Received http2 header with status: {stream.http_status}",
+            )
+        return RpcError(StatusCode.UNKNOWN, "Stream ended without grpc-status")
+    code = code_of_number(status)
+    if code is StatusCode.OK:
+        if stream.rbuf:
+            return RpcError(StatusCode.INTERNAL, "Stream ended inside a message")
+        return None
+    return RpcError(code, decode_message(values.get("grpc-message", "")))
