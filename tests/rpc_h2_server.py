@@ -14,7 +14,9 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import hpack
+import pytest
 
+from stellaops_runtime import rpc
 from stellaops_runtime.rpc import frames as f
 
 Scenario = Callable[["Peer", int, dict[str, str]], Awaitable[None]]
@@ -164,3 +166,20 @@ class H2Server:
             task = asyncio.ensure_future(self.scenario(peer, sid, headers))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+
+def msg(data: bytes) -> bytes:
+    return f.grpc_message(data)
+
+
+async def unary(target: str, path: str = "/t.S/M", **kw: object) -> object:
+    """One unary call on a fresh channel."""
+    async with rpc.insecure_channel(target) as channel:
+        return await channel.unary_unary(path)(b"req", **kw)
+
+
+async def fails(target: str, **kw: object) -> rpc.RpcError:
+    """The RpcError a unary call on a fresh channel ends with (within 10 s)."""
+    with pytest.raises(rpc.RpcError) as info:
+        await asyncio.wait_for(unary(target, **kw), 10)
+    return info.value

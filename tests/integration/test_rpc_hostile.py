@@ -1,9 +1,10 @@
 """The rpc client against a raw HTTP/2 server that misbehaves: every call ends with the right RpcError.
 
 Each scenario is a real socket (tests/rpc_h2_server.py): a bad frame, an oversize frame, a bad
-HPACK block, a header block over 64 KiB, GOAWAY, RST_STREAM, an unanswered keepalive PING, a
-message that never finishes, a connection closed mid-frame. Nothing crashes or hangs, other
-streams on the connection behave as HTTP/2 says, and the channel reconnects for the next call.
+HPACK block, a header block over 64 KiB, GOAWAY, RST_STREAM, a message that never finishes, a
+connection closed mid-frame, a server over the flow-control window. Nothing crashes or hangs,
+other streams on the connection behave as HTTP/2 says, and the channel reconnects for the next
+call. The channel's life (keepalive, close, bad targets): test_rpc_channel.py.
 """
 
 from __future__ import annotations
@@ -15,24 +16,9 @@ import pytest
 
 from stellaops_runtime import rpc
 from stellaops_runtime.rpc import frames as f
-from tests.rpc_h2_server import H2Server, Peer
+from tests.rpc_h2_server import H2Server, Peer, fails, msg, unary
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def msg(data: bytes) -> bytes:
-    return f.grpc_message(data)
-
-
-async def unary(target: str, path: str = "/t.S/M", **kw: object) -> object:
-    async with rpc.insecure_channel(target) as channel:
-        return await channel.unary_unary(path)(b"req", **kw)
-
-
-async def fails(target: str, **kw: object) -> rpc.RpcError:
-    with pytest.raises(rpc.RpcError) as info:
-        await asyncio.wait_for(unary(target, **kw), 10)
-    return info.value
 
 
 async def test_a_well_behaved_reply_and_what_the_server_saw() -> None:
@@ -174,37 +160,6 @@ async def test_goaway_fails_streams_above_last_id_and_the_channel_reconnects() -
     assert "GOAWAY" in info.value.details() and "going away" in info.value.details()
 
 
-async def test_an_unanswered_keepalive_ping_fails_the_call_unavailable_in_time() -> None:
-    async def quiet(peer: Peer, sid: int, headers: dict[str, str]) -> None:
-        peer.response_headers(sid)
-        await peer.send(sid, msg(b"one"))
-
-    options = rpc.ChannelOptions(keepalive_seconds=0.2, keepalive_timeout_seconds=0.3)
-    async with H2Server(quiet, answer_pings=False) as srv, rpc.insecure_channel(srv.target, options) as ch:
-        call = ch.unary_stream("/t.S/Quiet")(b"")
-        assert await anext(call) == b"one"
-        start = time.monotonic()
-        with pytest.raises(rpc.RpcError) as info:
-            await asyncio.wait_for(anext(call), 5)
-        took = time.monotonic() - start
-        assert srv.peers[0].pings == 1
-    assert info.value.code() is rpc.StatusCode.UNAVAILABLE and "keepalive" in info.value.details()
-    assert 0.3 <= took < 0.2 + 0.3 + 1.0  # keepalive + timeout, and slack for a loaded machine
-
-
-async def test_an_answered_keepalive_ping_keeps_a_quiet_stream() -> None:
-    async def quiet(peer: Peer, sid: int, headers: dict[str, str]) -> None:
-        peer.response_headers(sid)
-        await asyncio.sleep(0.9)
-        await peer.send(sid, msg(b"late"))
-        peer.trailers(sid)
-
-    options = rpc.ChannelOptions(keepalive_seconds=0.2, keepalive_timeout_seconds=0.3)
-    async with H2Server(quiet) as srv, rpc.insecure_channel(srv.target, options) as ch:
-        assert [m async for m in ch.unary_stream("/t.S/Quiet")(b"")] == [b"late"]
-        assert srv.peers[0].pings >= 2
-
-
 async def test_a_message_that_never_finishes_ends_at_the_deadline_with_rst_stream() -> None:
     async def hang(peer: Peer, sid: int, headers: dict[str, str]) -> None:
         peer.response_headers(sid)
@@ -333,57 +288,6 @@ async def test_a_server_that_ignores_the_window_ends_the_connection() -> None:
     assert len(got) <= 7
 
 
-async def _silent(peer: Peer, sid: int, headers: dict[str, str]) -> None:
-    peer.response_headers(sid)
-    await peer.send(sid, msg(b"first"))
-
-
-async def test_closing_the_channel_fails_an_open_stream_cancelled() -> None:
-    async with H2Server(_silent) as srv:
-        channel = rpc.insecure_channel(srv.target)
-        call = channel.unary_stream("/t.S/Silent")(b"")
-        assert await anext(call) == b"first"
-        pending = asyncio.ensure_future(anext(call))
-        await asyncio.sleep(0.05)
-        await channel.close()
-        with pytest.raises(rpc.RpcError) as info:
-            await asyncio.wait_for(pending, 5)
-        with pytest.raises(rpc.RpcError) as again:
-            await channel.unary_unary("/t.S/Silent")(b"")
-    assert info.value.code() is rpc.StatusCode.CANCELLED
-    assert again.value.code() is rpc.StatusCode.CANCELLED
-
-
-async def test_a_call_abandoned_by_its_caller_resets_its_stream() -> None:
-    """A unary call cancelled (asyncio.wait_for) and a stream dropped unread both end on the server."""
-    async with H2Server(_silent) as srv, rpc.insecure_channel(srv.target) as channel:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(channel.unary_unary("/t.S/Silent")(b""), 0.2)
-        call = channel.unary_stream("/t.S/Silent")(b"")
-        assert await anext(call) == b"first"
-        del call
-        for _ in range(50):
-            if len(srv.peers[0].resets) == 2:
-                break
-            await asyncio.sleep(0.02)
-        assert srv.peers[0].resets == {1: f.CANCEL, 3: f.CANCEL}
-        assert channel._conn is not None and channel._conn.streams == {}
-
-
-@pytest.mark.parametrize("target", ["unix://run/x.sock", "[::1:54321", "h:99999"])
-async def test_a_target_nobody_can_dial_fails_each_call_unavailable(target: str) -> None:
-    """As grpc: the channel is made, its calls fail (not a ValueError outside every except RpcError)."""
-    async with rpc.insecure_channel(target) as channel:
-        with pytest.raises(rpc.RpcError) as unary:
-            await channel.unary_unary("/t.S/M")(b"")
-        with pytest.raises(rpc.RpcError) as stream:
-            await anext(channel.unary_stream("/t.S/M")(b""))
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(channel.channel_ready(), 0.2)
-    for error in (unary.value, stream.value):
-        assert error.code() is rpc.StatusCode.UNAVAILABLE and "bad target" in error.details()
-
-
 async def test_unknown_and_priority_frames_are_ignored_and_a_server_ping_is_answered() -> None:
     async def chatty(peer: Peer, sid: int, headers: dict[str, str]) -> None:
         peer.write(f.encode_frame(0x20, 0xFF, sid, b"an extension frame"))
@@ -425,44 +329,3 @@ async def test_a_request_waits_for_the_servers_window_and_keeps_to_its_frame_siz
             await channel.channel_ready()  # the server's SETTINGS are in before the request
             assert await channel.unary_unary("/t.S/Big")(request) == b"100 1"
         assert max(srv.peers[0].data_frame_sizes) <= 16384
-
-
-async def test_an_http1_server_fails_the_call_unavailable() -> None:
-    async def http1(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(100)
-        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        await reader.read(100)
-        writer.close()
-
-    server = await asyncio.start_server(http1, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        error = await fails(f"127.0.0.1:{port}")
-    finally:
-        server.close()
-    assert error.code() is rpc.StatusCode.UNAVAILABLE
-    assert "Trying to connect an http1.x server" in error.details()
-
-
-def test_a_channel_used_again_in_a_new_event_loop_connects_again() -> None:
-    """The lifecycle clients keep a channel; the connection of a closed loop is not reused (its
-    socket would still take the request, but nothing would read the reply)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-
-    handler = grpc.method_handlers_generic_handler(
-        "t.S", {"M": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"ok " + req)}
-    )
-    server = grpc.server(ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        channel = rpc.insecure_channel(f"127.0.0.1:{port}")
-        assert asyncio.run(channel.unary_unary("/t.S/M")(b"1", timeout=5)) == b"ok 1"
-        assert asyncio.run(channel.unary_unary("/t.S/M")(b"2", timeout=5)) == b"ok 2"
-        asyncio.run(channel.close())
-    finally:
-        server.stop(0)
