@@ -139,3 +139,23 @@ def test_a_channel_used_again_in_a_new_event_loop_connects_again() -> None:
         asyncio.run(channel.close())
     finally:
         server.stop(0)
+
+
+async def test_two_readers_of_one_stream_share_its_messages_and_a_timeout_leaves_the_other() -> None:
+    async def paced(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        for i in range(6):
+            await asyncio.sleep(0.05)
+            await peer.send(sid, msg(b"p%d" % i))
+        peer.trailers(sid)
+
+    async with H2Server(paced) as srv, rpc.insecure_channel(srv.target) as channel:
+        call = channel.unary_stream("/t.S/Paced")(b"")
+        with pytest.raises(TimeoutError):  # a reader that gives up early
+            await asyncio.wait_for(anext(call), 0.01)
+
+        async def reader() -> list[bytes]:
+            return [m async for m in call]
+
+        first, second = await asyncio.wait_for(asyncio.gather(reader(), reader()), 5)
+    assert sorted(first + second) == [b"p%d" % i for i in range(6)]

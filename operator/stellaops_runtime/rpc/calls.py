@@ -56,9 +56,11 @@ async def next_message(conn: Connection, stream: Stream) -> bytes | None:
             raise stream.error
         if stream.ended:
             return None
-        waiter = conn.loop.create_future()
-        stream.waiter = waiter
-        await waiter
+        waiter = stream.waiter
+        if waiter is None or waiter.done():
+            waiter = stream.waiter = conn.loop.create_future()
+        # shielded: a reader that gives up (wait_for) must not cancel another reader's wait
+        await asyncio.shield(waiter)
 
 
 async def open_call(
