@@ -159,3 +159,16 @@ async def test_two_readers_of_one_stream_share_its_messages_and_a_timeout_leaves
 
         first, second = await asyncio.wait_for(asyncio.gather(reader(), reader()), 5)
     assert sorted(first + second) == [b"p%d" % i for i in range(6)]
+
+
+async def test_no_keepalive_ping_while_no_call_is_open() -> None:
+    async def ok(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        await peer.send(sid, msg(b"done"))
+        peer.trailers(sid)
+
+    options = rpc.ChannelOptions(keepalive_seconds=0.1, keepalive_timeout_seconds=1.0)
+    async with H2Server(ok) as srv, rpc.insecure_channel(srv.target, options) as channel:
+        assert await channel.unary_unary("/t.S/M")(b"") == b"done"
+        await asyncio.sleep(0.4)
+        assert srv.peers[0].pings == 0 and srv.connections == 1

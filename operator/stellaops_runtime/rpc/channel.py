@@ -23,11 +23,16 @@ CONNECT_TIMEOUT = 20.0  # TCP connected but no HTTP/2 SETTINGS from the server w
 
 @dataclass(frozen=True)
 class ChannelOptions:
-    """A channel's limits: see docs/architecture.md ("The agent's own gRPC client")."""
+    """A channel's limits (docs/architecture.md, "The agent's own gRPC client")."""
 
+    # a larger message fails the call RESOURCE_EXHAUSTED "Received message larger than max (N vs. M)"
     max_receive_message_length: int = 4 << 20
+    # with a call open and nothing from the server for this long: PING (None: never). As grpc by
+    # default, no PING while no call is open (Go servers count pings on an idle connection).
     keepalive_seconds: float | None = None
+    # a PING unanswered this long: the connection is dead, its calls fail UNAVAILABLE
     keepalive_timeout_seconds: float = 20.0
+    # bytes each stream's server may send ahead of the reader (credited as the reader takes them)
     stream_window: int = 1 << 20
 
 
