@@ -216,3 +216,35 @@ async def test_a_server_stopped_mid_stream() -> None:
 async def test_no_server_at_all() -> None:
     theirs, ours = await both("unix:///nonexistent/rpc.sock", "unary", "/t.S/Echo", b"")
     assert theirs[0] == ours[0] == "UNAVAILABLE"
+
+
+def _bad_deserializer(data: bytes) -> object:
+    raise ValueError("not a message")
+
+
+def _bad_serializer(request: object) -> bytes:
+    raise ValueError("cannot serialize")
+
+
+@pytest.mark.parametrize("kind", ["unary", "stream"])
+async def test_a_deserializer_or_serializer_error_fails_the_call_internal(
+    server: tuple[Any, str], kind: str
+) -> None:
+    """Stricter than grpc.aio 1.85 on purpose: there a raising deserializer makes the response None
+    (logged only) and a raising serializer sends an empty request; the agent would take None for
+    an event, or ask for what it did not mean."""
+    async with rpc.insecure_channel(server[1]) as channel:
+        outcomes = []
+        for ser, de in ((None, _bad_deserializer), (_bad_serializer, None)):
+            factory = channel.unary_unary if kind == "unary" else channel.unary_stream
+            call = factory("/t.S/Echo" if kind == "unary" else "/t.S/Count", ser, de)
+            with pytest.raises(rpc.RpcError) as info:
+                if kind == "unary":
+                    await call(b"3")
+                else:
+                    [m async for m in call(b"3")]
+            outcomes.append((info.value.code(), info.value.details()))
+    assert outcomes == [
+        (rpc.StatusCode.INTERNAL, "Exception deserializing response!"),
+        (rpc.StatusCode.INTERNAL, "Exception serializing request!"),
+    ]
