@@ -329,3 +329,19 @@ async def test_a_request_waits_for_the_servers_window_and_keeps_to_its_frame_siz
             await channel.channel_ready()  # the server's SETTINGS are in before the request
             assert await channel.unary_unary("/t.S/Big")(request) == b"100 1"
         assert max(srv.peers[0].data_frame_sizes) <= 16384
+
+
+async def test_a_unary_call_answered_with_an_endless_stream_ends_at_the_second_message() -> None:
+    async def endless(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        for _ in range(2000):  # 20 MB if the client kept reading
+            await peer.send(sid, msg(b"u" * 10000))
+
+    async with H2Server(endless) as srv:
+        error = await fails(srv.target)
+        await asyncio.sleep(0.1)
+        assert srv.peers[0].resets == {1: f.CANCEL} and srv.peers[0].sent_data[1] < 4 << 20
+    assert (error.code(), error.details()) == (
+        rpc.StatusCode.INTERNAL,
+        "More than one message received for a unary call",
+    )

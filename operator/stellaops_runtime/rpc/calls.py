@@ -115,20 +115,20 @@ async def unary_call(
     deadline = None if timeout is None else loop.time() + timeout
     conn, stream = await open_call(channel, method, _serialize(serializer, request), deadline, metadata)
     try:
-        messages = []
-        while (msg := await next_message(conn, stream)) is not None:
-            messages.append(msg)
+        reply = await next_message(conn, stream)
+        if reply is None:
+            raise RpcError(StatusCode.UNIMPLEMENTED, "No message received from the server for a unary call")
+        if await next_message(conn, stream) is not None:  # not kept: a server could send without end
+            error = RpcError(StatusCode.INTERNAL, "More than one message received for a unary call")
+            conn.cancel(stream, error)
+            raise error
     except asyncio.CancelledError:
         conn.cancel(stream, RpcError(StatusCode.CANCELLED, "Locally cancelled by application!"))
         raise
-    if not messages:
-        raise RpcError(StatusCode.UNIMPLEMENTED, "No message received from the server for a unary call")
-    if len(messages) > 1:
-        raise RpcError(StatusCode.INTERNAL, "More than one message received for a unary call")
     if deserializer is None:
-        return messages[0]
+        return reply
     try:
-        return deserializer(messages[0])
+        return deserializer(reply)
     except Exception:
         raise RpcError(StatusCode.INTERNAL, "Exception deserializing response!") from None
 
