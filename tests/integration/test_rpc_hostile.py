@@ -345,3 +345,15 @@ async def test_a_unary_call_answered_with_an_endless_stream_ends_at_the_second_m
         rpc.StatusCode.INTERNAL,
         "More than one message received for a unary call",
     )
+
+
+async def test_a_grpc_message_sent_as_raw_utf8_reads_as_its_text() -> None:
+    """Servers should percent-encode grpc-message; one that sends raw UTF-8 still reads right."""
+
+    async def raw_utf8(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        peer.trailers(sid, 9, "zählt nicht ✓ 100%25")
+
+    async with H2Server(raw_utf8) as srv:
+        error = await fails(srv.target)
+    assert (error.code(), error.details()) == (rpc.StatusCode.FAILED_PRECONDITION, "zählt nicht ✓ 100%")

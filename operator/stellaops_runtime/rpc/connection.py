@@ -201,7 +201,8 @@ class Connection(asyncio.Protocol):
     def _on_header_block(self, sid: int, flags: int, block: bytes, out: list[bytes]) -> None:
         try:
             headers = [
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._decoder.decode(block, raw=True)
+                (k.decode("latin-1"), v.decode("utf-8", "replace"))
+                for k, v in self._decoder.decode(block, raw=True)
             ]
         except Exception as exc:  # hpack's errors, and anything a hostile block makes it raise
             raise f.FrameError(f.COMPRESSION_ERROR, f"bad HPACK header block: {exc!r}") from None
