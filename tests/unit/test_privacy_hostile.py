@@ -94,6 +94,21 @@ def test_a_nul_in_a_field_holding_a_tab_and_a_cr_stays_where_nothing_was_redacte
         assert growth(big.filter_field, unit, size=32768) < 10, unit
 
 
+@pytest.mark.parametrize("nul", ["\ufffd", "\x00"])
+def test_a_value_run_over_a_nul_does_not_hide_the_next_arguments_secret(nul: str) -> None:
+    # s49 P: the first pass read ``x<NUL>-H<NUL>Authorization:`` as one value, and the pass with the NUL as
+    # a separator, run on that output, no longer saw the header: the token stayed
+    pf = PrivacyFilter(PrivacyConfig())
+    argv = nul.join(["curl", "--oauth2-bearer=x", "-H", "Authorization: Bearer NulTok-3k9 more", "https://h"])
+    out = pf.filter_field(argv)
+    assert "NulTok" not in out and out.endswith(f" more{nul}https://h"), out
+    out = pf.filter_field(nul.join(["app", "pwd=x", "--password", '"a NulPw-7c2"']))
+    assert "NulPw" not in out, out
+    big = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (f"t=x{nul}-H{nul}-v ", f"pwd=x{nul}--password{nul}"):
+        assert growth(big.filter_field, unit, size=32768) < 10, unit
+
+
 def test_a_raw_nul_between_a_flag_and_its_value_is_read_as_a_separator_too() -> None:
     """Text that did not come through the adapter (a log line, a caller's own text) may hold a NUL."""
     pf = PrivacyFilter(PrivacyConfig())

@@ -58,6 +58,11 @@ class SecretLabels:
         return family
 
 
+def separated(text: str, char: str = REPLACED) -> str:
+    """``text`` with ``char`` (U+FFFD, or a raw NUL) read as whitespace: a stand-in one for one."""
+    return text.replace(char, next((c for c in _STAND_INS if c not in text), " "))
+
+
 def redact_replaced_as_separators(
     text: str, redact: Callable[[str], tuple[str, int]], *, char: str = REPLACED
 ) -> tuple[str, int]:

@@ -56,6 +56,7 @@ from stellaops_runtime.privacy.hostile_text import (
     REPLACED,
     redact_breaks_joined,
     redact_replaced_as_separators,
+    separated,
 )
 from stellaops_runtime.privacy.library_rules import LibraryRule, library_rules
 from stellaops_runtime.privacy.mapping_env import mapping_env_spans
@@ -265,6 +266,7 @@ class Redactor:
         self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
     ) -> tuple[str, int]:
         out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
+        first = hits
         for char in (REPLACED, "\x00"):  # a NUL between a flag and its value (hostile_text.py); a
             if char in out:  # raw one in text that did not come through the adapter (a log line)
                 out, more = redact_replaced_as_separators(
@@ -273,6 +275,18 @@ class Redactor:
                     char=char,
                 )
                 hits += more
+        for char in (REPLACED, "\x00") if first else ():
+            # the text itself read with it as a separator too: a value the first pass ran over it took a
+            # flag or a header whose value then stayed (``--oauth2-bearer=x\0-H\0Authorization: Bearer
+            # t u``: reading_union.py)
+            if char in text:
+                found: dict[str, int] = defaultdict(int)
+                apart = separated(text, char)
+                apart_out, more = self._redact_pass(apart, counts=found, truncated=truncated, tool=tool)
+                both = union(text, out, apart, apart_out) if more else None
+                if both is not None:
+                    count_new(counts, found, both.count(REDACTED) - out.count(REDACTED))
+                    out, hits = both, hits + more
         if hits:
             out = _rest_of_quoted(out)
         if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
