@@ -42,6 +42,7 @@ from stellaops_runtime import rpc
 from stellaops_runtime.agent.policy_reloads import TETRAGON_ID
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
+from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.sources.tetragon_grpc import one_line
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
@@ -192,17 +193,17 @@ def detect_kernel(
 
 async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
     """Ask Tetragon for its version (and health); unreachable after ``timeout_s`` seconds."""
-    async with rpc.insecure_channel(address) as ch:
-        try:
+    try:
+        async with dial(address) as ch:
             raw_version = await ch.unary_unary(
                 GET_VERSION, request_serializer=sensors_pb2.GetVersionRequest.SerializeToString
             )(sensors_pb2.GetVersionRequest(), timeout=timeout_s)
             raw_health = await ch.unary_unary(
                 GET_HEALTH, request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString
             )(tetragon_pb2.GetHealthStatusRequest(), timeout=timeout_s)
-        except rpc.RpcError as e:
-            # whoever answers at the address writes the details: one redacted, clipped line
-            return TetragonInfo(address=address, error=f"{e.code().name}: {one_line(e.details())}")
+    except rpc.RpcError as e:
+        # whoever answers at the address writes the details: one redacted, clipped line
+        return TetragonInfo(address=address, error=f"{e.code().name}: {one_line(e.details())}")
     try:
         version = _decoded("GetVersion", sensors_pb2.GetVersionResponse, raw_version)
         health = _decoded("GetHealth", tetragon_pb2.GetHealthStatusResponse, raw_health)
@@ -243,7 +244,7 @@ async def list_tracing_policies(
     :class:`stellaops_runtime.rpc.RpcError` when Tetragon does not answer, and
     :class:`UndecodableAnswer` when its answer is not the message.
     """
-    async with rpc.insecure_channel(address) as ch:
+    async with dial(address) as ch:
         raw = await ch.unary_unary(
             LIST_TRACING_POLICIES,
             request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,

@@ -28,6 +28,7 @@ from stellaops_runtime.lifecycle.image_config import (
     is_index,
     pick_manifest,
 )
+from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.wire.containerd import (
     containers_pb2,
     content_pb2,
@@ -118,7 +119,7 @@ class ContainerdClient:
 
     def _ch(self) -> rpc.Channel:
         if self._channel is None:
-            self._channel = rpc.insecure_channel(target_of(self.address), CHANNEL_OPTIONS)
+            self._channel = dial(target_of(self.address), CHANNEL_OPTIONS)
         return self._channel
 
     async def connect(self) -> None:

@@ -49,6 +49,7 @@ from stellaops_runtime import rpc
 from stellaops_runtime.contracts.config import TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_ns, boot_of, now_pair
+from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.sources.event_hold import EventHold
 from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
@@ -146,14 +147,17 @@ class TetragonGrpcSource:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
-        self._channel = rpc.insecure_channel(self.cfg.address, channel_options())
         try:
+            self._channel = dial(self.cfg.address, channel_options())
             await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
         except TimeoutError:
             self.stats.connect_failures += 1
             raise ConnectionError(
                 f"no connection to {self._shown} within {self.cfg.timeout_seconds}s"
             ) from None
+        except rpc.RpcError as e:  # an address no client can dial (sources/dial.py)
+            self.stats.connect_failures += 1
+            raise ConnectionError(f"no connection to {self._shown}: {one_line(e.details())}") from None
         call = self._channel.unary_stream(
             GET_EVENTS,
             request_serializer=events_pb2.GetEventsRequest.SerializeToString,
@@ -284,15 +288,15 @@ class TetragonGrpcSource:
 
     async def health(self) -> tuple[bool, str]:
         """Ask Tetragon's GetHealth; (healthy, detail)."""
-        async with rpc.insecure_channel(self.cfg.address) as ch:
-            try:
+        try:
+            async with dial(self.cfg.address) as ch:
                 resp = await ch.unary_unary(
                     GET_HEALTH,
                     request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
                     response_deserializer=tetragon_pb2.GetHealthStatusResponse.FromString,
                 )(tetragon_pb2.GetHealthStatusRequest(), timeout=self.cfg.timeout_seconds)
-            except rpc.RpcError as e:
-                return False, f"{e.code().name}: {one_line(e.details())}"
+        except rpc.RpcError as e:
+            return False, f"{e.code().name}: {one_line(e.details())}"
         statuses = [s for s in resp.health_status]
         ok = bool(statuses) and all(s.status == 1 for s in statuses)  # HEALTH_STATUS_RUNNING
         return ok, one_line("; ".join(f"{s.details}" for s in statuses))
