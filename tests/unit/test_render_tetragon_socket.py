@@ -243,10 +243,14 @@ def test_the_docs_say_the_mount_follows_the_address() -> None:
     assert "`tetragon.grpc.address`" in install and "`spec.tetragon.address`" in install
 
 
-async def test_grpc_reads_a_unix_address_as_a_uri() -> None:
-    """Why a '%' is refused: the agent's gRPC client (stellaops_runtime.rpc, as grpcio) dials
-    ``unix:///d/t%41/x.sock`` at ``/d/tA/x.sock`` (percent-decoded), not at the path Tetragon
-    listens on as written."""
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [("t%41/x.sock", "tA/x.sock"), ("t?q/x.sock", "t"), ("t#f/x.sock", "t")],
+)
+async def test_grpc_reads_a_unix_address_as_a_uri(written: str, read: str) -> None:
+    """Why a '%', '?' or '#' is refused: the agent's gRPC client (stellaops_runtime.rpc, as grpcio)
+    dials ``unix:///d/t%41/x.sock`` at ``/d/tA/x.sock`` (percent-decoded) and ends the path at a
+    '?' or '#' (a query, a fragment), not at the path Tetragon listens on as written."""
     import shutil
     import socket
     import tempfile
@@ -255,16 +259,42 @@ async def test_grpc_reads_a_unix_address_as_a_uri() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="stellaops-tg-", dir="/tmp"))  # short: a socket address
     try:
-        (root / "tA").mkdir()
-        (root / "t%41").mkdir()
+        for path in (written, read):
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
         with socket.socket(socket.AF_UNIX) as s, socket.socket(socket.AF_UNIX) as as_written:
-            s.bind(str(root / "tA" / "x.sock"))
+            s.bind(str(root / read))
             s.listen(1)
-            as_written.bind(str(root / "t%41" / "x.sock"))
+            as_written.bind(str(root / written))
             as_written.listen(1)
-            assert await dialled(f"unix://{root}/t%41/x.sock", s, as_written) == 0  # the decoded path
+            assert await dialled(f"unix://{root}/{written}", s, as_written) == 0  # the path as read
+        with pytest.raises(SpecError) as e:
+            parse_observer_spec(spec_with(f"unix:///opt/{written}"))
+        assert e.value.reason == "InvalidSocketPath"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("directory", ["/opt/t", "/var/run/tetragon"])
+def test_every_address_the_operator_takes_is_dialled_at_the_path_as_written(directory: str) -> None:
+    """The operator's refusals and the agent's client agree: with any printable ASCII character in
+    the path (an unusual directory's rules and the usual directory's), an address the operator
+    takes is one the agent's client (rpc/target.py) reads as the path Tetragon listens on; and
+    every character that client does not read literally is refused."""
+    from stellaops_runtime.rpc.target import parse_target
+
+    read_otherwise = set()
+    for c in map(chr, range(0x20, 0x7F)):
+        path = f"{directory}/a{c}b%41/tetragon.sock" if c == "%" else f"{directory}/a{c}b/tetragon.sock"
+        address = f"unix://{path}"
+        if parse_target(address).unix != path:
+            read_otherwise.add(c)
+        try:
+            parse_observer_spec(spec_with(address))
+        except SpecError as e:
+            assert e.reason == "InvalidSocketPath", (c, e)
+            continue
+        assert parse_target(address).unix == path, c
+    assert read_otherwise == {"%", "?", "#"}
 
 
 @pytest.mark.parametrize("path", ["/var/lib/etcd/t/t.sock", "/srv/kubelet/pods/u/t.sock", "/proc/1/t.sock"])

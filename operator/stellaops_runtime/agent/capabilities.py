@@ -42,7 +42,6 @@ from stellaops_runtime import rpc
 from stellaops_runtime.agent.policy_reloads import TETRAGON_ID
 from stellaops_runtime.contracts.redact import redact
 from stellaops_runtime.controller.loaded_version import info_without_object, version_from_info
-from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.sources.tetragon_grpc import one_line
 from stellaops_runtime.wire.tetragon import sensors_pb2, tetragon_pb2
 
@@ -194,7 +193,7 @@ def detect_kernel(
 async def probe_tetragon(address: str, *, timeout_s: float) -> TetragonInfo:
     """Ask Tetragon for its version (and health); unreachable after ``timeout_s`` seconds."""
     try:
-        async with dial(address) as ch:
+        async with rpc.insecure_channel(address) as ch:
             raw_version = await ch.unary_unary(
                 GET_VERSION, request_serializer=sensors_pb2.GetVersionRequest.SerializeToString
             )(sensors_pb2.GetVersionRequest(), timeout=timeout_s)
@@ -244,7 +243,7 @@ async def list_tracing_policies(
     :class:`stellaops_runtime.rpc.RpcError` when Tetragon does not answer, and
     :class:`UndecodableAnswer` when its answer is not the message.
     """
-    async with dial(address) as ch:
+    async with rpc.insecure_channel(address) as ch:
         raw = await ch.unary_unary(
             LIST_TRACING_POLICIES,
             request_serializer=sensors_pb2.ListTracingPoliciesRequest.SerializeToString,

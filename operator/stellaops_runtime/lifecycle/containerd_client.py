@@ -28,7 +28,6 @@ from stellaops_runtime.lifecycle.image_config import (
     is_index,
     pick_manifest,
 )
-from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.wire.containerd import (
     containers_pb2,
     content_pb2,
@@ -67,8 +66,8 @@ CHANNEL_OPTIONS = rpc.ChannelOptions(max_receive_message_length=64 << 20)
 def target_of(address: str) -> str:
     """A gRPC target for a socket path (``/run/...`` -> ``unix:///run/...``); others unchanged.
 
-    The agent's client (stellaops_runtime.rpc) percent-decodes a unix target's path, as grpcio does
-    (``%41`` in a path is ``A`` to it; to grpcio ``?`` or ``#`` also end the path). So a path is
+    The agent's client (stellaops_runtime.rpc/target.py) reads a unix target as grpcio does, as a
+    URI: ``%41`` in a path is ``A`` to it, and ``?`` or ``#`` end the path. So a path is
     percent-encoded, those two included (the socket at the path as written is dialled); an address
     already written as a ``unix:`` URI is the caller's URI and is left alone."""
     if address.startswith(("unix:", "unix-abstract:")):
@@ -119,7 +118,7 @@ class ContainerdClient:
 
     def _ch(self) -> rpc.Channel:
         if self._channel is None:
-            self._channel = dial(target_of(self.address), CHANNEL_OPTIONS)
+            self._channel = rpc.insecure_channel(target_of(self.address), CHANNEL_OPTIONS)
         return self._channel
 
     async def connect(self) -> None:

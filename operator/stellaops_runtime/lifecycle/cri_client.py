@@ -17,7 +17,6 @@ from collections.abc import AsyncGenerator
 
 from stellaops_runtime import rpc
 from stellaops_runtime.lifecycle.containerd_client import CHANNEL_OPTIONS, target_of
-from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.wire.cri import api_pb2
 
 DEFAULT_ADDRESSES = ("/run/containerd/containerd.sock", "/var/run/crio/crio.sock")
@@ -43,7 +42,7 @@ class CriClient:
 
     def _ch(self) -> rpc.Channel:
         if self._channel is None:
-            self._channel = dial(target_of(self.address), CHANNEL_OPTIONS)
+            self._channel = rpc.insecure_channel(target_of(self.address), CHANNEL_OPTIONS)
         return self._channel
 
     async def _unary(self, path: str, request: object, response: type) -> object:

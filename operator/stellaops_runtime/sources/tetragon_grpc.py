@@ -49,7 +49,6 @@ from stellaops_runtime import rpc
 from stellaops_runtime.contracts.config import TetragonConfig
 from stellaops_runtime.contracts.redact import redact, redact_error
 from stellaops_runtime.hotsymbols.clock_span import boot_ns, boot_of, now_pair
-from stellaops_runtime.sources.dial import dial
 from stellaops_runtime.sources.event_hold import EventHold
 from stellaops_runtime.sources.loop_stall import LoopStalls
 from stellaops_runtime.sources.open_outage import OpenOutage
@@ -147,17 +146,16 @@ class TetragonGrpcSource:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _stream_once(self, stop: asyncio.Event) -> None:
+        # a target no client can dial (unix://authority/x, an unclosed '[') is read when connecting:
+        # channel_ready then retries it as any address nobody listens on, and times out here
+        self._channel = rpc.insecure_channel(self.cfg.address, channel_options())
         try:
-            self._channel = dial(self.cfg.address, channel_options())
             await asyncio.wait_for(self._channel.channel_ready(), self.cfg.timeout_seconds)
         except TimeoutError:
             self.stats.connect_failures += 1
             raise ConnectionError(
                 f"no connection to {self._shown} within {self.cfg.timeout_seconds}s"
             ) from None
-        except rpc.RpcError as e:  # an address no client can dial (sources/dial.py)
-            self.stats.connect_failures += 1
-            raise ConnectionError(f"no connection to {self._shown}: {one_line(e.details())}") from None
         call = self._channel.unary_stream(
             GET_EVENTS,
             request_serializer=events_pb2.GetEventsRequest.SerializeToString,
@@ -289,7 +287,7 @@ class TetragonGrpcSource:
     async def health(self) -> tuple[bool, str]:
         """Ask Tetragon's GetHealth; (healthy, detail)."""
         try:
-            async with dial(self.cfg.address) as ch:
+            async with rpc.insecure_channel(self.cfg.address) as ch:
                 resp = await ch.unary_unary(
                     GET_HEALTH,
                     request_serializer=tetragon_pb2.GetHealthStatusRequest.SerializeToString,
