@@ -186,3 +186,31 @@ def test_keys_it_does_not_take_nested_in_each_others_values_cost_linearly() -> N
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in ("{a: x DBPASS ", "{Host: x token ", "{dbpass: x ", " a: |\n x pass\n"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
+
+
+@pytest.mark.parametrize("nul", ["\x00", "\ufffd"])
+def test_keys_read_past_a_nul_or_a_comment_cost_linearly(nul: str) -> None:
+    # s49 P's "Noticed" 1, in ccd851be too: a NUL starts a line, but a value read there runs over the
+    # next NULs to the line's end; a key whose value was then not taken (no marker first: ``Authorization:
+    # Bearer``; a nested ``{``) made the scan go on right after it, and the next key read the rest again
+    # (64 KiB of ``t=x<NUL>-H<NUL>Authorization: Bearer a `` took 2.3 s, ``DBPASS: {<NUL>`` 5.8 s). A key
+    # ending a commented line read every commented line below it (``# DBPASS:`` then more: 1 s).
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in (
+        f"t=x{nul}-H{nul}Authorization: Bearer a ",
+        f"DBPASS: {{{nul}",
+        f"x{nul}DBPASS: {{a ",
+        f"{nul}DBPASS: #a ",
+        "# DBPASS:\n",
+    ):
+        assert growth(pf.filter_field, unit, size=32768) < 10, repr(unit)
+
+
+@pytest.mark.parametrize("nul", ["\x00", "\ufffd"])
+def test_what_a_key_after_a_nul_loses_is_unchanged_by_the_linear_scan(nul: str) -> None:
+    assert _text(f"app{nul}DBPASS: {_PW} x{nul}USER: bob") == f"app{nul}DBPASS: [REDACTED]"
+    assert _text(f"a{nul}DBPASS: {{x: 1}}{nul}b") == f"a{nul}DBPASS: {{x: 1}}{nul}b"
+    out = _text(f"curl{nul}-H{nul}Authorization: Bearer {_PW} y{nul}https://h")
+    assert _PW not in out and out.endswith(f"{nul}https://h"), out
+    commented = "# DBPASS:\n# DBPASS:\nDBPASS: #c\n  "
+    assert _text(f"{commented}{_PW}\n") == f"{commented}[REDACTED]\n"

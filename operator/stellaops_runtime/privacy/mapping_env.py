@@ -48,6 +48,7 @@ text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from stellaops_runtime.privacy import env_names
@@ -188,8 +189,13 @@ def _line_start(text: str, start: int) -> int:
     return line if line or start <= _LOOK_BACK else -1
 
 
-def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
-    """(start, end) of ``key``'s value as its context reads it; None when it has none."""
+def _value(
+    text: str, key: re.Match[str], kind: int, below: Callable[[int], re.Match[str] | None]
+) -> tuple[int, int] | None:
+    """(start, end) of ``key``'s value as its context reads it; None when it has none.
+
+    ``below(i)``: _NEXT_LINE at the line feed ending the comment at ``i``, read once per line feed.
+    """
     start = key.start()
     line = _line_start(text, start)
     block = line >= 0 and _LINE_START.fullmatch(text, line, start) is not None
@@ -225,13 +231,15 @@ def _value(text: str, key: re.Match[str], kind: int) -> tuple[int, int] | None:
         return at, array.end()
     # ``DBPASS:`` then its value on the lines below (a comment after the key or above the value too)
     if at < len(text) and (text[at] in "\r\n" or (block and text[at] == "#")):
-        nxt = _NEXT_LINE.match(text, at)
+        if not block:
+            return None  # (before reading the lines below: ``# DBPASS:`` read every commented line after it)
+        nxt = _NEXT_LINE.match(text, at) if text[at] != "#" else below(at)
         if block and nxt and len(nxt["indent"]) == column and text.startswith(("- ", _MARKED), nxt.end()):
             # a sequence at the key's own indentation (``DBPASS:`` then ``- a``): its scalar items (the
             # key rules took the first item's dash for a value: ``password:`` then ``[REDACTED] a``)
             items = _items(column).match(text, nxt.end() - column)
             return (nxt.end(), items.end()) if items else None
-        if not block or nxt is None or len(nxt["indent"]) <= column or _MAP_LINE.match(text, nxt.end()):
+        if nxt is None or len(nxt["indent"]) <= column or _MAP_LINE.match(text, nxt.end()):
             return None  # a nested map (``DBPASS:`` then ``  key: v``), or nothing below it
         first_end = text.find("\n", nxt.end())
         first_end = len(text) if first_end < 0 else first_end
@@ -275,6 +283,22 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
     """(start, end, "env_name") of each value of a key ``name_rx`` (env_names.name_regex) takes."""
     out: list[tuple[int, int, str]] = []
     pos = 0
+    feed = [-1, -1]  # the last line feed found, and from where
+    lines_below: dict[int, re.Match[str] | None] = {}
+
+    def below(at: int) -> re.Match[str] | None:
+        # the keys of one line (an argv's, an environment block's: a NUL starts a line) share the line
+        # feed ending a comment after them, and the lines below it: each is looked for once
+        if not feed[1] <= at <= feed[0]:
+            feed[:] = [text.find("\n", at), at]
+            if feed[0] < 0:
+                feed[0] = len(text)
+        if feed[0] >= len(text):
+            return None
+        if feed[0] not in lines_below:
+            lines_below[feed[0]] = _NEXT_LINE.match(text, feed[0])
+        return lines_below[feed[0]]
+
     while (key := _KEY.search(text, pos)) is not None:
         if key["geq"] is not None and "." not in key["name"]:
             pos = key.end()  # a glued ``=`` is a properties key's only after a dotted name
@@ -291,7 +315,20 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
         ):
             pos = key.end()
             continue
-        span = _value(text, key, kind)
+        at = key.end()
+        if (
+            at < len(text)
+            and text[at] not in "\r\n#"
+            and (text[at] == "{" or (kind == _NONE and not text.startswith(REDACTED, at)))
+        ):
+            # Its value starts right here, and is no value by that start: a nested flow map or JSON
+            # object, or under a name it does not take no key rule's marker. Told before the value is
+            # read: a value read after a NUL (a line's start) runs over the next NULs to the line's end,
+            # and the scan goes on right after this key, so each key of an argv read the rest again
+            # (``t=x<NUL>-H<NUL>Authorization: Bearer a `` repeated: 2.3 s for 64 KiB; ``DBPASS: {<NUL>``).
+            pos = at
+            continue
+        span = _value(text, key, kind, below)
         if span is None:
             pos = key.end()
             continue
