@@ -190,11 +190,11 @@ def _line_start(text: str, start: int) -> int:
 
 
 def _value(
-    text: str, key: re.Match[str], kind: int, below: Callable[[int], re.Match[str] | None]
+    text: str, key: re.Match[str], kind: int, after_comment: Callable[[int], re.Match[str] | None]
 ) -> tuple[int, int] | None:
     """(start, end) of ``key``'s value as its context reads it; None when it has none.
 
-    ``below(i)``: _NEXT_LINE at the line feed ending the comment at ``i``, read once per line feed.
+    ``after_comment(i)``: _NEXT_LINE at the line feed ending the comment at ``i``, read once per line feed.
     """
     start = key.start()
     line = _line_start(text, start)
@@ -233,7 +233,7 @@ def _value(
     if at < len(text) and (text[at] in "\r\n" or (block and text[at] == "#")):
         if not block:
             return None  # (before reading the lines below: ``# DBPASS:`` read every commented line after it)
-        nxt = _NEXT_LINE.match(text, at) if text[at] != "#" else below(at)
+        nxt = _NEXT_LINE.match(text, at) if text[at] != "#" else after_comment(at)
         if block and nxt and len(nxt["indent"]) == column and text.startswith(("- ", _MARKED), nxt.end()):
             # a sequence at the key's own indentation (``DBPASS:`` then ``- a``): its scalar items (the
             # key rules took the first item's dash for a value: ``password:`` then ``[REDACTED] a``)
@@ -286,7 +286,7 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
     feed = [-1, -1]  # the last line feed found, and from where
     lines_below: dict[int, re.Match[str] | None] = {}
 
-    def below(at: int) -> re.Match[str] | None:
+    def after_comment(at: int) -> re.Match[str] | None:
         # the keys of one line (an argv's, an environment block's: a NUL starts a line) share the line
         # feed ending a comment after them, and the lines below it: each is looked for once
         if not feed[1] <= at <= feed[0]:
@@ -328,7 +328,7 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
             # (``t=x<NUL>-H<NUL>Authorization: Bearer a `` repeated: 2.3 s for 64 KiB; ``DBPASS: {<NUL>``).
             pos = at
             continue
-        span = _value(text, key, kind, below)
+        span = _value(text, key, kind, after_comment)
         if span is None:
             pos = key.end()
             continue
