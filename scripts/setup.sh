@@ -14,7 +14,10 @@
 #                             libjemalloc2 (the agent's allocator, as in the image)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
-# pyproject.toml changed since the last install.
+# pyproject.toml, setup.py or the C extension's source changed since the last install.
+# The install builds the package's C extension (canonical/_symindex.c) when a C compiler
+# and Python's headers are there (--server installs both); without them it is skipped and
+# the symbolizer indexes symbol tables in Python (same answers, slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +32,9 @@ if (( want_server )); then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
   command -v go >/dev/null 2>&1 || apt_pkgs+=(golang-go)
   command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
+  # Python's headers: the package's C extension (setup.py) is built against them
+  python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
+    || apt_pkgs+=(python3-dev)
   command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
   command -v c++filt >/dev/null 2>&1 || apt_pkgs+=(binutils)
   command -v rustc >/dev/null 2>&1 || [[ -x "$HOME/.cargo/bin/rustc" ]] || apt_pkgs+=(rustc)
@@ -64,7 +70,10 @@ fi
 # (Debian starts a default PostgreSQL cluster on install; the tests ignore it
 # and run a private one on a free port.)
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# setup.py and the C source too: an editable install builds the extension
+# (operator/stellaops_runtime/canonical/_symindex.c) in place, once per change.
+stamp=.venv/.installed-$(cat pyproject.toml setup.py operator/stellaops_runtime/canonical/_symindex.c \
+  | sha256sum | cut -c1-16)
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi

@@ -14,6 +14,12 @@ stay offsets into the string table until a function is looked up (see
 bench/symbolize_bench.py).
 The section header table is read with ``struct`` (:func:`read_section_table`).
 
+:func:`index_tables` hands the section's bytes to the native index
+(canonical/_symindex.c through canonical/symnative.py) when it is built: the
+same records kept and the same AddressTable (rules below and in
+canonical/addrindex.py), in one C call; the columns here are the path without
+it (and for an alias group whose names are not ASCII).
+
 Kept: STT_FUNC and STT_GNU_IFUNC symbols defined in a section (not undefined,
 not absolute), at a non-zero address and with a non-empty name, with their
 size and binding; a zero size is left for
@@ -37,6 +43,7 @@ from stellaops_runtime.canonical.addrindex import AddressTable, Gathered, Strtab
 from stellaops_runtime.canonical.elflayout import EM_ARM, ElfError, ElfLayout
 from stellaops_runtime.canonical.limits import Budget, pread_exact
 from stellaops_runtime.canonical.resolution import Source
+from stellaops_runtime.canonical.symnative import native_index
 
 if TYPE_CHECKING:  # pyelftools is loaded only where DWARF is read (issue 13)
     from elftools.elf.elffile import ELFFile
@@ -233,6 +240,29 @@ def symbol_strtab(sec: SectionInfo, sections: list[SectionInfo], rec: int, name:
     return strsec
 
 
+def symbol_section(
+    sections: list[SectionInfo], f: BinaryIO, name: str, *, is64: bool, budget: Budget | None = None
+) -> tuple[bytes, bytes] | None:
+    """(whole records of section ``name``, its string table), checked; None when the section is
+    absent, empty or its string table not in the file."""
+    sec = next((s for s in sections if s.name == name), None)
+    if sec is None or sec.type != _SYMTAB_TYPES[name] or not sec.size:
+        return None
+    rec = 24 if is64 else 16
+    strsec = symbol_strtab(sec, sections, rec, name)
+    if strsec is None:
+        return None
+    data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
+    strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
+    if strtab and (strtab[0] != 0 or strtab[-1] != 0):
+        # The ELF specification: a string table's first and last bytes are NUL. A table that does
+        # not start with one is read from the wrong place (a damaged sh_offset): every name would
+        # be shifted or garbage.
+        where = f"{strsec.offset:#x}"
+        raise ElfError("bad_elf", f"{name}: string table at {where} does not begin and end with NUL")
+    return data, strtab
+
+
 def function_symbols(
     sections: list[SectionInfo],
     f: BinaryIO,
@@ -243,28 +273,34 @@ def function_symbols(
     arm: bool = False,
     budget: Budget | None = None,
 ) -> SymbolColumns:
-    """The function symbols of section ``name`` (".symtab" or ".dynsym"); empty when it is absent.
+    """The function symbols of section ``name`` (".symtab" or ".dynsym"); empty when it is absent."""
+    found = symbol_section(sections, f, name, is64=is64, budget=budget)
+    if found is None:
+        return SymbolColumns([], [], [], [], [], [])
+    return symbol_columns(
+        sections, found[0], found[1], name, is64=is64, little=little, arm=arm, budget=budget
+    )
+
+
+def symbol_columns(
+    sections: list[SectionInfo],
+    data: bytes,
+    strtab: bytes,
+    name: str,
+    *,
+    is64: bool,
+    little: bool,
+    arm: bool = False,
+    budget: Budget | None = None,
+) -> SymbolColumns:
+    """The function symbols of a symbol section's bytes ``data`` naming into ``strtab``.
 
     Column at a time, never a Python object per record: the fields are sliced
     out of the section bytes (``bytes[i::24]``, ``memoryview``), the records kept are
     chosen with byte tables, and names stay offsets into the string table,
     decoded only for the functions looked up (:class:`StrtabNames`).
     """
-    sec = next((s for s in sections if s.name == name), None)
-    if sec is None or sec.type != _SYMTAB_TYPES[name] or not sec.size:
-        return SymbolColumns([], [], [], [], [], [])
     rec = 24 if is64 else 16
-    strsec = symbol_strtab(sec, sections, rec, name)
-    if strsec is None:
-        return SymbolColumns([], [], [], [], [], [])
-    data = read_section(f, sec.offset, sec.size - sec.size % rec, name, budget)
-    strtab = read_section(f, strsec.offset, strsec.size, f"{name} string table", budget)
-    if strtab and (strtab[0] != 0 or strtab[-1] != 0):
-        # The ELF specification: a string table's first and last bytes are NUL. A table that does
-        # not start with one is read from the wrong place (a damaged sh_offset): every name would
-        # be shifted or garbage.
-        where = f"{strsec.offset:#x}"
-        raise ElfError("bad_elf", f"{name}: string table at {where} does not begin and end with NUL")
     if is64:  # st_name(4) st_info(1) st_other(1) st_shndx(2) st_value(8) st_size(8)
         info_at, shndx_at = 4, 6
     else:  # st_name(4) st_value(4) st_size(4) st_info(1) st_other(1) st_shndx(2)
@@ -331,15 +367,31 @@ def index_tables(
     """The address tables of ``.symtab`` and ``.dynsym`` (in that rank), for those that have functions."""
 
     tables: list[AddressTable] = []
+    arm = layout.machine == EM_ARM
     for name, source in ((".symtab", Source.SYMTAB), (".dynsym", Source.DYNSYM)):
-        syms = function_symbols(
+        found = symbol_section(sections, f, name, is64=layout.is64, budget=budget)
+        if found is None:
+            continue
+        data, strtab = found
+        built = native_index(
             sections,
-            f,
+            data,
+            strtab,
             name,
             is64=layout.is64,
             little=layout.little,
-            arm=layout.machine == EM_ARM,
+            arm=arm,
+            max_bytes=MAX_NAME_BYTES,
             budget=budget,
+        )
+        if built is not None:  # canonical/_symindex.c: the same entries as the Python path below
+            starts, ends, offsets = built
+            if starts:
+                names = StrtabNames(strtab, offsets, MAX_NAME_BYTES)
+                tables.append(AddressTable.restored(source, starts, ends, names))
+            continue
+        syms = symbol_columns(
+            sections, data, strtab, name, is64=layout.is64, little=layout.little, arm=arm, budget=budget
         )
         if syms:
             tables.append(AddressTable(source, syms))

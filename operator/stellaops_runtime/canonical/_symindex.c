@@ -1,0 +1,288 @@
+/* _symindex: an ELF symbol table's function index, built natively (issue 12's cold batch).
+ *
+ * Why this file exists: indexing a symbol table in Python (canonical/symtab.py's
+ * function_symbols, then canonical/addrindex.py's AddressTable) was about 164 M
+ * instructions of libLLVM-14's 440 M cold batch (docs/benchmarks.md). This module does
+ * the same work over the section's bytes in one call, with the GIL released while it
+ * reads, sorts and decides:
+ *
+ *   index(data, strtab, is64, little, arm, sec_addrs, sec_sizes, max_bytes, max_symbols)
+ *
+ * data: the symbol section's bytes (whole records); strtab: its string table;
+ * sec_addrs / sec_sizes: every section's sh_addr and sh_size as native-order uint64
+ * arrays (bytes); max_bytes: the name length cap; max_symbols: the symbol budget.
+ * Returns
+ *   - (starts, ends, name_offsets): three lists, one entry per distinct start, in
+ *     start order, exactly the AddressTable canonical/addrindex.py builds (entry i is
+ *     named by the string at name_offsets[i]);
+ *   - an int: the number of function records when it passes max_symbols (the caller
+ *     raises its budget error with it, as the Python path does before building columns);
+ *   - None: an alias group this code does not rank (a member's name is not ASCII, where
+ *     Python's rank counts and compares code points): the caller uses the Python path.
+ *
+ * The rules are canonical/symtab.py's and canonical/addrindex.py's (docs/function-ids.md):
+ * kept are STT_FUNC / STT_GNU_IFUNC records with st_shndx in 1..0xfeff, a non-zero
+ * st_value and a non-empty name inside the string table; on ARM bit 0 of the address is
+ * cleared after that test; records are sorted by start, stable; one entry per start,
+ * named by the alias group's best member (a size over none, fewest leading underscores,
+ * GLOBAL > WEAK > LOCAL, shortest, first by name, the first of equal ranks); its size is
+ * the winner's or else the group's largest; a zero size ends at the next start, bounded
+ * by the end of the winner's section (start + 1 when neither is known). Ends are exact
+ * (65-bit sums become Python ints as Python would make them). Everything read from the
+ * file is bounds-checked: offsets, section indices, name lengths, counts.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned __int128 u128;
+
+typedef struct {
+    uint64_t start;
+    uint64_t size;
+    uint32_t rec; /* record number, the sort's tie-break (a stable sort) */
+    uint32_t name;
+    uint16_t shndx;
+    uint8_t bind;
+} Sym;
+
+typedef struct {
+    const uint8_t *strtab;
+    Py_ssize_t strtab_len;
+    Py_ssize_t max_bytes;
+} Names;
+
+static inline uint16_t rd16(const uint8_t *p, int little) {
+    return little ? (uint16_t)(p[0] | (p[1] << 8)) : (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t rd32(const uint8_t *p, int little) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[little ? i : 3 - i] << (8 * i);
+    return v;
+}
+
+static inline uint64_t rd64(const uint8_t *p, int little) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[little ? i : 7 - i] << (8 * i);
+    return v;
+}
+
+static int by_start(const void *a, const void *b) {
+    const Sym *x = a, *y = b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    return x->rec < y->rec ? -1 : (x->rec > y->rec);
+}
+
+/* The name's length in bytes (up to the NUL, the cap or the table's end); -1 when not ASCII. */
+static Py_ssize_t name_len(const Names *nm, uint32_t off) {
+    Py_ssize_t end = nm->strtab_len;
+    if ((Py_ssize_t)off >= end) return 0;
+    if (end - (Py_ssize_t)off > nm->max_bytes) end = (Py_ssize_t)off + nm->max_bytes;
+    Py_ssize_t i = off;
+    for (; i < end && nm->strtab[i]; i++)
+        if (nm->strtab[i] & 0x80) return -1;
+    return i - (Py_ssize_t)off;
+}
+
+static int bind_rank(uint8_t bind) {
+    return bind == 1 ? 0 : bind == 2 ? 1 : bind == 0 ? 2 : 3;
+}
+
+/* Index (into g) of the group's best member; -1 when a name is not ASCII. */
+static Py_ssize_t best_member(const Sym *g, Py_ssize_t count, const Names *nm) {
+    Py_ssize_t best = -1, best_len = 0;
+    int best_sized = 0, best_us = 0, best_bind = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t len = name_len(nm, g[k].name);
+        if (len < 0) return -1;
+        const uint8_t *s = nm->strtab + g[k].name;
+        int us = 0;
+        while (us < len && s[us] == '_') us++;
+        int sized = g[k].size != 0, br = bind_rank(g[k].bind);
+        if (best >= 0) {
+            /* rank: (no size, underscores, bind rank, length, name); strictly lower wins */
+            if (sized != best_sized) {
+                if (!sized) continue;
+            } else if (us != best_us) {
+                if (us > best_us) continue;
+            } else if (br != best_bind) {
+                if (br > best_bind) continue;
+            } else if (len != best_len) {
+                if (len > best_len) continue;
+            } else if (memcmp(s, nm->strtab + g[best].name, (size_t)len) >= 0) {
+                continue;
+            }
+        }
+        best = k, best_len = len, best_sized = sized, best_us = us, best_bind = br;
+    }
+    return best;
+}
+
+static PyObject *long_from_u128(u128 v) {
+    if (v <= UINT64_MAX) return PyLong_FromUnsignedLongLong((uint64_t)v);
+    uint8_t le[16];
+    for (int i = 0; i < 16; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return _PyLong_FromByteArray(le, sizeof le, 1, 0);
+}
+
+/* One index entry: its start, end, and the name offset of its winner. */
+typedef struct {
+    uint64_t start;
+    u128 end;
+    uint32_t name;
+} Entry;
+
+static PyObject *build_lists(const Entry *e, Py_ssize_t m) {
+    PyObject *starts = PyList_New(m), *ends = PyList_New(m), *names = PyList_New(m), *out = NULL;
+    if (!starts || !ends || !names) goto done;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *a = PyLong_FromUnsignedLongLong(e[i].start);
+        if (!a) goto done;
+        PyList_SET_ITEM(starts, i, a);
+        PyObject *b = long_from_u128(e[i].end);
+        if (!b) goto done;
+        PyList_SET_ITEM(ends, i, b);
+        PyObject *c = PyLong_FromUnsignedLong(e[i].name);
+        if (!c) goto done;
+        PyList_SET_ITEM(names, i, c);
+    }
+    out = PyTuple_Pack(3, starts, ends, names);
+done:
+    Py_XDECREF(starts);
+    Py_XDECREF(ends);
+    Py_XDECREF(names);
+    return out;
+}
+
+static PyObject *symindex_index(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, strtab, addrs, sizes;
+    int is64, little, arm;
+    Py_ssize_t max_bytes, max_symbols;
+    if (!PyArg_ParseTuple(args, "y*y*pppy*y*nn", &data, &strtab, &is64, &little, &arm, &addrs, &sizes,
+                          &max_bytes, &max_symbols))
+        return NULL;
+    PyObject *result = NULL;
+    Sym *syms = NULL;
+    Entry *entries = NULL;
+    const Py_ssize_t rec = is64 ? 24 : 16;
+    const Py_ssize_t n = data.len / rec;
+    const Py_ssize_t nsec = addrs.len / 8 < sizes.len / 8 ? addrs.len / 8 : sizes.len / 8;
+    const uint64_t *sec_addr = addrs.buf, *sec_size = sizes.buf;
+    const uint8_t *d = data.buf;
+    Names nm = {strtab.buf, strtab.len, max_bytes > 0 ? max_bytes : 1};
+    Py_ssize_t kept = 0, m = 0, functions = 0;
+    int undecided = 0, nomem = 0;
+
+    if (addrs.len % 8 || sizes.len % 8 || (size_t)n > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "section columns or symbol count out of range");
+        goto out;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const int info_at = is64 ? 4 : 12, shndx_at = is64 ? 6 : 14;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const uint8_t *p = d + r * rec;
+        uint8_t type = p[info_at] & 0xF;
+        uint16_t sh = rd16(p + shndx_at, little);
+        functions += (type == 2 || type == 10) && sh != 0 && sh < 0xFF00;
+    }
+    if (functions <= max_symbols && functions > 0) {
+        syms = malloc((size_t)functions * sizeof(Sym));
+        if (!syms) nomem = 1;
+    }
+    if (functions <= max_symbols && syms) {
+        for (Py_ssize_t r = 0; r < n; r++) {
+            const uint8_t *p = d + r * rec;
+            uint8_t info = p[info_at], type = info & 0xF;
+            uint16_t sh = rd16(p + shndx_at, little);
+            if (!((type == 2 || type == 10) && sh != 0 && sh < 0xFF00)) continue;
+            uint32_t name = rd32(p, little);
+            uint64_t value = is64 ? rd64(p + 8, little) : rd32(p + 4, little);
+            uint64_t size = is64 ? rd64(p + 16, little) : rd32(p + 8, little);
+            if (value == 0 || (Py_ssize_t)name >= nm.strtab_len || nm.strtab[name] == 0) continue;
+            if (arm) value &= ~(uint64_t)1; /* Thumb: bit 0 set (after the address-0 test, as Python) */
+            syms[kept++] = (Sym){value, size, (uint32_t)r, name, sh, (uint8_t)(info >> 4)};
+        }
+        qsort(syms, (size_t)kept, sizeof(Sym), by_start);
+        entries = malloc((size_t)(kept ? kept : 1) * sizeof(Entry));
+        if (!entries) nomem = 1;
+    }
+    uint16_t *win_sh = entries ? malloc((size_t)(kept ? kept : 1) * sizeof(uint16_t)) : NULL;
+    if (entries && !win_sh) nomem = 1;
+    if (win_sh) {
+        for (Py_ssize_t i = 0; i < kept && !undecided;) {
+            Py_ssize_t j = i + 1;
+            while (j < kept && syms[j].start == syms[i].start) j++;
+            Py_ssize_t w = 0;
+            uint64_t largest = syms[i].size;
+            if (j - i > 1) {
+                w = best_member(syms + i, j - i, &nm);
+                if (w < 0) {
+                    undecided = 1;
+                    break;
+                }
+                for (Py_ssize_t k = i; k < j; k++)
+                    if (syms[k].size > largest) largest = syms[k].size;
+            }
+            const Sym *win = syms + i + w;
+            entries[m].start = win->start;
+            entries[m].end = (u128)(win->size ? win->size : largest); /* the size, for now */
+            entries[m].name = win->name;
+            win_sh[m] = win->shndx;
+            m++;
+            i = j;
+        }
+        for (Py_ssize_t i = 0; i < m && !undecided; i++) {
+            u128 size = entries[i].end;
+            if (size) {
+                entries[i].end = (u128)entries[i].start + size;
+                continue;
+            }
+            /* no size: to the next symbol's start, never past the end of its own section */
+            u128 nxt = i + 1 < m ? entries[i + 1].start : 0;
+            u128 limit = win_sh[i] < nsec ? (u128)sec_addr[win_sh[i]] + sec_size[win_sh[i]] : 0;
+            if (nxt && limit)
+                entries[i].end = nxt < limit ? nxt : limit;
+            else
+                entries[i].end = nxt ? nxt : limit ? limit : (u128)entries[i].start + 1;
+        }
+        free(win_sh);
+    }
+    Py_END_ALLOW_THREADS
+
+    if (nomem) {
+        PyErr_NoMemory();
+    } else if (functions > max_symbols) {
+        result = PyLong_FromSsize_t(functions);
+    } else if (undecided) {
+        result = Py_NewRef(Py_None);
+    } else {
+        Entry none;
+        result = build_lists(entries ? entries : &none, m);
+    }
+out:
+    free(syms);
+    free(entries);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&strtab);
+    PyBuffer_Release(&addrs);
+    PyBuffer_Release(&sizes);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"index", symindex_index, METH_VARARGS,
+     "index(data, strtab, is64, little, arm, sec_addrs, sec_sizes, max_bytes, max_symbols)\n"
+     "-> (starts, ends, name_offsets) | count over max_symbols | None (rank left to Python)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_symindex", "An ELF symbol table's function index, built natively.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__symindex(void) { return PyModule_Create(&module); }

@@ -1,0 +1,78 @@
+"""The native symbol-table index (canonical/_symindex.c), when it is built, and the switch to it.
+
+Why this module exists: indexing a symbol table in Python was about a third of
+a cold batch's instructions (issue 12, docs/benchmarks.md). The package's one C
+extension does the same work over the section's bytes; it is optional (built
+at install time when a compiler is there, setup.py), so this module says
+whether it is loaded and calls it. ``STELLAOPS_SYMINDEX=python`` in the
+environment makes every table use the Python path (canonical/symtab.py's
+columns, canonical/addrindex.py's rules), read at each table built, so tests
+can compare both on one process (tests/integration/test_symindex_native.py).
+Both give the same entries, ends and names.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from array import array
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Protocol
+
+from stellaops_runtime.canonical.limits import Budget
+
+__all__ = ["ENV", "Section", "loaded", "native_index"]
+
+ENV = "STELLAOPS_SYMINDEX"
+
+try:
+    from stellaops_runtime.canonical import _symindex as _module  # type: ignore[attr-defined]
+
+    _NATIVE: ModuleType | None = _module
+except ImportError:  # no compiler at install time: the Python path
+    _NATIVE = None
+
+
+class Section(Protocol):
+    @property
+    def addr(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+def loaded() -> bool:
+    """Whether tables are indexed natively now (the extension is built and not switched off)."""
+    return _NATIVE is not None and os.environ.get(ENV, "") != "python"
+
+
+def native_index(
+    sections: Sequence[Section],
+    data: bytes,
+    strtab: bytes,
+    name: str,
+    *,
+    is64: bool,
+    little: bool,
+    arm: bool,
+    max_bytes: int,
+    budget: Budget | None,
+) -> tuple[list[int], list[int], list[int]] | None:
+    """(starts, ends, name offset of each entry) of a symbol section's functions, built natively;
+    None when the Python path must build it (no extension, switched off, or an alias group whose
+    names are not ASCII). Raises the budget's error as the Python path does."""
+    if _NATIVE is None or os.environ.get(ENV, "") == "python":
+        return None
+    addrs = array("Q", [s.addr for s in sections])
+    sizes = array("Q", [s.size for s in sections])
+    limit = budget.limits.max_symbols if budget is not None else sys.maxsize
+    out = _NATIVE.index(data, strtab, is64, little, arm, addrs.tobytes(), sizes.tobytes(), max_bytes, limit)
+    if isinstance(out, int):
+        if budget is not None:
+            budget.check_symbols(out, name)
+        raise AssertionError("the native index counted more functions than the budget allows")
+    if out is None:
+        return None
+    starts, ends, offsets = out
+    return starts, ends, offsets
