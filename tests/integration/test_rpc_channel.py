@@ -7,6 +7,8 @@ kept across two event loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 
 import pytest
@@ -172,3 +174,70 @@ async def test_no_keepalive_ping_while_no_call_is_open() -> None:
         assert await channel.unary_unary("/t.S/M")(b"") == b"done"
         await asyncio.sleep(0.4)
         assert srv.peers[0].pings == 0 and srv.connections == 1
+
+
+@pytest.mark.parametrize("target", ["a" * 70 + ":50051", "bad\0host:50051"], ids=["idna-label", "nul"])
+async def test_a_host_the_resolver_refuses_fails_each_call_unavailable(target: str) -> None:
+    """A host that parses but that getaddrinfo refuses with a ValueError (a DNS label over 63
+    characters: UnicodeError; a NUL) is no dialable address either: an RpcError, never the
+    ValueError, which no caller of the agent catches (sources/tetragon_grpc.py: except RpcError)."""
+    async with rpc.insecure_channel(target) as channel:
+        with pytest.raises(rpc.RpcError) as unary:
+            await channel.unary_unary("/t.S/M")(b"", timeout=5)
+        with pytest.raises(rpc.RpcError) as stream:
+            await anext(channel.unary_stream("/t.S/M")(b""))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), 0.2)
+    for error in (unary.value, stream.value):
+        assert error.code() is rpc.StatusCode.UNAVAILABLE and "failed to connect" in error.details()
+
+
+async def test_closing_the_channel_while_it_connects_leaves_no_connection_open() -> None:
+    """close() during the HTTP/2 handshake: the connection it was waiting for is closed too, and
+    neither channel_ready nor a later call goes on over it (they fail CANCELLED)."""
+    server_saw_eof = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(len(f.PREFACE))
+        await asyncio.sleep(0.2)  # SETTINGS only after the client closed its channel
+        writer.write(f.encode_settings({}))
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        server_saw_eof.set()
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    try:
+        channel = rpc.insecure_channel(f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        ready = asyncio.ensure_future(channel.channel_ready())
+        await asyncio.sleep(0.05)
+        await channel.close()
+        with pytest.raises(rpc.RpcError) as info:
+            await asyncio.wait_for(ready, 5)
+        assert info.value.code() is rpc.StatusCode.CANCELLED
+        with pytest.raises(rpc.RpcError) as later:
+            await asyncio.wait_for(channel.unary_unary("/t.S/M")(b""), 5)
+        assert later.value.code() is rpc.StatusCode.CANCELLED
+        await asyncio.wait_for(server_saw_eof.wait(), 5)
+    finally:
+        server.close()
+
+
+def test_concurrent_calls_on_a_channel_kept_across_event_loops_fail_as_rpc_errors() -> None:
+    """Two calls connecting at once in one loop, then in the next: the second loop's calls fail
+    UNAVAILABLE (nobody listens), not RuntimeError "bound to a different event loop"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    channel = rpc.insecure_channel(f"127.0.0.1:{port}")
+
+    async def two() -> list[BaseException | bytes]:
+        calls = (channel.unary_unary("/t.S/M")(b"", timeout=5) for _ in range(2))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    for _ in range(2):
+        results = asyncio.run(two())
+        assert all(isinstance(r, rpc.RpcError) and r.code() is rpc.StatusCode.UNAVAILABLE for r in results), (
+            results
+        )

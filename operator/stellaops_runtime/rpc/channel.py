@@ -45,6 +45,7 @@ class Channel:
         self._conn: Connection | None = None
         self._conns: set[Connection] = set()
         self._lock = asyncio.Lock()
+        self._lock_loop: asyncio.AbstractEventLoop | None = None  # a Lock serves one loop only
         self._closed = False
 
     async def connection(self) -> Connection:
@@ -52,14 +53,21 @@ class Channel:
         conn = self._conn
         if conn is not None and conn.usable() and conn.loop is asyncio.get_running_loop():
             return conn
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:  # a channel kept across loops (the lifecycle clients)
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             if self._closed:
                 raise RpcError(StatusCode.CANCELLED, "Channel closed")
             conn = self._conn
             if conn is not None and conn.usable() and conn.loop is asyncio.get_running_loop():
                 return conn
-            self._conn = await self._connect()
-            loop = asyncio.get_running_loop()  # a connection of a closed loop is left to the collector
+            conn = await self._connect()
+            if self._closed:  # closed while connecting: nothing may go on over this connection
+                conn.fail(StatusCode.CANCELLED, "Channel closed")
+                raise RpcError(StatusCode.CANCELLED, "Channel closed")
+            self._conn = conn
+            # a connection of a closed loop is left to the collector
             self._conns = {c for c in self._conns if c.error is None and c.loop is loop}
             self._conns.add(self._conn)
             return self._conn
@@ -89,7 +97,8 @@ class Channel:
                 _, conn = await loop.create_connection(factory, address.host, address.port)
             await asyncio.wait_for(asyncio.shield(conn.ready), CONNECT_TIMEOUT)
             return conn
-        except (OSError, TimeoutError, RpcError) as exc:
+        # ValueError: a host getaddrinfo refuses (a NUL; UnicodeError for a DNS label over 63)
+        except (OSError, TimeoutError, RpcError, ValueError) as exc:
             if conn is not None:
                 conn.fail(StatusCode.UNAVAILABLE, "no HTTP/2 SETTINGS from the server")
             why = exc.details() if isinstance(exc, RpcError) else (str(exc) or type(exc).__name__)
