@@ -357,3 +357,24 @@ async def test_a_grpc_message_sent_as_raw_utf8_reads_as_its_text() -> None:
     async with H2Server(raw_utf8) as srv:
         error = await fails(srv.target)
     assert (error.code(), error.details()) == (rpc.StatusCode.FAILED_PRECONDITION, "zählt nicht ✓ 100%")
+
+
+@pytest.mark.parametrize(
+    "status", ["\u00b2", "9" * 5000, "\u0662\u0660\u0660"], ids=["superscript", "5000-digits", "arabic"]
+)
+async def test_a_status_header_that_is_no_number_fails_the_call_with_no_loop_error(status: str) -> None:
+    """':status: ²' (str.isdigit but no int), 5000 digits (over int's 4300-digit limit), Arabic
+    digits: the call fails UNKNOWN like any status that is not 200, and nothing raises out of
+    data_received into the loop's exception handler (which logged a fatal protocol error)."""
+    caught: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: caught.append(context))
+
+    async def odd(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.headers(sid, [(":status", status)])
+        await peer.send(sid, msg(b"x"))
+        peer.trailers(sid)
+
+    async with H2Server(odd) as srv:
+        error = await fails(srv.target)
+    assert caught == []
+    assert error.code() is rpc.StatusCode.UNKNOWN and "Received http2 header with status" in error.details()

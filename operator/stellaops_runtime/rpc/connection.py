@@ -213,7 +213,8 @@ class Connection(asyncio.Protocol):
         if not stream.got_headers:
             stream.got_headers = True
             status = next((v for k, v in headers if k == ":status"), "")
-            stream.http_status = int(status) if status.isdigit() else 0
+            number = len(status) == 3 and status.isascii() and status.isdigit()  # int(): '²', 5000 digits
+            stream.http_status = int(status) if number else 0
             stream.initial_metadata = [(k, v) for k, v in headers if not k.startswith(":")]
             if not end and stream.http_status != 200:
                 code = code_of_http_status(stream.http_status)
