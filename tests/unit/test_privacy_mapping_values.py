@@ -16,6 +16,7 @@ import pytest
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import PrivacyFilter
 from tests.linear_cost import growth
+from tests.privacy_events import exec_arguments as _exec
 from tests.privacy_events import written_buffer as _write
 
 _PW = "LK-mapped"
@@ -180,6 +181,37 @@ def test_the_new_readings_cost_linearly() -> None:
 def test_a_glued_properties_lines_value_goes_to_the_lines_end(text: str, expected: str) -> None:
     # s49 P: a Java properties line's value is the rest of its line (was a known limit)
     assert _write(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("binary", "arguments", "expected"),
+    [
+        # env runs the command after the assignments: the first line of an exec's arguments is argv words
+        (
+            "/usr/bin/env",
+            f"spring.datasource.password={_PW} java -jar app.jar --debug",
+            "spring.datasource.password=[REDACTED] java -jar app.jar --debug",
+        ),
+        ("/usr/bin/env", f"app.DBPASS={_PW} java -Dx=1 Main", "app.DBPASS=[REDACTED] java -Dx=1 Main"),
+        # one argument holding a blank is quoted, a tab stays inside its argument
+        ("/usr/bin/env", f'"a.b.password={_PW} b" java', '"a.b.password=[REDACTED]" java'),
+        ("/usr/bin/env", f"a.b.token={_PW}\tb java", "a.b.token=[REDACTED] java"),
+        # a script's properties file written inside an argument: its line goes whole
+        (
+            "/bin/sh",
+            f'-c "cat > a.properties <<E\nspring.datasource.password={_PW} b\nE"',
+            '-c "cat > a.properties <<E\nspring.datasource.password=[REDACTED]\nE"',
+        ),
+    ],
+)
+def test_a_glued_properties_key_in_an_execs_arguments_takes_its_argument(
+    binary: str, arguments: str, expected: str
+) -> None:
+    # s49 RP (P's "Noticed" 3): a JVM reads -Dkey=value, and env a.b=x, one argv word at a time; the
+    # exec's first line lost every later argument (``env spring.datasource.password=x java -jar app.jar``
+    # showed no command)
+    assert _exec(binary, arguments) == expected
+    assert _PW not in _exec(binary, arguments)
 
 
 def test_a_glued_key_thats_no_properties_key_keeps_its_words() -> None:

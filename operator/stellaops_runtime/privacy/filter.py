@@ -165,7 +165,7 @@ class PrivacyFilter:
 
     def _filter_process_arguments(self, exec_id: str, text: str, binary: str) -> str:
         if not exec_id:
-            return self.filter_field(text, tool=_tool(binary))
+            return self.filter_field(text, tool=_tool(binary), argv=True)
         h = hash(text)
         hit = self._by_process.get(exec_id)
         if hit is not None and hit[0] == h:
@@ -176,7 +176,7 @@ class PrivacyFilter:
                 self.redactions_by_pattern[name] += n
             return hit[1]
         before = (self.fields_redacted, self.arguments_truncated, dict(self.redactions_by_pattern))
-        out = self.filter_field(text, tool=_tool(binary))
+        out = self.filter_field(text, tool=_tool(binary), argv=True)
         deltas: _Deltas = (
             self.fields_redacted - before[0],
             self.arguments_truncated - before[1],
@@ -191,14 +191,15 @@ class PrivacyFilter:
         self._by_process[exec_id] = (h, out, deltas)
         return out
 
-    def filter_field(self, text: str, *, tool: str = "") -> str:
+    def filter_field(self, text: str, *, tool: str = "", argv: bool = False) -> str:
         """Truncate then redact one argument field, counting what happened.
 
         ``tool``: the basename of the executed binary when ``text`` is its
         argument list (its short credential options then count from the start).
+        ``argv``: ``text`` is an exec's argument list (Redactor.redact).
         """
         clean = self._clean
-        key = f"{tool}\x00{text}" if tool else text
+        key = f"{tool}\x00{'a' if argv else ''}\x00{text}" if tool or argv else text
         if key in clean:
             return text
         cut, removed = self._truncate(text)
@@ -210,6 +211,7 @@ class PrivacyFilter:
                 counts=self.redactions_by_pattern,
                 truncated=removed > 0 or len(text) >= MAX_TEXT_CHARS,
                 tool=tool,
+                argv=argv,
             )
         if removed:
             self.arguments_truncated += 1

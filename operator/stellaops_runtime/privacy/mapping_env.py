@@ -38,7 +38,9 @@ and quoted in any of them (double, single, escaped: base.ESCAPED_DQ). A key then
 line's start (an INI, TOML or properties line: ``password = correct horse``, ``DBPASS = a b``) takes the
 rest of its line, and nothing elsewhere (``x password = a b``, a ``- `` item); so does a dotted key glued
 to ``=`` there (a Java properties line, ``spring.datasource.password=a b``: no shell variable holds a
-dot, ``PGPASSWORD=x psql`` keeps its command), to a line end, a NUL or U+FFFD. A key the key rules took (a
+dot, ``PGPASSWORD=x psql`` keeps its command), to a line end, a NUL or U+FFFD; on an exec's arguments'
+first line, to a blank (each argument is read alone, as a JVM reads ``-Dkey=value``: ``env
+a.password=x java`` keeps ``java``; one holding a blank is quoted). A key the key rules took (a
 credential word ends its name, any case: _CREDENTIAL_KEY; ``password: correct horse``,
 ``user.password: a b``, ``{password: a b}``, which they leave ``[REDACTED] horse``) loses the rest of
 its value the same way. The scan goes on after each value, and every part is possessive: linear in the
@@ -190,7 +192,11 @@ def _line_start(text: str, start: int) -> int:
 
 
 def _value(
-    text: str, key: re.Match[str], kind: int, after_comment: Callable[[int], re.Match[str] | None]
+    text: str,
+    key: re.Match[str],
+    kind: int,
+    after_comment: Callable[[int], re.Match[str] | None],
+    argv: bool = False,
 ) -> tuple[int, int] | None:
     """(start, end) of ``key``'s value as its context reads it; None when it has none.
 
@@ -207,7 +213,9 @@ def _value(
             return None
         end = text.find("\n", key.end())
         end = len(text) if end < 0 else end
-        for brk in ("\r", *_LINE_BREAKS[1:]):
+        # An exec's arguments before any line break are argv words, each read alone as a JVM reads its
+        # ``-D`` argument: ``env spring.datasource.password=x java -jar app.jar`` kept no command (s49 RP)
+        for brk in ("\r", *_LINE_BREAKS[1:], *((" ",) if argv and line == 0 else ())):
             cut = text.find(brk, key.end(), end)
             end = end if cut < 0 else cut
         return (key.end(), end) if end > key.end() else None
@@ -279,8 +287,14 @@ def _value(
     return (at, m.end()) if m else None
 
 
-def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, int, str]]:
-    """(start, end, "env_name") of each value of a key ``name_rx`` (env_names.name_regex) takes."""
+def mapping_env_spans(
+    text: str, name_rx: re.Pattern[str], *, argv: bool = False
+) -> list[tuple[int, int, str]]:
+    """(start, end, "env_name") of each value of a key ``name_rx`` (env_names.name_regex) takes.
+
+    ``argv``: ``text`` is an exec's arguments joined by blanks (an argument holding one is quoted), so
+    its first line is no properties line: a glued dotted key there takes its one word (_value).
+    """
     out: list[tuple[int, int, str]] = []
     pos = 0
     feed = [-1, -1]  # the last line feed found, and from where
@@ -328,7 +342,7 @@ def mapping_env_spans(text: str, name_rx: re.Pattern[str]) -> list[tuple[int, in
             # (``t=x<NUL>-H<NUL>Authorization: Bearer a `` repeated: 2.3 s for 64 KiB; ``DBPASS: {<NUL>``).
             pos = at
             continue
-        span = _value(text, key, kind, after_comment)
+        span = _value(text, key, kind, after_comment, argv)
         if span is None:
             pos = key.end()
             continue

@@ -232,12 +232,13 @@ class Redactor:
         return names
 
     def redact(
-        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str, argv: bool = False
     ) -> tuple[str, int]:
         """``text`` with its secrets replaced, and how many were (each counted in ``counts``).
 
         ``truncated``: the text was cut (the tail rules run near its end); ``tool``:
         the basename of the executed binary when ``text`` is its argument list.
+        ``argv``: ``text`` is an exec's arguments, joined by blanks (one holding a blank quoted).
         """
         # Look-alikes of the ASCII the rules need, escaped key names (contracts/escapes.py): a
         # text that reads differently is redacted in its reading when that finds a secret (the
@@ -245,7 +246,7 @@ class Redactor:
         # ``Authorization:`` and leave the token after it), else as it is.
         read = escapes.reading(text)
         if read != text:
-            out, hits = self._redact_separated(read, counts=counts, truncated=truncated, tool=tool)
+            out, hits = self._redact_separated(read, counts=counts, truncated=truncated, tool=tool, argv=argv)
             if hits:
                 # The same reading with its Unicode spaces kept (one character for one: aligned) is
                 # redacted too, and the field loses what either covers: a space the reading took for
@@ -253,25 +254,27 @@ class Redactor:
                 kept = escapes.reading(text, keep_spaces=True)
                 if kept != read and len(kept) == len(read):
                     seen: dict[str, int] = defaultdict(int)
-                    kept_out, more = self._redact_separated(kept, counts=seen, truncated=truncated, tool=tool)
+                    kept_out, more = self._redact_separated(
+                        kept, counts=seen, truncated=truncated, tool=tool, argv=argv
+                    )
                     both = union(read, out, kept, kept_out) if more else None
                     if both is not None:
                         # a secret the kept reading took whole was counted by the first: only new markers
                         count_new(counts, seen, both.count(REDACTED) - out.count(REDACTED))
                         return both, hits + more
                 return out, hits
-        return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool)
+        return self._redact_separated(text, counts=counts, truncated=truncated, tool=tool, argv=argv)
 
     def _redact_separated(
-        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str, argv: bool = False
     ) -> tuple[str, int]:
-        out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool)
+        out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool, argv=argv)
         first = hits
         for char in (REPLACED, "\x00"):  # a NUL between a flag and its value (hostile_text.py); a
             if char in out:  # raw one in text that did not come through the adapter (a log line)
                 out, more = redact_replaced_as_separators(
                     out,
-                    lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool),
+                    lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool, argv=argv),
                     char=char,
                 )
                 hits += more
@@ -282,7 +285,9 @@ class Redactor:
             if char in text:
                 found: dict[str, int] = defaultdict(int)
                 apart = separated(text, char)
-                apart_out, more = self._redact_pass(apart, counts=found, truncated=truncated, tool=tool)
+                apart_out, more = self._redact_pass(
+                    apart, counts=found, truncated=truncated, tool=tool, argv=argv
+                )
                 both = union(text, out, apart, apart_out) if more else None
                 if both is not None:
                     count_new(counts, found, both.count(REDACTED) - out.count(REDACTED))
@@ -292,7 +297,7 @@ class Redactor:
         if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
             seen: dict[str, int] = defaultdict(int)
             joined, more = redact_breaks_joined(
-                out, lambda t: self._redact_pass(t, counts=seen, truncated=truncated, tool=tool)
+                out, lambda t: self._redact_pass(t, counts=seen, truncated=truncated, tool=tool, argv=argv)
             )
             if more:
                 count_new(counts, seen, joined.count(REDACTED) - out.count(REDACTED))
@@ -300,7 +305,7 @@ class Redactor:
         return out, hits
 
     def _redact_pass(
-        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str
+        self, text: str, *, counts: dict[str, int] | None, truncated: bool, tool: str, argv: bool = False
     ) -> tuple[str, int]:
         hits = 0
         if self._use_default:
@@ -367,14 +372,18 @@ class Redactor:
             )
             mapped: list[tuple[int, int, str]] = []
             if keyed and self.env_name_rx is not None and (named or REDACTED in text):
-                mapped = mapping_env_spans(text, self.env_name_rx)
+                mapped = mapping_env_spans(text, self.env_name_rx, argv=argv)
                 # the rest of a value a rule cut (its marker, then more) is that secret's: uncounted
                 # (``pwd: a b`` counted password and env_name); the hit still marks the field changed
                 more = [span for span in mapped if text.startswith(REDACTED, span[0])]
                 if more:
                     text, n = replace_spans(text, more, counts=None)
                     hits += n
-                    mapped = mapping_env_spans(text, self.env_name_rx) if len(more) < len(mapped) else []
+                    mapped = (
+                        mapping_env_spans(text, self.env_name_rx, argv=argv)
+                        if len(more) < len(mapped)
+                        else []
+                    )
             if named:
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
                 if "value" in low and "name" in low:
