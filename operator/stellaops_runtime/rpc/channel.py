@@ -17,6 +17,7 @@ from stellaops_runtime.rpc.calls import Deserializer, Serializer, StreamCall, un
 from stellaops_runtime.rpc.connection import Connection
 from stellaops_runtime.rpc.status import RpcError, StatusCode
 from stellaops_runtime.rpc.target import parse_target
+from stellaops_runtime.rpc.unix_connect import connect_unix
 
 CONNECT_TIMEOUT = 20.0  # TCP connected but no HTTP/2 SETTINGS from the server within this: UNAVAILABLE
 
@@ -92,7 +93,8 @@ class Channel:
         conn: Connection | None = None
         try:
             if address.unix is not None:
-                _, conn = await loop.create_unix_connection(factory, address.unix)
+                sock = await connect_unix(address.unix)  # off the loop: a hung file system blocks it
+                _, conn = await loop.create_unix_connection(factory, sock=sock)
             else:
                 _, conn = await loop.create_connection(factory, address.host, address.port)
             await asyncio.wait_for(asyncio.shield(conn.ready), CONNECT_TIMEOUT)
