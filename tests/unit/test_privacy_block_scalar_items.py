@@ -41,12 +41,29 @@ def test_a_block_scalar_item_of_a_secrets_key_loses_its_lines(text: str, expecte
     assert _write(text.format(pw=_PW)) == expected
 
 
+@pytest.mark.parametrize("props", ["!", "!!str", "!!binary", "&pw", "&pw !!str", "!<tag:yaml.org,2002:str>"])
+def test_a_block_scalar_item_with_a_tag_or_an_anchor_loses_its_lines(props: str) -> None:
+    # s49 RP: YAML lets a tag or an anchor stand before the indicator (``- !!binary |``: a base64 secret);
+    # the item's dash was the value again and its lines stayed
+    text = f"password:\n  - {props} |\n    {_PW}\nuser: bob\n"
+    assert _write(text) == "password:\n  [REDACTED]\nuser: bob\n"
+
+
 def test_a_block_scalar_item_of_another_key_stays() -> None:
-    for text in ("hosts:\n  - |\n    a\nuser: bob\n", "password_file:\n  - /run/a\n  - /run/b\n"):
+    for text in (
+        "hosts:\n  - |\n    a\nuser: bob\n",
+        "hosts:\n  - !!str |\n    a\nuser: bob\n",
+        "password_file:\n  - /run/a\n  - /run/b\n",
+    ):
         assert _write(text) == text
 
 
 def test_block_scalar_items_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
-    for unit in ("password:\n  - |\n", "password:\n - |\n  a\n \n", "password: - >\r\n\r\n"):
+    for unit in (
+        "password:\n  - |\n",
+        "password:\n - |\n  a\n \n",
+        "password: - >\r\n\r\n",
+        "password:\n  - !a !b !c |\n",
+    ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -78,8 +78,10 @@ LINES_ARRAY = (
 # dash was taken for the value and the block's lines kept (s49 P). Taken as base.BLOCK_SCALAR takes
 # ``password: |``: its indicator line and every following line that starts with a blank (a sibling key
 # indented like the secret's goes too), ``\r\n`` line ends too. Possessive: linear.
+# A tag or an anchor may stand before the indicator (``- !!binary |``, ``- &pw |``: s49 RP).
 _ITEM_BLOCK_SCALAR = (
-    r"-[ \t]++[|>][+-]?+[0-9]?+[+-]?+[ \t]*+(?:#[^\r\n]*+)?+(?:\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\r\n]*+)++"
+    r"-[ \t]++(?:[!&][^ \t\r\n]*+[ \t]++){0,2}+[|>][+-]?+[0-9]?+[+-]?+[ \t]*+(?:#[^\r\n]*+)?+"
+    r"(?:\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\r\n]*+)++"
 )
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
