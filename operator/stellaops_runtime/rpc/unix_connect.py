@@ -6,21 +6,22 @@ runtime's socket directory) it blocks there. asyncio's ``create_unix_connection`
 event loop, so one such look froze the whole agent (event stream, flushes, health endpoints), where
 grpcio connected on threads of its own and the agent's calls timed out as unreachable. So the connect
 runs on a daemon thread of its own (the process's exit does not wait for a hung one), the caller
-waits for it as for any I/O (and may time out or be cancelled), and while a connect to a path still
-hangs no second one starts for it: that attempt fails at once (each retry would otherwise leave one
-more thread stuck). An abstract name (a leading NUL) involves no file system and connects on the
-loop (tests/integration/test_tetragon_hung_socket_dir.py).
+waits for it as for any I/O (and may time out or be cancelled), and one connect to a path is under
+way at a time: the next waits for it first, within its own deadline (so a hung look leaves one
+thread stuck, not one more per retry, and connects at one moment to a healthy socket all succeed).
+An abstract name (a leading NUL) involves no file system and connects on the loop
+(tests/integration/test_tetragon_hung_socket_dir.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import errno
 import socket
 import threading
 
-_hanging: set[str] = set()  # paths whose connect has not returned yet
+_under_way: dict[str, concurrent.futures.Future[None]] = {}  # a path's connect not returned yet
 _lock = threading.Lock()
 
 
@@ -36,12 +37,14 @@ async def connect_unix(path: str) -> socket.socket:
             sock.close()
             raise
         return sock
-    with _lock:
-        if path in _hanging:
-            raise OSError(
-                errno.EAGAIN, f"an earlier connect to {path} has not returned (its file system hangs)"
-            )
-        _hanging.add(path)
+    while True:  # one connect to a path at a time: the next waits for it (within its own deadline)
+        with _lock:
+            earlier = _under_way.get(path)
+            if earlier is None:
+                mine: concurrent.futures.Future[None] = concurrent.futures.Future()
+                _under_way[path] = mine
+                break
+        await asyncio.shield(asyncio.wrap_future(earlier))  # shielded: a waiter giving up cancels nothing
     done: asyncio.Future[socket.socket] = loop.create_future()
 
     def deliver(result: socket.socket | BaseException) -> None:
@@ -64,7 +67,8 @@ async def connect_unix(path: str) -> socket.socket:
             result = exc
         finally:
             with _lock:
-                _hanging.discard(path)
+                del _under_way[path]
+            mine.set_result(None)
         try:
             loop.call_soon_threadsafe(deliver, result)
         except RuntimeError:  # the loop closed meanwhile
