@@ -60,10 +60,11 @@ else
 
   echo "== wheels (runtime dependencies pinned to .venv)"
   mkdir -p "$work/src" "$work/build/wheels" "$work/build/installer"
-  cp pyproject.toml README.md "$work/src/"
+  cp pyproject.toml setup.py README.md "$work/src/"  # setup.py: the extension canonical/_symindex.c
   mkdir -p "$work/src/operator"
   cp -r operator/stellaops_runtime "$work/src/operator/"
   find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+  find "$work/src" -name '*.so' -delete  # an editable install's in-place build: the wheel builds its own
   "$py" -m pip wheel -q --disable-pip-version-check --no-build-isolation \
     -c "$pins" -w "$work/build/wheels" "$work/src"
   pip_version=$("$py" -m pip --version | awk '{print $2}')

@@ -59,6 +59,7 @@ ENV = (
 LAYER_FORMAT = 1
 INPUT_FILES = (
     "pyproject.toml",
+    "setup.py",
     "README.md",
     "scripts/image/build.sh",
     "scripts/image/packages.txt",
@@ -80,7 +81,8 @@ def input_files(root: Path = ROOT) -> list[Path]:
             # Caches tools leave in the tree (__pycache__, .ruff_cache, ...) are not inputs:
             # `make test` runs ruff after `make image`, and the key must not change with it.
             cache = any(x == "__pycache__" or x.startswith(".") for x in rel)
-            if p.is_file() and not cache and p.suffix != ".pyc":
+            # An extension built in place by an editable install (*.so) is a build output too.
+            if p.is_file() and not cache and p.suffix not in (".pyc", ".so"):
                 files.append(p)
     return files
 

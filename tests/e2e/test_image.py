@@ -283,6 +283,8 @@ def test_extension_modules_are_stripped_to_their_dynamic_symbols() -> None:
             dynsym = elf.get_section_by_name(".dynsym")
             assert dynsym is not None and dynsym.get_symbol_by_name(init), (name, init)
     assert len(names) > 20, names  # grpc, cryptography, sqlalchemy, aiohttp, yaml, ...
+    # the package's own (setup.py): the symbolizer's native index, built in the image's build
+    assert any("/stellaops_runtime/canonical/_symindex." in n for n in names), names
 
 
 def test_stripped_extension_modules_import_inside_the_image(containerd: Containerd) -> None:
@@ -295,11 +297,12 @@ def test_stripped_extension_modules_import_inside_the_image(containerd: Containe
         "import psycopg  # psycopg_binary refuses to be imported first\n"
         "for m in sys.argv[1:]:\n"
         "    importlib.import_module(m)\n"
-        "print('imported', len(sys.argv) - 1)"
+        "from stellaops_runtime.canonical import symnative\n"
+        "print('imported', len(sys.argv) - 1, 'native index', symnative.loaded())"
     )
     res = containerd.run(IMAGE, "stella-ext", f"{VENV}/bin/python", "-c", script, *modules)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert f"imported {len(modules)}" in res.stdout
+    assert f"imported {len(modules)} native index True" in res.stdout  # the agent indexes natively
 
 
 def test_imported_image_runs_help(containerd: Containerd) -> None:
