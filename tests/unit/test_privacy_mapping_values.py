@@ -334,3 +334,32 @@ def test_another_rules_marker_after_a_key_keeps_the_rest_of_its_line() -> None:
         "author: [REDACTED] wrote this\ntoken: [REDACTED]\n"
     )
     assert _write("x from: alice@example.com via smtp") == "x from: [REDACTED] via smtp"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a Java properties line continued by a backslash at its end (Properties.load joins the next line,
+        # its leading blanks skipped)
+        (
+            f"spring.datasource.password=abc\\\n    {_PW}\nx=1\n",
+            "spring.datasource.password=[REDACTED]\nx=1\n",
+        ),
+        (f"password = abc\\\r\n  {_PW}\r\nx=1", "password = [REDACTED]\r\nx=1"),
+        (f"app.DBPASS=abc\\\n  {_PW}\nx=1", "app.DBPASS=[REDACTED]\nx=1"),
+        # a shell word continued on the next line (the backslash and line feed are removed: one word)
+        (f'sh -c "mysql --password=abc\\\n{_PW} -h h"', 'sh -c "mysql --password=[REDACTED] -h h"'),
+        (f"DBPASS=abc\\\n{_PW} app", "DBPASS=[REDACTED] app"),
+    ],
+)
+def test_a_value_continued_on_the_next_line_loses_that_line(text: str, expected: str) -> None:
+    # s49 RP, a neighbour of P's properties lines (9fe145ed): the value ended at the backslash
+    assert _write(text) == expected
+
+
+def test_a_command_line_continued_after_a_blank_keeps_its_next_line() -> None:
+    text = f"mysql --password={_PW} \\\n  -h db\n"
+    assert _write(text) == "mysql --password=[REDACTED] \\\n  -h db\n"
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
+    for unit in ("password=a\\\n", "DBPASS=a\\\n ", "password=\\\\\\\n\\"):
+        assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -48,6 +48,10 @@ ESCAPED_DQ = r'\\++"(?:[^"\\]|\\++(?!"))*+(?:\\++")?+'
 # An unquoted value: a run up to whitespace that keeps a quote inside it (``it's``) but not
 # one ending it before whitespace or the end (Tetragon quotes an argument holding a space:
 # ``"-p x"``, so that closing quote is not the value's).
+# A backslash glued to a value's end then a line break continue the value on the next line: a shell word
+# (the two are removed), a Java properties line (the next line's leading blanks skipped too):
+# ``password=abc\`` then ``  xyz`` kept ``xyz`` (s49 RP). Used by key_rules and env_names.
+CONTINUED = r"\\\r?+\n[ \t]*+(?=[^ \t\r\n])"
 WORD_VALUE = r"""[^\s"'](?:[^\s"']|["'](?=\S))*"""
 # A YAML block scalar (``password: |`` or ``>-``, then the value on the indented lines below):
 # its indicator line and every following line that starts with whitespace (a sibling key

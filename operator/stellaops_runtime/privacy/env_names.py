@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.privacy.base import (
+    CONTINUED,
     DOUBLE_QUOTED,
     ESCAPED_DQ,
     ESCAPED_SQ,
@@ -235,7 +236,8 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once; a
     # vertical tab or a form feed ends none (``DBPASS=a\vb`` kept ``b``).
-    word = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n])*"""
+    # (continued on the next line by a backslash at its end too: base.CONTINUED)
+    word = rf"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|{CONTINUED}|[^ \t\r\n])*"""
     # (quoted by an escaped single quote too, a script quoted again: ``DBPASS='"'"'a b'"'"'``, RP8)
     # (in escaped double quotes at any depth: ``sh -c "sh -c \\"env DBPASS=\\\\\\"a b\\\\\\"\\""``)
     quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_DQ}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""

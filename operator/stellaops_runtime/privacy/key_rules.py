@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from stellaops_runtime.privacy.base import (
     BLOCK_SCALAR,
+    CONTINUED,
     DOUBLE_QUOTED,
     ESCAPED_DQ,
     ESCAPED_SQ,
@@ -60,7 +61,8 @@ _CALL_VALUE = r"""[\w.]{0,65}+\([^()'"]{0,64}+['"][^()]{0,512}+(?:\)|\Z)"""
 # (a continued command line) is no such blank; the value may start with one (``-H X-Api-Key:\ a\ b``).
 # One backslash per step: a run of them is read once. Only a blank or a line end ends it: a vertical tab
 # or a form feed is inside one shell word (``--password a\vb`` kept ``b``, s48 Q1).
-_WORD_VALUE = r"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|[^ \t\r\n"']|["'](?=[^ \t\r\n]))*"""
+# A backslash glued to its end then a line break continue it on the next line (base.CONTINUED).
+_WORD_VALUE = rf"""(?:\\[ \t]|[^ \t\r\n"'])(?:\\[ \t]|{CONTINUED}|[^ \t\r\n"']|["'](?=[^ \t\r\n]))*"""
 # A JSON (or YAML flow) array of scalars opened at its line's end, its items on the lines below
 # (``"password": [`` then ``"a",`` ``"b"`` then ``]``): the whole array, to its ``]`` (or a cut text's
 # end), comment lines between its items too (JSONC's ``//``, YAML's ``#``). An array of objects or arrays
