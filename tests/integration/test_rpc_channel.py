@@ -241,3 +241,24 @@ def test_concurrent_calls_on_a_channel_kept_across_event_loops_fail_as_rpc_error
         assert all(isinstance(r, rpc.RpcError) and r.code() is rpc.StatusCode.UNAVAILABLE for r in results), (
             results
         )
+
+
+async def test_a_stream_cut_after_goaway_too_many_pings_says_so() -> None:
+    """Go's server answers pings too often with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings") naming
+    the open stream as processed, then closes: the stream's error names that reason (seen against
+    a real grpc-go server with MinTime 2 s and a 0.5 s keepalive), not just "Connection lost"."""
+
+    async def calm(peer: Peer, sid: int, headers: dict[str, str]) -> None:
+        peer.response_headers(sid)
+        await peer.send(sid, msg(b"one"))
+        peer.write(f.encode_goaway(sid, f.ENHANCE_YOUR_CALM, b"too_many_pings"))
+        await peer.writer.drain()
+        peer.writer.close()
+
+    async with H2Server(calm) as srv, rpc.insecure_channel(srv.target) as channel:
+        call = channel.unary_stream("/t.S/Calm")(b"")
+        assert await anext(call) == b"one"
+        with pytest.raises(rpc.RpcError) as info:
+            await asyncio.wait_for(anext(call), 5)
+    assert info.value.code() is rpc.StatusCode.UNAVAILABLE
+    assert "too_many_pings" in info.value.details() and "error code 11" in info.value.details()

@@ -53,6 +53,7 @@ class Connection(asyncio.Protocol):
         self.next_sid = 1
         self.error: RpcError | None = None  # set when the connection is dead
         self.goaway = False  # no new streams
+        self._goaway_why = ""  # the server's reason, for the calls its close then ends
         self.ready: asyncio.Future[None] = self.loop.create_future()  # the server's first SETTINGS
         self._rest = b""
         self._encoder = hpack.Encoder()
@@ -91,7 +92,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         why = f": {exc}" if exc else ""
-        self._die(RpcError(StatusCode.UNAVAILABLE, f"Connection to {self.authority} lost{why}"))
+        self._die(
+            RpcError(StatusCode.UNAVAILABLE, f"Connection to {self.authority} lost{why}{self._goaway_why}")
+        )
 
     def data_received(self, data: bytes) -> None:
         if self.error is not None:
@@ -262,6 +265,7 @@ class Connection(asyncio.Protocol):
     def _on_goaway(self, last_sid: int, code: int, debug: bytes) -> None:
         self.goaway = True
         text = debug.decode("utf-8", "replace")[:200]
+        self._goaway_why = f" after GOAWAY (error code {code}{', ' + text if text else ''})"
         for sid, stream in list(self.streams.items()):
             if sid > last_sid:
                 msg = f"Server sent GOAWAY (error code {code}{', ' + text if text else ''}); not processed"
