@@ -4,7 +4,7 @@ connect(2) of a unix socket looks its path up in the calling thread, and a hung 
 FUSE or network mount holding Tetragon's socket directory) blocks that look. grpcio connected on its own
 threads, so the agent's calls timed out as unreachable; the agent's own client (stellaops_runtime.rpc)
 called connect on the event loop, which froze the whole agent (stream, flushes, health endpoints) for as
-long as the file system hung. rpc/unix_connect.py connects on a daemon thread, one at a time per path
+long as the file system hung. rpc/off_loop.py connects on a daemon thread, one at a time per path
 (the next waits for it within its own deadline; connects at one moment to a healthy socket all succeed).
 
 The hang is real where this process may mount a FUSE file system (root and /dev/fuse): one that never
@@ -129,7 +129,7 @@ class LoopGaps:
 
 
 def _connect_threads() -> int:
-    return sum(t.name == "rpc-unix-connect" for t in threading.enumerate())
+    return sum(t.name == "rpc-connect-step" for t in threading.enumerate())
 
 
 async def test_the_probe_says_unreachable_in_time_and_the_loop_runs_on(hung_dir: Path) -> None:
@@ -177,7 +177,7 @@ async def test_the_stream_counts_failed_connections_while_the_loop_runs_on(hung_
 async def test_connects_at_once_to_one_healthy_socket_all_succeed(tmp_path: Path) -> None:
     """The stream, the capability probe and the policy poll may dial Tetragon's socket at the same
     moment: a connect still under way (not hung) must not fail the others as hanging."""
-    from stellaops_runtime.rpc.unix_connect import connect_unix
+    from stellaops_runtime.rpc.off_loop import connect_unix
 
     path = tempfile.mkdtemp(prefix="stellaops-uc-", dir="/tmp") + "/s.sock"  # short: a socket address
     server = await asyncio.start_unix_server(lambda r, w: w.close(), path, backlog=128)
@@ -193,3 +193,48 @@ async def test_connects_at_once_to_one_healthy_socket_all_succeed(tmp_path: Path
         await server.wait_closed()
         os.unlink(path)
         os.rmdir(os.path.dirname(path))
+
+
+async def test_a_resolver_that_does_not_answer_leaves_the_agents_thread_pool_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Tetragon address by host name, and a resolver that does not answer: the lookups ran on the
+    loop's default executor, the agent's few threads for its side calls (agent/runner.py's
+    DaemonPool), one more stuck per retry, until every ``asyncio.to_thread`` of the agent waited."""
+    from stellaops_runtime.daemon_pool import DaemonPool
+
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == "tetragon.hung-resolver.example":
+            released.wait(HANG_S)  # glibc's timeouts x attempts x search names: tens of seconds
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    asyncio.get_running_loop().set_default_executor(DaemonPool(2, name="agent-calls"))
+    cfg = parse_config(
+        {
+            "tetragon": {
+                "address": "tetragon.hung-resolver.example:54321",
+                "connectionTimeout": 0.2,
+                "reconnectInitialSeconds": 0.05,
+                "reconnectMaxSeconds": 0.1,
+            }
+        }
+    ).tetragon
+    source = TetragonGrpcSource(cfg, queue=EventQueue(10))
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(stop))
+    try:
+        while source.stats.connect_failures < 5:  # noqa: ASYNC110 (h.wait_for takes a pool thread)
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.to_thread(lambda: None), HANG_S / 2)  # the pool still takes calls
+        assert time.monotonic() - started < 0.5 and _connect_threads() <= 1
+    finally:
+        released.set()
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -15,9 +15,9 @@ from typing import Any
 
 from stellaops_runtime.rpc.calls import Deserializer, Serializer, StreamCall, unary_call
 from stellaops_runtime.rpc.connection import Connection
+from stellaops_runtime.rpc.off_loop import connect_unix, resolve
 from stellaops_runtime.rpc.status import RpcError, StatusCode
 from stellaops_runtime.rpc.target import parse_target
-from stellaops_runtime.rpc.unix_connect import connect_unix
 
 CONNECT_TIMEOUT = 20.0  # TCP connected but no HTTP/2 SETTINGS from the server within this: UNAVAILABLE
 
@@ -96,7 +96,16 @@ class Channel:
                 sock = await connect_unix(address.unix)  # off the loop: a hung file system blocks it
                 _, conn = await loop.create_unix_connection(factory, sock=sock)
             else:
-                _, conn = await loop.create_connection(factory, address.host, address.port)
+                # resolved off the loop's executor (rpc/off_loop.py), each address tried in order
+                failed: OSError | None = None
+                for host in await resolve(address.host, address.port):
+                    try:
+                        _, conn = await loop.create_connection(factory, host, address.port)
+                        break
+                    except OSError as exc:
+                        failed = exc
+                if conn is None:
+                    raise failed or OSError(f"no address for {address.host}")
             await asyncio.wait_for(asyncio.shield(conn.ready), CONNECT_TIMEOUT)
             return conn
         # ValueError: a host getaddrinfo refuses (a NUL; UnicodeError for a DNS label over 63)
