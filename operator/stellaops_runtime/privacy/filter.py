@@ -98,7 +98,9 @@ class PrivacyFilter:
         self._redactor = Redactor(config)
         self._redact = config.redact_arguments
         self._patterns_on = self._redactor.active
-        self._clean: dict[str, None] = {}
+        # (tool, argv, text) of innocent fields: a tuple, which no field's text can spell (a key
+        # built by joining them with NUL could be a plain field's whole text).
+        self._clean: dict[tuple[str, bool, str], None] = {}
         self._images: dict[str, str] = {}  # image name or id -> the same, filtered (scrub_image)
         # A traced argument whose policy label names a secret is redacted whole (default rules only).
         self._label_rule = self._redact and config.default_patterns
@@ -199,7 +201,7 @@ class PrivacyFilter:
         ``argv``: ``text`` is an exec's argument list (Redactor.redact).
         """
         clean = self._clean
-        key = f"{tool}\x00{'a' if argv else ''}\x00{text}" if tool or argv else text
+        key = (tool, argv, text)
         if key in clean:
             return text
         cut, removed = self._truncate(text)
