@@ -177,6 +177,8 @@ def test_a_batch_answers_as_find_per_offset(seed: int) -> None:
         None if f is None else Resolution(label, "/lib/x.so", one.build_id, f[0], f[1], f[2], f[3], o)
         for f, label, o in zip(found, labels, offsets, strict=True)
     ]
-    assert hits == [f[4] for f in found if f is not None]
+    # one counter key per answer; their order is not kept (the native batch, canonical/_symindex.c,
+    # answers the first table's offsets before the loop answers the rest; recentfiles counts them)
+    assert sorted(hits) == sorted(f[4] for f in found if f is not None)
     with pytest.raises(ValueError):  # offsets and labels of unequal length: refused, as before
         _quick(tables()).answer_many("/lib/x.so", [1, 2], ["a"], hits.append)

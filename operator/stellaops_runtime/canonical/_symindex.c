@@ -34,6 +34,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,10 +274,142 @@ out:
     return result;
 }
 
+/* ---- a batch's answers from its first range and first table (canonical/quicklookup.py) ---- */
+
+/* v as uint64 into *out: 0 when it is not an int in [0, 2^64) (then the caller falls back). */
+static int as_u64(PyObject *v, uint64_t *out) {
+    if (!PyLong_Check(v)) return 0;
+    int overflow = 0;
+    long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (s == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!overflow) {
+        if (s < 0) return 0;
+        *out = (uint64_t)s;
+        return 1;
+    }
+    if (overflow < 0) return 0;
+    unsigned long long u = PyLong_AsUnsignedLongLong(v);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = u;
+    return 1;
+}
+
+/* vaddr < end, for an end that may pass 2^64 (then every vaddr is below it). -1 on a non-int. */
+static int below(uint64_t vaddr, PyObject *end) {
+    uint64_t e;
+    if (as_u64(end, &e)) return vaddr < e;
+    if (PyLong_Check(end) && _PyLong_Sign(end) > 0) return 1;
+    return -1;
+}
+
+/* AddressTable.find over lists: the entry containing vaddr, -1 for none, -2 for a bad table. */
+static Py_ssize_t find_entry(PyObject *starts, PyObject *ends, uint64_t vaddr) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(starts);
+    if (PyList_GET_SIZE(ends) != hi) return -2;
+    while (lo < hi) { /* bisect_right */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        uint64_t v;
+        if (!as_u64(PyList_GET_ITEM(starts, mid), &v)) return -2;
+        if (vaddr < v)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    Py_ssize_t i = lo - 1;
+    if (i < 0) return -1;
+    int b = below(vaddr, PyList_GET_ITEM(ends, i));
+    if (b) return b < 0 ? -2 : i;
+    for (Py_ssize_t j = i - 1; j >= 0 && j >= i - 8; j--) { /* nested: _NESTED_LOOKBACK entries back */
+        b = below(vaddr, PyList_GET_ITEM(ends, j));
+        if (b) return b < 0 ? -2 : j;
+    }
+    return -1;
+}
+
+static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *offsets, *labels, *starts, *ends, *canonical, *name_of, *cls, *path, *bid, *source, *hit, *key;
+    long long lo0, hi0, delta0;
+    if (!PyArg_ParseTuple(args, "O!O!LLLO!O!O!OOUUUOO", &PyList_Type, &offsets, &PyList_Type, &labels, &lo0,
+                          &hi0, &delta0, &PyList_Type, &starts, &PyList_Type, &ends, &PyList_Type, &canonical,
+                          &name_of, &cls, &path, &bid, &source, &hit, &key))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(offsets);
+    if (PyList_GET_SIZE(labels) != n) {
+        PyErr_SetString(PyExc_ValueError, "offsets and labels differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *fo = PyList_GET_ITEM(offsets, k);
+        int overflow = 0;
+        long long off = PyLong_Check(fo) ? PyLong_AsLongLongAndOverflow(fo, &overflow) : 0;
+        if (off == -1 && PyErr_Occurred()) goto fail;
+        __int128 v = (__int128)off + delta0;
+        Py_ssize_t i = -1;
+        if (PyLong_Check(fo) && !overflow && lo0 <= off && off < hi0 && v >= 0 && v <= (__int128)UINT64_MAX)
+            i = find_entry(starts, ends, (uint64_t)v);
+        if (i == -2) { /* not a table of ints: the caller's loop answers */
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        if (i < 0 || i >= PyList_GET_SIZE(canonical)) {
+            PyList_SET_ITEM(out, k, Py_NewRef(Py_None)); /* another range or table: the caller's loop */
+            continue;
+        }
+        PyObject *symbol = PyList_GET_ITEM(canonical, i);
+        if (symbol == Py_None) {
+            symbol = PyObject_CallFunction(name_of, "n", i);
+            if (!symbol) goto fail;
+        } else {
+            Py_INCREF(symbol);
+        }
+        uint64_t start;
+        if (!PyUnicode_Check(symbol) || !as_u64(PyList_GET_ITEM(starts, i), &start)) {
+            Py_DECREF(symbol);
+            PyErr_SetString(PyExc_TypeError, "a table entry without a str name or an int start");
+            goto fail;
+        }
+        unsigned long long delta = (unsigned long long)((uint64_t)v - start);
+        PyObject *offset = PyLong_FromUnsignedLongLong(delta);
+        char hex[24]; /* hex(offset) */
+        snprintf(hex, sizeof hex, "0x%llx", delta);
+        PyObject *fid = offset ? PyUnicode_FromFormat("%U:%U+%s", bid, symbol, hex) : NULL;
+        PyObject *res = NULL;
+        if (fid) {
+            PyObject *argv[8] = {PyList_GET_ITEM(labels, k), path, bid, symbol, offset, fid, source, fo};
+            res = PyObject_Vectorcall(cls, argv, 8, NULL);
+        }
+        Py_DECREF(symbol);
+        Py_XDECREF(offset);
+        Py_XDECREF(fid);
+        if (!res) goto fail;
+        PyList_SET_ITEM(out, k, res);
+        PyObject *r = PyObject_CallOneArg(hit, key);
+        if (!r) goto fail;
+        Py_DECREF(r);
+    }
+    return out;
+fail:
+    Py_DECREF(out); /* slots not set yet are NULL: list_dealloc skips them */
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"index", symindex_index, METH_VARARGS,
      "index(data, strtab, is64, little, arm, sec_addrs, sec_sizes, max_bytes, max_symbols)\n"
      "-> (starts, ends, name_offsets) | count over max_symbols | None (rank left to Python)"},
+    {"answer_first", symindex_answer_first, METH_VARARGS,
+     "answer_first(offsets, labels, lo, hi, delta, starts, ends, canonical, name_of, Resolution, path,\n"
+     "             build_id, source, hit, key) -> [Resolution | None] | None: QuickLookup.answer_many's\n"
+     "first range and first table; None where the caller's loop must answer (None: all of them)"},
     {NULL, NULL, 0, NULL},
 };
 

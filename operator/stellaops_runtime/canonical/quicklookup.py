@@ -40,6 +40,7 @@ from stellaops_runtime.canonical.addrindex import AddressTable
 from stellaops_runtime.canonical.elflayout import PF_X, ElfLayout
 from stellaops_runtime.canonical.function_id import format_function_id
 from stellaops_runtime.canonical.resolution import Resolution
+from stellaops_runtime.canonical.symnative import answer_first
 
 if TYPE_CHECKING:
     from stellaops_runtime.canonical.binary import Binary
@@ -146,7 +147,36 @@ class QuickLookup:
         tests/unit/test_alias_pairs_generated.py with :meth:`find` over
         generated tables and hostile offsets (a change to one loop must be
         made to the other).
+
+        With the native extension (canonical/_symindex.c, ``answer_first``) the
+        first range and the first table are searched in C, the ID formatted
+        there and the Resolution made there; what they do not answer is left to
+        this loop. Same answers: tests/integration/test_symindex_native.py.
         """
+        native = answer_first()
+        if native is not None and self.ranges and self.tables:
+            lo0, hi0, delta0 = self.ranges[0]
+            t0, key0, source0 = self.tables[0]
+            if max(abs(lo0), abs(hi0), abs(delta0)) < 2**63:
+                first = native(
+                    offsets, labels, lo0, hi0, delta0, t0.starts, t0.ends, t0.canonical, t0.canonical_name,
+                    Resolution, path, self.build_id, source0, hit, key0,
+                )  # fmt: skip
+                if first is not None:
+                    rest = [k for k, r in enumerate(first) if r is None]
+                    if rest:  # other ranges and tables (the first are tried again: they miss again)
+                        more = self._answer_many(
+                            path, [offsets[k] for k in rest], [labels[k] for k in rest], hit
+                        )
+                        for k, r in zip(rest, more, strict=True):
+                            first[k] = r
+                    return first
+        return self._answer_many(path, offsets, labels, hit)
+
+    def _answer_many(
+        self, path: str, offsets: list[int], labels: list[str], hit: _HitSink
+    ) -> list[Resolution | None]:
+        """:meth:`answer_many` in Python (without the native extension, and for what it leaves)."""
         out: list[Resolution | None] = []
         append = out.append
         ranges, tables, bid = self.ranges, self.tables, self.build_id

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 from stellaops_runtime.canonical.limits import Budget
 
-__all__ = ["ENV", "Section", "loaded", "native_index"]
+__all__ = ["ENV", "Section", "answer_first", "loaded", "native_index"]
 
 ENV = "STELLAOPS_SYMINDEX"
 
@@ -76,3 +76,11 @@ def native_index(
         return None
     starts, ends, offsets = out
     return starts, ends, offsets
+
+
+def answer_first() -> Callable[..., Any] | None:
+    """The native batch of ``QuickLookup.answer_many`` (its first range and first table), or None
+    when the extension is not built or switched off."""
+    if _NATIVE is None or os.environ.get(ENV, "") == "python":
+        return None
+    return _NATIVE.answer_first  # type: ignore[no-any-return]
