@@ -25,6 +25,7 @@ from stellaops_runtime.canonical import symnative
 from stellaops_runtime.canonical.debugfiles import DebugSearch
 from stellaops_runtime.canonical.elflayout import ElfError, read_layout
 from stellaops_runtime.canonical.limits import DEFAULT_LIMITS, Limits
+from stellaops_runtime.canonical.resolution import Resolution
 from stellaops_runtime.canonical.symbolizer import Symbolizer
 from stellaops_runtime.canonical.symtab import index_tables, read_section_table
 from tests.native.build import Programs, build_programs
@@ -84,7 +85,7 @@ def _offsets(path: Path, tables: object, rng: random.Random, n: int) -> list[int
     return [*out, 0, 2**40]
 
 
-def _answers(path: Path, offsets: list[int], mode: str, mp: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+def _answers(path: Path, offsets: list[int], mode: str, mp: pytest.MonkeyPatch) -> list[Resolution | None]:
     """The answers of the symbol tables (``QuickLookup.answer_many``: None where they name nothing)
     for every offset, then ``resolve_file_many``'s for the first 200 (DWARF and Go's table after a
     miss, separate debug files off: their readers are not the code compared)."""
@@ -95,11 +96,8 @@ def _answers(path: Path, offsets: list[int], mode: str, mp: pytest.MonkeyPatch) 
         quick = s.binary(str(path)).quick
         assert quick is not None
         named = quick.answer_many(str(path), offsets, [""] * len(offsets), lambda key: None)
-        out: list[tuple[object, ...]] = [
-            (r.symbol, r.offset, r.function_id, r.source) if r is not None else (None,) for r in named
-        ]
-        res = s.resolve_file_many(str(path), offsets[:200])
-        return out + [(r.symbol, r.offset, r.function_id, r.source, r.error) for r in res]
+        # whole Resolutions (every field, the native batch's made without __init__ included)
+        return [*named, *s.resolve_file_many(str(path), offsets[:200])]
     finally:
         s.close()
 
@@ -111,7 +109,7 @@ def _same(path: Path, mp: pytest.MonkeyPatch, n: int = 3000) -> None:
     answers = _answers(path, offsets, "native", mp)
     assert answers == _answers(path, offsets, "python", mp)
     if native:  # the offsets compared are named ones: at each edge of 300 functions at least
-        assert sum(a[0] is not None for a in answers[: len(offsets)]) >= min(300, len(native[0][1]))
+        assert sum(a is not None for a in answers[: len(offsets)]) >= min(300, len(native[0][1]))
 
 
 @pytest.mark.parametrize("path", SYSTEM, ids=lambda p: p.name)

@@ -33,6 +33,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,14 +333,55 @@ static Py_ssize_t find_entry(PyObject *starts, PyObject *ends, uint64_t vaddr) {
     return -1;
 }
 
+/* The slot offsets of a Resolution (a slots dataclass), so answers are made as a copy of a template
+ * with the first 8 fields set, without running its Python __init__ (the same object it would make:
+ * every field, the defaults from the template). 0 when the class is not such a class. */
+#define MAX_SLOTS 32
+static int slot_offsets(PyObject *cls, PyObject *template, Py_ssize_t *offs, Py_ssize_t *count) {
+    if (!PyType_Check(cls) || Py_TYPE(template) != (PyTypeObject *)cls) return 0;
+    PyObject *names = PyObject_GetAttrString(cls, "__slots__");
+    if (!names) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = PyTuple_Check(names) && PyTuple_GET_SIZE(names) >= 8 && PyTuple_GET_SIZE(names) <= MAX_SLOTS;
+    for (Py_ssize_t j = 0; ok && j < PyTuple_GET_SIZE(names); j++) {
+        PyObject *d = PyDict_GetItemWithError(((PyTypeObject *)cls)->tp_dict, PyTuple_GET_ITEM(names, j));
+        ok = d && Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) {
+            offs[j] = ((PyMemberDescrObject *)d)->d_member->offset;
+            ok = *(PyObject **)((char *)template + offs[j]) != NULL;
+        }
+    }
+    if (ok) *count = PyTuple_GET_SIZE(names);
+    Py_DECREF(names);
+    if (PyErr_Occurred()) PyErr_Clear();
+    return ok;
+}
+
+static PyObject *make_answer(PyObject *cls, PyObject *template, const Py_ssize_t *offs, Py_ssize_t count,
+                             PyObject **first8) {
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *obj = tp->tp_alloc(tp, 0);
+    if (!obj) return NULL;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *v = j < 8 ? first8[j] : *(PyObject **)((char *)template + offs[j]);
+        *(PyObject **)((char *)obj + offs[j]) = Py_NewRef(v);
+    }
+    return obj;
+}
+
 static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *offsets, *labels, *starts, *ends, *canonical, *name_of, *cls, *path, *bid, *source, *hit, *key;
+    PyObject *template;
     long long lo0, hi0, delta0;
-    if (!PyArg_ParseTuple(args, "O!O!LLLO!O!O!OOUUUOO", &PyList_Type, &offsets, &PyList_Type, &labels, &lo0,
+    if (!PyArg_ParseTuple(args, "O!O!LLLO!O!O!OOUUUOOO", &PyList_Type, &offsets, &PyList_Type, &labels, &lo0,
                           &hi0, &delta0, &PyList_Type, &starts, &PyList_Type, &ends, &PyList_Type, &canonical,
-                          &name_of, &cls, &path, &bid, &source, &hit, &key))
+                          &name_of, &cls, &path, &bid, &source, &hit, &key, &template))
         return NULL;
+    Py_ssize_t offs[MAX_SLOTS], nslots = 0;
+    int direct = slot_offsets(cls, template, offs, &nslots); /* else: call the class */
     Py_ssize_t n = PyList_GET_SIZE(offsets);
     if (PyList_GET_SIZE(labels) != n) {
         PyErr_SetString(PyExc_ValueError, "offsets and labels differ in length");
@@ -385,7 +427,7 @@ static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
         PyObject *res = NULL;
         if (fid) {
             PyObject *argv[8] = {PyList_GET_ITEM(labels, k), path, bid, symbol, offset, fid, source, fo};
-            res = PyObject_Vectorcall(cls, argv, 8, NULL);
+            res = direct ? make_answer(cls, template, offs, nslots, argv) : PyObject_Vectorcall(cls, argv, 8, NULL);
         }
         Py_DECREF(symbol);
         Py_XDECREF(offset);
@@ -408,7 +450,7 @@ static PyMethodDef methods[] = {
      "-> (starts, ends, name_offsets) | count over max_symbols | None (rank left to Python)"},
     {"answer_first", symindex_answer_first, METH_VARARGS,
      "answer_first(offsets, labels, lo, hi, delta, starts, ends, canonical, name_of, Resolution, path,\n"
-     "             build_id, source, hit, key) -> [Resolution | None] | None: QuickLookup.answer_many's\n"
+     "             build_id, source, hit, key, template) -> [Resolution | None] | None: QuickLookup.answer_many's\n"
      "first range and first table; None where the caller's loop must answer (None: all of them)"},
     {NULL, NULL, 0, NULL},
 };

@@ -54,6 +54,8 @@ WarmAnswer = tuple[str, int, str, str, str]
 
 # (table, counter key, source)
 _Table = tuple[AddressTable, str, str]
+# The defaults of a Resolution's fields after the first 8: the native batch copies them from here
+_TEMPLATE = Resolution("")
 
 
 def load_ranges(layout: ElfLayout) -> list[tuple[int, int, int]]:
@@ -160,7 +162,7 @@ class QuickLookup:
             if max(abs(lo0), abs(hi0), abs(delta0)) < 2**63:
                 first = native(
                     offsets, labels, lo0, hi0, delta0, t0.starts, t0.ends, t0.canonical, t0.canonical_name,
-                    Resolution, path, self.build_id, source0, hit, key0,
+                    Resolution, path, self.build_id, source0, hit, key0, _TEMPLATE,
                 )  # fmt: skip
                 if first is not None:
                     rest = [k for k, r in enumerate(first) if r is None]
