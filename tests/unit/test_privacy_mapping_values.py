@@ -164,6 +164,9 @@ def test_the_new_readings_cost_linearly() -> None:
         "a.password=a b\n",  # a glued properties line (s49 P)
         "a.b=c ",
         "\x00a.DBPASS=x y",
+        "a.password:a b\n",  # a properties line with ``:`` (s49 P2)
+        "a.b:c ",
+        "\x00a.DBPASS:x y",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
 
@@ -212,6 +215,31 @@ def test_a_glued_properties_key_in_an_execs_arguments_takes_its_argument(
     # showed no command)
     assert _exec(binary, arguments) == expected
     assert _PW not in _exec(binary, arguments)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"spring.datasource.password:{_PW} b\n", "spring.datasource.password:[REDACTED]\n"),
+        (f"x.y=1\napp.secret.token:{_PW} b c\r\nuser=bob", "x.y=1\napp.secret.token:[REDACTED]\r\nuser=bob"),
+        (f"app.DBPASS:{_PW} b\n", "app.DBPASS:[REDACTED]\n"),
+    ],
+)
+def test_a_properties_line_with_a_colon_separator_loses_its_lines_rest(text: str, expected: str) -> None:
+    # s49 P2 (RP's left-alone 4): Java's Properties.load takes ``:`` as it takes ``=``; ``key:a b`` kept ``b``
+    assert _write(text) == expected
+
+
+def test_a_colon_properties_key_in_an_execs_arguments_takes_its_argument() -> None:
+    args = f"spring.datasource.password:{_PW} java -jar app.jar --debug"
+    assert _exec("/usr/bin/env", args) == "spring.datasource.password:[REDACTED] java -jar app.jar --debug"
+
+
+def test_a_glued_colon_thats_no_properties_key_keeps_its_words() -> None:
+    for text in ("host.name:8080 x\n", "a.b.c:d e\n", "image: reg.io/app:1.2 x\n", "a.b.url:http://h x\n"):
+        assert _write(text) == text
+    text = f"x spring.datasource.password:{_PW} b"  # mid-line: the key rules' first word only
+    assert _write(text) == "x spring.datasource.password:[REDACTED] b"
 
 
 def test_a_glued_key_thats_no_properties_key_keeps_its_words() -> None:
