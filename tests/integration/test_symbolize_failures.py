@@ -190,3 +190,18 @@ def test_frame_canonicalizer_counts_bad_files(tmp_path: Path) -> None:
     assert frames[0].symbol == "hinted" and frames[0].function_id == ""
     stats = fc.stats
     assert stats["not_elf"] == 1 and stats["unreadable_file"] == 1 and stats["not_file_backed"] == 1
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_negative_file_offset_is_outside_the_file_not_an_exception(many: bool) -> None:
+    """A file offset below 0 (a hand-typed or damaged one) is in no segment: ``offset_outside_file``
+    with no function ID (IDs carry no negative offset), never the ValueError it used to raise."""
+    path = sys.executable if os.path.realpath(sys.executable).startswith("/usr") else "/usr/bin/python3.11"
+    s = Symbolizer()
+    try:
+        out = s.resolve_file_many(path, [-5, -1]) if many else [s.resolve_file(path, -5)]
+    finally:
+        s.close()
+    for r in out:
+        assert (r.error, r.function_id, r.symbol) == ("offset_outside_file", "", "")
+        assert r.offset < 0 and r.build_id

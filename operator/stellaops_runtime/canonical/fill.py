@@ -45,7 +45,8 @@ def fill(res: Resolution, b: Binary, file_offset: int, *, file_lines: bool = Fal
         res.error = Outcome.OFFSET_OUTSIDE_FILE
         res.detail = f"file offset {file_offset:#x} is in no loadable segment"
         res.offset = file_offset
-        res.function_id = unresolved_function_id(b.build_id, file_offset)
+        # a negative offset (typed or damaged) has no ID: function IDs carry no negative offset
+        res.function_id = unresolved_function_id(b.build_id, file_offset) if file_offset >= 0 else ""
         return res
     for t in b.tables:  # the loaded sources, best first: the warm path, without building a Hit
         i = t.find(vaddr)
