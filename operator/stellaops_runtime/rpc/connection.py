@@ -90,6 +90,17 @@ class Connection(asyncio.Protocol):
         if self.keepalive is not None:
             self._ka_handle = self.loop.call_later(self.keepalive, self._keepalive_check)
 
+    def pause_writing(self) -> None:
+        # The server does not read what we write: each PING and SETTINGS it sends owes it an answer,
+        # so a server flooding them would fill our write buffer without bound. Read nothing more
+        # until it reads (the call then ends by its deadline or keepalive if it never does).
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self.error is None:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         why = f": {exc}" if exc else ""
         self._die(
