@@ -389,7 +389,17 @@ static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
     }
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
+    const Py_ssize_t nstarts = PyList_GET_SIZE(starts), nends = PyList_GET_SIZE(ends);
+    const Py_ssize_t ncanonical = PyList_GET_SIZE(canonical);
     for (Py_ssize_t k = 0; k < n; k++) {
+        /* The callbacks below (name_of, the class, hit) run Python code: a list they shorten is not
+         * read past (its borrowed items could be gone): the batch fails with RuntimeError instead. */
+        if (PyList_GET_SIZE(offsets) != n || PyList_GET_SIZE(labels) != n ||
+            PyList_GET_SIZE(starts) != nstarts || PyList_GET_SIZE(ends) != nends ||
+            PyList_GET_SIZE(canonical) != ncanonical) {
+            PyErr_SetString(PyExc_RuntimeError, "a list changed size during the native batch");
+            goto fail;
+        }
         PyObject *fo = PyList_GET_ITEM(offsets, k);
         int overflow = 0;
         long long off = PyLong_Check(fo) ? PyLong_AsLongLongAndOverflow(fo, &overflow) : 0;
@@ -398,24 +408,33 @@ static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
         Py_ssize_t i = -1;
         if (PyLong_Check(fo) && !overflow && lo0 <= off && off < hi0 && v >= 0 && v <= (__int128)UINT64_MAX)
             i = find_entry(starts, ends, (uint64_t)v);
-        if (i == -2) { /* not a table of ints: the caller's loop answers */
-            Py_DECREF(out);
-            Py_RETURN_NONE;
-        }
-        if (i < 0 || i >= PyList_GET_SIZE(canonical)) {
+        /* i == -2, a table this code cannot read (a start past 2^64): this offset alone is left to the
+         * caller's loop. Never the whole batch: the answers made already have been counted (hit). */
+        if (i < 0 || i >= ncanonical) {
             PyList_SET_ITEM(out, k, Py_NewRef(Py_None)); /* another range or table: the caller's loop */
             continue;
         }
+        Py_INCREF(fo); /* held across the callbacks: the offsets list may drop it */
         PyObject *symbol = PyList_GET_ITEM(canonical, i);
         if (symbol == Py_None) {
             symbol = PyObject_CallFunction(name_of, "n", i);
-            if (!symbol) goto fail;
+            if (!symbol) {
+                Py_DECREF(fo);
+                goto fail;
+            }
         } else {
             Py_INCREF(symbol);
         }
         uint64_t start;
+        if (PyList_GET_SIZE(starts) != nstarts || PyList_GET_SIZE(labels) != n) {
+            Py_DECREF(symbol);
+            Py_DECREF(fo);
+            PyErr_SetString(PyExc_RuntimeError, "a list changed size during the native batch");
+            goto fail;
+        }
         if (!PyUnicode_Check(symbol) || !as_u64(PyList_GET_ITEM(starts, i), &start)) {
             Py_DECREF(symbol);
+            Py_DECREF(fo);
             PyErr_SetString(PyExc_TypeError, "a table entry without a str name or an int start");
             goto fail;
         }
@@ -430,6 +449,7 @@ static PyObject *symindex_answer_first(PyObject *self, PyObject *args) {
             res = direct ? make_answer(cls, template, offs, nslots, argv) : PyObject_Vectorcall(cls, argv, 8, NULL);
         }
         Py_DECREF(symbol);
+        Py_DECREF(fo);
         Py_XDECREF(offset);
         Py_XDECREF(fid);
         if (!res) goto fail;
@@ -450,8 +470,8 @@ static PyMethodDef methods[] = {
      "-> (starts, ends, name_offsets) | count over max_symbols | None (rank left to Python)"},
     {"answer_first", symindex_answer_first, METH_VARARGS,
      "answer_first(offsets, labels, lo, hi, delta, starts, ends, canonical, name_of, Resolution, path,\n"
-     "             build_id, source, hit, key, template) -> [Resolution | None] | None: QuickLookup.answer_many's\n"
-     "first range and first table; None where the caller's loop must answer (None: all of them)"},
+     "             build_id, source, hit, key, template) -> [Resolution | None]: QuickLookup.answer_many's\n"
+     "first range and first table; None where the caller's loop must answer (one offset at a time)"},
     {NULL, NULL, 0, NULL},
 };
 
