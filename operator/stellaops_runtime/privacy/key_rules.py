@@ -85,9 +85,21 @@ _ITEM_BLOCK_SCALAR = (
     r"-[ \t]++(?:[!&][^ \t\r\n]*+[ \t]++){0,2}+[|>][+-]?+[0-9]?+[+-]?+[ \t]*+(?:#[^\r\n]*+)?+"
     r"(?:\r?+\n(?:[ \t\r]*+\n)*+[ \t]++[^\r\n]*+)++"
 )
+# A plain or quoted scalar given as a sequence's item (``password:`` then ``  - a`` then ``    x``; ``  -``
+# then ``    x``; ``  - "a`` then ``    x"``; ``  - - |``): the dash was taken for the value and the
+# item kept, with its deeper lines (mapping_env read that marker as a nested map's first key, s49 RP).
+# The item whole: its line, then each line below it (blank lines between too) that starts with a blank
+# or is another item (the key's own indentation), up to a line that is a key (``user: bob``: a plain
+# scalar holds no ``: ``) or a comment; a quoted item's later lines so too (an unclosed quote takes no
+# more). A map item (``- name: x``) is none. Possessive, each line's key test bounded by that line: linear.
+_KEY_LINE = r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)"
+_ITEM_LINES = (
+    rf"(?<=\s)-(?=[ \t\r\n]|\Z)(?![ \t]++{_KEY_LINE})[^\r\n]*+"
+    rf"(?:\r?+\n(?:[ \t\r]*+\n)*+(?:[ \t]++|(?=-[ \t\r\n]))(?![ \t]*+(?:[#\r\n]|{_KEY_LINE}))[^\r\n]*+)*+"
+)
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
-    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
+    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|{_ITEM_LINES}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
     rf"""|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
