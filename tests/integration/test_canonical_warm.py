@@ -153,3 +153,29 @@ def test_the_index_cache_names_depend_on_the_split_column_module(
     other.write_bytes(Path(symcolumns.__file__ or "").read_bytes() + b"\n# other rules\n")
     monkeypatch.setattr(symcolumns, "__file__", str(other))
     assert indexcache.rules_fingerprint() != before
+
+
+def test_the_index_cache_names_depend_on_the_native_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C extension (canonical/_symindex.c, built into a shared object) builds the tables when it is
+    loaded: another build of it must name other cache files, so a table a faulty build wrote is never
+    read back by the build that fixed it; nor is one written by the Python path read as the extension's."""
+    import types
+
+    from stellaops_runtime.canonical import indexcache, symnative
+
+    def build(content: bytes) -> types.ModuleType:
+        so = tmp_path / f"_symindex-{len(content)}.so"
+        so.write_bytes(content)
+        module = types.ModuleType("stellaops_runtime.canonical._symindex")
+        module.__file__ = str(so)
+        return module
+
+    monkeypatch.setattr(symnative, "_NATIVE", build(b"\x7fELF one build"))
+    one = indexcache.rules_fingerprint()
+    monkeypatch.setattr(symnative, "_NATIVE", build(b"\x7fELF another build"))
+    another = indexcache.rules_fingerprint()
+    monkeypatch.setattr(symnative, "_NATIVE", None)
+    without = indexcache.rules_fingerprint()
+    assert len({one, another, without}) == 3

@@ -40,6 +40,7 @@ import zlib
 from array import array
 from collections.abc import Callable
 from itertools import islice
+from typing import Any
 
 from stellaops_runtime.atomic_file import write_atomically
 from stellaops_runtime.canonical.addrindex import AddressTable, StrtabNames
@@ -60,12 +61,17 @@ class CacheFileError(ValueError):
 
 def rules_fingerprint() -> str:
     """A digest of the code that decides what a table holds (canonical/symtab.py, addrindex.py,
-    symcolumns.py, this module): it names every cache file, so a file written by other rules is
-    never found."""
-    from stellaops_runtime.canonical import addrindex, symcolumns, symtab
+    symcolumns.py, symnative.py, this module, and the built C extension when it indexes:
+    canonical/_symindex.c's shared object): it names every cache file, so a file written by other
+    rules, or by another build of the extension, is never found."""
+    from stellaops_runtime.canonical import addrindex, symcolumns, symnative, symtab
 
     h = hashlib.sha256(f"{VERSION}".encode())
-    for module in (symtab, addrindex, symcolumns, sys.modules[__name__]):
+    modules: list[Any] = [symtab, addrindex, symcolumns, symnative, sys.modules[__name__]]
+    if symnative.loaded():
+        h.update(b"native")
+        modules.append(symnative._NATIVE)
+    for module in modules:
         try:
             with open(module.__file__ or "", "rb") as f:
                 h.update(f.read())
