@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,32 @@ def test_a_hostile_alias_group_of_long_names_indexes_no_slower_natively() -> Non
     out = native()
     assert isinstance(out, tuple) and out[0] == [0x1000] and out[2] == [1]
     assert best_of_two(native) <= best_of_two(python)
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A slots dataclass like Resolution with a ``__post_init__``: the native batch must run it."""
+
+    input: str
+    module: str = ""
+    build_id: str = ""
+    symbol: str = ""
+    offset: int = 0
+    function_id: str = ""
+    source: str = ""
+    file_offset: int | None = None
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        self.detail = f"checked {self.symbol}"
+
+
+def test_a_result_class_with_post_init_is_called_not_copied() -> None:
+    if symnative._NATIVE is None:
+        pytest.skip("the native index is not built (no compiler at install time)")
+    out = symnative._NATIVE.answer_first(
+        [0x1004], ["lbl"], 0, 1 << 20, 0, [0x1000], [0x1010], ["f"], lambda i: "f", _Checked, "/p", "bid",
+        "symtab", lambda key: None, "resolved_symtab", _Checked(""),
+    )  # fmt: skip
+    assert out == [_Checked("lbl", "/p", "bid", "f", 4, "bid:f+0x4", "symtab", 0x1004)]
+    assert out[0].detail == "checked f"

@@ -348,6 +348,10 @@ static Py_ssize_t find_entry(PyObject *starts, PyObject *ends, uint64_t vaddr) {
 #define MAX_SLOTS 32
 static int slot_offsets(PyObject *cls, PyObject *template, Py_ssize_t *offs, Py_ssize_t *count) {
     if (!PyType_Check(cls) || Py_TYPE(template) != (PyTypeObject *)cls) return 0;
+    /* Only a dataclass whose generated __init__ does nothing but set its fields in order: a
+     * __post_init__ (a check, a derived field) runs only when the class is called. */
+    if (!PyObject_HasAttrString(cls, "__dataclass_fields__") || PyObject_HasAttrString(cls, "__post_init__"))
+        return 0;
     PyObject *names = PyObject_GetAttrString(cls, "__slots__");
     if (!names) {
         PyErr_Clear();
