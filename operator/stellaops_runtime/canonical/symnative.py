@@ -13,6 +13,7 @@ Both give the same entries, ends and names.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from array import array
@@ -26,10 +27,35 @@ __all__ = ["ENV", "Section", "answer_first", "loaded", "native_index"]
 
 ENV = "STELLAOPS_SYMINDEX"
 
+
+def built_from_current_source(module_file: str | None) -> bool:
+    """Whether the extension at ``module_file`` was built after its C source last changed.
+
+    In a checkout installed in place (``pip install -e``) the shared object stays beside
+    ``_symindex.c``; edited or pulled without a rebuild, the old build would be called with the
+    new Python side's arguments and fail every batch. Where the source is not shipped (an image,
+    a wheel) there is nothing to compare and the build is taken."""
+    if not module_file:
+        return False
+    source = os.path.join(os.path.dirname(module_file), "_symindex.c")
+    try:
+        return os.stat(module_file).st_mtime_ns >= os.stat(source).st_mtime_ns
+    except FileNotFoundError:
+        return os.path.exists(module_file)
+    except OSError:
+        return False
+
+
 try:
     from stellaops_runtime.canonical import _symindex as _module  # type: ignore[attr-defined]
 
-    _NATIVE: ModuleType | None = _module
+    _NATIVE: ModuleType | None = _module if built_from_current_source(_module.__file__) else None
+    if _NATIVE is None:
+        logging.getLogger(__name__).warning(
+            "%s is older than its source _symindex.c: symbol tables are indexed in Python until it is "
+            "rebuilt (scripts/setup.sh)",
+            _module.__file__,
+        )
 except ImportError:  # no compiler at install time: the Python path
     _NATIVE = None
 

@@ -1,0 +1,53 @@
+"""A compiled index older than its C source is not used (canonical/symnative.py).
+
+In a checkout installed in place the shared object stays beside canonical/_symindex.c; pulled or
+edited without a rebuild, the old build would be called with the new Python side's arguments and
+fail every batch. Where no source is shipped (an image) the build is taken.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stellaops_runtime.canonical import symnative
+
+
+def _pair(tmp_path: Path, so_ns: int, c_ns: int | None) -> str:
+    so = tmp_path / "_symindex.cpython-311-x86_64-linux-gnu.so"
+    so.write_bytes(b"\x7fELF")
+    os.utime(so, ns=(so_ns, so_ns))
+    if c_ns is not None:
+        c = tmp_path / "_symindex.c"
+        c.write_text("/* source */\n")
+        os.utime(c, ns=(c_ns, c_ns))
+    return str(so)
+
+
+def test_a_build_older_than_its_source_is_not_used(tmp_path: Path) -> None:
+    assert not symnative.built_from_current_source(_pair(tmp_path, 1_000_000_000, 2_000_000_000))
+
+
+def test_a_build_newer_than_its_source_is_used(tmp_path: Path) -> None:
+    assert symnative.built_from_current_source(_pair(tmp_path, 2_000_000_000, 1_000_000_000))
+
+
+def test_a_build_without_its_source_beside_it_is_used(tmp_path: Path) -> None:
+    assert symnative.built_from_current_source(_pair(tmp_path, 1_000_000_000, None))
+
+
+def test_no_file_is_no_build(tmp_path: Path) -> None:
+    assert not symnative.built_from_current_source(None)
+    assert not symnative.built_from_current_source(str(tmp_path / "missing.so"))
+
+
+def test_this_checkouts_build_is_current_and_loaded() -> None:
+    """setup.sh rebuilds the extension when its source changes: the tests run the native path."""
+    if symnative._NATIVE is None:
+        import importlib.util
+
+        assert importlib.util.find_spec("stellaops_runtime.canonical._symindex") is None, (
+            "the extension is built but older than _symindex.c: run scripts/setup.sh"
+        )
+        return
+    assert symnative.built_from_current_source(symnative._NATIVE.__file__)
