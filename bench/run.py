@@ -11,8 +11,10 @@ What it measures, on one core (the process pins itself to CPU 0):
    overhead (the same pipeline with redaction off) and the canonicalizer's
    (resolving libc/libz frames against this machine's files vs switched off);
 2. capture latency: the real agent fed by the real replay server over gRPC
-   on loopback at a fixed rate; P95 from arrival to in-memory hot-symbol
-   record (bucket upper bound of the agent's own histogram);
+   on loopback at a fixed rate, the server in its own process as on a node
+   (bench/capture_latency.py); P95 from arrival to in-memory hot-symbol
+   record (bucket upper bound of the agent's own histogram), in the steady
+   state and over the whole run from the agent's start;
 3. memory: RSS growth of the aggregator holding 100,000 distinct hot keys;
 4. store: upsert rate into a private PostgreSQL as a ratio to raw binary COPY
    into the same table shape (bench/store_bench.py), measured in the same run;
@@ -43,7 +45,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -230,41 +231,10 @@ def bench_pipeline(n: int, runs: int) -> dict[str, Any]:
     }
 
 
-async def _latency(rate: int, seconds: float) -> dict[str, Any]:
-    from stellaops_runtime.agent.runner import Agent
-    from stellaops_runtime.replay.events import load_events
-    from stellaops_runtime.replay.server import ReplayServer
+async def _latency(rate: int, seconds: float, warmup: float = 8.0) -> dict[str, Any]:
+    from bench.capture_latency import measure
 
-    events = load_events(STREAM).events
-    server = ReplayServer(events, rate=rate, loop=True)
-    addr = await server.start("127.0.0.1:0")
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = parse_config(
-            {
-                "tetragon": {"address": addr},
-                "hotSymbols": {"flushIntervalSeconds": 1},
-                "store": {"url": f"sqlite:///{tmp}/bench.db"},
-                "metrics": {"address": "127.0.0.1", "port": 0},
-            }
-        )
-        agent = Agent(cfg, node_name="bench")
-        task = asyncio.create_task(agent.run())
-        await asyncio.sleep(seconds)
-        agent.stop("benchmark done")
-        code = await task
-    await server.stop(grace=0)
-    lat = agent.pipeline.latency
-    return {
-        "rate_events_per_s": rate,
-        "seconds": seconds,
-        "events": lat.count,
-        "dropped": agent.queue.dropped,
-        "exit_code": code,
-        "p50_ms_upper_bound": lat.quantile_ns(0.50) / 1e6,
-        "p95_ms_upper_bound": lat.quantile_ns(0.95) / 1e6,
-        "p99_ms_upper_bound": lat.quantile_ns(0.99) / 1e6,
-        "mean_ms": round(lat.sum_ns / max(lat.count, 1) / 1e6, 3),
-    }
+    return await measure(STREAM, rate, seconds, warmup)
 
 
 def _rss_kb() -> int:
@@ -332,6 +302,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--latency-rate", type=int, default=10_000)
     ap.add_argument("--latency-seconds", type=float, default=5.0)
+    ap.add_argument("--latency-warmup", type=float, default=8.0, help="seconds before the steady figures")
     ap.add_argument("--store-rows", type=int, default=20_000)
     ap.add_argument("--skip-store", action="store_true")
     ap.add_argument(
@@ -351,7 +322,8 @@ def main() -> int:
         results["pipeline"] = bench_pipeline(args.events, args.runs)
         print(json.dumps(results["pipeline"], indent=2), flush=True)
     if "latency" in want:
-        results["latency"] = asyncio.run(_latency(args.latency_rate, args.latency_seconds))
+        latency = _latency(args.latency_rate, args.latency_seconds, args.latency_warmup)
+        results["latency"] = asyncio.run(latency)
         print(json.dumps(results["latency"], indent=2), flush=True)
     if "memory" in want:
         results["memory"] = bench_memory()
