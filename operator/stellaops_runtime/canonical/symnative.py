@@ -88,7 +88,7 @@ def native_index(
     """(starts, ends, name offset of each entry) of a symbol section's functions, built natively;
     None when the Python path must build it (no extension, switched off, or an alias group whose
     names are not ASCII). Raises the budget's error as the Python path does."""
-    if _NATIVE is None or os.environ.get(ENV, "") == "python":
+    if _NATIVE is None or not loaded():
         return None
     addrs = array("Q", [s.addr for s in sections])
     sizes = array("Q", [s.size for s in sections])
@@ -98,15 +98,12 @@ def native_index(
         if budget is not None:
             budget.check_symbols(out, name)
         raise AssertionError("the native index counted more functions than the budget allows")
-    if out is None:
-        return None
-    starts, ends, offsets = out
-    return starts, ends, offsets
+    return out  # type: ignore[no-any-return]  # None: the Python path builds it
 
 
 def answer_first() -> Callable[..., Any] | None:
     """The native batch of ``QuickLookup.answer_many`` (its first range and first table), or None
     when the extension is not built or switched off."""
-    if _NATIVE is None or os.environ.get(ENV, "") == "python":
+    if _NATIVE is None or not loaded():
         return None
     return _NATIVE.answer_first  # type: ignore[no-any-return]

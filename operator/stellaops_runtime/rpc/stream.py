@@ -63,7 +63,6 @@ class Stream:
         self.http_status = 0
         self.error: RpcError | None = None
         self.ended = False  # closed with status OK
-        self.send_window = 0
         self.deadline_handle: asyncio.TimerHandle | None = None
         self.initial_metadata: list[tuple[str, str]] = []
         self.trailing_metadata: list[tuple[str, str]] = []
