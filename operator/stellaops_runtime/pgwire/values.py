@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # decimal and uuid are imported only when a value of theirs i
 
 BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
 JSON, FLOAT4, FLOAT8, UNKNOWN, BPCHAR, VARCHAR = 114, 700, 701, 705, 1042, 1043
+TIMETZ = 1266
 DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = (
     1082,
     1083,
@@ -202,6 +203,11 @@ def _time(b: bytes) -> dt.time:
     return dt.time.fromisoformat(text)
 
 
+def _timetz(b: bytes) -> dt.time:
+    naive, tz = _tz(b.decode())
+    return _time(naive.encode()).replace(tzinfo=tz)
+
+
 _INTERVAL = re.compile(r"(-?\d+) (year|mon|day)s?")
 
 
@@ -271,6 +277,7 @@ LOADERS: dict[int, Loader] = {
     JSONB: _json,
     DATE: _date,
     TIME: _time,
+    TIMETZ: _timetz,
     TIMESTAMP: _timestamp,
     TIMESTAMPTZ: _timestamptz,
     INTERVAL: _interval_out,
@@ -292,6 +299,7 @@ ARRAYS = {
     1028: OID,
     1182: DATE,
     1183: TIME,
+    1270: TIMETZ,
     1115: TIMESTAMP,
     1185: TIMESTAMPTZ,
     1187: INTERVAL,
