@@ -1,4 +1,4 @@
-"""The one compiled part of the package: canonical/_symindex.c (issue 12's cold batch).
+"""The compiled parts of the package: canonical/_symindex.c (issue 12's cold batch), _kallsyms.c.
 
 Why this file exists: pyproject.toml holds the metadata; setuptools takes C extensions
 only from here. The extension is optional: without a compiler (or Python's headers)
@@ -8,19 +8,19 @@ the package installs without it and the symbolizer uses its Python path
 
 from setuptools import Extension, setup
 
+_FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+
 setup(
     ext_modules=[
         Extension(
-            "stellaops_runtime.canonical._symindex",
-            ["operator/stellaops_runtime/canonical/_symindex.c"],
-            extra_compile_args=[
-                "-O2",
-                "-std=c11",
-                "-Wall",
-                "-Wextra",
-                "-Werror=implicit-function-declaration",
-            ],
+            f"stellaops_runtime.canonical.{name}",
+            [f"operator/stellaops_runtime/canonical/{name}.c"],
+            extra_compile_args=_FLAGS,
+            libraries=libraries,
             optional=True,
         )
+        # _kallsyms: /proc/kallsyms parsed natively (issue 13's kernel table load); it deflates the
+        # names with zlib (zlib.h: zlib1g-dev, which python3-dev brings)
+        for name, libraries in (("_symindex", []), ("_kallsyms", ["z"]))
     ]
 )

@@ -51,3 +51,28 @@ def test_this_checkouts_build_is_current_and_loaded() -> None:
         )
         return
     assert symnative.built_from_current_source(symnative._NATIVE.__file__)
+
+
+def test_each_extension_is_compared_with_its_own_source(tmp_path: Path) -> None:
+    """_kallsyms (the kernel table's parse) has its own source, _kallsyms.c, beside it."""
+    so = tmp_path / "_kallsyms.cpython-311-x86_64-linux-gnu.so"
+    so.write_bytes(b"\x7fELF")
+    os.utime(so, ns=(2_000_000_000, 2_000_000_000))
+    (tmp_path / "_symindex.c").write_text("/* another module's source, newer */\n")
+    assert symnative.built_from_current_source(str(so))
+    c = tmp_path / "_kallsyms.c"
+    c.write_text("/* source */\n")
+    os.utime(c, ns=(3_000_000_000, 3_000_000_000))
+    assert not symnative.built_from_current_source(str(so))
+
+
+def test_this_checkouts_kallsyms_build_is_current_and_loaded() -> None:
+    """The kernel table's native parse, like the index: built here means current and used."""
+    if symnative._KALLSYMS is None:
+        import importlib.util
+
+        assert importlib.util.find_spec("stellaops_runtime.canonical._kallsyms") is None, (
+            "the extension is built but older than _kallsyms.c: run scripts/setup.sh"
+        )
+        return
+    assert symnative.built_from_current_source(symnative._KALLSYMS.__file__)

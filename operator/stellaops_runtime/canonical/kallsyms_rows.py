@@ -23,11 +23,15 @@ from itertools import accumulate, compress, islice, repeat
 from operator import eq, itemgetter, le, or_, rshift, sub
 from typing import BinaryIO
 
+from stellaops_runtime.canonical.symnative import kallsyms
+
 READ_BYTES = 1 << 18  # read at a time (each read of /proc/kallsyms walks the kernel's table) ...
 SPLIT_BYTES = 1 << 13  # ... and split into lines and fields at a time (~200 lines)
 BLOCK_SHIFT = 5
 BLOCK_NAMES = 1 << BLOCK_SHIFT  # names compressed together
 _WBITS = 12  # deflate window: 4 KiB, more than a block's names
+_LEVEL = 6  # deflate's level and memory level
+_MEM_LEVEL = 6
 _REORDER_ROWS = 4096  # names moved at a time when the file is not in address order
 _TEXT_TYPES = frozenset((b"t", b"T", b"w", b"W"))
 _HASH_MASK = 0xFFFFFFFF  # bits of a name's hash kept (a bucket takes at most 29)
@@ -79,6 +83,7 @@ class Rows:
         self.mods: array[int] = array("I")  # row -> index in mod_fields (0: the kernel itself)
         self.mod_fields: list[bytes] = [b""]  # the raw ``[module]`` fields
         self._mod_ids: dict[bytes, int] = {b"": 0}
+        self.ordered = False  # already sorted by sort()'s rules (the native parse)
 
     def __len__(self) -> int:
         return len(self.addrs)
@@ -115,6 +120,8 @@ class Rows:
     def sort(self) -> None:
         """Address order (stable: the file's order among equal addresses), then each run of
         equal addresses by :func:`alias_rank`."""
+        if self.ordered:
+            return
         a = self.addrs
         if not all(map(le, a, islice(a, 1, None))):  # the kernel's own symbols come sorted
             self._reorder(sorted(range(len(a)), key=a.__getitem__))
@@ -155,6 +162,24 @@ class Rows:
 
 
 def parse(f: BinaryIO) -> Rows:
+    """The file's text symbol rows: natively (canonical/_kallsyms.c, the GIL released for most of
+    it, already sorted) when the extension is built, else :func:`parse_python`."""
+    native = kallsyms()
+    if native is None:
+        return parse_python(f)
+    addrs, names, name_off, hashes, mods, mod_fields = native.rows(f.fileno())  # read there, the GIL released
+    out = Rows()
+    for dst, raw in ((out.addrs, addrs), (out.hashes, hashes), (out.mods, mods)):
+        dst.frombytes(raw)
+    out.name_off = array("Q")
+    out.name_off.frombytes(name_off)
+    out.names = bytearray(names)
+    out.mod_fields = mod_fields
+    out.ordered = True
+    return out
+
+
+def parse_python(f: BinaryIO) -> Rows:
     """The text symbol lines (address, type t/T/w/W, name, optional ``[module]``, split on
     ASCII whitespace) of the file, in file order; split ``SPLIT_BYTES`` at a time, so the
     lists and field objects of ~200 lines are all that exist at once (the whole file at
@@ -209,6 +234,20 @@ def name_hash(name: bytes) -> int:
     return hash(name) & _HASH_MASK
 
 
+def name_index_and_check(hashes: array[int], n: int) -> tuple[array[int], int, int, array[int]]:
+    """:func:`name_index` and :func:`check_bytes` of the rows' hashes (natively when built)."""
+    native = kallsyms()
+    if native is None:
+        keys, shift, bits = name_index(hashes, n)
+        return keys, shift, bits, check_bytes(hashes, bits)
+    shift = max(1, n.bit_length())
+    bits = max(30 - shift, 13)
+    raw_keys, raw_check = native.name_index(hashes, shift, bits)
+    keys = array("I" if shift + bits <= 32 else "Q")
+    keys.frombytes(raw_keys)
+    return keys, shift, bits, array("B", raw_check)
+
+
 def check_bytes(hashes: Iterable[int], bits: int) -> array[int]:
     """Per record, the 8 hash bits above its bucket's: a lookup decompresses a name only
     when they match too (1 record in 256 of the bucket's others)."""
@@ -218,14 +257,21 @@ def check_bytes(hashes: Iterable[int], bits: int) -> array[int]:
 def compress_names(names: bytes | bytearray, off: array[int]) -> tuple[bytes, array[int]]:
     """The line-fed names in blocks of ``BLOCK_NAMES`` records, each block raw-deflated on its
     own (neighbours by address share most of their text: ~4 times smaller), back to back;
-    and where each block starts (one more offset: the end)."""
+    and where each block starts (one more offset: the end). Natively when built: the same
+    calls of zlib, so the same bytes."""
+    native = kallsyms()
+    if native is not None and off.typecode == "Q":
+        zblob, raw = native.blocks(names, off, BLOCK_NAMES, _LEVEL, -_WBITS, _MEM_LEVEL)
+        zoff = array("I")
+        zoff.frombytes(raw)
+        return zblob, zoff
     n = len(off) - 1
     out = bytearray()
     starts: array[int] = array("I", [0])
     # One stream, flushed in full after each block: a block is inflated on its own, and the
     # deflate state is allocated once (a zlib.compress per block allocates ~270 KB, above the
     # mmap threshold the agent sets: mmap and munmap calls tripled the time).
-    z = zlib.compressobj(6, zlib.DEFLATED, -_WBITS, 6)
+    z = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEM_LEVEL)
     for i in range(0, n, BLOCK_NAMES):
         out += z.compress(names[off[i] : off[min(i + BLOCK_NAMES, n)]])
         out += z.flush(zlib.Z_FULL_FLUSH)

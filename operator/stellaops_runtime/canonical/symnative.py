@@ -1,13 +1,16 @@
-"""The native symbol-table index (canonical/_symindex.c), when it is built, and the switch to it.
+"""The native symbol-table index (canonical/_symindex.c) and kallsyms parse (canonical/_kallsyms.c),
+when they are built, and the switch to them.
 
 Why this module exists: indexing a symbol table in Python was about a third of
-a cold batch's instructions (issue 12, docs/benchmarks.md). The package's one C
-extension does the same work over the section's bytes; it is optional (built
-at install time when a compiler is there, setup.py), so this module says
-whether it is loaded and calls it. ``STELLAOPS_SYMINDEX=python`` in the
-environment makes every table use the Python path (canonical/symtab.py's
-columns, canonical/addrindex.py's rules), read at each table built, so tests
-can compare both on one process (tests/integration/test_symindex_native.py).
+a cold batch's instructions (issue 12, docs/benchmarks.md), and parsing
+/proc/kallsyms in Python most of the kernel table's load (issue 13). The
+package's C extensions do the same work over the bytes; they are optional
+(built at install time when a compiler is there, setup.py), so this module
+says whether they are loaded and calls them. ``STELLAOPS_SYMINDEX=python`` in
+the environment makes every table use the Python path (canonical/symtab.py's
+columns, canonical/addrindex.py's rules, canonical/kallsyms_rows.py's parse),
+read at each table built, so tests can compare both on one process
+(tests/integration/test_symindex_native.py, tests/unit/test_kallsyms_native.py).
 Both give the same entries, ends and names.
 """
 
@@ -23,7 +26,7 @@ from typing import Any, Protocol
 
 from stellaops_runtime.canonical.limits import Budget
 
-__all__ = ["ENV", "Section", "answer_first", "loaded", "native_index"]
+__all__ = ["ENV", "Section", "answer_first", "kallsyms", "loaded", "native_index"]
 
 ENV = "STELLAOPS_SYMINDEX"
 
@@ -34,10 +37,12 @@ def built_from_current_source(module_file: str | None) -> bool:
     In a checkout installed in place (``pip install -e``) the shared object stays beside
     ``_symindex.c``; edited or pulled without a rebuild, the old build would be called with the
     new Python side's arguments and fail every batch. Where the source is not shipped (an image,
-    a wheel) there is nothing to compare and the build is taken."""
+    a wheel) there is nothing to compare and the build is taken. The source is the module's own
+    name with ``.c`` (``_symindex.c``, ``_kallsyms.c``)."""
     if not module_file:
         return False
-    source = os.path.join(os.path.dirname(module_file), "_symindex.c")
+    base = os.path.basename(module_file).split(".", 1)[0]  # _symindex.cpython-311-...so: _symindex
+    source = os.path.join(os.path.dirname(module_file), base + ".c")
     try:
         return os.stat(module_file).st_mtime_ns >= os.stat(source).st_mtime_ns
     except FileNotFoundError:
@@ -46,18 +51,29 @@ def built_from_current_source(module_file: str | None) -> bool:
         return False
 
 
-try:
-    from stellaops_runtime.canonical import _symindex as _module  # type: ignore[attr-defined]
+def _current(module: ModuleType) -> ModuleType | None:
+    """``module`` when built from its current source; else None, with a warning."""
+    if built_from_current_source(module.__file__):
+        return module
+    logging.getLogger(__name__).warning(
+        "%s is older than its source: the Python path is used until it is rebuilt (scripts/setup.sh)",
+        module.__file__,
+    )
+    return None
 
-    _NATIVE: ModuleType | None = _module if built_from_current_source(_module.__file__) else None
-    if _NATIVE is None:
-        logging.getLogger(__name__).warning(
-            "%s is older than its source _symindex.c: symbol tables are indexed in Python until it is "
-            "rebuilt (scripts/setup.sh)",
-            _module.__file__,
-        )
+
+try:
+    from stellaops_runtime.canonical import _symindex  # type: ignore[attr-defined]
+
+    _NATIVE: ModuleType | None = _current(_symindex)
 except ImportError:  # no compiler at install time: the Python path
     _NATIVE = None
+try:
+    from stellaops_runtime.canonical import _kallsyms  # type: ignore[attr-defined]
+
+    _KALLSYMS: ModuleType | None = _current(_kallsyms)
+except ImportError:
+    _KALLSYMS = None
 
 
 class Section(Protocol):
@@ -107,3 +123,11 @@ def answer_first() -> Callable[..., Any] | None:
     if _NATIVE is None or not loaded():
         return None
     return _NATIVE.answer_first  # type: ignore[no-any-return]
+
+
+def kallsyms() -> ModuleType | None:
+    """The native kallsyms parse (canonical/_kallsyms.c: rows, blocks, name_index), or None when it
+    is not built or switched off."""
+    if _KALLSYMS is None or os.environ.get(ENV, "") == "python":
+        return None
+    return _KALLSYMS

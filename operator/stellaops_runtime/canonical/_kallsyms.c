@@ -1,0 +1,462 @@
+/* _kallsyms: /proc/kallsyms parsed into the sorted rows of the kernel symbol table (issue 13).
+ *
+ * Why this file exists: the agent loads the kernel's symbol table when the first kernel frame
+ * arrives, on its pipeline thread, with events queueing meanwhile. Parsing its ~120,000 lines in
+ * Python took ~0.16 s of the ~0.26 s load (reading the file: ~0.04 s). This does the parse, the
+ * sort and the alias ranking of canonical/kallsyms_rows.py (parse, then Rows.sort) in one call,
+ * most of it with the GIL released, and gives the same rows:
+ *
+ *   rows(fd) -> (addrs, names, name_off, hashes, mods, mod_fields)
+ *
+ * fd: the file, read to its end here. Kept are lines (split on '\n') of at least three fields (split on ASCII
+ * whitespace, as bytes.split()), whose second field is exactly t, T, w or W and whose first is
+ * what int(field, 16) reads as a number in [0, 2**64) (sign, 0x prefix, single underscores
+ * between digits included). A name that is not valid UTF-8 is replaced by the UTF-8 of its
+ * decoding with U+FFFD (Python's own decoder decides). Rows are in address order, and among
+ * equal addresses by alias rank (fewest leading underscores, fewest code points, then the
+ * name's code points, which for valid UTF-8 is its byte order), the file's order last.
+ * Returned: addresses (native uint64), the names each followed by '\n', the offsets where
+ * each name starts (n + 1 native uint64), hash(name) & 0xFFFFFFFF (native uint32), the index
+ * of each row's module field (native uint32) and those fields (index 0: b"", no module).
+ *
+ * The table's other two costly parts, with the GIL released (the Python path releases and takes
+ * it again for each of ~7,600 zlib calls, each a wait behind a busy event-loop thread):
+ *
+ *   blocks(names, name_off, block_names, level, wbits, mem_level) -> (zblob, zoff)
+ *       kallsyms_rows.compress_names: the names raw-deflated block by block, one stream with a
+ *       full flush after each block, the same zlib calls in the same order (the same bytes);
+ *   name_index(hashes, shift, bits) -> (keys, check)
+ *       kallsyms_rows.name_index's sorted ``bucket << shift | record`` keys (native uint32, or
+ *       uint64 when shift + bits > 32, as the array's typecode)
+ *       and check_bytes' per-record byte.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+typedef struct {
+    uint64_t addr;
+    const uint8_t *name; /* into data, or into a replacement kept alive in `keep` */
+    const uint8_t *mod;  /* the module field, NULL: none */
+    uint32_t name_len;
+    uint32_t mod_len;
+    uint32_t rec;     /* file order: the sort's last key */
+    uint32_t us;      /* leading underscores of the name */
+    uint32_t points;  /* code points of the name */
+    uint32_t mod_id;
+    uint8_t high;     /* the name has a byte >= 0x80 (checked with the GIL held) */
+} Row;
+
+static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int hex_digit(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* int(field, 16) when it is in [0, 2**64): 1 and *out; else 0. */
+static int parse_hex(const uint8_t *s, size_t n, uint64_t *out) {
+    size_t i = 0;
+    int negative = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+    int after_digit = 0; /* an underscore may follow a digit or the 0x prefix */
+    if (i + 1 < n && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X')) i += 2, after_digit = 1;
+    uint64_t v = 0;
+    int digits = 0, overflow = 0;
+    for (; i < n; i++) {
+        if (s[i] == '_') {
+            if (!after_digit || i + 1 == n) return 0;
+            after_digit = 0;
+            continue;
+        }
+        int d = hex_digit(s[i]);
+        if (d < 0) return 0;
+        if (v >> 60) overflow = 1;
+        v = v << 4 | (uint64_t)d;
+        digits++, after_digit = 1;
+    }
+    if (!digits || !after_digit || overflow || (negative && v)) return 0;
+    *out = v;
+    return 1;
+}
+
+static int by_rank(const void *a, const void *b) {
+    const Row *x = a, *y = b;
+    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
+    if (x->us != y->us) return x->us < y->us ? -1 : 1;
+    if (x->points != y->points) return x->points < y->points ? -1 : 1;
+    uint32_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    if (c) return c;
+    if (x->name_len != y->name_len) return x->name_len < y->name_len ? -1 : 1;
+    return x->rec < y->rec ? -1 : (x->rec > y->rec);
+}
+
+static void rank_fields(Row *r) {
+    uint32_t us = 0, points = 0;
+    while (us < r->name_len && r->name[us] == '_') us++;
+    for (uint32_t i = 0; i < r->name_len; i++) points += (r->name[i] & 0xC0) != 0x80;
+    r->us = us, r->points = points;
+}
+
+/* The kept lines of data into rows (no Python object: run without the GIL). -1: no memory. */
+static Py_ssize_t scan(const uint8_t *data, size_t len, Row **out) {
+    size_t cap = 1024, n = 0;
+    Row *rows = malloc(cap * sizeof *rows);
+    if (!rows) return -1;
+    const uint8_t *p = data, *end = data + len;
+    while (p < end) {
+        const uint8_t *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+        const uint8_t *f[4];
+        size_t fl[4];
+        int k = 0;
+        const uint8_t *q = p;
+        while (k < 4) {
+            while (q < eol && is_space(*q)) q++;
+            if (q == eol) break;
+            const uint8_t *s = q;
+            while (q < eol && !is_space(*q)) q++;
+            f[k] = s, fl[k] = (size_t)(q - s), k++;
+        }
+        p = nl ? nl + 1 : end;
+        if (k < 3 || fl[1] != 1) continue;
+        uint8_t t = f[1][0];
+        if (t != 't' && t != 'T' && t != 'w' && t != 'W') continue;
+        uint64_t addr;
+        if (!parse_hex(f[0], fl[0], &addr)) continue;
+        if (fl[2] > UINT32_MAX || (k == 4 && fl[3] > UINT32_MAX) || n >= UINT32_MAX - 1) continue;
+        if (n == cap) {
+            Row *grown = realloc(rows, 2 * cap * sizeof *rows);
+            if (!grown) {
+                free(rows);
+                return -1;
+            }
+            rows = grown, cap *= 2;
+        }
+        Row *r = &rows[n];
+        r->addr = addr, r->name = f[2], r->name_len = (uint32_t)fl[2], r->rec = (uint32_t)n;
+        r->mod = k == 4 ? f[3] : NULL, r->mod_len = k == 4 ? (uint32_t)fl[3] : 0;
+        r->high = 0;
+        for (uint32_t i = 0; i < r->name_len; i++) r->high |= r->name[i] >> 7;
+        n++;
+    }
+    *out = rows;
+    return (Py_ssize_t)n;
+}
+
+/* With the GIL: names that are not valid UTF-8 replaced (kept alive in keep), module ids. */
+static int name_rows(Row *rows, Py_ssize_t n, PyObject *keep, PyObject *mod_fields) {
+    PyObject *ids = PyDict_New();
+    if (!ids) return -1;
+    const uint8_t *last = NULL;
+    uint32_t last_len = 0, last_id = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Row *r = &rows[i];
+        if (r->high) {
+            PyObject *text = PyUnicode_DecodeUTF8((const char *)r->name, r->name_len, "replace");
+            PyObject *utf8 = text ? PyUnicode_AsUTF8String(text) : NULL;
+            Py_XDECREF(text);
+            if (!utf8 || PyList_Append(keep, utf8) < 0) {
+                Py_XDECREF(utf8);
+                goto fail;
+            }
+            Py_DECREF(utf8);
+            r->name = (const uint8_t *)PyBytes_AS_STRING(utf8); /* alive in keep */
+            r->name_len = (uint32_t)PyBytes_GET_SIZE(utf8);
+        }
+        rank_fields(r);
+        if (!r->mod) {
+            r->mod_id = 0;
+            continue;
+        }
+        if (!(last && last_len == r->mod_len && !memcmp(last, r->mod, r->mod_len))) {
+            PyObject *field = PyBytes_FromStringAndSize((const char *)r->mod, r->mod_len);
+            if (!field) goto fail;
+            PyObject *id = PyDict_GetItemWithError(ids, field);
+            if (id) {
+                last_id = (uint32_t)PyLong_AsUnsignedLong(id);
+            } else if (PyErr_Occurred()) {
+                Py_DECREF(field);
+                goto fail;
+            } else {
+                last_id = (uint32_t)PyList_GET_SIZE(mod_fields);
+                PyObject *v = PyLong_FromUnsignedLong(last_id);
+                int bad = !v || PyDict_SetItem(ids, field, v) < 0 || PyList_Append(mod_fields, field) < 0;
+                Py_XDECREF(v);
+                if (bad) {
+                    Py_DECREF(field);
+                    goto fail;
+                }
+            }
+            Py_DECREF(field);
+            last = r->mod, last_len = r->mod_len;
+        }
+        r->mod_id = last_id;
+    }
+    Py_DECREF(ids);
+    return 0;
+fail:
+    Py_DECREF(ids);
+    return -1;
+}
+
+static Py_hash_t hash_bytes(const uint8_t *s, Py_ssize_t n) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_HashBuffer(s, n);
+#else
+    return _Py_HashBytes(s, n);
+#endif
+}
+
+/* The rest of the file at fd, read without the GIL (each read of /proc/kallsyms returns about a
+ * page: a thousand reads, each taking the GIL again behind a busy thread, when Python reads it). */
+static PyObject *read_all(int fd, uint8_t **out, size_t *len) {
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *buf = malloc(cap);
+    int err = buf ? 0 : ENOMEM;
+    Py_BEGIN_ALLOW_THREADS
+    while (!err) {
+        if (cap - n < (1 << 16)) {
+            uint8_t *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                err = ENOMEM;
+                break;
+            }
+            buf = grown, cap *= 2;
+        }
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got > 0) n += (size_t)got;
+        else if (got == 0) break;
+        else if (errno != EINTR) err = errno;
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        free(buf);
+        errno = err;
+        return PyErr_SetFromErrno(err == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
+    }
+    *out = buf, *len = n;
+    return Py_None;
+}
+
+static PyObject *kallsyms_rows(PyObject *self, PyObject *arg) {
+    (void)self;
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0) return NULL;
+    Py_buffer data = {0};
+    uint8_t *file = NULL;
+    size_t file_len = 0;
+    if (!read_all(fd, &file, &file_len)) return NULL;
+    data.buf = file, data.len = (Py_ssize_t)file_len;
+    PyObject *keep = PyList_New(0), *mod_fields = PyList_New(0), *out = NULL, *empty = NULL;
+    PyObject *addrs = NULL, *names = NULL, *offs = NULL, *hashes = NULL, *mods = NULL;
+    Row *rows = NULL;
+    Py_ssize_t n;
+    if (!keep || !mod_fields) goto done;
+    if (!(empty = PyBytes_FromStringAndSize("", 0)) || PyList_Append(mod_fields, empty) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    n = scan(data.buf, (size_t)data.len, &rows);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (name_rows(rows, n, keep, mod_fields) < 0) goto done;
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) total += (size_t)rows[i].name_len + 1;
+    if (total > PY_SSIZE_T_MAX) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    addrs = PyBytes_FromStringAndSize(NULL, n * 8);
+    names = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    offs = PyBytes_FromStringAndSize(NULL, (n + 1) * 8);
+    hashes = PyBytes_FromStringAndSize(NULL, n * 4);
+    mods = PyBytes_FromStringAndSize(NULL, n * 4);
+    if (!addrs || !names || !offs || !hashes || !mods) goto done;
+    uint64_t *a = (uint64_t *)PyBytes_AS_STRING(addrs), *o = (uint64_t *)PyBytes_AS_STRING(offs);
+    uint32_t *h = (uint32_t *)PyBytes_AS_STRING(hashes), *m = (uint32_t *)PyBytes_AS_STRING(mods);
+    uint8_t *s = (uint8_t *)PyBytes_AS_STRING(names);
+    Py_BEGIN_ALLOW_THREADS
+    int ordered = 1;
+    for (Py_ssize_t i = 1; i < n && ordered; i++) ordered = by_rank(&rows[i - 1], &rows[i]) < 0;
+    if (!ordered) qsort(rows, (size_t)n, sizeof *rows, by_rank);
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Row *r = &rows[i];
+        a[i] = r->addr, o[i] = at, m[i] = r->mod_id;
+        h[i] = (uint32_t)((uint64_t)hash_bytes(r->name, r->name_len) & 0xFFFFFFFFu);
+        memcpy(s + at, r->name, r->name_len);
+        at += r->name_len;
+        s[at++] = '\n';
+    }
+    o[n] = at;
+    Py_END_ALLOW_THREADS
+    out = PyTuple_Pack(6, addrs, names, offs, hashes, mods, mod_fields);
+done:
+    free(rows);
+    free(file);
+    Py_XDECREF(keep);
+    Py_XDECREF(mod_fields);
+    Py_XDECREF(empty);
+    Py_XDECREF(addrs);
+    Py_XDECREF(names);
+    Py_XDECREF(offs);
+    Py_XDECREF(hashes);
+    Py_XDECREF(mods);
+    return out;
+}
+
+/* deflate until the input is taken and the output not full (as zlib.Compress does). */
+static int deflate_into(z_stream *z, int flush, uint8_t **out, size_t *len, size_t *cap) {
+    int err;
+    do {
+        if (*cap - *len < 4096) {
+            size_t grown = *cap * 2 + 4096;
+            uint8_t *p = realloc(*out, grown);
+            if (!p) return Z_MEM_ERROR;
+            *out = p, *cap = grown;
+        }
+        size_t room = *cap - *len;
+        if (room > UINT32_MAX) room = UINT32_MAX;
+        z->next_out = *out + *len;
+        z->avail_out = (uInt)room;
+        err = deflate(z, flush);
+        *len += room - z->avail_out;
+        if (err == Z_BUF_ERROR) err = Z_OK; /* no progress possible: nothing left to do */
+        if (err != Z_OK) return err;
+    } while (z->avail_out == 0 || z->avail_in != 0);
+    return Z_OK;
+}
+
+static PyObject *kallsyms_blocks(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer names, offs;
+    Py_ssize_t block;
+    int level, wbits, mem_level;
+    if (!PyArg_ParseTuple(args, "y*y*niii", &names, &offs, &block, &level, &wbits, &mem_level)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offs.len / 8 - 1, nb = n > 0 ? (n + block - 1) / block : 0;
+    const uint64_t *off = offs.buf;
+    uint32_t *zoff = NULL;
+    uint8_t *out = NULL;
+    size_t len = 0, cap = 0;
+    int err = Z_OK, bad = n < 0 || block < 1 || offs.len % 8 != 0;
+    for (Py_ssize_t i = 0; !bad && i < n; i++) bad = off[i] > off[i + 1];
+    if (bad || off[n] > (uint64_t)names.len) {
+        PyErr_SetString(PyExc_ValueError, "name offsets do not fit the names");
+        goto done;
+    }
+    if (!(zoff = malloc((size_t)(nb + 1) * sizeof *zoff))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    err = deflateInit2(&z, level, Z_DEFLATED, wbits, mem_level, Z_DEFAULT_STRATEGY);
+    zoff[0] = 0;
+    for (Py_ssize_t b = 0; err == Z_OK && b < nb; b++) {
+        Py_ssize_t lo = b * block, hi = lo + block < n ? lo + block : n;
+        z.next_in = (uint8_t *)names.buf + off[lo];
+        z.avail_in = (uInt)(off[hi] - off[lo]);
+        err = deflate_into(&z, Z_NO_FLUSH, &out, &len, &cap);
+        if (err == Z_OK) err = deflate_into(&z, Z_FULL_FLUSH, &out, &len, &cap);
+        if (len > UINT32_MAX) err = Z_MEM_ERROR;
+        zoff[b + 1] = (uint32_t)len;
+    }
+    deflateEnd(&z);
+    Py_END_ALLOW_THREADS
+    if (err != Z_OK) {
+        PyErr_Format(err == Z_MEM_ERROR ? PyExc_MemoryError : PyExc_ValueError, "deflate failed (%d)", err);
+        goto done;
+    }
+    PyObject *zblob = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+    PyObject *starts = PyBytes_FromStringAndSize((const char *)zoff, (nb + 1) * 4);
+    if (zblob && starts) result = PyTuple_Pack(2, zblob, starts);
+    Py_XDECREF(zblob);
+    Py_XDECREF(starts);
+done:
+    free(out);
+    free(zoff);
+    PyBuffer_Release(&names);
+    PyBuffer_Release(&offs);
+    return result;
+}
+
+static int by_key(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : (x > y);
+}
+
+static PyObject *kallsyms_name_index(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer hashes;
+    int shift, bits;
+    if (!PyArg_ParseTuple(args, "y*ii", &hashes, &shift, &bits)) return NULL;
+    Py_ssize_t n = hashes.len / 4;
+    PyObject *keys = NULL, *check = NULL, *result = NULL;
+    if (hashes.len % 4 || shift < 1 || bits < 1 || shift + bits > 64 || bits > 32 || (n >> shift)) {
+        PyErr_SetString(PyExc_ValueError, "hashes, shift or bits out of range");
+        goto done;
+    }
+    int wide = shift + bits > 32; /* keys of 64 bits, else 32 (the array's typecode Q or I) */
+    keys = PyBytes_FromStringAndSize(NULL, n * (wide ? 8 : 4));
+    check = PyBytes_FromStringAndSize(NULL, n);
+    uint64_t *k = malloc((size_t)(n ? n : 1) * sizeof *k);
+    if (!keys || !check || !k) {
+        free(k);
+        if (!k) PyErr_NoMemory();
+        goto done;
+    }
+    const uint32_t *h = hashes.buf;
+    uint64_t mask = (bits == 32 ? 0 : (1ULL << bits)) - 1;
+    uint8_t *c = (uint8_t *)PyBytes_AS_STRING(check), *dst = (uint8_t *)PyBytes_AS_STRING(keys);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < n; r++) {
+        k[r] = ((uint64_t)h[r] & mask) << shift | (uint64_t)r;
+        c[r] = (uint8_t)((uint64_t)h[r] >> bits);
+    }
+    qsort(k, (size_t)n, sizeof *k, by_key);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        if (wide) {
+            memcpy(dst + 8 * r, &k[r], 8);
+        } else {
+            uint32_t narrow = (uint32_t)k[r];
+            memcpy(dst + 4 * r, &narrow, 4);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(k);
+    result = PyTuple_Pack(2, keys, check);
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(check);
+    PyBuffer_Release(&hashes);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"rows", kallsyms_rows, METH_O,
+     "rows(fd) -> (addrs, names, name_off, hashes, mods, mod_fields): the text symbol rows of a\n"
+     "/proc/kallsyms image, sorted and ranked as canonical/kallsyms_rows.py's parse and Rows.sort"},
+    {"blocks", kallsyms_blocks, METH_VARARGS,
+     "blocks(names, name_off, block_names, level, wbits, mem_level) -> (zblob, zoff): compress_names"},
+    {"name_index", kallsyms_name_index, METH_VARARGS,
+     "name_index(hashes, shift, bits) -> (keys, check): name_index's sorted keys and check_bytes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kallsyms", "/proc/kallsyms parsed into sorted rows, natively.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kallsyms(void) { return PyModule_Create(&module); }
