@@ -105,9 +105,9 @@ def _numeric(v: Any) -> bytes:
 
     d = v if isinstance(v, Decimal) else Decimal(v)
     if d.is_nan():
-        return struct.pack("!ihhhh", 8, 0, 0, 0xC000, 0)
+        return struct.pack("!ihhHh", 8, 0, 0, 0xC000, 0)
     if d.is_infinite():
-        return struct.pack("!ihhhh", 8, 0, 0, 0xD000 if d > 0 else 0xF000, 0)
+        return struct.pack("!ihhHh", 8, 0, 0, 0xD000 if d > 0 else 0xF000, 0)
     sign, digits, exp = d.as_tuple()
     assert isinstance(exp, int)
     pad = exp % 4  # value = n * 10000 ** e4, with n an integer
@@ -122,7 +122,7 @@ def _numeric(v: Any) -> bytes:
     while groups and groups[-1] == 0:
         groups.pop()
     dscale = max(-exp, 0)
-    body = struct.pack(f"!hhhh{len(groups)}h", len(groups), weight, 0x4000 if sign else 0, dscale, *groups)
+    body = struct.pack(f"!hhHh{len(groups)}h", len(groups), weight, 0x4000 if sign else 0, dscale, *groups)
     return struct.pack("!i", len(body)) + body
 
 
@@ -147,8 +147,9 @@ ENCODERS: dict[str, Encoder] = {
 class Copy:
     """One COPY FROM STDIN (FORMAT BINARY) in progress: ``with cursor.copy(sql) as cp``."""
 
-    def __init__(self, conn: Connection, sql: str) -> None:
+    def __init__(self, conn: Connection, sql: str, cursor: Any = None) -> None:
         self._conn = conn
+        self._cursor = cursor
         self._sql = sql
         self._encoders: list[Encoder] = []
         self._buf = bytearray()
@@ -234,5 +235,7 @@ class Copy:
                     raise error
                 return
             if kind == b"C":
+                if self._cursor is not None:
+                    self._cursor.rowcount = m.command_tag(body)[1]
                 continue
             error = conn._finish(kind, body, error)

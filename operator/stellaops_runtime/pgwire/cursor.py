@@ -92,7 +92,8 @@ class Cursor:
         from stellaops_runtime.pgwire.copy import Copy
 
         self._check()
-        return Copy(self.connection, sql)
+        self._reset()
+        return Copy(self.connection, sql, self)
 
     def _check(self) -> Connection:
         if self.closed:
