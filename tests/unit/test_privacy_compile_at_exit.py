@@ -54,7 +54,7 @@ def test_a_secret_logged_at_interpreter_shutdown_is_not_shown() -> None:
     Python refuses imports, and ``re``'s ``sub`` with a string template imports ``re`` to expand it,
     so the rules failed on every traceback and the filter failed closed: the traceback was always
     "(traceback not shown: the privacy rules failed on it: ImportError)" (review RST2 of session
-    41; privacy/redactor.py now replaces with functions). Before 09464b9 the process hung here.
+    41; privacy/quoted_rest.py now replaces with functions). Before 09464b9 the process hung here.
     """
     try:
         r = subprocess.run([sys.executable, "-c", AGENT_LOG_SCRIPT], capture_output=True, text=True,

@@ -61,7 +61,7 @@ def test_a_value_in_nested_escaped_double_quotes_loses_all_of_it(command: str, l
 
 
 # the quote opening the whole word (Tetragon's form of an argument holding a blank, nested): at the
-# top level the rest of that quoted word goes (redactor._QUOTED_REST); escaped, its words after the
+# top level the rest of that quoted word goes (quoted_rest._QUOTED_REST); escaped, its words after the
 # first stayed (``\\"--password=[REDACTED] pw\\"``)
 _WHOLE_WORDS = [
     f'app "--password={_PW}" --user=bob',
