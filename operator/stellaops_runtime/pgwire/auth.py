@@ -70,10 +70,11 @@ def _saslprep_strict(s: str) -> str | None:
 class Scram:
     """One SCRAM-SHA-256 exchange, without channel binding (gs2 header ``n,,``)."""
 
-    def __init__(self, password: str, nonce: str | None = None) -> None:
+    def __init__(self, password: str, nonce: str | None = None, user: str = "") -> None:
+        """``user`` stays empty against PostgreSQL (it takes the startup packet's, as libpq sends)."""
         self._password = saslprep(password)
         self._nonce = nonce or base64.b64encode(os.urandom(18)).decode()
-        self._first_bare = f"n=,r={self._nonce}"
+        self._first_bare = f"n={user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self.verified = False
 
