@@ -14,6 +14,7 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 
+from stellaops_runtime.contracts.value_lines import value_end
 from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, gate_open
 from stellaops_runtime.privacy.cli_options import (
     COMMAND_END,
@@ -103,6 +104,7 @@ def sub_compiled(
             if validate is not None and not validate(text[start:end]):
                 m = rx.search(text, m.start() + 1)
                 continue
+            end = value_end(text, start, end)  # the lines below a key at its line's start (value_lines.py)
             out.append(text[last:start])
             out.append(REDACTED)
             last = end

@@ -93,8 +93,9 @@ _ITEM_BLOCK_SCALAR = (
 # scalar holds no ``: ``) or a comment; a quoted item's later lines so too (an unclosed quote takes no
 # more). A map item (``- name: x``) is none. Possessive, each line's key test bounded by that line: linear.
 _KEY_LINE = r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)"
+_QUOTED_ON_LINE = r"""(?:"(?:[^"\\\r\n]|\\.)*+"|'(?:[^'\r\n]|'')*+'|(?!["']))"""
 _ITEM_LINES = (
-    rf"(?<=\s)-(?=[ \t\r\n]|\Z)(?![ \t]++{_KEY_LINE})[^\r\n]*+"
+    rf"(?<=\s)-(?=[ \t\r\n]|\Z)(?![ \t]++{_QUOTED_ON_LINE}{_KEY_LINE})[^\r\n]*+"
     rf"(?:\r?+\n(?:[ \t\r]*+\n)*+(?:[ \t]++|(?=-[ \t\r\n]))(?![ \t]*+(?:[#\r\n]|{_KEY_LINE}))[^\r\n]*+)*+"
 )
 WIDE_VALUE = (

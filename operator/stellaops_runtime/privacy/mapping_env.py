@@ -53,6 +53,7 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
+from stellaops_runtime.contracts.value_lines import lines_below_end
 from stellaops_runtime.privacy import env_names
 from stellaops_runtime.privacy.base import (
     DOUBLE_QUOTED,
@@ -226,6 +227,8 @@ def _value(
             return None
         end = text.find("\n", key.end())
         end = len(text) if end < 0 else end
+        # and the lines indented deeper than the key, as configparser reads them (``DBPASS = a`` then ``  b``)
+        end = lines_below_end(text, end - (text[end - 1 : end] == "\r"), start - line)
         return (key.end(), end) if end > key.end() else None
     if (
         key["sp"] is not None

@@ -37,6 +37,7 @@ import re
 import threading
 from collections.abc import Sequence
 
+from stellaops_runtime.contracts.value_lines import value_end
 from stellaops_runtime.privacy.base import REDACTED, CompiledPatterns, SecretPattern, compile_patterns
 from stellaops_runtime.privacy.flow_values import flow_value_end
 from stellaops_runtime.privacy.patterns import DEFAULT_PATTERNS
@@ -138,6 +139,8 @@ def sub_rules(
             if validate is not None and not validate(text[start:end]):
                 at = m.start() + 1
                 continue
+            # a value whose key starts its line goes on over the lines indented below it (value_lines.py)
+            end = value_end(text, start, end)
             out.append(text[last:start])
             out.append(REDACTED)
             last = end

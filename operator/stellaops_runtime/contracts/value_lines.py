@@ -1,0 +1,129 @@
+"""Where a key's value ends when the lines indented below it go on with it (YAML, INI).
+
+Why this exists: a value that ends its line is not always whole. Python's configparser reads
+``password = abc`` then ``  SECRET`` (a line indented deeper than the key) as one value, ``abc`` and
+``SECRET``; YAML reads a plain scalar's deeper lines so too, and a sequence item's deeper lines
+(``password:`` then ``  - a`` then ``    b: S``, invalid YAML, but its text all the item's). The rules
+find a value up to whitespace and kept those lines (s49 P2's and RP's left-alone). The privacy filter
+(privacy/rule_scan.py, privacy/mapping_env.py) and the message redaction (contracts/redact.py) both ask
+here how far such a value goes: kept apart so that both read the lines alike, and contracts imports no
+privacy module.
+
+Only a value a key at its line's start gives (indented, or a ``- `` item's key), or a sequence item at
+its line's start, goes on, and only over lines indented deeper than that key or dash (blank lines between
+them too); a sequence item also over its sibling scalar items at its own indentation. A flag's value
+(``--password x`` then an indented line: a shell's next command) and a quoted or block value (their own
+forms end them) do not. Each line is read once from its value's end: linear.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["item_end", "lines_below_end", "value_end"]
+
+# How far back on its line a value's key is looked for.
+_LOOK_BACK = 512
+# The text before a value, on its line: indentation, a sequence item's dash, a key (a word that is no
+# flag, or quoted), its separator (``:``, ``=``, ``:=``, ``?=``, ``+=``)
+_KEY_BEFORE = re.compile(
+    r"""(?P<ind>[ \t]*+(?:-[ \t]++)?+)(?:[\w.][\w.-]*+|"[^"\r\n]*+"|'[^'\r\n]*+')"""
+    r"""[ \t]*+(?:[:?+]?=|:)[ \t]*+""",
+    re.ASCII,
+)
+# a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item
+_KEY_LINE = re.compile(r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)")
+_INDENT = re.compile(r"[ \t]*+")
+# what a value of its own form starts with: a quote, a block scalar, a flow collection, an array
+_OWN_FORM = "\"'|>[{"
+
+
+def _line_start(text: str, at: int) -> int:
+    """Where the line holding ``at`` starts, looking back at most _LOOK_BACK; -1 if further."""
+    line = text.rfind("\n", max(0, at - _LOOK_BACK), at) + 1
+    return line if line or at <= _LOOK_BACK else -1
+
+
+def _at_line_end(text: str, end: int) -> bool:
+    return end >= len(text) or text[end] == "\n" or text.startswith("\r\n", end)
+
+
+def lines_below_end(text: str, end: int, column: int, *, items: bool = False) -> int:
+    """``end`` (a line's end) moved over the lines below indented deeper than ``column``.
+
+    Blank lines between them go only when a deeper line follows. ``items``: a sibling sequence item at
+    ``column`` (``- b``, no map item) goes too, with its own deeper lines.
+    """
+    n = len(text)
+    taken = at = end
+    while True:
+        if text.startswith("\r\n", at):
+            at += 2
+        elif text.startswith("\n", at):
+            at += 1
+        else:
+            return taken
+        first = _INDENT.match(text, at).end()  # type: ignore[union-attr]
+        if first >= n:
+            return taken
+        if text[first] in "\r\n":  # a blank line: taken only with a deeper line after it
+            at = first
+            continue
+        depth = first - at
+        item = (
+            items
+            and depth == column
+            and text[first] == "-"
+            and text[first + 1 : first + 2] in ("", " ", "\t", "\r", "\n")
+            and _KEY_LINE.match(text, first) is None
+        )
+        if depth <= column and not item:
+            return taken
+        stop = text.find("\n", first)
+        stop = n if stop < 0 else stop - (text[stop - 1] == "\r")
+        taken = at = stop
+
+
+def item_end(text: str, start: int, end: int) -> int:
+    """``end``, or past the deeper lines below when ``text[start:end]`` is a sequence item to its line's end.
+
+    A dash at its line's start (after blanks) then a blank or the line's end: the item's lines indented
+    deeper than the dash, and its sibling scalar items, are the item's.
+    """
+    if (
+        not text.startswith("-", start)
+        or text[start + 1 : start + 2] not in ("", " ", "\t", "\r", "\n")
+        or not _at_line_end(text, end)
+    ):
+        return end
+    line = _line_start(text, start)
+    if line < 0 or text[line:start].strip(" \t"):
+        return end
+    return lines_below_end(text, end, start - line, items=True)
+
+
+def value_end(text: str, start: int, end: int) -> int:
+    """``end``, or past the lines below that go on with the plain value ``text[start:end]``.
+
+    The value ends its line (blanks may follow) and its key stands at its line's start (indented, or
+    a ``- `` item's key: _KEY_BEFORE); the lines indented deeper than the key are the value's. A sequence
+    item's value goes as :func:`item_end` says.
+    """
+    if start >= end:
+        return end
+    at_item = item_end(text, start, end)
+    if at_item != end:
+        return at_item
+    if text[start] in _OWN_FORM:
+        return end
+    after = _INDENT.match(text, end).end()  # type: ignore[union-attr]
+    if not _at_line_end(text, after):
+        return end
+    line = _line_start(text, start)
+    if line < 0:
+        return end
+    key = _KEY_BEFORE.fullmatch(text, line, start)
+    if key is None:
+        return end
+    below = lines_below_end(text, after, key.end("ind") - line)
+    return end if below == after else below
