@@ -25,7 +25,10 @@ messages stay useful):
   ``PGPASSWORD=``, ``token=``, ``secret=``, ``api_key=`` ... in URL query
   strings and libpq key/value DSNs (``host=db password='a b'``),
   ``password: value`` as YAML or JSON write it (``password:value`` too), and
-  flags: ``--password value``, ``-token value``;
+  flags: ``--password value``, ``-token value``; with the lines that go on with a key's value
+  (contracts/value_lines.py): a sequence item under it (``password:`` then ``  - a`` then ``    b``),
+  the lines indented deeper than a key at its line's start (``password = a`` then ``  b``, a block or
+  quoted scalar's);
 - ``Bearer <token>`` and ``Basic <base64>`` credentials.
 
 Text is also read as the privacy filter reads it (``escapes.reading``): with
@@ -47,6 +50,7 @@ import re
 
 from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.contracts.redact_userinfo import sub_userinfo
+from stellaops_runtime.contracts.value_lines import item_column, item_end, value_end
 
 MASK = "***"
 
@@ -117,10 +121,39 @@ def redact(text: object) -> str:
     return _masked(s)
 
 
+def _value_end(s: str, start: int, end: int) -> int:
+    """Where a key's value ends: past the lines below that go on with it (value_lines.py).
+
+    A sequence item's dash at its line's start (``password:`` then ``  - a``) is the item: its line,
+    then its deeper lines and sibling items; a map item's too (a message errs on masking too much).
+    """
+    if end == start + 1 and s[end : end + 1] in (" ", "\t") and item_column(s, start) is not None:
+        line_end = s.find("\n", end)
+        line_end = len(s) if line_end < 0 else line_end - (s[line_end - 1] == "\r")
+        return item_end(s, start, line_end)
+    return value_end(s, start, end, any_form=True)
+
+
+def _sub_values(s: str) -> str:
+    """``s`` with each key's value (_SECRET_VALUE), and the lines that go on with it, masked."""
+    out: list[str] = []
+    last = 0
+    while (m := _SECRET_VALUE.search(s, last)) is not None:
+        start, end = m.span("value")
+        end = _value_end(s, start, end)
+        out.append(s[last : m.start()])
+        out.append(_secret_value(m))
+        last = max(end, m.end())
+    if not out:
+        return s
+    out.append(s[last:])
+    return "".join(out)
+
+
 def _masked(s: str) -> str:
     s = sub_userinfo(s, _userinfo)  # linear: redact_userinfo.py
     s = _AUTH_SCHEME.sub(_auth, s)
-    s = _SECRET_VALUE.sub(_secret_value, s)
+    s = _sub_values(s)
     return _FLAG_VALUE.sub(_secret_value, s)
 
 

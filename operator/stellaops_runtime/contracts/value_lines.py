@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["item_end", "lines_below_end", "value_end"]
+__all__ = ["item_column", "item_end", "lines_below_end", "value_end"]
 
 # How far back on its line a value's key is looked for.
 _LOOK_BACK = 512
@@ -84,37 +84,42 @@ def lines_below_end(text: str, end: int, column: int, *, items: bool = False) ->
         taken = at = stop
 
 
+def item_column(text: str, start: int) -> int | None:
+    """The column of a sequence item's dash at ``start`` (at its line's start, then a blank), else None."""
+    if not text.startswith("-", start) or text[start + 1 : start + 2] not in ("", " ", "\t", "\r", "\n"):
+        return None
+    line = _line_start(text, start)
+    if line < 0 or text[line:start].strip(" \t"):
+        return None
+    return start - line
+
+
 def item_end(text: str, start: int, end: int) -> int:
     """``end``, or past the deeper lines below when ``text[start:end]`` is a sequence item to its line's end.
 
     A dash at its line's start (after blanks) then a blank or the line's end: the item's lines indented
     deeper than the dash, and its sibling scalar items, are the item's.
     """
-    if (
-        not text.startswith("-", start)
-        or text[start + 1 : start + 2] not in ("", " ", "\t", "\r", "\n")
-        or not _at_line_end(text, end)
-    ):
+    if not _at_line_end(text, end):
         return end
-    line = _line_start(text, start)
-    if line < 0 or text[line:start].strip(" \t"):
-        return end
-    return lines_below_end(text, end, start - line, items=True)
+    column = item_column(text, start)
+    return end if column is None else lines_below_end(text, end, column, items=True)
 
 
-def value_end(text: str, start: int, end: int) -> int:
+def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int:
     """``end``, or past the lines below that go on with the plain value ``text[start:end]``.
 
     The value ends its line (blanks may follow) and its key stands at its line's start (indented, or
     a ``- `` item's key: _KEY_BEFORE); the lines indented deeper than the key are the value's. A sequence
-    item's value goes as :func:`item_end` says.
+    item's value goes as :func:`item_end` says. ``any_form``: a quoted or block scalar's start too (a
+    reader that does not take those forms whole: the message redaction).
     """
     if start >= end:
         return end
     at_item = item_end(text, start, end)
     if at_item != end:
         return at_item
-    if text[start] in _OWN_FORM:
+    if text[start] in _OWN_FORM and not any_form:
         return end
     after = _INDENT.match(text, end).end()  # type: ignore[union-attr]
     if not _at_line_end(text, after):
