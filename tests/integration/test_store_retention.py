@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
+from stellaops_runtime import pgwire
 from stellaops_runtime.contracts.config import ConfigError, parse_config
 from stellaops_runtime.contracts.hotsymbols import (
     EvidenceKind,
@@ -216,7 +216,7 @@ def test_maintenance_waits_for_the_table_lock_only_so_long_and_never_fails_a_wri
     assert LOCK_TIMEOUT_MS == 5_000
     with open_store(pg_url) as store, store.engine.connect() as reader:
         reader.execute(sa.text("LOCK TABLE signals.hot_symbol_windows IN ACCESS SHARE MODE"))  # a long query
-        with pytest.raises(psycopg.OperationalError, match="lock timeout"):
+        with pytest.raises(pgwire.OperationalError, match="lock timeout"):  # the agent's own client
             maintain(store.db, retention_days=90, now=NOW + dt.timedelta(days=30), lock_timeout_ms=200)
         reader.rollback()
         with store.engine.begin() as c:  # so that the writer's own call has DDL to do

@@ -26,6 +26,7 @@ from stellaops_runtime.store.dbconn import Timeouts
 from stellaops_runtime.store.engine import StoreError, StoreUnavailable, open_store
 from stellaops_runtime.store.errors import is_unavailable
 from stellaops_runtime.store.ledger import is_row_refusal
+from stellaops_runtime.store.pg_connect import is_pgwire
 from tests.integration.test_flush_ledger import batch, counts, quarantined, refuse_evil
 
 
@@ -44,7 +45,7 @@ def test_no_connection_is_left_inside_a_transaction_after_any_kind_of_write(pg_u
             conn.execute("SELECT 1")
         idle = list(store.db._idle)
         assert idle
-        assert all(raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE for raw in idle)
+        assert all(is_pgwire(raw) and raw.status == b"I" for raw in idle)  # ReadyForQuery: idle
         states = watch.execute(
             "SELECT state FROM pg_stat_activity WHERE application_name = 'stellaops-runtime'"
             " AND datname = current_database()"

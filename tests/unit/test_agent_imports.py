@@ -385,3 +385,42 @@ def test_package_attribution_loads_sqlite_only_for_an_rpm_database(tmp_path: Pat
     (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"not a database")
     purl, loaded = _attribute_first_event(tmp_path / "proc", lib)
     assert (purl, loaded) == ("", True)
+
+
+# psycopg (with its binary implementation, the libpq it bundles and libpq's own OpenSSL: ~10 MB, issue
+# 13): a node's agent on PostgreSQL writes through its own client (store/pg_connect.py). (The ssl
+# module is no sign of a driver here: asyncio's base_events imports it in every agent.)
+POSTGRES_DRIVERS = ("psycopg", "psycopg_binary", "psycopg_c", "sqlite3")
+
+
+@pytest.mark.postgres
+def test_an_agent_on_postgresql_writes_without_psycopg(pg_url: str) -> None:
+    # The agent's store opened as its flusher opens it (agent/flusher.py), then what an agent writes
+    # first: its start row and a batch through the ledger, to the test server (no TLS).
+    code = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from stellaops_runtime.agent.runner import Agent
+        from stellaops_runtime.contracts.config import parse_config
+        from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
+        from stellaops_runtime.store.batches import Batch
+        from stellaops_runtime.store.node_liveness import Liveness, write_start
+
+        cfg = parse_config({{"store": {{"url": {pg_url!r}}}, "tetragon": {{"exportFile": "/none/t.log"}}}})
+        agent = Agent(cfg, node_name="n")
+        store = agent.flusher._open()
+        now = time.time_ns() // 60_000_000_000 * 60_000_000_000
+        write_start(store.db, Liveness("n", "n/1", 1.0, now, 0.0, now, 10.0, 60))
+        d = HotSymbolDelta(HotSymbolKey("sha256:" + "a" * 64, "/lib/l.so", "f", EvidenceKind.INVOKED),
+                           now, 3, now, now, node_name="n")
+        result = store.write_batch(Batch("n/1", 1, [d]))
+        with store.db.connect() as conn:
+            kind = type(conn.raw).__module__
+        print(json.dumps([result.written, kind, sorted(sys.modules)]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-4000:]
+    written, kind, modules = json.loads(out.stdout.splitlines()[-1])
+    assert written == 1 and kind.startswith("stellaops_runtime.pgwire"), (written, kind)
+    assert sorted(m for m in (*POSTGRES_DRIVERS, "alembic", "sqlalchemy") if m in modules) == []

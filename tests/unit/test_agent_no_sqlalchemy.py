@@ -96,7 +96,8 @@ def test_an_idle_agent_on_sqlite_writes_without_sqlalchemy(tmp_path: Path) -> No
 def test_an_idle_agent_on_postgres_writes_without_sqlalchemy(pg_url: str, tmp_path: Path) -> None:
     idle, after, written = _run_idle_agent(pg_url, tmp_path)
     assert written == 1
-    assert "psycopg" in idle  # its driver, and nothing above it
+    # its driver, the agent's own (store/pg_connect.py), and nothing above it: not even psycopg
+    assert "stellaops_runtime.pgwire" in idle and "psycopg" not in after
     assert _loaded(idle) == [] and _loaded(after) == []
     # Nor SQLite's driver and library (~0.9 MB of every node's agent, docs/benchmarks.md,
     # Eighteenth pass): its errors are classified only where sqlite3 is loaded (store/errors.py).

@@ -85,7 +85,7 @@ def out_of_reach(e: BaseException) -> bool:
     code = getattr(e, "sqlite_errorcode", None)
     if code is not None:
         return int(code) & 0xFF in SQLITE_WAITED
-    return getattr(e, "sqlstate", None) is None  # psycopg's (a server's reply carries one)
+    return getattr(e, "sqlstate", None) is None  # psycopg's or pgwire's (a server's reply carries one)
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:

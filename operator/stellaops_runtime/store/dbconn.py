@@ -1,9 +1,10 @@
-"""The agent's database connections: plain DB-API (sqlite3, psycopg 3), no SQLAlchemy.
+"""The agent's database connections: plain DB-API (sqlite3, pgwire or psycopg 3), no SQLAlchemy.
 
 The agent only writes (and checks the schema version), and SQLAlchemy alone
 costs it ~16 MB of memory (issue 13). :class:`Database` opens connections from
 a store URL with the settings SQLAlchemy's engine used (PostgreSQL: libpq
-keywords from the URL, then :class:`Timeouts`' connect arguments; SQLite: the
+keywords from the URL, then :class:`Timeouts`' connect arguments, opened with the agent's
+own client, pgwire, or psycopg where pgwire does not speak them, store/pg_connect.py; SQLite: the
 absolute file, the busy timeout, ``check_same_thread=False``, sqlite3's own
 transaction handling), keeps a few idle ones, pings a PostgreSQL connection
 before reusing it (one that died during an outage is replaced, not used;
@@ -28,9 +29,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from stellaops_runtime.store.dbvalues import CONVERT
+from stellaops_runtime.store.dbvalues import convert_for
+from stellaops_runtime.store.pg_connect import PgOpener
 from stellaops_runtime.store.pgcancel import cancel_in_background
-from stellaops_runtime.store.store_url import StoreURL
+from stellaops_runtime.store.store_url import StoreURL, safe_text
 
 CONNECT_TIMEOUT_SECONDS = 10
 MAX_IDLE = 5  # idle connections kept (SQLAlchemy's pool_size)
@@ -131,7 +133,7 @@ class Conn:
     def __init__(self, raw: Any, dialect: str, hooks: list[Callable[[str, Any, bool], None]]) -> None:
         self.raw = raw
         self.dialect = dialect
-        self._convert = CONVERT[dialect]
+        self._convert = convert_for(raw, dialect)
         self._hooks = hooks
 
     def bind(self, stmt: Statement, params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -185,7 +187,7 @@ class Conn:
 
 
 def _broken(raw: Any, dialect: str) -> bool:
-    if dialect == "postgresql":
+    if dialect == "postgresql":  # psycopg's and pgwire's connections both say so
         return bool(raw.closed or raw.broken)
     return False
 
@@ -208,17 +210,15 @@ class Database:
         # Every connection opened and not closed: what abort() reaches. By id: sqlite3
         # connections take no weak references.
         self._raw: dict[int, Any] = {}
+        self._pg = PgOpener(safe_text(url)) if backend == "postgresql" else None
 
     # -- opening and pooling --------------------------------------------------
 
     def _open(self) -> Any:
-        if self.dialect == "postgresql":
-            from stellaops_runtime.store import psycopg_import
-
-            psycopg = psycopg_import.load()  # without importlib.metadata (store/psycopg_import.py)
+        if self._pg is not None:
             params = self.url.postgres_params()
             params.update(self.timeouts.postgres_connect_args(params.get("options")))
-            raw = psycopg.connect(**params)
+            raw = self._pg.open(params)
         else:  # imported here: a node's agent on PostgreSQL never maps SQLite (~0.9 MB, issue 13)
             import sqlite3
 

@@ -2,8 +2,9 @@
 
 Split from store/dbconn.py (past ~400 lines): what a Python value becomes on
 each dialect (UTC datetimes, JSON, REAL) is pure logic, apart from the
-connections that carry it. ``CONVERT`` maps a dialect and a column kind to the
-function store/dbconn.py's ``Conn.bind`` applies.
+connections that carry it. ``CONVERT`` maps a driver (``sqlite``, ``postgresql``: psycopg,
+``pgwire``: the agent's own PostgreSQL client) and a column kind to the function
+store/dbconn.py's ``Conn.bind`` applies; :func:`convert_for` picks a connection's table once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
+
+from stellaops_runtime.store.pg_connect import is_pgwire
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -48,6 +51,15 @@ def postgres_json(value: Any) -> Any:
     return Jsonb(value)
 
 
+def pgwire_json(value: Any) -> Any:
+    """JSONB on pgwire's connections: its own wrapper (psycopg is not imported for them)."""
+    if value is None:
+        return None
+    from stellaops_runtime.pgwire import Jsonb
+
+    return Jsonb(value)
+
+
 def to_float(value: Any) -> float | None:
     """REAL where the driver has no native decimal (SQLite): ``float()`` of the value."""
     return None if value is None else float(value)
@@ -56,4 +68,10 @@ def to_float(value: Any) -> float | None:
 CONVERT: dict[str, dict[str, Callable[[Any], Any]]] = {
     "sqlite": {"utc_datetime": sqlite_datetime, "json": sqlite_json, "float": to_float},
     "postgresql": {"utc_datetime": postgres_datetime, "json": postgres_json, "float": to_float},
+    "pgwire": {"utc_datetime": postgres_datetime, "json": pgwire_json, "float": to_float},
 }
+
+
+def convert_for(raw: Any, dialect: str) -> dict[str, Callable[[Any], Any]]:
+    """The conversions for the DB-API connection ``raw`` of ``dialect`` (chosen once per connection use)."""
+    return CONVERT["pgwire" if dialect == "postgresql" and is_pgwire(raw) else dialect]

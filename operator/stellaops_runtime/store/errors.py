@@ -3,7 +3,8 @@
 The agent writes through plain DB-API connections (:mod:`stellaops_runtime.store.dbconn`)
 while the readers (queries, CLI, evidence, witness) use SQLAlchemy; both raise
 and classify errors here, so "down, retry later" means the same on either
-path. SQLAlchemy's, sqlite3's and psycopg's exception classes are consulted only
+path. SQLAlchemy's, sqlite3's, psycopg's and the agent's own PostgreSQL client's
+(:mod:`stellaops_runtime.pgwire`) exception classes are consulted only
 when that library is already loaded (an error cannot come from a library nobody
 imported; nor while another thread is still importing it, see :func:`loaded_classes`): a
 node's agent on PostgreSQL does not import sqlite3, nor map SQLite's library (~0.9 MB of its
@@ -50,20 +51,20 @@ def loaded_classes(module: str, *names: str) -> tuple[type[BaseException], ...]:
     return classes  # type: ignore[return-value]
 
 
+# The DB-API drivers whose errors the store classifies: an agent on PostgreSQL holds pgwire's
+# connections (store/pg_connect.py), or psycopg's where pgwire does not speak the configuration.
+DRIVERS = ("sqlite3", "psycopg", "stellaops_runtime.pgwire")
+
+
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
     """The loaded drivers' OperationalError and InterfaceError (a driver not loaded raised nothing)."""
-    return tuple(
-        c
-        for name in ("sqlite3", "psycopg")
-        for c in loaded_classes(name, "OperationalError", "InterfaceError")
-    )
+    return tuple(c for name in DRIVERS for c in loaded_classes(name, "OperationalError", "InterfaceError"))
 
 
 def is_database_error(e: BaseException) -> bool:
-    """Whether ``e`` comes from a database driver (sqlite3, psycopg) or from SQLAlchemy."""
+    """Whether ``e`` comes from a database driver (sqlite3, psycopg, pgwire) or from SQLAlchemy."""
     classes = (
-        *loaded_classes("sqlite3", "Error"),
-        *loaded_classes("psycopg", "Error"),
+        *(c for name in DRIVERS for c in loaded_classes(name, "Error")),
         *loaded_classes("sqlalchemy.exc", "SQLAlchemyError"),
     )
     return isinstance(e, classes)
@@ -72,7 +73,7 @@ def is_database_error(e: BaseException) -> bool:
 def is_unavailable(e: BaseException) -> bool:
     """Whether a database error means "down or unreachable" (worth retrying).
 
-    The DB-API's OperationalError and InterfaceError (sqlite3's or psycopg's:
+    The DB-API's OperationalError and InterfaceError (sqlite3's, psycopg's or pgwire's:
     connection refused or lost, timeout, server shutting down, a locked
     SQLite file) and SQLAlchemy's wrappers of them, or any error after which
     the connection is broken.

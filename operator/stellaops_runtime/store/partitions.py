@@ -298,7 +298,10 @@ def is_missing_partition(e: BaseException) -> bool:
     if getattr(orig, "sqlstate", None) != "23514":
         return False
     diag = getattr(orig, "diag", None)
-    return diag is not None and diag.constraint_name is None and diag.table_name == PARENT
+    if diag is not None:  # psycopg's
+        return diag.constraint_name is None and diag.table_name == PARENT
+    fields = getattr(orig, "fields", None)  # pgwire's: the ErrorResponse's fields by their codes
+    return isinstance(fields, dict) and fields.get("n") is None and fields.get("t") == PARENT
 
 
 def _existing_days(conn: Conn) -> list[dt.date]:

@@ -6,8 +6,9 @@ a closed client while it runs a statement (or waits for a lock), so the
 abandoned statement ran on until ``statement_timeout``: holding the batch's
 advisory lock (store/ledger.py), it made every retry of the batch wait for
 it, and each retry abandoned at the flush deadline left one more such
-statement behind. A cancel request (libpq's, on its own connection, driven
-without blocking calls) ends it at once. It runs on a daemon thread: the
+statement behind. A cancel request (on its own connection: pgwire's
+``Connection.cancel``, or libpq's driven without blocking calls for a psycopg
+connection) ends it at once. It runs on a daemon thread: the
 caller (the agent's event loop) never waits for it, and a server that does
 not answer costs one parked thread for at most a few seconds.
 """
@@ -21,18 +22,24 @@ import threading
 import time
 from typing import Any
 
+from stellaops_runtime.store.pg_connect import is_pgwire
+
 log = logging.getLogger(__name__)
 
 
 def cancel_in_background(raw: Any, *, timeout: float = 5.0) -> None:
-    """Ask the server to cancel what the psycopg connection ``raw`` runs; never raises.
+    """Ask the server to cancel what the connection ``raw`` (pgwire's or psycopg's) runs; never raises.
 
-    The cancel handle is taken here, before the caller closes the connection.
-    Only with libpq >= 17 (a cancel connection driven without blocking: the
-    older blocking call may hold the interpreter lock for its whole connect,
-    which froze every thread of the agent for ``connect_timeout``); without it
-    the server's ``statement_timeout`` ends the statement.
+    pgwire: its ``cancel`` (which keeps the server's address and the backend's key after the
+    connection is closed or cut) on the thread. psycopg: the cancel handle is taken here, before
+    the caller closes the connection; only with libpq >= 17 (a cancel connection driven without
+    blocking: the older blocking call may hold the interpreter lock for its whole connect, which
+    froze every thread of the agent for ``connect_timeout``); without it the server's
+    ``statement_timeout`` ends the statement.
     """
+    if is_pgwire(raw):
+        threading.Thread(target=_pgwire_cancel, args=(raw, timeout), name="store-cancel", daemon=True).start()
+        return
     try:
         pgconn = raw.pgconn
         if not hasattr(pgconn, "cancel_conn"):
@@ -42,6 +49,13 @@ def cancel_in_background(raw: Any, *, timeout: float = 5.0) -> None:
         log.debug("no cancel request for an abandoned connection: %r", e)
         return
     threading.Thread(target=_send, args=(handle, timeout), name="store-cancel", daemon=True).start()
+
+
+def _pgwire_cancel(raw: Any, timeout: float) -> None:
+    try:
+        raw.cancel(timeout)  # never raises, nor blocks past timeout (pgwire's contract): guarded anyway
+    except Exception as e:
+        log.debug("cancel request for an abandoned statement failed: %r", e)
 
 
 def _send(handle: Any, timeout: float) -> None:

@@ -42,10 +42,15 @@ def is_row_refusal(e: BaseException) -> bool:
             return True
         if isinstance(orig, sqlite3[2]) and "binding parameter" in str(orig):
             return True
-    # psycopg refuses some values before they reach the server (e.g. a NUL in a
-    # text field, an integer too large for int8): a DataError without SQLSTATE.
-    # Not loaded: not its error (a SQLite agent never loads the PostgreSQL driver).
-    return isinstance(orig, loaded_classes("psycopg", "DataError"))
+    # psycopg and pgwire refuse some values before they reach the server (e.g. a NUL in a
+    # text field, an integer too large for its column): a DataError without SQLSTATE.
+    # Not loaded: not its error (a SQLite agent never loads a PostgreSQL driver).
+    return isinstance(orig, client_data_errors())
+
+
+def client_data_errors() -> tuple[type[BaseException], ...]:
+    """The loaded PostgreSQL drivers' DataError (raised before a value reaches the server)."""
+    return (*loaded_classes("psycopg", "DataError"), *loaded_classes("stellaops_runtime.pgwire", "DataError"))
 
 
 class RowProblem(ValueError):
