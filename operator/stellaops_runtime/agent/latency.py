@@ -10,9 +10,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-# Seconds; from 50 µs (in-memory goal is < 5 ms P95) to 10 s (a starved agent).
+# Seconds; from 50 µs to 10 s (a starved agent). The in-memory goal is P95 < 5 ms (issue 13): the
+# 4 ms bound lets a P95 between 2.5 and 4 ms show as under it ("<= 5 ms" would not).
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.004, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 )  # fmt: skip
 
 
