@@ -118,9 +118,14 @@ async def test_a_black_holed_store_is_noticed_abandoned_and_recovered(tmp_path, 
     proc = h.start_agent(cfg)
     try:
         await h.wait_for(lambda: processed(port) == half, what="first half processed", timeout=60)
+        # Stored: not only none pending (counts still in memory are not pending yet) but flushed. A
+        # first flush met in the black hole fails at the agent's start row (agent/proof_of_life.py),
+        # before any rows' write could be abandoned and counted.
         await h.wait_for(
             lambda: (
-                h.metric(h.scrape(port), "stellaops_runtime_hot_symbols_pending") == 0
+                h.metric(m := h.scrape(port), "stellaops_runtime_hot_symbols_pending") == 0
+                and h.metric(m, "stellaops_runtime_hot_symbols_in_memory") == 0
+                and h.metric(m, "stellaops_runtime_hot_symbols_flushed_total") > 0
                 and readyz(port)[0] == 200
             ),
             what="first half stored",
