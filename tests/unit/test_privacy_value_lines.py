@@ -60,6 +60,18 @@ def test_a_values_deeper_lines_go_with_it(text: str, expected: str) -> None:
     assert _write(text.format(pw=_PW)) == expected
 
 
+@pytest.mark.parametrize("blank", ["\x1c", "\x1f", "\xa0", "\u3000", "\x0b", "\x0c"])
+def test_any_white_space_indents_a_continuation_line(blank: str) -> None:
+    # configparser takes any white space but a line break for indentation (an information separator, a
+    # no-break space, a vertical tab): the line is the value's there
+    text = f"[db]\napi_key = abc\n{blank}{_PW}\nuser = x\n"
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    assert parser["db"]["api_key"] == f"abc\n{_PW}"
+    assert _PW not in _write(text)
+    assert _write(text).endswith("\nuser = x\n")
+
+
 def test_configparser_reads_the_lines_taken_as_the_value() -> None:
     # why the lines below go: the reader of the file takes them as the password
     parser = configparser.ConfigParser()

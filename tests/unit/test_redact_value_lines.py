@@ -40,6 +40,11 @@ def test_a_message_loses_a_values_lines(text: str, expected: str) -> None:
     assert redact(out) == out  # idempotent
 
 
+@pytest.mark.parametrize("blank", ["\x1c", "\x1f", "\xa0", "\u3000", "\x0b"])
+def test_any_white_space_indents_a_messages_continuation_line(blank: str) -> None:
+    assert redact(f"[db]\napi_key = abc\n{blank}{_PW}\nuser = x") == "[db]\napi_key = ***\nuser = x"
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -26,14 +26,16 @@ __all__ = ["item_column", "item_end", "lines_below_end", "value_end"]
 _LOOK_BACK = 512
 # The text before a value, on its line: indentation, a sequence item's dash, a key (a word that is no
 # flag, or quoted), its separator (``:``, ``=``, ``:=``, ``?=``, ``+=``)
+# Indentation is any white space but a line break, as configparser reads it (``\\S``, not ASCII only):
+# ``password = a`` then ``\x1cS``, ``<NBSP>S``, ``\vS`` are one value there (s49 RP's item 8).
+_BLANK = r"[^\S\r\n]"
 _KEY_BEFORE = re.compile(
-    r"""(?P<ind>[ \t]*+(?:-[ \t]++)?+)(?:[\w.][\w.-]*+|"[^"\r\n]*+"|'[^'\r\n]*+')"""
-    r"""[ \t]*+(?:[:?+]?=|:)[ \t]*+""",
-    re.ASCII,
+    rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)(?:[\w.][\w.-]*+|"[^"\r\n]*+"|'[^'\r\n]*+')"""
+    r"""[ \t]*+(?:[:?+]?=|:)[ \t]*+"""
 )
 # a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item
 _KEY_LINE = re.compile(r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)")
-_INDENT = re.compile(r"[ \t]*+")
+_INDENT = re.compile(rf"{_BLANK}*+")
 # what a value of its own form starts with: a quote, a block scalar, a flow collection, an array
 _OWN_FORM = "\"'|>[{"
 
@@ -89,7 +91,7 @@ def item_column(text: str, start: int) -> int | None:
     if not text.startswith("-", start) or text[start + 1 : start + 2] not in ("", " ", "\t", "\r", "\n"):
         return None
     line = _line_start(text, start)
-    if line < 0 or text[line:start].strip(" \t"):
+    if line < 0 or (line < start and not text[line:start].isspace()):
         return None
     return start - line
 

@@ -11,6 +11,8 @@
   as a character it hides the separator the flag and client rules need;
   :func:`redact_replaced_as_separators` runs the rules once more with it read
   as whitespace, and puts U+FFFD back where nothing was redacted.
+- **An information separator (``\\x1c``-``\\x1f``) between a flag and its value.** Python's
+  ``str.split`` reads it as white space: the same second pass reads it as a separator.
 - **A vertical tab or a form feed inside a value.** One shell word holds them; a rule ending its value at
   ``\\s`` kept the rest (``mysql -pa\\vb``): :func:`redact_breaks_joined` runs the rules once more with
   them read as word characters.
@@ -26,6 +28,11 @@ from stellaops_runtime.privacy.reading_union import with_original_characters
 
 # What the adapter puts for a NUL or invalid UTF-8 (adapter/validate.py, adapter/common.py).
 REPLACED = "\ufffd"
+# ASCII's information separators: inside one shell word (bash does not split on them, and a value read
+# across one keeps it: ``--password=a\x1cb`` loses ``b``), but white space to Python's ``str.split`` and
+# ``\s``, so a program splitting a line read ``--password\x1cS`` as a flag and its value: the passes run
+# again with each read as a separator, as U+FFFD (s49 P's and RP's left-alone).
+INFORMATION_SEPARATORS = ("\x1c", "\x1d", "\x1e", "\x1f")
 # Whitespace characters (for every rule's ``\s``, and ending the key rules' values, which a vertical tab
 # or a form feed no longer does: ``--password a\vb`` is one word, s48 Q1) that stand in for U+FFFD while
 # it is read as a separator: one the text lacks, so that it can be put back. A text holding both gets a

@@ -53,6 +53,7 @@ from stellaops_runtime.privacy.escaped_headers import escaped_header_spans
 from stellaops_runtime.privacy.expect_prompts import nameless_prompt_spans
 from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans, stdin_substitution_spans
 from stellaops_runtime.privacy.hostile_text import (
+    INFORMATION_SEPARATORS,
     REPLACED,
     redact_breaks_joined,
     redact_replaced_as_separators,
@@ -192,8 +193,10 @@ class Redactor:
     ) -> tuple[str, int]:
         out, hits = self._redact_pass(text, counts=counts, truncated=truncated, tool=tool, argv=argv)
         first = hits
-        for char in (REPLACED, "\x00"):  # a NUL between a flag and its value (hostile_text.py); a
-            if char in out:  # raw one in text that did not come through the adapter (a log line)
+        # a NUL between a flag and its value (hostile_text.py); a raw one in text that did not come through
+        # the adapter (a log line); an information separator, white space to Python's str.split (hostile_text)
+        for char in (REPLACED, "\x00", *INFORMATION_SEPARATORS):
+            if char in out:
                 out, more = redact_replaced_as_separators(
                     out,
                     lambda t: self._redact_pass(t, counts=counts, truncated=truncated, tool=tool, argv=argv),
