@@ -63,3 +63,12 @@ def test_word_breaks_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 17))
     for unit in ("mysql -pa\v", "u:a\vb@h ", "\f\v", "Bearer a\f"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
+
+
+def test_a_field_holding_every_bmp_private_use_character_still_joins_its_breaks() -> None:
+    # The stand-in for ``\v`` was looked for in the BMP's private-use area only: a field holding all of
+    # it (19 KiB, under a raised maxArgumentBytes) skipped the pass and kept the value's rest (s49 RP 7).
+    pua = "".join(chr(cp) for cp in range(0xE000, 0xF900))
+    pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 16))
+    out = pf.filter_field(f"{pua} mysql -pa\v{_PW} -h h\fx")
+    assert out == f"{pua} mysql -p[REDACTED] -h h\fx"
