@@ -10,17 +10,21 @@ from setuptools import Extension, setup
 
 _FLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
 
+_DIR = "operator/stellaops_runtime/canonical"
+# _kallsyms: /proc/kallsyms parsed and its table built natively (issue 13's kernel table load); it
+# deflates the names with zlib (zlib.h: zlib1g-dev, which python3-dev brings)
+_SOURCES = {"_symindex": (["_symindex.c"], []), "_kallsyms": (["_kallsyms.c", "_kallsyms_table.c"], ["z"])}
+
 setup(
     ext_modules=[
         Extension(
             f"stellaops_runtime.canonical.{name}",
-            [f"operator/stellaops_runtime/canonical/{name}.c"],
+            [f"{_DIR}/{source}" for source in sources],
+            depends=[f"{_DIR}/_kallsyms.h"] if name == "_kallsyms" else [],
             extra_compile_args=_FLAGS,
             libraries=libraries,
             optional=True,
         )
-        # _kallsyms: /proc/kallsyms parsed natively (issue 13's kernel table load); it deflates the
-        # names with zlib (zlib.h: zlib1g-dev, which python3-dev brings)
-        for name, libraries in (("_symindex", []), ("_kallsyms", ["z"]))
+        for name, (sources, libraries) in _SOURCES.items()
     ]
 )

@@ -73,7 +73,8 @@ fi
 # setup.py and the C source too: an editable install builds the extension
 # (operator/stellaops_runtime/canonical/_symindex.c) in place, once per change.
 stamp=.venv/.installed-$(cat pyproject.toml setup.py operator/stellaops_runtime/canonical/_symindex.c \
-  operator/stellaops_runtime/canonical/_kallsyms.c \
+  operator/stellaops_runtime/canonical/_kallsyms.c operator/stellaops_runtime/canonical/_kallsyms_table.c \
+  operator/stellaops_runtime/canonical/_kallsyms.h \
   | sha256sum | cut -c1-16)
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

@@ -54,16 +54,22 @@ def test_this_checkouts_build_is_current_and_loaded() -> None:
 
 
 def test_each_extension_is_compared_with_its_own_source(tmp_path: Path) -> None:
-    """_kallsyms (the kernel table's parse) has its own source, _kallsyms.c, beside it."""
+    """_kallsyms (the kernel table's parse) has its own sources beside it: _kallsyms.c, _kallsyms_table.c,
+    _kallsyms.h; another module's newer source does not count."""
     so = tmp_path / "_kallsyms.cpython-311-x86_64-linux-gnu.so"
     so.write_bytes(b"\x7fELF")
     os.utime(so, ns=(2_000_000_000, 2_000_000_000))
     (tmp_path / "_symindex.c").write_text("/* another module's source, newer */\n")
     assert symnative.built_from_current_source(str(so))
-    c = tmp_path / "_kallsyms.c"
-    c.write_text("/* source */\n")
-    os.utime(c, ns=(3_000_000_000, 3_000_000_000))
-    assert not symnative.built_from_current_source(str(so))
+    for name in ("_kallsyms.c", "_kallsyms_table.c", "_kallsyms.h"):  # each of its sources
+        c = tmp_path / name
+        c.write_text("/* source */\n")
+        os.utime(c, ns=(1_000_000_000, 1_000_000_000))
+    assert symnative.built_from_current_source(str(so))
+    for name in ("_kallsyms_table.c", "_kallsyms.h"):
+        os.utime(tmp_path / name, ns=(3_000_000_000, 3_000_000_000))
+        assert not symnative.built_from_current_source(str(so)), name
+        os.utime(tmp_path / name, ns=(1_000_000_000, 1_000_000_000))
 
 
 def test_this_checkouts_kallsyms_build_is_current_and_loaded() -> None:

@@ -8,8 +8,8 @@
  *
  *   rows(fd) -> (addrs, names, name_off, hashes, mods, mod_fields)
  *
- * fd: the file, read to its end here. Kept are lines (split on '\n') of at least three fields (split on ASCII
- * whitespace, as bytes.split()), whose second field is exactly t, T, w or W and whose first is
+ * fd: the file, read to its end here. Kept are lines (split on '\n') of at least three fields
+ * (split on ASCII whitespace, as bytes.split()), whose second field is exactly t, T, w or W and whose first is
  * what int(field, 16) reads as a number in [0, 2**64) (sign, 0x prefix, single underscores
  * between digits included). A name that is not valid UTF-8 is replaced by the UTF-8 of its
  * decoding with U+FFFD (Python's own decoder decides). Rows are in address order, and among
@@ -19,16 +19,7 @@
  * each name starts (n + 1 native uint64), hash(name) & 0xFFFFFFFF (native uint32), the index
  * of each row's module field (native uint32) and those fields (index 0: b"", no module).
  *
- * The table's other two costly parts, with the GIL released (the Python path releases and takes
- * it again for each of ~7,600 zlib calls, each a wait behind a busy event-loop thread):
- *
- *   blocks(names, name_off, block_names, level, wbits, mem_level) -> (zblob, zoff)
- *       kallsyms_rows.compress_names: the names raw-deflated block by block, one stream with a
- *       full flush after each block, the same zlib calls in the same order (the same bytes);
- *   name_index(hashes, shift, bits) -> (keys, check)
- *       kallsyms_rows.name_index's sorted ``bucket << shift | record`` keys (native uint32, or
- *       uint64 when shift + bits > 32, as the array's typecode)
- *       and check_bytes' per-record byte.
+ * The table's deflated names, name index and entries: _kallsyms_table.c.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,7 +28,8 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
+
+#include "_kallsyms.h"
 
 typedef struct {
     uint64_t addr;
@@ -314,135 +306,6 @@ done:
     return out;
 }
 
-/* deflate until the input is taken and the output not full (as zlib.Compress does). */
-static int deflate_into(z_stream *z, int flush, uint8_t **out, size_t *len, size_t *cap) {
-    int err;
-    do {
-        if (*cap - *len < 4096) {
-            size_t grown = *cap * 2 + 4096;
-            uint8_t *p = realloc(*out, grown);
-            if (!p) return Z_MEM_ERROR;
-            *out = p, *cap = grown;
-        }
-        size_t room = *cap - *len;
-        if (room > UINT32_MAX) room = UINT32_MAX;
-        z->next_out = *out + *len;
-        z->avail_out = (uInt)room;
-        err = deflate(z, flush);
-        *len += room - z->avail_out;
-        if (err == Z_BUF_ERROR) err = Z_OK; /* no progress possible: nothing left to do */
-        if (err != Z_OK) return err;
-    } while (z->avail_out == 0 || z->avail_in != 0);
-    return Z_OK;
-}
-
-static PyObject *kallsyms_blocks(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer names, offs;
-    Py_ssize_t block;
-    int level, wbits, mem_level;
-    if (!PyArg_ParseTuple(args, "y*y*niii", &names, &offs, &block, &level, &wbits, &mem_level)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = offs.len / 8 - 1, nb = n > 0 ? (n + block - 1) / block : 0;
-    const uint64_t *off = offs.buf;
-    uint32_t *zoff = NULL;
-    uint8_t *out = NULL;
-    size_t len = 0, cap = 0;
-    int err = Z_OK, bad = n < 0 || block < 1 || offs.len % 8 != 0;
-    for (Py_ssize_t i = 0; !bad && i < n; i++) bad = off[i] > off[i + 1];
-    if (bad || off[n] > (uint64_t)names.len) {
-        PyErr_SetString(PyExc_ValueError, "name offsets do not fit the names");
-        goto done;
-    }
-    if (!(zoff = malloc((size_t)(nb + 1) * sizeof *zoff))) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    err = deflateInit2(&z, level, Z_DEFLATED, wbits, mem_level, Z_DEFAULT_STRATEGY);
-    zoff[0] = 0;
-    for (Py_ssize_t b = 0; err == Z_OK && b < nb; b++) {
-        Py_ssize_t lo = b * block, hi = lo + block < n ? lo + block : n;
-        z.next_in = (uint8_t *)names.buf + off[lo];
-        z.avail_in = (uInt)(off[hi] - off[lo]);
-        err = deflate_into(&z, Z_NO_FLUSH, &out, &len, &cap);
-        if (err == Z_OK) err = deflate_into(&z, Z_FULL_FLUSH, &out, &len, &cap);
-        if (len > UINT32_MAX) err = Z_MEM_ERROR;
-        zoff[b + 1] = (uint32_t)len;
-    }
-    deflateEnd(&z);
-    Py_END_ALLOW_THREADS
-    if (err != Z_OK) {
-        PyErr_Format(err == Z_MEM_ERROR ? PyExc_MemoryError : PyExc_ValueError, "deflate failed (%d)", err);
-        goto done;
-    }
-    PyObject *zblob = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
-    PyObject *starts = PyBytes_FromStringAndSize((const char *)zoff, (nb + 1) * 4);
-    if (zblob && starts) result = PyTuple_Pack(2, zblob, starts);
-    Py_XDECREF(zblob);
-    Py_XDECREF(starts);
-done:
-    free(out);
-    free(zoff);
-    PyBuffer_Release(&names);
-    PyBuffer_Release(&offs);
-    return result;
-}
-
-static int by_key(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : (x > y);
-}
-
-static PyObject *kallsyms_name_index(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer hashes;
-    int shift, bits;
-    if (!PyArg_ParseTuple(args, "y*ii", &hashes, &shift, &bits)) return NULL;
-    Py_ssize_t n = hashes.len / 4;
-    PyObject *keys = NULL, *check = NULL, *result = NULL;
-    if (hashes.len % 4 || shift < 1 || bits < 1 || shift + bits > 64 || bits > 32 || (n >> shift)) {
-        PyErr_SetString(PyExc_ValueError, "hashes, shift or bits out of range");
-        goto done;
-    }
-    int wide = shift + bits > 32; /* keys of 64 bits, else 32 (the array's typecode Q or I) */
-    keys = PyBytes_FromStringAndSize(NULL, n * (wide ? 8 : 4));
-    check = PyBytes_FromStringAndSize(NULL, n);
-    uint64_t *k = malloc((size_t)(n ? n : 1) * sizeof *k);
-    if (!keys || !check || !k) {
-        free(k);
-        if (!k) PyErr_NoMemory();
-        goto done;
-    }
-    const uint32_t *h = hashes.buf;
-    uint64_t mask = (bits == 32 ? 0 : (1ULL << bits)) - 1;
-    uint8_t *c = (uint8_t *)PyBytes_AS_STRING(check), *dst = (uint8_t *)PyBytes_AS_STRING(keys);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < n; r++) {
-        k[r] = ((uint64_t)h[r] & mask) << shift | (uint64_t)r;
-        c[r] = (uint8_t)((uint64_t)h[r] >> bits);
-    }
-    qsort(k, (size_t)n, sizeof *k, by_key);
-    for (Py_ssize_t r = 0; r < n; r++) {
-        if (wide) {
-            memcpy(dst + 8 * r, &k[r], 8);
-        } else {
-            uint32_t narrow = (uint32_t)k[r];
-            memcpy(dst + 4 * r, &narrow, 4);
-        }
-    }
-    Py_END_ALLOW_THREADS
-    free(k);
-    result = PyTuple_Pack(2, keys, check);
-done:
-    Py_XDECREF(keys);
-    Py_XDECREF(check);
-    PyBuffer_Release(&hashes);
-    return result;
-}
-
 static PyMethodDef methods[] = {
     {"rows", kallsyms_rows, METH_O,
      "rows(fd) -> (addrs, names, name_off, hashes, mods, mod_fields): the text symbol rows of a\n"
@@ -451,6 +314,8 @@ static PyMethodDef methods[] = {
      "blocks(names, name_off, block_names, level, wbits, mem_level) -> (zblob, zoff): compress_names"},
     {"name_index", kallsyms_name_index, METH_VARARGS,
      "name_index(hashes, shift, bits) -> (keys, check): name_index's sorted keys and check_bytes"},
+    {"entries", kallsyms_entries, METH_VARARGS,
+     "entries(addrs, mods) -> (visible, entry_addrs, entry_rec, mod_starts, mod_ids): _build's entries"},
     {NULL, NULL, 0, NULL},
 };
 

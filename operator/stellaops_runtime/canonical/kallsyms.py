@@ -56,6 +56,7 @@ from stellaops_runtime.canonical.kallsyms_rows import (
     name_index_and_check,
     parse,
 )
+from stellaops_runtime.canonical.symnative import kallsyms
 from stellaops_runtime.regular_file import open_regular
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,18 @@ class KernelSymbols:
         else:  # over 2**19 records
             self._name_keys = keys
         del keys
+        native = kallsyms()
+        if native is not None:  # the same entries and module runs, the GIL released
+            visible, entry_addrs, entry_rec, raw_starts, raw_ids = native.entries(rows.addrs, rows.mods)
+            rows.addrs, rows.mods = array("Q"), array("I")
+            self.addrs.frombytes(entry_addrs)
+            self._entry_rec.frombytes(entry_rec)
+            del entry_addrs, entry_rec
+            mod_starts, mod_ids = array("I"), array("I")
+            mod_starts.frombytes(raw_starts)
+            mod_ids.frombytes(raw_ids)
+            self.addresses_visible = visible
+            return rows.mod_fields, mod_starts, mod_ids
         raddrs = rows.addrs
         visible = any(raddrs)
         # An entry starts at every record whose address differs from the one before (every

@@ -37,14 +37,17 @@ def built_from_current_source(module_file: str | None) -> bool:
     In a checkout installed in place (``pip install -e``) the shared object stays beside
     ``_symindex.c``; edited or pulled without a rebuild, the old build would be called with the
     new Python side's arguments and fail every batch. Where the source is not shipped (an image,
-    a wheel) there is nothing to compare and the build is taken. The source is the module's own
-    name with ``.c`` (``_symindex.c``, ``_kallsyms.c``)."""
+    a wheel) there is nothing to compare and the build is taken. Its sources are the C files and
+    headers beside it whose names start with the module's (``_symindex.c``; ``_kallsyms.c``,
+    ``_kallsyms_table.c``, ``_kallsyms.h``)."""
     if not module_file:
         return False
     base = os.path.basename(module_file).split(".", 1)[0]  # _symindex.cpython-311-...so: _symindex
-    source = os.path.join(os.path.dirname(module_file), base + ".c")
+    folder = os.path.dirname(module_file)
     try:
-        return os.stat(module_file).st_mtime_ns >= os.stat(source).st_mtime_ns
+        built = os.stat(module_file).st_mtime_ns
+        sources = [n for n in os.listdir(folder) if n.startswith(base) and n.endswith((".c", ".h"))]
+        return all(built >= os.stat(os.path.join(folder, n)).st_mtime_ns for n in sources)
     except FileNotFoundError:
         return os.path.exists(module_file)
     except OSError:
