@@ -1,0 +1,289 @@
+"""pgwire against servers that lie, stall or break: a clear exception in time, never a hang.
+
+Fake servers (tests/pgwire_support.py ``FakeServer``) speak garbage during startup; a proxy of the
+test's own (``Proxy``) in front of the real test cluster drops COMMIT's reply, stalls mid-DataRow or
+cuts a message in half. A blocked statement is ended by shutting its socket down from another
+thread (store/dbconn.py's ``cut``) and by ``cancel()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pgwire_support import (
+    AUTH_OK,
+    KEY,
+    READY,
+    FakeServer,
+    Proxy,
+    auth,
+    keywords,
+    message,
+    read_message,
+    read_startup,
+)
+
+from stellaops_runtime import pgwire
+from stellaops_runtime.store.dbconn import cut
+
+
+def _fake(script: Any, **extra: Any) -> Any:
+    server = FakeServer(script)
+    kw = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": "u",
+        "dbname": "d",
+        "sslmode": "prefer",
+        "connect_timeout": 3,
+        "password": "pw",
+    }
+    kw.update(extra)
+    return server, kw
+
+
+def _then(data: bytes, *, end: bool = True) -> Any:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(data)
+        if end:
+            sock.shutdown(socket.SHUT_WR)  # then EOF: what was sent must be judged, not waited on
+        time.sleep(5)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "match"),
+    [
+        (b"R\0\0\0\0", pgwire.OperationalError, "invalid length 0"),
+        (b"R\x80\0\0\0", pgwire.OperationalError, "invalid length"),
+        (b"R\x7f\xff\xff\xff", pgwire.OperationalError, "invalid length 2147483647"),
+        (b"D\x40\0\0\x05", pgwire.OperationalError, "invalid length"),  # 1 GiB + 1
+        (message(b"?", b""), pgwire.OperationalError, "unexpected message"),
+        (
+            message(b"E", b"SFATAL\0C28000\0Mno pg_hba.conf entry for you\0\0"),
+            pgwire.OperationalError,
+            "no pg_hba.conf entry for you",
+        ),
+        (auth(7), pgwire.UnsupportedAuthentication, "GSSAPI"),
+        (auth(9), pgwire.UnsupportedAuthentication, "SSPI"),
+        (auth(10, b"SCRAM-SHA-256-PLUS\0\0"), pgwire.UnsupportedAuthentication, "SCRAM-SHA-256-PLUS"),
+        (auth(0) + message(b"D", b"\0\x01\0\0\0\x09abc"), pgwire.OperationalError, "unexpected message"),
+        (auth(0) + b"Z\0\0", pgwire.OperationalError, "closed"),  # cut mid-header
+        (auth(11, b"r=x"), pgwire.OperationalError, "SASL continue without SASL"),
+        (auth(5, b"\0\0"), pgwire.OperationalError, "MD5 salt"),
+    ],
+)
+def test_garbage_during_startup_is_a_clear_error_in_time(reply: bytes, error: type, match: str) -> None:
+    server, kw = _fake(_then(reply))
+    try:
+        start = time.monotonic()
+        with pytest.raises(error, match=match) as e:
+            pgwire.connect(**kw)
+        assert time.monotonic() - start < 3.5
+        if error is pgwire.OperationalError and "pg_hba" in match:
+            assert e.value.sqlstate == "28000"
+        elif error is pgwire.OperationalError:
+            assert e.value.sqlstate is None
+    finally:
+        server.close()
+
+
+def test_a_silent_server_ends_at_connect_timeout() -> None:
+    server, kw = _fake(_then(b"", end=False), connect_timeout=2)
+    try:
+        start = time.monotonic()
+        with pytest.raises(pgwire.OperationalError, match="timeout"):
+            pgwire.connect(**kw)
+        assert 1.9 < time.monotonic() - start < 3
+    finally:
+        server.close()
+
+
+def _scram_server(final: str) -> Any:
+    """A SCRAM server that knows the password 'pw' but ends with ``final``: 'wrong' (a bad
+    signature), 'skip' (AuthenticationOk without SASLFinal) or 'right'."""
+
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(auth(10, b"SCRAM-SHA-256\0\0"))
+        _, body = read_message(sock)
+        mech_end = body.index(b"\0")
+        client_first = body[mech_end + 5 :].decode()
+        first_bare = client_first[3:]
+        nonce = first_bare.split("r=", 1)[1] + "srv"
+        salt = b"salty"
+        server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i=4096"
+        sock.sendall(auth(11, server_first.encode()))
+        _, body = read_message(sock)
+        without_proof = body.decode().rsplit(",p=", 1)[0]
+        salted = hashlib.pbkdf2_hmac("sha256", b"pw", salt, 4096)
+        auth_message = f"{first_bare},{server_first},{without_proof}".encode()
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        signature = hmac.new(server_key, auth_message, hashlib.sha256).digest()
+        if final == "wrong":
+            signature = bytes(b ^ 1 for b in signature)
+        if final != "skip":
+            sock.sendall(auth(12, b"v=" + base64.b64encode(signature)))
+        sock.sendall(AUTH_OK + KEY + READY)
+        time.sleep(2)
+
+    return script
+
+
+@pytest.mark.parametrize(("final", "match"), [("wrong", "signature is wrong"), ("skip", "without proving")])
+def test_a_scram_server_that_cannot_prove_the_password_is_refused(final: str, match: str) -> None:
+    server, kw = _fake(_scram_server(final))
+    try:
+        with pytest.raises(pgwire.OperationalError, match=match):
+            pgwire.connect(**kw)
+    finally:
+        server.close()
+    server, kw = _fake(_scram_server("right"))
+    try:
+        pgwire.connect(**kw).close()  # the same server, honest: accepted
+    finally:
+        server.close()
+
+
+def _proxied(pg_url: str, on_reply: Any) -> tuple[Proxy, pgwire.Connection]:
+    kw = keywords(pg_url)
+    proxy = Proxy(kw["port"], on_reply)
+    kw["port"] = proxy.port
+    return proxy, pgwire.connect(**kw)
+
+
+def test_a_lost_commit_reply_is_an_error_never_a_success(pg_url: str) -> None:
+    proxy, conn = _proxied(pg_url, lambda kind, raw, state: "drop" if state["commit"] else "forward")
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE t (a int)")
+        cur.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(pgwire.OperationalError) as e:
+            conn.commit()
+        assert e.value.sqlstate is None
+        assert conn.broken and conn.closed
+        with pytest.raises(pgwire.OperationalError):
+            conn.cursor()
+    finally:
+        proxy.close()
+        conn.close()
+    with psycopg.connect(**keywords(pg_url)) as pc:  # the server did commit: the outcome was unknown
+        assert pc.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("action", ["cut", "hang"])
+def test_a_reply_cut_or_stalled_mid_datarow(pg_url: str, action: str) -> None:
+    proxy, conn = _proxied(pg_url, lambda kind, raw, state: action if kind == b"D" else "forward")
+    try:
+        cur = conn.cursor()
+        if action == "cut":
+            with pytest.raises(pgwire.OperationalError, match="closed"):
+                cur.execute("SELECT repeat('x', 1000)")
+        else:
+            timer = threading.Timer(0.3, cut, args=(conn, "postgresql"))
+            timer.start()
+            start = time.monotonic()
+            with pytest.raises(pgwire.OperationalError):
+                cur.execute("SELECT repeat('x', 1000)")
+            assert time.monotonic() - start < 1.5
+            timer.join()
+        assert conn.broken
+    finally:
+        proxy.close()
+        conn.close()
+
+
+def test_shutting_the_socket_down_from_another_thread_ends_a_blocked_execute(pg_url: str) -> None:
+    conn = pgwire.connect(**keywords(pg_url))
+    try:
+        timer = threading.Timer(0.3, cut, args=(conn, "postgresql"))
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(pgwire.OperationalError):
+            conn.cursor().execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - start < 1.5
+        timer.join()
+        assert conn.broken and conn.closed
+    finally:
+        conn.close()
+
+
+def test_cancel_ends_a_running_statement_within_a_second(pg_url: str) -> None:
+    conn = pgwire.connect(**keywords(pg_url))
+    try:
+        timer = threading.Timer(0.3, conn.cancel)
+        timer.start()
+        start = time.monotonic()
+        with pytest.raises(pgwire.OperationalError) as e:
+            conn.cursor().execute("SELECT pg_sleep(30)")
+        assert e.value.sqlstate == "57014"
+        assert time.monotonic() - start < 1.3
+        timer.join()
+        assert not conn.broken
+        conn.rollback()
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
+
+
+def test_cancel_never_raises_nor_blocks_past_its_timeout() -> None:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(AUTH_OK + KEY + READY)
+        time.sleep(5)
+
+    server, kw = _fake(script)
+    conn = pgwire.connect(**kw)
+    try:
+        start = time.monotonic()
+        conn.cancel(timeout=0.5)  # the fake server accepts the cancel connection and never closes it
+        assert time.monotonic() - start < 1.0
+    finally:
+        conn.close()
+        server.close()
+    start = time.monotonic()
+    conn.cancel(timeout=0.5)  # its server is gone: refused at once, nothing raised
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_malformed_datarow_breaks_the_connection() -> None:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(AUTH_OK + KEY + READY)
+        for _ in range(5):  # Parse Bind Describe Execute Sync (and a BEGIN first)
+            kind, _ = read_message(sock)
+            if kind == b"S":
+                break
+        desc = b"\0\x01" + b"a\0" + struct.pack("!ihihih", 0, 0, 25, -1, -1, 0)
+        sock.sendall(message(b"1", b"") + message(b"2", b"") + message(b"T", desc))
+        sock.sendall(message(b"D", b"\0\x01\0\0\0\x40abc"))  # a 64-byte column in a 3-byte body
+        time.sleep(3)
+
+    server, kw = _fake(script)
+    conn = pgwire.connect(**kw)
+    conn.autocommit = True
+    try:
+        with pytest.raises(pgwire.OperationalError, match="protocol violation"):
+            conn.cursor().execute("SELECT 'abc'")
+        assert conn.broken
+    finally:
+        conn.close()
+        server.close()
