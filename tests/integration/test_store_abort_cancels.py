@@ -6,7 +6,9 @@ server would run it on (holding the batch's lock) however the client's socket
 was shut. Here a real PostgreSQL session of the store's own connection class
 (store/dbconn.py ``Database``) runs a 60 s statement under a 60 s statement
 timeout; ``abort()`` from another thread, as the flusher does, must end it on
-the server within seconds (pg_stat_activity no longer shows it running).
+the server within seconds (pg_stat_activity no longer shows it running). Both of the store's
+PostgreSQL drivers: its own client (pgwire's cancel) and psycopg's (libpq's cancel connection),
+which a URL keyword pgwire does not speak selects (store/pg_connect.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from pg import libpq_dsn
 
 from stellaops_runtime.store.dbconn import Database, Timeouts
+from stellaops_runtime.store.pg_connect import is_pgwire
 from stellaops_runtime.store.store_url import parse_store_url
 
 pytestmark = pytest.mark.postgres
@@ -33,8 +36,9 @@ def _running(admin: psycopg.Connection) -> list[tuple[int, str]]:
     ).fetchall()
 
 
-def test_abort_cancels_the_running_statement_on_the_server(pg_url: str) -> None:
-    db = Database(parse_store_url(pg_url), timeouts=Timeouts(statement=60))
+@pytest.mark.parametrize("query", ["", "?target_session_attrs=read-write"], ids=["pgwire", "psycopg"])
+def test_abort_cancels_the_running_statement_on_the_server(pg_url: str, query: str) -> None:
+    db = Database(parse_store_url(pg_url + query), timeouts=Timeouts(statement=60))
     failed: list[BaseException] = []
 
     def hang() -> None:
@@ -51,6 +55,9 @@ def test_abort_cancels_the_running_statement_on_the_server(pg_url: str) -> None:
         while not [r for r in _running(admin) if r[1] == "active"]:
             assert time.monotonic() < deadline, "the statement never started"
             time.sleep(0.05)
+        with db._lock:
+            (raw,) = db._raw.values()
+        assert is_pgwire(raw) is (query == "")
         db.abort()
         worker.join(10)
         assert not worker.is_alive() and failed, "the aborted call did not return"

@@ -300,7 +300,7 @@ def distinct(rows: list[tuple[Any, ...]]) -> tuple[int, bool]:
 def copy_rows(
     cursor: Any, *, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> None:
-    """Binary COPY of ``rows`` into ``table`` on a psycopg 3 cursor."""
+    """Binary COPY of ``rows`` into ``table`` on a pgwire or psycopg 3 cursor (the same API)."""
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as cp:
         cp.set_types(list(types))
         for r in rows:
