@@ -125,6 +125,9 @@ class Connection:
         self._tr.close()
 
     def fileno(self) -> int:
+        """The socket's descriptor; raises once closed (the number may already name another file)."""
+        if self.closed:
+            raise OperationalError("the connection is closed")
         return self._fd
 
     def cancel(self, timeout: float = 5.0) -> None:
