@@ -18,6 +18,7 @@ from typing import Any
 from stellaops_runtime.pgwire import messages as m
 from stellaops_runtime.pgwire.connection import Connection
 from stellaops_runtime.pgwire.errors import DatabaseError, DataError, OperationalError, ProgrammingError
+from stellaops_runtime.pgwire.rowcode import RowEncoder, compile_row
 from stellaops_runtime.pgwire.values import Jsonb
 
 HEADER = b"PGCOPY\n\xff\r\n\0" + b"\0\0\0\0" + b"\0\0\0\0"
@@ -152,6 +153,7 @@ class Copy:
         self._cursor = cursor
         self._sql = sql
         self._encoders: list[Encoder] = []
+        self._encode: RowEncoder | None = None
         self._buf = bytearray()
         self._active = False
 
@@ -160,17 +162,14 @@ class Copy:
             self._encoders = [ENCODERS[t] for t in types]
         except KeyError as e:
             raise ProgrammingError(f"pgwire's COPY does not encode type {e.args[0]!r}") from None
+        self._encode = compile_row(list(types), self._encoders)
 
     def write_row(self, row: Sequence[Any]) -> None:
         if not self._active:
             raise ProgrammingError("write_row outside the copy's with block")
-        enc = self._encoders
-        if len(row) != len(enc):
-            raise ProgrammingError(f"row of {len(row)} values for {len(enc)} column types")
-        parts = [struct.pack("!h", len(enc))]
-        for f, v in zip(enc, row, strict=True):
-            parts.append(_NULL if v is None else f(v))
-        self._buf += b"".join(parts)
+        if self._encode is None:
+            raise ProgrammingError("set_types must come before write_row")
+        self._encode(row, self._buf)
         if len(self._buf) >= CHUNK:
             self._conn._send(m.copy_data(bytes(self._buf)))
             self._buf.clear()
