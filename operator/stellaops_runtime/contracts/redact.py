@@ -66,7 +66,9 @@ _SECRET_VALUE = re.compile(
     (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key))
     (?P<sep>\s*\\*=\s*|(?:\\*["'])?\s*:(?![:/])\s*)   # an escaped = (PASSWORD\=x); a closing quote of the key
     (?P<value>
-        '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
+        (?<=[=:\s])"{3}(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"{3}|\Z)   # a TOML or Python multi-line string
+      | (?<=[=:\s])'{3}(?:[^']|'(?!''))*+(?:'{3}|\Z)
+      | '(?:[^'\\\n]|\\.)*'?                    # libpq quoted value, backslash escapes
       | "(?:[^"\\\n]|\\.)*"?
       | (?:[^ \t\n\r&]|&(?![A-Za-z_][\w.\-]*=))+     # up to a blank, a line end or the next &name=
     )

@@ -121,7 +121,7 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
     at_item = item_end(text, start, end)
     if at_item != end:
         return at_item
-    if text[start] in _OWN_FORM and not any_form:
+    if text[start] in _OWN_FORM and text[start] != "[" and not any_form:
         return end
     after = _INDENT.match(text, end).end()  # type: ignore[union-attr]
     if not _at_line_end(text, after):
@@ -130,7 +130,19 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
     if line < 0:
         return end
     key = _KEY_BEFORE.fullmatch(text, line, start)
-    if key is None:
+    if key is not None:
+        column = key.end("ind") - line
+    elif line and text[line:start].isspace() and _KEY_LINE.match(text, start) is None:
+        # the value opens the line below a key that ends its own (``password =`` then ``  abc`` then
+        # ``  S``: configparser's; ``password:`` then ``  [a,`` then ``   S]``), deeper than that key; a
+        # nested map's first key (``valueFrom:``) is no such value
+        above_end = line - 1 - (text[line - 2 : line - 1] == "\r")
+        above = _line_start(text, above_end)
+        key = _KEY_BEFORE.fullmatch(text, above, above_end) if above >= 0 else None
+        if key is None or start - line <= key.end("ind") - above:
+            return end
+        column = key.end("ind") - above
+    else:
         return end
-    below = lines_below_end(text, after, key.end("ind") - line)
+    below = lines_below_end(text, after, column)
     return end if below == after else below

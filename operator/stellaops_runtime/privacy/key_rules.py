@@ -98,9 +98,17 @@ _ITEM_LINES = (
     rf"(?<=\s)-(?=[ \t\r\n]|\Z)(?![ \t]++{_QUOTED_ON_LINE}{_KEY_LINE})[^\r\n]*+"
     rf"(?:\r?+\n(?:[ \t\r]*+\n)*+(?:[ \t]++|(?=-[ \t\r\n]))(?![ \t]*+(?:[#\r\n]|{_KEY_LINE}))[^\r\n]*+)*+"
 )
+# A multi-line string of TOML or Python (``password = """`` then ``S`` then ``"""``, ``'''``): to its closing
+# triple quote, over its lines (the empty string ``""`` was taken and ``S`` kept), or to a cut text's end.
+_TRIPLE_QUOTED = (
+    r"(?:(?<=[=:])|(?<=[=:][ \t]))"  # on the key's line (``Cookie:`` then a docstring's line is no value)
+    r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)'
+    r"|(?:(?<=[=:])|(?<=[=:][ \t]))'''(?:[^']|'(?!''))*+(?:'''|\Z)"
+)
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
-    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|{_ITEM_LINES}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
+    rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|{_ITEM_LINES}|{_TRIPLE_QUOTED}"""
+    rf"""|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
     rf"""|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
