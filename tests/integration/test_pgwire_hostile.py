@@ -287,3 +287,48 @@ def test_a_malformed_datarow_breaks_the_connection() -> None:
     finally:
         conn.close()
         server.close()
+
+
+def test_a_terminated_backend_raises_the_servers_fatal_error(pg_url: str) -> None:
+    """A FATAL ErrorResponse (here 57P01, the backend terminated) is raised with its SQLSTATE and
+    message, as psycopg raises AdminShutdown, and the connection is broken at once."""
+    conn = pgwire.connect(**keywords(pg_url))
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        row = cur.fetchone()
+        assert row is not None
+        with psycopg.connect(**keywords(pg_url), autocommit=True) as other:
+            timer = threading.Timer(0.3, other.execute, args=("SELECT pg_terminate_backend(%s)", (row[0],)))
+            timer.start()
+            with pytest.raises(pgwire.OperationalError) as e:
+                cur.execute("SELECT pg_sleep(30)")
+            timer.join()
+        assert e.value.sqlstate == "57P01"
+        assert "terminating connection" in str(e.value)
+        assert conn.broken and conn.closed
+    finally:
+        conn.close()
+
+
+def test_a_huge_announced_length_allocates_only_what_arrives() -> None:
+    """A server announcing a 1 GiB DataRow and sending 10 bytes: the client reads in bounded pieces
+    (no 1 GiB receive buffer) and fails when the server closes."""
+    import tracemalloc
+
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(b"R" + struct.pack("!i", (1 << 30) - 1) + b"0123456789")
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(2)
+
+    server, kw = _fake(script)
+    tracemalloc.start()
+    try:
+        with pytest.raises(pgwire.OperationalError, match="closed"):
+            pgwire.connect(**kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        server.close()
+    assert peak < 16 << 20

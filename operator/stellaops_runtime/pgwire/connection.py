@@ -206,7 +206,7 @@ class Connection:
             if kind == b"C":
                 tag = m.command_tag(body)[0]
             elif kind == b"E":
-                error = from_fields(m.fields(body))
+                error = self._error(body, error)
             elif kind == b"Z":
                 self._status = body[:1]
                 break
@@ -227,13 +227,24 @@ class Connection:
             return True
         return kind in (b"N", b"A")
 
+    def _error(self, body: bytes, error: DatabaseError | None) -> DatabaseError | None:
+        """An ErrorResponse: the first error of the exchange; a FATAL or PANIC one (the server
+        ends the session: 57P01 terminated, 57P02 crash shutdown...) is raised at once, with the
+        server's SQLSTATE and message, and the connection is broken."""
+        try:
+            fields = m.fields(body)
+        except m.ProtocolViolation as e:
+            raise self._violation(str(e)) from None
+        new = from_fields(fields)
+        if fields.get("V", fields.get("S")) in ("FATAL", "PANIC"):
+            self._lost()
+            raise new
+        return error or new
+
     def _finish(self, kind: bytes, body: bytes, error: DatabaseError | None) -> DatabaseError | None:
         """Handle the messages every exchange shares; returns the first error seen."""
         if kind == b"E":
-            try:
-                return error or from_fields(m.fields(body))
-            except m.ProtocolViolation as e:
-                raise self._violation(str(e)) from None
+            return self._error(body, error)
         if not self._async_message(kind, body):
             raise self._violation(f"unexpected message {kind!r}")
         return error

@@ -22,7 +22,7 @@ from stellaops_runtime.pgwire import messages as m
 from stellaops_runtime.pgwire.errors import OperationalError
 from stellaops_runtime.pgwire.params import Target
 
-_RECV = 256 * 1024
+_RECV = 256 * 1024  # one receive's buffer, whatever length a message announces
 
 
 class Deadline:
@@ -67,7 +67,7 @@ class Transport:
                 del self._buf[: self._pos]
                 self._pos = 0
             try:
-                chunk = self.sock.recv(max(_RECV, need - len(self._buf)))
+                chunk = self.sock.recv(_RECV)
             except TimeoutError:
                 raise OperationalError("connection timeout expired") from None
             except OSError as e:
