@@ -124,7 +124,8 @@ class Proxy:
     ``on_reply(kind, raw, state)`` is asked for every server message (after startup): it returns
     "forward", "drop" (swallow it and every later one, then cut the connection), "hang" (forward
     half of it, then forward nothing more, keeping the connection open) or "cut" (forward half of
-    it, then close). ``state['commit']`` is True once the client sent a COMMIT.
+    it, then close). ``state['commit']`` is True once the client sent a COMMIT; setting
+    ``state['stall_up']`` makes the proxy stop reading what the client sends.
     """
 
     def __init__(self, port: int, on_reply: Any) -> None:
@@ -155,11 +156,14 @@ class Proxy:
 
     def _up(self, client: Any, server: Any, state: dict[str, Any]) -> None:
         import contextlib
+        import time
 
         with contextlib.suppress(OSError):
             server.sendall(read_startup_raw(client))
             while True:
                 kind, body = read_message(client)
+                while state.get("stall_up"):  # read nothing more from the client: its sends block
+                    time.sleep(0.05)
                 if kind == b"Q" and body.rstrip(b"\0").strip().upper() == b"COMMIT":
                     state["commit"] = True
                 server.sendall(message(kind, body))

@@ -332,3 +332,41 @@ def test_a_huge_announced_length_allocates_only_what_arrives() -> None:
         tracemalloc.stop()
         server.close()
     assert peak < 16 << 20
+
+
+def test_shutting_the_socket_down_ends_a_copy_blocked_in_send(pg_url: str) -> None:
+    """A server that stops reading mid-COPY (the proxy stalls after CopyInResponse): the client's
+    writes block once the socket buffers are full; cut() from another thread ends them at once."""
+
+    def on_reply(kind: bytes, raw: bytes, state: dict[str, Any]) -> str:
+        if kind == b"G":
+            state["stall_up"] = True
+        return "forward"
+
+    proxy, conn = _proxied(pg_url, on_reply)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TEMP TABLE t (a text)")
+        blocked_at: list[float] = []
+
+        def cut_when_stalled() -> None:
+            time.sleep(0.8)  # by then the buffers are full and write_row sits in sendall
+            blocked_at.append(time.monotonic())
+            cut(conn, "postgresql")
+
+        timer = threading.Thread(target=cut_when_stalled)
+        timer.start()
+        rows = 0
+        with pytest.raises(pgwire.OperationalError), cur.copy("COPY t (a) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["text"])
+            while rows < 2_000_000:  # ~200 MB: far more than any socket buffer
+                cp.write_row(("x" * 90,))
+                rows += 1
+        ended = time.monotonic()
+        timer.join()
+        assert rows < 2_000_000
+        assert ended - blocked_at[0] < 0.5
+        assert conn.broken
+    finally:
+        proxy.close()
+        conn.close()
