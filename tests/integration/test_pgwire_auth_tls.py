@@ -14,6 +14,7 @@ import pwd
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def _certs(where: Path) -> dict[str, Path]:
         ("ca", cert("test CA", ca_key, "test CA", ca_key, ca=True, san=[])),
         ("other_ca", cert("other CA", other_key, "other CA", other_key, ca=True, san=[])),
         ("server", cert("localhost", server_key, "test CA", ca_key, ca=False, san=["localhost"])),
+        ("cn_only", cert("localhost", server_key, "test CA", ca_key, ca=False, san=[])),
     ):
         out[label] = where / f"{label}.crt"
         out[label].write_bytes(c.public_bytes(pem))
@@ -95,7 +97,7 @@ def srv() -> Iterator[tuple[PgServer, dict[str, Path]]]:
         certs = _certs(server._tmp)
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
-            for p in (certs["server"], certs["server_key"]):
+            for p in (certs["server"], certs["cn_only"], certs["server_key"]):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         certs["server_key"].chmod(0o600)
         (data / "pg_hba.conf").write_text(HBA)
@@ -252,7 +254,7 @@ def test_tls_verification_refusals(srv, tmp_path: Path) -> None:
     with pytest.raises(pgwire.OperationalError, match="certificate verify failed"):
         pgwire.connect(**kw(server, "u_trust", sslmode="verify-full", sslrootcert=wrong, host="localhost"))
     root = str(certs["ca"])
-    with pytest.raises(pgwire.OperationalError, match="Hostname mismatch"):
+    with pytest.raises(pgwire.OperationalError, match=r"Hostname mismatch.*'wrong\.example'"):
         pgwire.connect(
             **kw(
                 server,
@@ -300,3 +302,40 @@ def test_prefer_without_tls_and_a_query_load_no_ssl_psycopg_or_asyncio(pg_url: s
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _serve_cert(server: PgServer, path: Path) -> None:
+    """Make the cluster serve this certificate to new connections (reload, then wait for it)."""
+    assert server._tmp is not None
+    sock = str(server._tmp / "sock")
+    with psycopg.connect(
+        host=sock, port=server.port, user="postgres", dbname="postgres", autocommit=True
+    ) as c:
+        c.execute(f"ALTER SYSTEM SET ssl_cert_file = '{path}'")
+        c.execute("SELECT pg_reload_conf()")
+    for _ in range(100):
+        with psycopg.connect(host=sock, port=server.port, user="postgres", dbname="postgres") as c:
+            if c.execute("SHOW ssl_cert_file").fetchone() == (str(path),):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the cluster did not take the new certificate")
+
+
+def test_verify_full_takes_the_common_name_when_the_certificate_has_no_dns_name(srv) -> None:
+    """libpq matches the CN when no dNSName is present; so does pgwire (OpenSSL's host check, which
+    Python's ssl uses, falls back to the CN likewise)."""
+    server, certs = srv
+    root = str(certs["ca"])
+    _serve_cert(server, certs["cn_only"])
+    try:
+        full = kw(
+            server, "u_trust", sslmode="verify-full", sslrootcert=root, host="localhost", hostaddr="127.0.0.1"
+        )
+        with psycopg.connect(**full):
+            pass  # libpq accepts it
+        with pgwire.connect(**full) as conn:
+            assert _ssl_in_use(conn)
+        with pytest.raises(pgwire.OperationalError, match="Hostname mismatch"):
+            pgwire.connect(**{**full, "host": "other.example"})
+    finally:
+        _serve_cert(server, certs["server"])
