@@ -90,3 +90,19 @@ def test_values_the_fast_path_does_not_take_go_the_slow_way_or_are_refused_by_co
     ts = compile_row(["timestamptz"], [ENCODERS["timestamptz"]])
     with pytest.raises(pgwire.DataError, match="naive datetime"):
         ts([dt.datetime(2020, 1, 1)], bytearray())
+
+
+def test_text_fields_kept_for_repeats_stay_exact_past_the_cache_bound() -> None:
+    from stellaops_runtime.pgwire.rowcode import TEXT_CACHE
+
+    types = ["text", "int8", "varchar"]
+    encode = compile_row(types, [ENCODERS[t] for t in types])
+    names = [f"fn_{i}_ü" for i in range(TEXT_CACHE * 2)]
+    rows = [(names[i % len(names)], i, names[(i * 7) % len(names)]) for i in range(TEXT_CACHE * 5)]
+    rows.append(("nul\0here", 1, "x"))
+    buf = bytearray()
+    for r in rows[:-1]:
+        encode(r, buf)
+    assert bytes(buf) == b"".join(_reference(types, r) for r in rows[:-1])
+    with pytest.raises(pgwire.DataError, match=r"column 1 \(text\): .*NUL"):
+        encode(rows[-1], buf)
