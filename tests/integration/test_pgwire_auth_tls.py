@@ -9,6 +9,7 @@ cluster (ssl off) answers the prefer/require cases without TLS.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import pwd
 import subprocess
@@ -54,7 +55,16 @@ def _certs(where: Path) -> dict[str, Path]:
     def name(cn: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    def cert(subject: str, key: Any, issuer: str, issuer_key: Any, *, ca: bool, san: list[str]) -> Any:
+    def cert(
+        subject: str,
+        key: Any,
+        issuer: str,
+        issuer_key: Any,
+        *,
+        ca: bool,
+        san: list[str],
+        ips: tuple[str, ...] = (),
+    ) -> Any:
         b = (
             x509.CertificateBuilder()
             .subject_name(name(subject))
@@ -65,8 +75,10 @@ def _certs(where: Path) -> dict[str, Path]:
             .not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in san]), critical=False)
+        names: list[Any] = [x509.DNSName(s) for s in san]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+        if names:
+            b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return b.sign(issuer_key, hashes.SHA256())
 
     out: dict[str, Path] = {}
@@ -77,6 +89,13 @@ def _certs(where: Path) -> dict[str, Path]:
         ("other_ca", cert("other CA", other_key, "other CA", other_key, ca=True, san=[])),
         ("server", cert("localhost", server_key, "test CA", ca_key, ca=False, san=["localhost"])),
         ("cn_only", cert("localhost", server_key, "test CA", ca_key, ca=False, san=[])),
+        ("ip_cn", cert("127.0.0.1", server_key, "test CA", ca_key, ca=False, san=[])),
+        ("ip_cn_dns", cert("127.0.0.1", server_key, "test CA", ca_key, ca=False, san=["localhost"])),
+        (
+            "ip_cn_other_ip",
+            cert("127.0.0.1", server_key, "test CA", ca_key, ca=False, san=[], ips=("10.9.8.7",)),
+        ),
+        ("ip_san", cert("x", server_key, "test CA", ca_key, ca=False, san=[], ips=("127.0.0.1",))),
     ):
         out[label] = where / f"{label}.crt"
         out[label].write_bytes(c.public_bytes(pem))
@@ -97,7 +116,13 @@ def srv() -> Iterator[tuple[PgServer, dict[str, Path]]]:
         certs = _certs(server._tmp)
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
-            for p in (certs["server"], certs["cn_only"], certs["server_key"]):
+            for p in (
+                certs["server"],
+                certs["cn_only"],
+                certs["ip_cn"],
+                certs["ip_cn_dns"],
+                certs["server_key"],
+            ):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         certs["server_key"].chmod(0o600)
         (data / "pg_hba.conf").write_text(HBA)
@@ -337,5 +362,28 @@ def test_verify_full_takes_the_common_name_when_the_certificate_has_no_dns_name(
             assert _ssl_in_use(conn)
         with pytest.raises(pgwire.OperationalError, match="Hostname mismatch"):
             pgwire.connect(**{**full, "host": "other.example"})
+    finally:
+        _serve_cert(server, certs["server"])
+
+
+@pytest.mark.parametrize("served", ["ip_cn", "ip_cn_dns", "ip_cn_other_ip", "ip_san", "server"])
+def test_verify_full_to_an_address_decides_as_libpq(srv, served: str) -> None:
+    """host=127.0.0.1 against a certificate naming the address only in its CN (with and without a
+    dNSName) or not at all: pgwire accepts exactly when libpq does."""
+    server, certs = srv
+    full = kw(server, "u_trust", sslmode="verify-full", sslrootcert=str(certs["ca"]), host="127.0.0.1")
+    _serve_cert(server, certs[served])
+    try:
+        try:
+            psycopg.connect(**full).close()
+            libpq_ok = True
+        except psycopg.OperationalError:
+            libpq_ok = False
+        try:
+            pgwire.connect(**full).close()
+            ours_ok = True
+        except pgwire.OperationalError:
+            ours_ok = False
+        assert ours_ok == libpq_ok, (served, libpq_ok)
     finally:
         _serve_cert(server, certs["server"])

@@ -219,13 +219,18 @@ def _is_ip(host: str) -> bool:
 
 
 def _check_ip(sock: Any, host: str) -> None:
-    """verify-full to an IP address: the certificate must name it in an iPAddress entry."""
+    """verify-full to an IP address, as libpq decides it: an iPAddress entry must name it; a
+    certificate with no iPAddress entry at all may name it in its Common Name instead (even beside
+    a dNSName: libpq breaks RFC 6125's rule there, and so must we to accept what it accepts)."""
     import ipaddress
 
     cert = sock.getpeercert() or {}
     want = ipaddress.ip_address(host)
-    for kind, value in cert.get("subjectAltName", ()):
-        if kind == "IP Address" and ipaddress.ip_address(value.strip()) == want:
-            return
+    ips = [v for k, v in cert.get("subjectAltName", ()) if k == "IP Address"]
+    if any(ipaddress.ip_address(v.strip()) == want for v in ips):
+        return
+    cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    if not ips and any(cn.strip().lower() == host.lower() for cn in cns):
+        return
     sock.close()
     raise OperationalError(f'server certificate does not match host address "{host}"')
