@@ -155,10 +155,9 @@ def test_the_agents_writes_store_the_same_rows_through_pgwire_and_psycopg(
         # (as psycopg's Python dumper does); psycopg's C dumper sends it and the server refuses it.
         errors = [t.pop("signals.quarantined_rows") for t in (mine, theirs)]
         assert [[r[:-2] for r in e] for e in errors] == [[r[:-2] for r in errors[1]]] * 2
-        assert [[r[-2] for r in e] for e in errors] == [
-            ["PostgreSQL text fields cannot contain NUL (0x00) bytes"],
-            ['invalid byte sequence for encoding "UTF8": 0x00'],
-        ]
+        (pgwire_said,), (psycopg_said,) = ([r[-2] for r in e] for e in errors)
+        assert "PostgreSQL text fields cannot contain NUL (0x00) bytes" in pgwire_said, pgwire_said
+        assert psycopg_said == 'invalid byte sequence for encoding "UTF8": 0x00'  # the server's
         for table in mine:
             assert mine[table] == theirs[table], table
     finally:
