@@ -115,7 +115,7 @@ def test_a_silent_server_ends_at_connect_timeout() -> None:
         server.close()
 
 
-def _scram_server(final: str) -> Any:
+def _scram_server(final: str, iterations: int = 4096) -> Any:
     """A SCRAM server that knows the password 'pw' but ends with ``final``: 'wrong' (a bad
     signature), 'skip' (AuthenticationOk without SASLFinal) or 'right'."""
 
@@ -128,7 +128,7 @@ def _scram_server(final: str) -> Any:
         first_bare = client_first[3:]
         nonce = first_bare.split("r=", 1)[1] + "srv"
         salt = b"salty"
-        server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i=4096"
+        server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={iterations}"
         sock.sendall(auth(11, server_first.encode()))
         _, body = read_message(sock)
         without_proof = body.decode().rsplit(",p=", 1)[0]
@@ -370,3 +370,17 @@ def test_shutting_the_socket_down_ends_a_copy_blocked_in_send(pg_url: str) -> No
     finally:
         proxy.close()
         conn.close()
+
+
+def test_a_scram_iteration_count_beyond_reason_is_refused_not_computed() -> None:
+    """A server asking for 2^31-1 PBKDF2 iterations would hold the client in one uninterruptible C
+    call for hours, past any timeout; pgwire refuses it at once (UnsupportedAuthentication: the
+    store may still try psycopg)."""
+    server, kw = _fake(_scram_server("right", iterations=2**31 - 1))
+    try:
+        start = time.monotonic()
+        with pytest.raises(pgwire.UnsupportedAuthentication, match="iterations"):
+            pgwire.connect(**kw)
+        assert time.monotonic() - start < 1.0
+    finally:
+        server.close()

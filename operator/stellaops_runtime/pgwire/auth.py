@@ -14,9 +14,12 @@ import hashlib
 import hmac
 import os
 
-from stellaops_runtime.pgwire.errors import OperationalError
+from stellaops_runtime.pgwire.errors import OperationalError, UnsupportedAuthentication
 
 MECHANISM = "SCRAM-SHA-256"
+# PostgreSQL's default is 4096 (scram_iterations); PBKDF2 is one uninterruptible C call, ~0.5 s per
+# million iterations here: a server asking for more is refused rather than obeyed past any timeout.
+MAX_ITERATIONS = 1_000_000
 
 
 def md5_password(user: str, password: str, salt: bytes) -> bytes:
@@ -94,6 +97,11 @@ class Scram:
             salt = base64.b64decode(salt_b64, validate=True)
         except ValueError:
             raise OperationalError("SCRAM: malformed salt") from None
+        if int(iterations) > MAX_ITERATIONS:
+            raise UnsupportedAuthentication(
+                f"SCRAM: the server asks for {iterations} PBKDF2 iterations"
+                f" (pgwire computes at most {MAX_ITERATIONS})"
+            )
         salted = hashlib.pbkdf2_hmac("sha256", self._password, salt, int(iterations))
         client_key = _hmac(salted, b"Client Key")
         stored_key = hashlib.sha256(client_key).digest()
