@@ -140,6 +140,7 @@ LIMIT = 256
 SHORTEST_LEAK = 8  # a run of this many characters of a secret left behind is a leak
 # Cases (by their start) with a cut no rule can see as a secret: nothing that identifies it survived.
 UNRECOGNISABLE_WHEN_CUT = {
+    "-v MyDSN dbuser OdbcPw-5k2": "a positional password (isql DSN UID PWD): words put before it shift it",
     "git -c user.email=bob.smith+ci@corp.example.co.uk commit": "an address cut before its '@'",
     "--port 8080 --email alice@example.com": "an address cut before its '@'",
     "discord-bot run MPuVxXQQxJR--_cPkgOcDTa4.": "Discord, in its 1st part",

@@ -48,6 +48,11 @@ _MONGO = (
     "mongofiles",
 )
 _REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
+# unixODBC's isql DSN UID PWD: the word after the data source's and the user's (no option among them)
+_ODBC_PWD = (
+    rf"(?:(?<=isql|usql)|\A)[ \t]*+(?:-[A-Za-z]\S*+[ \t]++)*+[^\s|;&<>\"'-]\S*+[ \t]++[^\s|;&<>\"'-]\S*+"
+    rf"[ \t]++(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)"
+)
 _SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli", "tsql")
 _LDAP = (
     "ldapsearch",
@@ -99,8 +104,10 @@ DB_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # SAP HANA hdbsql -u user -p password; Hive's beeline -n user -p password (-w: a password file)
     ("hdbsql",): (sep("-p"),),
     ("beeline",): (sep("-p"),),
-    # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too)
-    ("isql",): (sep_or_glued("-P"),),
+    # Sybase / SAP ASE isql -U user -P password (-Ppassword glued too); unixODBC's isql and iusql DSN
+    # [UID [PWD]] (https://www.unixodbc.org/doc/isql.html: the third positional word, options glued: -v)
+    ("isql",): (sep_or_glued("-P"), _ODBC_PWD),
+    ("iusql",): (_ODBC_PWD,),
     # https://www.ibm.com/docs/en/db2-for-zos/12?topic=processor-connect (CONNECT TO db USER u USING password)
     ("db2",): (rf"(?<!\S)(?i:user)\s+\S+\s+(?i:using)\s+(?P<s>{WORD_VALUE})",),
     # https://www.openldap.org/software/man.cgi?query=ldapsearch (-w passwd), ldappasswd -s/-a
