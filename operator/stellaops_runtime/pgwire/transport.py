@@ -200,12 +200,36 @@ def _context(t: Target) -> Any:
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    if os.path.exists(t.sslcert) and os.path.exists(t.sslkey):
+    if os.path.exists(t.sslcert):
+        _check_key_file(t.sslkey)
         try:
             ctx.load_cert_chain(t.sslcert, t.sslkey)
         except OSError as e:
             raise OperationalError(f'could not load client certificate "{t.sslcert}": {e}') from None
     return ctx
+
+
+def _check_key_file(path: str) -> None:
+    """libpq's checks of the client key before it is used: it must exist beside the certificate,
+    be a regular file, and be readable by no one else (0600 or less; 0640 or less when root owns it,
+    whoever reads it, as libpq decides by the owner alone)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise OperationalError(f'certificate present, but not private key file "{path}"') from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OperationalError(f'private key file "{path}" is not a regular file')
+    if st.st_uid == 0:  # a root-owned key may be read through a group (system-wide certificates)
+        loose = st.st_mode & (stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO)
+    else:
+        loose = st.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    if loose:
+        raise OperationalError(
+            f'private key file "{path}" has group or world access; file must have permissions u=rw (0600)'
+            " or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root"
+        )
 
 
 def _is_ip(host: str) -> bool:
