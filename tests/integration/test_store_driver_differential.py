@@ -134,9 +134,14 @@ def dump(url: str, now: tuple[dt.datetime, dt.datetime]) -> dict[str, list[tuple
     return out
 
 
+# PGTZ: libpq sets the session's TimeZone from it, pgwire does not (the server's default then): the
+# agent's writes must not depend on the session's time zone (an odd one: +05:45).
+@pytest.mark.parametrize("pgtz", [None, "Asia/Kathmandu"])
 def test_the_agents_writes_store_the_same_rows_through_pgwire_and_psycopg(
-    pg: Any, pg_url: str, caplog: pytest.LogCaptureFixture
+    pg: Any, pg_url: str, pgtz: str | None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if pgtz:
+        monkeypatch.setenv("PGTZ", pgtz)
     other = pg.migrated_database()
     try:
         t0 = (int(dt.datetime.now(dt.UTC).timestamp()) // 86_400 - 2) * 86_400 * S  # two days ago
