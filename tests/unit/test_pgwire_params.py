@@ -140,3 +140,14 @@ def test_a_closed_connections_fileno_is_refused() -> None:
     b.close()
     with pytest.raises(pgwire.OperationalError):
         conn.fileno()
+
+
+def test_a_kerberos_credential_cache_leaves_the_connection_to_libpq() -> None:
+    """libpq's default gssencmode=prefer tries GSS encryption when a credential cache exists (a
+    server with only hostgssenc lines accepts nothing else); pgwire cannot, so it says so."""
+    reason = pgwire.unsupported({"host": "db"}, {"KRB5CCNAME": "FILE:/tmp/cc"})
+    assert reason is not None and "Kerberos" in reason
+    assert pgwire.unsupported({"host": "db", "gssencmode": "disable"}, {"KRB5CCNAME": "FILE:/tmp/cc"}) is None
+    assert (
+        pgwire.unsupported({"host": "db"}, {"KRB5CCNAME": "FILE:/tmp/cc", "PGGSSENCMODE": "disable"}) is None
+    )

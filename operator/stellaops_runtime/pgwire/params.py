@@ -120,7 +120,17 @@ def unsupported(kw: Mapping[str, Any], environ: Mapping[str, str]) -> str | None
     enc = kw.get("client_encoding") or environ.get("PGCLIENTENCODING")
     if enc and str(enc).upper().replace("-", "") not in ("UTF8", "UNICODE"):
         return f"client_encoding={enc}"
+    gss = str(kw.get("gssencmode") or environ.get("PGGSSENCMODE") or "prefer")
+    if gss == "prefer" and _kerberos_cache(environ):
+        return "a Kerberos credential cache (gssencmode=prefer: libpq would try GSS encryption first)"
     return None
+
+
+def _kerberos_cache(environ: Mapping[str, str]) -> bool:
+    """A Kerberos credential cache libpq would find (KRB5CCNAME, or the default file cache)."""
+    if environ.get("KRB5CCNAME"):
+        return True
+    return os.path.exists(f"/tmp/krb5cc_{os.geteuid()}")
 
 
 @dataclass
