@@ -23,6 +23,7 @@ from stellaops_runtime.store.dbvalues import sqlite_datetime
 from stellaops_runtime.store.engine import open_store
 from stellaops_runtime.store.errors import StoreUnavailable, is_unavailable
 from stellaops_runtime.store.ledger import is_row_refusal
+from stellaops_runtime.store.pg_connect import is_pgwire
 from stellaops_runtime.store.schema import ns_to_datetime as schema_ns_to_datetime
 from stellaops_runtime.store.store_url import parse_store_url
 from stellaops_runtime.store.timeconv import ns_to_datetime
@@ -95,11 +96,26 @@ def _hang_then_abort(db: Database) -> tuple[BaseException | None, float]:
     return (caught[0] if caught else None), time.monotonic() - t0
 
 
+# A libpq keyword pgwire does not speak: the store's PostgreSQL connections are psycopg's
+# (store/pg_connect.py), which a node gets for such a configuration; both drivers are tested.
+PSYCOPG = "?target_session_attrs=read-write"
+
+
 def test_abort_ends_a_hung_call_from_another_thread_and_the_next_call_reconnects(url: str) -> None:
+    _abort_and_reconnect(url)
+
+
+@pytest.mark.postgres
+def test_abort_ends_a_hung_psycopg_call_too(pg_url: str) -> None:
+    _abort_and_reconnect(pg_url + PSYCOPG)
+
+
+def _abort_and_reconnect(url: str) -> None:
     with open_store(url) as store:
         db = store.db
         with db.connect() as conn:
             first = conn.raw
+        assert is_pgwire(first) is (db.dialect == "postgresql" and not url.endswith(PSYCOPG))
         error, took = _hang_then_abort(db)
         assert error is not None and is_unavailable(error), error
         assert took < 5
@@ -110,8 +126,9 @@ def test_abort_ends_a_hung_call_from_another_thread_and_the_next_call_reconnects
 
 
 @pytest.mark.postgres
-def test_a_connection_killed_while_idle_is_replaced_before_use(pg_url: str) -> None:
-    with open_store(pg_url) as store:
+@pytest.mark.parametrize("query", ["", PSYCOPG], ids=["pgwire", "psycopg"])
+def test_a_connection_killed_while_idle_is_replaced_before_use(pg_url: str, query: str) -> None:
+    with open_store(pg_url + query) as store:
         db = store.db
         with db.connect() as conn:
             pid = conn.execute("SELECT pg_backend_pid()").scalar()
@@ -125,8 +142,9 @@ def test_a_connection_killed_while_idle_is_replaced_before_use(pg_url: str) -> N
 
 
 @pytest.mark.postgres
-def test_a_server_that_went_away_is_unavailable_not_a_crash(pg, pg_url: str) -> None:  # type: ignore[no-untyped-def]
-    store = open_store(pg_url)
+@pytest.mark.parametrize("query", ["", PSYCOPG], ids=["pgwire", "psycopg"])
+def test_a_server_that_went_away_is_unavailable_not_a_crash(pg, pg_url: str, query: str) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(pg_url + query)
     try:
         pg.stop()
         from stellaops_runtime.store.batches import Batch
