@@ -8,8 +8,9 @@ at its default except the addresses, a store migrated before the agent starts
 machine must not turn a slow write into retries), and, for the storm, one
 fixed event time. The store is a SQLite file in a temporary directory, and for
 the ``*_postgres`` figures a private PostgreSQL cluster (tests/pg.py, or
-``$STELLA_TEST_PG_URL``): what a node's agent runs in production, with
-psycopg, libpq and their OpenSSL loaded (``--stores`` picks):
+``$STELLA_TEST_PG_URL``): what a node's agent runs in production, its store's connections
+on the agent's own PostgreSQL client (pgwire; psycopg, libpq and their OpenSSL only for a
+configuration pgwire does not speak, store/pg_connect.py) (``--stores`` picks):
 
 1. ``idle`` (SQLite) and ``idle_postgres``: connected to a server that sends
    nothing (ready: the stream is open and the store is open), before the
