@@ -387,3 +387,18 @@ def test_verify_full_to_an_address_decides_as_libpq(srv, served: str) -> None:
         assert ours_ok == libpq_ok, (served, libpq_ok)
     finally:
         _serve_cert(server, certs["server"])
+
+
+def test_allow_against_a_server_without_tls_reports_the_plain_attempts_refusal(pg_url: str) -> None:
+    """sslmode=allow: the plain attempt failed (a wrong database here), the server has no TLS for
+    the second: the error raised is the server's refusal, not 'SSL was required'. Like every
+    refused connection it is an OperationalError, as psycopg raises (3D000 is otherwise a
+    ProgrammingError)."""
+    with pytest.raises(pgwire.OperationalError) as e:
+        pgwire.connect(**keywords(pg_url, sslmode="allow", dbname="no_such_database"))
+    assert type(e.value) is pgwire.OperationalError
+    assert e.value.sqlstate == "3D000"
+    assert "no_such_database" in str(e.value)
+    with pytest.raises(pgwire.OperationalError) as e:
+        pgwire.connect(**keywords(pg_url, dbname="no_such_database"))
+    assert type(e.value) is pgwire.OperationalError and e.value.sqlstate == "3D000"

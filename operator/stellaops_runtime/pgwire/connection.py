@@ -48,6 +48,8 @@ def connect(**kw: Any) -> Connection:
         tr = open_socket(t, deadline)
         try:
             if tls and not start_tls(tr, t):
+                if last is not None:  # allow: the plain attempt's refusal says more than this 'N'
+                    raise last
                 if t.sslmode != "prefer":
                     raise OperationalError("server does not support SSL, but SSL was required")
                 tls = False

@@ -67,8 +67,10 @@ def handshake(tr: Transport, t: Target, deadline: Deadline) -> Session:
                 continue
             scram = _authenticate(tr, t, code, data, scram)
         elif kind == b"E":
+            # As psycopg: a refused connection is an OperationalError whatever the SQLSTATE (3D000,
+            # a missing database, would otherwise be a ProgrammingError the caller does not retry).
             err = from_fields(m.fields(body))
-            raise err
+            raise OperationalError(str(err), sqlstate=err.sqlstate, fields=err.fields)
         elif kind == b"S":
             name, value = m.parameter_status(body)
             session.parameters[name] = value
