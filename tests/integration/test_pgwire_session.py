@@ -140,3 +140,27 @@ def test_connection_closes_idempotently_and_refuses_use(conn) -> None:
     assert conn.closed and not conn.broken
     with pytest.raises(pgwire.OperationalError):
         conn.cursor()
+
+
+def test_a_session_the_server_ends_raises_as_psycopg(pg_url: str) -> None:
+    """idle_in_transaction_session_timeout (the agent sets it) ends the session with a FATAL 25P03
+    the client reads at its next call: both drivers raise InternalError 25P03, connection broken."""
+    import time
+
+    kw = keywords(pg_url, options="-c idle_in_transaction_session_timeout=100")
+    theirs = psycopg.connect(**kw)
+    ours = pgwire.connect(**kw)
+    try:
+        theirs.execute("SELECT 1")
+        ours.cursor().execute("SELECT 1")
+        time.sleep(0.4)
+        with pytest.raises(psycopg.InternalError) as e1:
+            theirs.commit()
+        with pytest.raises(pgwire.InternalError) as e2:
+            ours.commit()
+        assert e1.value.sqlstate == e2.value.sqlstate == "25P03"
+        assert str(e2.value) == "terminating connection due to idle-in-transaction timeout"
+        assert theirs.broken and ours.broken
+    finally:
+        theirs.close()
+        ours.close()
