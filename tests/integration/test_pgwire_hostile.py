@@ -394,3 +394,31 @@ def test_a_scram_iteration_count_beyond_reason_is_refused_not_computed() -> None
         assert time.monotonic() - start < 1.0
     finally:
         server.close()
+
+
+def test_cancel_after_the_connection_was_cut_still_ends_the_servers_statement(pg_url: str) -> None:
+    """store/dbconn.py's abort shuts the socket down and cancels on another thread, which may run
+    after the connection failed and closed: the CancelRequest must still go out (the server's
+    address, the backend's pid and key are kept) and end the backend's statement."""
+    conn = pgwire.connect(**keywords(pg_url))
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    row = cur.fetchone()
+    assert row is not None
+    pid = row[0]
+    timer, _ = _later(cut, conn, "postgresql")
+    with pytest.raises(pgwire.OperationalError):
+        cur.execute("SELECT pg_sleep(30)")
+    timer.join()
+    assert conn.broken and conn.closed
+    conn.close()
+    with psycopg.connect(**keywords(pg_url), autocommit=True) as other:
+        running = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE 'SELECT pg_sleep%%'"
+        running += " AND state = 'active'"
+        assert other.execute(running, (pid,)).fetchone() == (1,)  # the server still sleeps
+        conn.cancel(timeout=2.0)
+        for _ in range(100):
+            if other.execute(running, (pid,)).fetchone() == (0,):
+                break
+            time.sleep(0.02)
+        assert other.execute(running, (pid,)).fetchone() == (0,)
