@@ -164,3 +164,39 @@ def test_a_session_the_server_ends_raises_as_psycopg(pg_url: str) -> None:
     finally:
         theirs.close()
         ours.close()
+
+
+def test_rowcount_of_every_kind_of_statement_is_psycopgs(conn, pg_url: str) -> None:
+    """The store decides from rowcount whether a flush was already applied (an INSERT ... ON CONFLICT
+    DO NOTHING into its ledger: 1 or 0) and how many rows it deleted: a wrong count is a count lost
+    or doubled."""
+    statements = [
+        ("CREATE TABLE t (k int PRIMARY KEY, v int)", None),
+        ("INSERT INTO t VALUES (%s, %s) ON CONFLICT DO NOTHING", (1, 1)),
+        ("INSERT INTO t VALUES (%s, %s) ON CONFLICT DO NOTHING", (1, 2)),
+        ("INSERT INTO t SELECT g, g FROM generate_series(2, 40) g", None),
+        ("UPDATE t SET v = v + 1 WHERE k > %s", (30,)),
+        ("UPDATE t SET v = 0 WHERE k < 0", None),
+        (
+            "MERGE INTO t USING (VALUES (1), (99)) s(k) ON t.k = s.k WHEN MATCHED THEN UPDATE SET v = 5"
+            " WHEN NOT MATCHED THEN INSERT VALUES (s.k, 0)",
+            None,
+        ),
+        ("WITH d AS (DELETE FROM t WHERE k > %s RETURNING k) SELECT count(*) FROM d", (35,)),
+        ("DELETE FROM t WHERE k > %s", (20,)),
+        ("SELECT * FROM t", None),
+        ("SELECT 1 WHERE false", None),
+        ("DROP TABLE t", None),
+    ]
+    with psycopg.connect(**keywords(pg_url)) as theirs:
+        expected = []
+        for sql, params in statements:
+            expected.append(theirs.execute(sql, params).rowcount)
+        theirs.rollback()
+    cur = conn.cursor()
+    got = []
+    for sql, params in statements:
+        cur.execute(sql, params)
+        got.append(cur.rowcount)
+    assert got == expected
+    assert got[1:3] == [1, 0]
