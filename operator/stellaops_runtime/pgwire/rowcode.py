@@ -34,8 +34,31 @@ _EPOCH = dt.datetime(2000, 1, 1)
 _US = dt.timedelta(microseconds=1)
 
 
+_COMPILED: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}  # types -> (code, its constants)
+
+
 def compile_row(types: Sequence[str], encoders: Sequence[Callable[[Any], bytes]]) -> RowEncoder:
-    """A function ``encode(row, buf)`` appending the row's binary COPY tuple to ``buf``."""
+    """A function ``encode(row, buf)`` appending the row's binary COPY tuple to ``buf``.
+
+    The code for a list of types is compiled once per process (~0.4 ms); each call gets its own
+    function, with empty text caches and the given encoders."""
+    key = tuple(types)
+    hit = _COMPILED.get(key)
+    if hit is None:
+        hit = _COMPILED[key] = _compile(key)
+        if len(_COMPILED) > 64:  # a few lists of types in the agent; any number elsewhere
+            _COMPILED.clear()
+    code, constants = hit
+    env = dict(constants)
+    env["ENC"] = list(encoders)
+    for name in [k for k in env if k.startswith("C") and isinstance(env[k], dict)]:
+        env[name] = {}  # this COPY's own text cache
+    exec(code, env)  # our own generated code (_compile)
+    return _guarded(env["encode"], types, encoders)
+
+
+def _compile(types: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """The row function's code for these types, and the constants it reads."""
     n = len(types)
     names = [f"v{i}" for i in range(n)]
     env: dict[str, Any] = {
@@ -45,7 +68,7 @@ def compile_row(types: Sequence[str], encoders: Sequence[Callable[[Any], bytes]]
         "E_TZ": _EPOCH_TZ,
         "E": _EPOCH,
         "US": _US,
-        "ENC": list(encoders),
+        "ENC": [],
         "TEXT": _text,
     }
     body = ["def encode(row, buf):"]
@@ -73,9 +96,14 @@ def compile_row(types: Sequence[str], encoders: Sequence[Callable[[Any], bytes]]
             for k in run:
                 body += _column(k, types[k], names[k], env, "        ")
         i = j
-    code = "\n".join(body)
-    exec(compile(code, f"<pgwire copy row {','.join(types)}>", "exec"), env)  # our own generated code
-    fast: RowEncoder = env["encode"]
+    code = compile("\n".join(body), f"<pgwire copy row {','.join(types)}>", "exec")
+    return code, env
+
+
+def _guarded(
+    fast: RowEncoder, types: Sequence[str], encoders: Sequence[Callable[[Any], bytes]]
+) -> RowEncoder:
+    """``fast`` with the slow path behind it (values it does not take, errors naming the column)."""
 
     def encode(row: Sequence[Any], buf: bytearray) -> None:
         start = len(buf)
