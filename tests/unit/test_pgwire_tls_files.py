@@ -80,3 +80,12 @@ def test_a_certificate_without_its_key_is_an_error_not_a_silent_anonymous_connec
     crt2, _ = _pair(tmp_path)
     with pytest.raises(pgwire.OperationalError, match="not a regular file"):
         _ctx(crt2, tmp_path / "dir.key")
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-ca"])
+def test_sslrootcert_system_needs_verify_full_as_libpq(mode: str) -> None:
+    """Any publicly trusted certificate chains to the system's roots: without the host name check
+    such a chain proves nothing about the server, so libpq refuses the weaker modes there."""
+    with pytest.raises(pgwire.OperationalError, match='weak sslmode "' + mode + '"'):
+        _context(resolve({"host": "db", "sslmode": mode, "sslrootcert": "system"}, {}))
+    _context(resolve({"host": "db", "sslmode": "verify-full", "sslrootcert": "system"}, {}))

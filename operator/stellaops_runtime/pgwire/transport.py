@@ -185,8 +185,12 @@ def _context(t: Target) -> Any:
     root = t.sslrootcert
     if t.sslmode == "require" and root != "system" and os.path.exists(root):
         verify = True  # libpq: require with a root certificate file behaves as verify-ca
-    if root == "system" and t.sslmode not in ("disable", "allow", "prefer"):
-        verify = True
+    if root == "system" and t.sslmode in ("require", "verify-ca"):
+        # libpq 16: every publicly trusted certificate chains to the system's roots, so only the
+        # host name check makes such a chain mean anything
+        raise OperationalError(
+            f'weak sslmode "{t.sslmode}" may not be used with sslrootcert=system (use "verify-full")'
+        )
     if verify:
         try:
             if root == "system":
