@@ -258,3 +258,22 @@ def test_insert_then_select_on_a_table_is_psycopgs(both) -> None:
         assert all(_same(x, y) or x == y for x, y in zip(a, b, strict=True)), (a, b)
     assert mine[0][1:] == (None,) * len(COLUMNS)
     assert all(_same(x, y) or x == y for x, y in zip(mine[1][1:], mine[2][1:], strict=True))
+
+
+def test_an_interval_in_another_style_is_refused_not_misread(both) -> None:
+    """pgwire parses IntervalStyle postgres only (as psycopg, which raises NotImplementedError for the
+    others): a session set to another style gets a DataError or, where that style's text reads the
+    same ('0:00:01'), the same value; never a wrong timedelta."""
+    ours, _ = both
+    exprs = ("'1 year 2 mons -3 days 04:05:06.5'", "'-1 day +02:00'", "'00:00:01'", "'3 days'", "'-7 mons'")
+    right = {e: _select(ours, f"SELECT {e}::interval") for e in exprs}
+    assert all(r[0] == "ok" for r in right.values())
+    refused = 0
+    for style in ("sql_standard", "iso_8601", "postgres_verbose"):
+        ours.cursor().execute(f"SET IntervalStyle = {style}")
+        ours.commit()
+        for expr in exprs:
+            got = _select(ours, f"SELECT {expr}::interval")
+            assert got in (("DataError", "DataError"), right[expr]), (style, expr, got)
+            refused += got[0] == "DataError"
+    assert refused >= 12

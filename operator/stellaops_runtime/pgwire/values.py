@@ -208,25 +208,27 @@ def _timetz(b: bytes) -> dt.time:
     return _time(naive.encode()).replace(tzinfo=tz)
 
 
-_INTERVAL = re.compile(r"(-?\d+) (year|mon|day)s?")
+_INTERVAL = re.compile(
+    r"(?:(?P<y>-?\d+) years? ?)?(?:(?P<mo>-?\d+) mons? ?)?(?:(?P<d>-?\d+) days? ?)?"
+    r"(?:(?P<sign>[+-])?(?P<h>\d+):(?P<mi>\d\d):(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?)?"
+)
 
 
 def _interval_out(b: bytes) -> dt.timedelta:
-    """IntervalStyle postgres: '1 year 2 mons -3 days 04:05:06.7'; a month is 30 days, a year
-    365 (psycopg's conversion)."""
+    """IntervalStyle postgres only: '1 year 2 mons -3 days 04:05:06.7'; a month is 30 days, a year
+    365 (psycopg's conversion). Any other text (another IntervalStyle set in the session) is a
+    DataError, never a guess."""
     text = b.decode()
-    days = 0
-    for n, unit in _INTERVAL.findall(text):
-        days += int(n) * {"year": 365, "mon": 30, "day": 1}[unit]
-    seconds = 0.0
-    micro = 0
-    last = text.rsplit(" ", 1)[-1]
-    if ":" in last:
-        sign = -1 if last.startswith("-") else 1
-        hh, mm, ss = last.lstrip("+-").split(":")
-        whole, _, frac = ss.partition(".")
-        seconds = sign * (int(hh) * 3600 + int(mm) * 60 + int(whole))
-        micro = sign * int((frac + "000000")[:6])
+    m = _INTERVAL.fullmatch(text)
+    if m is None or not text:
+        raise DataError(f"cannot parse interval {text!r} (IntervalStyle postgres only)")
+    g = m.groupdict()
+    days = int(g["y"] or 0) * 365 + int(g["mo"] or 0) * 30 + int(g["d"] or 0)
+    seconds = micro = 0
+    if g["h"] is not None:
+        sign = -1 if g["sign"] == "-" else 1
+        seconds = sign * (int(g["h"]) * 3600 + int(g["mi"]) * 60 + int(g["s"]))
+        micro = sign * int(((g["f"] or "") + "000000")[:6])
     try:
         return dt.timedelta(days=days, seconds=seconds, microseconds=micro)
     except OverflowError:
