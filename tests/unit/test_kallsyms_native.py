@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,25 @@ def test_hidden_addresses_as_an_unprivileged_reader_sees_them(
     lines += [f"0000000000000000 t mod_fn_{i}\t[mod{i % 7}]" for i in range(900)]
     ks = _same(_write(tmp_path, "\n".join(lines).encode()), monkeypatch, ("fn_3", "__fn_5", "mod_fn_8"))
     assert not ks.addresses_visible and len(ks) == 5900
+
+
+def test_blocks_refuses_a_block_size_it_cannot_divide_by() -> None:
+    """A block of 0 names used to be divided by before it was checked (SIGFPE: the whole agent
+    gone); one near 2**63 overflowed the block count. Each is a ValueError now."""
+    script = (
+        "from array import array\n"
+        "from stellaops_runtime.canonical import symnative\n"
+        "m = symnative._KALLSYMS\n"
+        "for block in (0, -1, 2**63 - 1):\n"
+        "    try:\n"
+        "        m.blocks(b'abc\\n', array('Q', [0, 4]), block, 6, -12, 6)\n"
+        "    except ValueError as e:\n"
+        "        print(block, 'refused:', e)\n"
+        "    else:\n"
+        "        print(block, 'taken')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    lines = res.stdout.splitlines()
+    assert lines[:2] == [f"{b} refused: a block holds at least one name" for b in (0, -1)]
+    assert lines[2] == f"{2**63 - 1} taken"  # one block holds them all

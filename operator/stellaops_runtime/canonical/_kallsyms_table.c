@@ -54,17 +54,22 @@ PyObject *kallsyms_blocks(PyObject *self, PyObject *args) {
     int level, wbits, mem_level;
     if (!PyArg_ParseTuple(args, "y*y*niii", &names, &offs, &block, &level, &wbits, &mem_level)) return NULL;
     PyObject *result = NULL;
-    Py_ssize_t n = offs.len / 8 - 1, nb = n > 0 ? (n + block - 1) / block : 0;
+    Py_ssize_t n = offs.len / 8 - 1, nb = 0;
     const uint64_t *off = offs.buf;
     uint32_t *zoff = NULL;
     uint8_t *out = NULL;
     size_t len = 0, cap = 0;
-    int err = Z_OK, bad = n < 0 || block < 1 || offs.len % 8 != 0;
+    int err = Z_OK, bad = n < 0 || offs.len % 8 != 0;
     for (Py_ssize_t i = 0; !bad && i < n; i++) bad = off[i] > off[i + 1];
     if (bad || off[n] > (uint64_t)names.len) {
         PyErr_SetString(PyExc_ValueError, "name offsets do not fit the names");
         goto done;
     }
+    if (block < 1) { /* checked before it divides (a block of 0: SIGFPE, the agent gone) */
+        PyErr_SetString(PyExc_ValueError, "a block holds at least one name");
+        goto done;
+    }
+    nb = n / block + (n % block != 0); /* (n + block - 1) / block overflows near 2**63 */
     if (!(zoff = malloc((size_t)(nb + 1) * sizeof *zoff))) {
         PyErr_NoMemory();
         goto done;
