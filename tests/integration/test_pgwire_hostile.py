@@ -422,3 +422,32 @@ def test_cancel_after_the_connection_was_cut_still_ends_the_servers_statement(pg
                 break
             time.sleep(0.02)
         assert other.execute(running, (pid,)).fetchone() == (0,)
+
+
+def test_the_startup_packet_holds_only_what_a_pooler_accepts() -> None:
+    """PgBouncer before 1.20 refuses a startup parameter it does not track ("unsupported startup
+    parameter"): it tracks client_encoding, DateStyle, TimeZone, standard_conforming_strings and
+    application_name. pgwire sends user, database, the caller's application_name and options, and
+    client_encoding and DateStyle, which its value parsing needs; IntervalStyle stays the server's
+    default (postgres), and an interval in any other style is refused (test_pgwire_types.py)."""
+    seen: list[bytes] = []
+
+    def script(sock: socket.socket) -> None:
+        seen.append(read_startup(sock))
+        sock.sendall(message(b"E", b"SFATAL\0C08P01\0Mstop here\0\0"))
+
+    server, kw = _fake(script, application_name="stellaops-runtime")
+    try:
+        with pytest.raises(pgwire.OperationalError, match="stop here"):
+            pgwire.connect(**kw)
+    finally:
+        server.close()
+    parts = seen[0][4:].split(b"\0")
+    sent = dict(zip(parts[0:-2:2], parts[1:-2:2], strict=True))
+    assert sent == {
+        b"user": b"u",
+        b"database": b"d",
+        b"application_name": b"stellaops-runtime",
+        b"client_encoding": b"UTF8",
+        b"DateStyle": b"ISO",
+    }

@@ -1,8 +1,10 @@
 """Opening a pgwire session: the startup packet, authentication, and the server's first reports.
 
 The startup packet carries user, database, application_name and options as libpq sends them,
-plus client_encoding UTF8, DateStyle ISO and IntervalStyle postgres (the text formats
-values.py parses). Authentication: trust, cleartext, MD5, SCRAM-SHA-256; GSSAPI, SSPI, Kerberos
+plus client_encoding UTF8 and DateStyle ISO (the text formats values.py parses), both parameters
+a pooler such as PgBouncer tracks; IntervalStyle stays the server's default (postgres), which
+PgBouncer before 1.20 would refuse as a startup parameter, and an interval in another style is a
+DataError. Authentication: trust, cleartext, MD5, SCRAM-SHA-256; GSSAPI, SSPI, Kerberos
 or a SASL offer of only SCRAM-SHA-256-PLUS raise :class:`UnsupportedAuthentication`. A SCRAM
 exchange must end with the server's verified signature before AuthenticationOk is accepted.
 """
@@ -40,7 +42,6 @@ def startup_params(t: Target) -> dict[str, str]:
         params["options"] = t.options
     params["client_encoding"] = "UTF8"
     params["DateStyle"] = "ISO"
-    params["IntervalStyle"] = "postgres"
     return params
 
 
