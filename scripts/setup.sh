@@ -14,15 +14,32 @@
 #                             libjemalloc2 (the agent's allocator, as in the image)
 #
 # Runs apt-get only for what is missing (root needed then), and pip only when
-# pyproject.toml, setup.py or the C extension's source changed since the last install.
-# The install builds the package's C extension (canonical/_symindex.c) when a C compiler
-# and Python's headers are there (--server installs both); without them it is skipped and
-# the symbolizer indexes symbol tables in Python (same answers, slower).
+# pyproject.toml, setup.py or the C extensions' sources changed since the last install, or
+# what their build needs (a compiler, Python's headers, zlib's) came or went.
+# The install builds the package's C extensions (canonical/_symindex.c; _kallsyms.c, which
+# needs zlib's headers too) when a C compiler and the headers are there (--server installs
+# them); without them they are skipped and the symbolizer indexes symbol tables, and the
+# kernel symbol table is loaded, in Python (same answers, slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_server=0
 [[ "${1:-}" == "--server" ]] && want_server=1
+
+# The build of the package's C extensions (setup.py): a compiler, Python's headers and zlib's
+# (canonical/_kallsyms.c deflates the kernel symbol table's names). Each is optional: without it
+# setup.py skips the extension silently and the Python path is used (same answers, slower).
+cc=${CC:-gcc}
+have_python_h() {
+  python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))'
+}
+have_zlib_h() {  # as the compiler sees it (pyenv's Python brings its own Python.h, not zlib.h)
+  if command -v "${cc%% *}" >/dev/null 2>&1; then
+    echo '#include <zlib.h>' | $cc -E -x c - >/dev/null 2>&1
+  else
+    [[ -f /usr/include/zlib.h ]]
+  fi
+}
 
 apt_pkgs=()
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null \
@@ -32,9 +49,9 @@ if (( want_server )); then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
   command -v go >/dev/null 2>&1 || apt_pkgs+=(golang-go)
   command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
-  # Python's headers: the package's C extension (setup.py) is built against them
-  python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
-    || apt_pkgs+=(python3-dev)
+  # Python's headers: the package's C extensions (setup.py) are built against them
+  have_python_h || apt_pkgs+=(python3-dev)
+  have_zlib_h || apt_pkgs+=(zlib1g-dev)  # python3-dev brings it, a Python of pyenv's does not
   command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
   command -v c++filt >/dev/null 2>&1 || apt_pkgs+=(binutils)
   command -v rustc >/dev/null 2>&1 || [[ -x "$HOME/.cargo/bin/rustc" ]] || apt_pkgs+=(rustc)
@@ -70,11 +87,15 @@ fi
 # (Debian starts a default PostgreSQL cluster on install; the tests ignore it
 # and run a private one on a free port.)
 
-# setup.py and the C source too: an editable install builds the extension
-# (operator/stellaops_runtime/canonical/_symindex.c) in place, once per change.
-stamp=.venv/.installed-$(cat pyproject.toml setup.py operator/stellaops_runtime/canonical/_symindex.c \
+# setup.py and the C sources too: an editable install builds the extensions
+# (operator/stellaops_runtime/canonical/_symindex.c, _kallsyms*.c) in place, once per change;
+# and what their build needs: an install made before the compiler or a header was there
+# (skipped silently) is made again once they are.
+build_tools=$(command -v "${cc%% *}" >/dev/null 2>&1 && echo "compiler"; have_python_h && echo "Python.h"
+  have_zlib_h && echo "zlib.h"; true)
+stamp=.venv/.installed-$( { cat pyproject.toml setup.py operator/stellaops_runtime/canonical/_symindex.c \
   operator/stellaops_runtime/canonical/_kallsyms.c operator/stellaops_runtime/canonical/_kallsyms_table.c \
-  operator/stellaops_runtime/canonical/_kallsyms.h \
+  operator/stellaops_runtime/canonical/_kallsyms.h; echo "$build_tools"; } \
   | sha256sum | cut -c1-16)
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
