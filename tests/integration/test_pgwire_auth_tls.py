@@ -402,3 +402,40 @@ def test_allow_against_a_server_without_tls_reports_the_plain_attempts_refusal(p
     with pytest.raises(pgwire.OperationalError) as e:
         pgwire.connect(**keywords(pg_url, dbname="no_such_database"))
     assert type(e.value) is pgwire.OperationalError and e.value.sqlstate == "3D000"
+
+
+def test_cut_and_cancel_work_on_a_tls_connection(srv) -> None:
+    """A node's store connection is TLS: shutting its socket down from another thread ends a
+    blocked read at once, and cancel() (a plain CancelRequest) ends a running statement."""
+    import threading
+
+    from stellaops_runtime.store.dbconn import cut
+
+    server, certs = srv
+    full = kw(server, "u_trust", sslmode="verify-ca", sslrootcert=str(certs["ca"]))
+    for action in ("cancel", "cut"):
+        conn = pgwire.connect(**full)
+        try:
+            assert _ssl_in_use(conn)
+            when: list[float] = []
+
+            def act(conn: pgwire.Connection = conn, action: str = action, when: list[float] = when) -> None:
+                when.append(time.monotonic())
+                if action == "cut":
+                    cut(conn, "postgresql")
+                else:
+                    conn.cancel()
+
+            timer = threading.Timer(0.3, act)
+            timer.start()
+            with pytest.raises(pgwire.OperationalError) as e:
+                conn.cursor().execute("SELECT pg_sleep(30)")
+            ended = time.monotonic()
+            timer.join()
+            assert ended - when[0] < 1.0
+            if action == "cancel":
+                assert e.value.sqlstate == "57014" and not conn.broken
+            else:
+                assert conn.broken
+        finally:
+            conn.close()
