@@ -200,3 +200,12 @@ def test_rowcount_of_every_kind_of_statement_is_psycopgs(conn, pg_url: str) -> N
         got.append(cur.rowcount)
     assert got == expected
     assert got[1:3] == [1, 0]
+
+
+def test_a_session_moved_off_utf8_is_broken_not_misread(conn) -> None:
+    """pgwire decodes UTF-8 only: a statement that switches the session's client_encoding (the
+    server reports it) ends the connection with a clear error instead of text decoded wrongly."""
+    cur = conn.cursor()
+    with pytest.raises(pgwire.OperationalError, match="client_encoding"):
+        cur.execute("SET client_encoding = 'LATIN1'")
+    assert conn.broken

@@ -226,6 +226,11 @@ class Connection:
             except m.ProtocolViolation as e:
                 raise self._violation(str(e)) from None
             self.parameters[name] = value
+            if name == "client_encoding" and value.upper() not in ("UTF8", "UNICODE"):
+                self._lost()  # every later text would be decoded as UTF-8, wrongly
+                raise OperationalError(
+                    f"the session's client_encoding became {value}: pgwire speaks UTF8 only"
+                )
             return True
         return kind in (b"N", b"A")
 
