@@ -186,7 +186,9 @@ def keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], 
     keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<!/@)"))
     path_keys = "|".join(alt for k in keywords for alt in first_char_alternatives(k, tail=r"(?<=/@)"))
     # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
-    xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?P<s>[^<\s][^<]*)"
+    # Its text may open on the next line (a pretty-printed file: ``<password>`` then ``  x``; prose's
+    # ``the <auth> element`` stays).
+    xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?:[ \t]*+\r?\n\s*+)?(?P<s>[^<\s][^<]*)"
     heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){SEP_EQ}"]
     return heads, [xml, *in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
 

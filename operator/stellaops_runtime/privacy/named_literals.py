@@ -7,13 +7,15 @@ WordPress's ``define('DB_PASSWORD', 'x')``, C's and Go's ``setenv("API_TOKEN", "
 ``os.Setenv(…)``, Java's ``System.setProperty("db.password", "x")``, a subscript assigned
 (``os.environ["DB_PASSWORD"] = "x"``, PHP's ``$cfg['Servers'][$i]['password'] = 'x'``), and the
 key/value attributes of .NET's configuration (``<add key="ClearTextPassword" value="x" />`` in
-NuGet.config, ``<add key="DbPassword" value="x"/>`` in web.config). A workload runs such code from
+NuGet.config, ``<add key="DbPassword" value="x"/>`` in web.config), an XML element named by such an
+attribute (``<entry key="db.password">x</entry>``) or Hadoop's ``<name>…Password</name><value>x</value>``
+(session 50). A workload runs such code from
 its command line (``php -r``, ``python3 -c``, ``sed -i "s/…/define('DB_PASSWORD', 'x')/"``) and
 writes such files (a traced ``write()``).
 
 A name counts when it ends in a credential word (the key rules' words); the value literal goes
-with its quotes, unless it is empty. Its own small regex, run only on a text holding a quote and a
-credential word's piece, so the whole set (``patterns``) does not grow; bounded and possessive:
+with its quotes, unless it is empty. Its own small regex, run only on a text holding a quote (or
+``<name>``) and a credential word's piece, so the whole set (``patterns``) does not grow; bounded and possessive:
 linear in the text.
 """
 
@@ -54,18 +56,37 @@ _SED = re.compile(
     r"(?i:(?P<pw>password|passwd|pwd|pswd?|pass)|secret|token|api[_-]?key|auth[_-]?key)(?![A-Za-z])"
     r"[^/|#,\n]{0,64}?(?P=d)(?P<s>(?:(?!(?P=d))[^\n\\]|\\[^\n])++)(?P=d)"
 )
+# An XML element named for a secret by an attribute, its text the value (Java's properties XML ``<entry
+# key="db.password">x</entry>``, ``<property name="password">x</property>``, ``<param name=…>``; not a
+# self-closing one: ``<property name="password" value="x"/>`` is _KEY_VALUE's kind), and Hadoop's and
+# Hive's ``<name>javax.jdo.option.ConnectionPassword</name>`` then ``<value>x</value>`` (session 50).
+# Bounded and possessive: linear.
+_ELEMENT_NAMED = re.compile(
+    rf"""<[\w:.-]{{1,64}}+[ \t\r\n][^<>]{{0,256}}?(?<![\w-])(?i:key|name)[ \t]*+=[ \t]*+{_NAME}"""
+    r"""[^<>]{0,256}+(?<!/)>[ \t\r\n]*+(?P<s>[^<\s][^<]*+)"""
+)
+_NAME_THEN_VALUE = re.compile(
+    rf"""<name>[ \t\r\n]*+(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})[ \t\r\n]*+</name>[ \t\r\n]*+"""
+    r"""<value>[ \t\r\n]*+(?P<s>[^<\s][^<]*+)"""
+)
 _TRIGGERS = ("pass", "pw", "psw", "secret", "token", "key", "cred", "salt")
 
 
 def named_literal_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, family) of each value literal after a quoted name of a secret."""
-    if "'" not in text and '"' not in text:
+    quoted = "'" in text or '"' in text
+    if not quoted and "<name>" not in text:
         return []
     low = text.lower()
     if not any(t in low for t in _TRIGGERS):
         return []
     out: list[tuple[int, int, str]] = []
-    for rx in (_ARGUMENT_OR_SUBSCRIPT, _KEY_VALUE, _SED):
+    rxs: tuple[re.Pattern[str], ...] = (_ARGUMENT_OR_SUBSCRIPT, _KEY_VALUE, _SED) if quoted else ()
+    if quoted and "<" in text:
+        rxs += (_ELEMENT_NAMED,)
+    if "<name>" in text:
+        rxs += (_NAME_THEN_VALUE,)
+    for rx in rxs:
         for m in rx.finditer(text):
             out.append((*m.span("s"), "password" if m["pw"] is not None else "secret_token"))
     return out
