@@ -15,8 +15,8 @@ writes such files (a traced ``write()``).
 
 A name counts when it ends in a credential word (the key rules' words); the value literal goes
 with its quotes, unless it is empty. Its own small regex, run only on a text holding a quote (or
-``<name>``) and a credential word's piece, so the whole set (``patterns``) does not grow; bounded and possessive:
-linear in the text.
+``<name>``) and a credential word's piece, so the whole set (``patterns``) does not grow; bounded and
+possessive: linear in the text.
 """
 
 from __future__ import annotations
