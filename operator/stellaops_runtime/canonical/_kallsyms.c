@@ -199,9 +199,20 @@ fail:
     return -1;
 }
 
+/* hash(bytes) of the name, as Python gives it (the lookups hash with Python later). The call
+ * moved: _Py_HashBytes up to 3.12, internal in 3.13 (there: what it does, with the public
+ * PyHash_GetFuncDef, for the default Py_HASH_CUTOFF of 0), Py_HashBuffer from 3.14. Any of them
+ * runs without the GIL (no object touched). tests/unit/test_kallsyms_native_pythons.py. */
 static Py_hash_t hash_bytes(const uint8_t *s, Py_ssize_t n) {
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030E0000
     return Py_HashBuffer(s, n);
+#elif PY_VERSION_HEX >= 0x030D0000
+#if Py_HASH_CUTOFF > 0
+#error "Python 3.13 built with Py_HASH_CUTOFF > 0: its small-buffer hash is not public (the Python path is used)"
+#endif
+    if (n == 0) return 0;
+    Py_hash_t x = PyHash_GetFuncDef()->hash(s, n);
+    return x == -1 ? -2 : x;
 #else
     return _Py_HashBytes(s, n);
 #endif
