@@ -283,8 +283,12 @@ def test_extension_modules_are_stripped_to_their_dynamic_symbols() -> None:
             dynsym = elf.get_section_by_name(".dynsym")
             assert dynsym is not None and dynsym.get_symbol_by_name(init), (name, init)
     assert len(names) > 20, names  # grpc, cryptography, sqlalchemy, aiohttp, yaml, ...
-    # the package's own (setup.py): the symbolizer's native index, built in the image's build
-    assert any("/stellaops_runtime/canonical/_symindex." in n for n in names), names
+    # the package's own (setup.py), built in the image's build: the symbolizer's native index and
+    # the kernel symbol table's native load (_kallsyms.c and _kallsyms_table.c: one module, with
+    # zlib; without zlib.h in the build it would be skipped silently)
+    for own in ("_symindex", "_kallsyms"):
+        assert any(f"/stellaops_runtime/canonical/{own}." in n for n in names), (own, names)
+    assert not any("/stellaops_runtime/canonical/_kallsyms_table." in n for n in names), names
 
 
 def test_stripped_extension_modules_import_inside_the_image(containerd: Containerd) -> None:
@@ -298,11 +302,13 @@ def test_stripped_extension_modules_import_inside_the_image(containerd: Containe
         "for m in sys.argv[1:]:\n"
         "    importlib.import_module(m)\n"
         "from stellaops_runtime.canonical import symnative\n"
-        "print('imported', len(sys.argv) - 1, 'native index', symnative.loaded())"
+        "print('imported', len(sys.argv) - 1, 'native index', symnative.loaded(),\n"
+        "      'native kallsyms', symnative.kallsyms() is not None)"
     )
     res = containerd.run(IMAGE, "stella-ext", f"{VENV}/bin/python", "-c", script, *modules)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert f"imported {len(modules)} native index True" in res.stdout  # the agent indexes natively
+    # the agent indexes symbol tables and loads the kernel's natively (libz.so.1 found in the image)
+    assert f"imported {len(modules)} native index True native kallsyms True" in res.stdout
 
 
 def test_imported_image_runs_help(containerd: Containerd) -> None:
