@@ -40,6 +40,12 @@ def test_a_multi_line_string_loses_its_lines(text: str, expected: str) -> None:
     assert _PW not in redact(text)
 
 
+def test_a_kubernetes_env_entrys_block_scalar_value_loses_its_lines() -> None:
+    text = f"env:\n- name: DB_PASSWORD\n  value: >-\n    {_PW}\n- name: USER\n  value: bob\n"
+    assert yaml.safe_load(text)["env"][0]["value"] == _PW
+    assert _write(text) == "env:\n- name: DB_PASSWORD\n  value: [REDACTED]\n- name: USER\n  value: bob\n"
+
+
 def test_a_configparser_value_opened_below_its_key_loses_its_lines() -> None:
     text = f"[db]\npassword =\n  abc\n  {_PW}\nuser = x\n"
     parser = configparser.ConfigParser()

@@ -52,6 +52,7 @@ _PW = "P50lineSecret"
         ("password = abc\r\n    {pw}\r\nuser = x\r\n", "password = [REDACTED]\r\nuser = x\r\n"),
         # an environment name's INI line (mapping_env's ``NAME = value``)
         ("DBPASS = abc\n    {pw}\nuser = x\n", "DBPASS = [REDACTED]\nuser = x\n"),
+        ("DBPASS=abc\n    {pw}\nuser=x\n", "DBPASS=[REDACTED]\nuser=x\n"),
         # a YAML map item's key: lines deeper than the key
         ("- password: abc\n   {pw}\n  user: bob\n", "- password: [REDACTED]\n  user: bob\n"),
     ],

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 
 from stellaops_runtime.contracts.escapes import reading
 from stellaops_runtime.privacy.base import (
+    BLOCK_SCALAR,
     CONTINUED,
     DOUBLE_QUOTED,
     ESCAPED_DQ,
@@ -258,7 +259,11 @@ def pair_regex(globs: Iterable[str]) -> re.Pattern[str]:
     # A name may hold dots and dashes here (``spring.datasource.password``).
     names = "|".join(glob_to_regex(g).replace(_NAME_CHAR, r"[\w.-]") for g in globs)
     q = r"""(?:(?<!\\)\\*["'])?"""  # a run of backslashes is read from its first only: linear
-    value = r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*(?:\\*")?|'[^']*'?|[^\s"',}\]\\][^\r\n"',}\]]*)"""
+    # (a YAML block scalar too: ``value: >-`` then its lines, a long value in a manifest, session 50)
+    value = (
+        rf"""(?P<s>{BLOCK_SCALAR}|\\*"(?:[^"\\]|\\(?!")[\s\S])*(?:\\*")?|'[^']*'?"""
+        r"""|[^\s"',}\]\\][^\r\n"',}\]]*)"""
+    )
     return re.compile(
         rf"(?<![\w.-]){q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}\s*,?\s*{q}value{q}[ \t]*[:=][ \t]*{value}",
         re.IGNORECASE | re.ASCII,

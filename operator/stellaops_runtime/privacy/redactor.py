@@ -37,6 +37,7 @@ from collections import defaultdict
 
 from stellaops_runtime.contracts import escapes
 from stellaops_runtime.contracts.config import PrivacyConfig
+from stellaops_runtime.contracts.value_lines import value_end
 from stellaops_runtime.privacy import entropy, env_names
 from stellaops_runtime.privacy.base import REDACTED
 from stellaops_runtime.privacy.code_calls import code_call_spans
@@ -311,6 +312,8 @@ class Redactor:
                     )
             if named:
                 spans = regex_spans(self._env_arg_rx, text, "env_name") if "=" in text else []
+                # an INI line's value goes on over the lines indented below its key (value_lines.py)
+                spans = [(s, value_end(text, s, e), name) for s, e, name in spans]
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
                         spans.extend(regex_spans(rx, text, "env_name"))
