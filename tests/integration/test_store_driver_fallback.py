@@ -116,3 +116,21 @@ def test_a_server_asking_for_gssapi_makes_the_store_use_psycopg_for_good(
     said = [r.getMessage() for r in caplog.records if r.name == "stellaops_runtime.store.pg_connect"]
     assert len(said) == 1 and "authentication" in said[0] and "psycopg" in said[0], said
     assert proxy.accepted == 3  # pgwire's one attempt, then psycopg's two connections
+
+
+def test_the_reason_is_said_once_though_the_store_is_opened_again(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agent opens its store anew after a failed open (agent/runner.py, every 5 s while the store
+    # is down at start-up): each open is a new Database, and the same reason is logged once.
+    url = f"{pg_url}?target_session_attrs=read-write"
+    with caplog.at_level(logging.INFO, logger="stellaops_runtime.store.pg_connect"):
+        for _ in range(3):
+            store = open_store(url, migrate=False)
+            try:
+                with store.db.begin() as conn:
+                    assert not is_pgwire(conn.raw)
+            finally:
+                store.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "stellaops_runtime.store.pg_connect"]
+    assert len(said) == 1 and "target_session_attrs=read-write" in said[0], said

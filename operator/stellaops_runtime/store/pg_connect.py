@@ -5,7 +5,8 @@ PostgreSQL, which uses a small part of them (a few statements, binary COPY, comm
 :mod:`stellaops_runtime.pgwire` implements that part in pure Python. It speaks the connection
 settings most stores use; for any other (``pgwire.unsupported`` names the keyword or environment
 variable), and for good once a server asked for an authentication method pgwire does not speak,
-a store's connections are psycopg's, as before, and the log says once at info why.
+a store's connections are psycopg's, as before, and the log says once at info why (once a process
+for each store and reason).
 store/dbconn.py holds either driver's connections behind the same code (same DB-API subset).
 """
 
@@ -22,6 +23,10 @@ from stellaops_runtime.contracts.redact import redact
 log = logging.getLogger(__name__)
 
 PGWIRE_MODULE = "stellaops_runtime.pgwire"
+# (store, reason) already logged in this process: an agent opens its store anew after each failed
+# open (every few seconds while the store is down at start-up); the reason is said once.
+_SAID: set[tuple[str, str]] = set()
+_SAID_LOCK = threading.Lock()
 
 
 def is_pgwire(raw: Any) -> bool:
@@ -56,8 +61,10 @@ class PgOpener:
 
     def _psycopg(self, why: str) -> None:
         with self._lock:
-            first = self.why_psycopg is None
             self.why_psycopg = why
+        with _SAID_LOCK:
+            first = (self.label, why) not in _SAID
+            _SAID.add((self.label, why))
         if first:
             log.info(
                 "store %s: PostgreSQL connections opened with psycopg (libpq, ~10 MB more), "
