@@ -17,6 +17,7 @@ free heap pages are returned (as the agent does after loading).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import re
@@ -25,6 +26,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from stellaops_runtime.canonical import symnative
+from stellaops_runtime.canonical.symnative import ENV
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.python_implementation() != "CPython",
@@ -52,6 +56,12 @@ gc.collect()
 sys._debugmallocstats()  # ... and after
 trimmed = release_free_memory()  # as the agent does after loading (agent/runner.py)
 got = {"rss_kb": rss_kb() - before, "nbytes": ks.nbytes(), "symbols": len(ks), "trimmed": trimmed}
+"""
+
+
+_PATH_TAKEN = """
+from stellaops_runtime.canonical import symnative
+print("native" if symnative.kallsyms() is not None else "python", file=sys.stdout)
 print(json.dumps(got))
 """
 
@@ -75,13 +85,27 @@ def _kallsyms(path: Path) -> None:
     path.write_text("".join(lines))
 
 
-def test_loading_leaves_no_arena_and_no_rss_beyond_the_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path_taken", ["native", "python"])
+def test_loading_leaves_no_arena_and_no_rss_beyond_the_table(tmp_path: Path, path_taken: str) -> None:
+    """On both paths: the C extension's (canonical/_kallsyms.c) where it is built, and the Python
+    parse, which a node without the build (no compiler or zlib.h at install) takes."""
     path = tmp_path / "kallsyms"
     _kallsyms(path)
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if path_taken == "python":
+        env[ENV] = "python"
+    elif symnative._KALLSYMS is None:
+        pytest.skip("the extension is not built")
     done = subprocess.run(
-        [sys.executable, "-c", _LOAD, str(path)], capture_output=True, text=True, check=True, timeout=300
+        [sys.executable, "-c", _LOAD + _PATH_TAKEN, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
     )
-    got = json.loads(done.stdout)
+    assert done.stdout.splitlines()[0] == path_taken
+    got = json.loads(done.stdout.splitlines()[1])
     arenas = [
         int(n.replace(",", "")) for n in re.findall(r"# arenas allocated current\s*=\s*([\d,]+)", done.stderr)
     ]
