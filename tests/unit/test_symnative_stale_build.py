@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from stellaops_runtime.canonical import symnative
 
 
@@ -82,3 +84,20 @@ def test_this_checkouts_kallsyms_build_is_current_and_loaded() -> None:
         )
         return
     assert symnative.built_from_current_source(symnative._KALLSYMS.__file__)
+
+
+def test_the_kallsyms_extension_is_built_where_its_headers_are() -> None:
+    """Where a compiler, Python's headers and zlib's are, the install built _kallsyms: setup.py's
+    build is optional and skips it without a word (zlib.h missing, a Python it did not compile
+    on), and then every test of the native path here is skipped and nothing fails."""
+    import shutil
+    import subprocess
+    import sysconfig
+
+    gcc = shutil.which("gcc")
+    if gcc is None or not os.path.exists(os.path.join(sysconfig.get_path("include"), "Python.h")):
+        pytest.skip("no compiler or no Python.h: the Python path only")
+    probe = subprocess.run([gcc, "-E", "-x", "c", "-"], input=b"#include <zlib.h>\n", capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no zlib.h: the Python path only (scripts/setup.sh --server installs zlib1g-dev)")
+    assert symnative._KALLSYMS is not None, "_kallsyms was not built or is stale: run scripts/setup.sh"
