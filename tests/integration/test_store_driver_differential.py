@@ -101,6 +101,8 @@ def write_everything(url: str, t0: int) -> bool:
         write_stop(store.db, Stop(NODE, AGENT, "SIGTERM", tuple(images[:2]), False, t0))
         with store.db.connect() as conn:
             pgwire = is_pgwire(conn.raw)
+            zone = conn.execute("SHOW TimeZone").scalar()
+        assert zone == (TZ if "TimeZone" in url else "Etc/UTC"), (zone, url)
         return pgwire
     finally:
         store.close()
@@ -134,22 +136,25 @@ def dump(url: str, now: tuple[dt.datetime, dt.datetime]) -> dict[str, list[tuple
     return out
 
 
-# PGTZ: libpq sets the session's TimeZone from it, pgwire does not (the server's default then): the
-# agent's writes must not depend on the session's time zone (an odd one: +05:45).
-@pytest.mark.parametrize("pgtz", [None, "Asia/Kathmandu"])
+TZ = "Asia/Kathmandu"  # an odd session time zone: +05:45
+
+
+# A session time zone (options=-c TimeZone=..., which both drivers send; PGTZ would make both psycopg's,
+# pgwire.unsupported): the agent's writes must not depend on it.
+@pytest.mark.parametrize("zone", [None, TZ])
 def test_the_agents_writes_store_the_same_rows_through_pgwire_and_psycopg(
-    pg: Any, pg_url: str, pgtz: str | None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    pg: Any, pg_url: str, zone: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if pgtz:
-        monkeypatch.setenv("PGTZ", pgtz)
     other = pg.migrated_database()
+    session = f"options=-c%20TimeZone%3D{TZ.replace('/', '%2F')}" if zone else ""
     try:
         t0 = (int(dt.datetime.now(dt.UTC).timestamp()) // 86_400 - 2) * 86_400 * S  # two days ago
         began = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
         with caplog.at_level(logging.INFO, logger="stellaops_runtime.store.pg_connect"):
-            assert write_everything(pg_url, t0) is True
+            assert write_everything(with_query(pg_url, session) if zone else pg_url, t0) is True
             assert "psycopg" not in caplog.text  # pgwire speaks the test server's URL: no fallback said
-            assert write_everything(with_query(other, PSYCOPG_ONLY), t0) is False
+            psycopg_url = with_query(other, PSYCOPG_ONLY)
+            assert write_everything(with_query(psycopg_url, session) if zone else psycopg_url, t0) is False
         said = [r.getMessage() for r in caplog.records if r.name == "stellaops_runtime.store.pg_connect"]
         assert len(said) == 1 and "target_session_attrs" in said[0] and "psycopg" in said[0], said
         now = (began, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))

@@ -60,6 +60,9 @@ def test_the_documented_examples_make_the_store_use_psycopg() -> None:
     base = {"host": "db.example", "dbname": "stella"}
     for kw in ({"host": "h1,h2"}, {"target_session_attrs": "read-write"}, {"service": "stella"}):
         assert pgwire.unsupported({**base, **kw}, {}) is not None, kw
-    for name in ("PGSERVICE", "PGKRBSRVNAME", "PGSSLCRL"):
-        said = pgwire.unsupported(base, {name: "x"})
+    for name, value in (
+        ("PGSERVICE", "x"), ("PGKRBSRVNAME", "x"), ("PGSSLCRL", "x"), ("PGSSLSNI", "0"),
+        ("PGTZ", "Asia/Kathmandu"), ("PGDATESTYLE", "German"), ("PGGEQO", "off"),
+    ):  # fmt: skip
+        said = pgwire.unsupported(base, {name: value})
         assert said is not None and name in said, (name, said)

@@ -41,7 +41,7 @@ KEYWORDS: dict[str, str | None] = {
     "keepalives_idle": None,
     "keepalives_interval": None,
     "keepalives_count": None,
-    "tcp_user_timeout": "PGTCPUSERTIMEOUT",
+    "tcp_user_timeout": None,  # libpq reads no variable for it (PQconndefaults)
 }
 
 # Environment variables that change how libpq connects and that pgwire does not follow.
@@ -62,6 +62,17 @@ _UNSUPPORTED_ENV = {
     "PGSSLCERTMODE": "sslcertmode",
     "PGSSLMINPROTOCOLVERSION": "ssl_min_protocol_version",
     "PGSSLMAXPROTOCOLVERSION": "ssl_max_protocol_version",
+    "PGSSLSNI": "sslsni",
+    "PGSSLCOMPRESSION": "sslcompression",
+    "PGMINPROTOCOLVERSION": "min_protocol_version",
+    "PGMAXPROTOCOLVERSION": "max_protocol_version",
+    "PGGSSDELEGATION": "gssdelegation",
+    # Not keywords: libpq sends these session defaults in its startup packet, and finds the service
+    # file in PGSYSCONFDIR. pgwire's session keeps the server's (DateStyle ISO: API.md).
+    "PGDATESTYLE": "the session's DateStyle",
+    "PGTZ": "the session's TimeZone",
+    "PGGEQO": "the session's geqo",
+    "PGSYSCONFDIR": "a service file's directory",
 }
 # Keywords pgwire accepts only at these values (what libpq does by default, or the same thing).
 _ONLY = {
@@ -79,6 +90,8 @@ _ONLY_ENV = {
     "PGSSLNEGOTIATION": "sslnegotiation",
     "PGTARGETSESSIONATTRS": "target_session_attrs",
     "PGLOADBALANCEHOSTS": "load_balance_hosts",
+    "PGSSLSNI": "sslsni",
+    "PGSSLCOMPRESSION": "sslcompression",
 }
 
 
