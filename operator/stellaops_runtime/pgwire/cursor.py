@@ -172,7 +172,9 @@ class Cursor:
             elif kind == b"C":
                 expect -= 1
                 counted += max(m.command_tag(body)[1], 0)
-            elif kind in (b"I", b"D"):
+            elif kind == b"I":  # EmptyQueryResponse: an Execute's reply in place of CommandComplete
+                expect -= 1
+            elif kind == b"D":
                 continue
             else:
                 error = conn._finish(kind, body, error)
@@ -208,8 +210,9 @@ class Cursor:
             elif kind in (b"1", b"2", b"n", b"I", b"t"):
                 continue
             elif kind == b"G":  # COPY FROM STDIN through execute: refuse it, end the copy
+                # The server ignored our Sync in copy-in mode: after the CopyFail it waits for
+                # another, then answers with the one ReadyForQuery still expected.
                 conn._send(m.copy_fail("COPY FROM STDIN needs cursor.copy()") + m.SYNC)
-                readies += 1
                 error = error or ProgrammingError("COPY FROM STDIN must be run with cursor.copy()")
             elif kind == b"H":
                 error = error or ProgrammingError("COPY TO STDOUT is not supported by pgwire")

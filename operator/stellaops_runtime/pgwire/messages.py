@@ -87,7 +87,9 @@ def copy_data(data: bytes) -> bytes:
 
 
 def copy_fail(reason: str) -> bytes:
-    return _msg(b"f", _cstr(reason.replace("\0", " ")))
+    """CopyFail: ``reason`` is any exception's text (a lone surrogate of a surrogateescape-decoded
+    path included), which must not keep the COPY from being ended."""
+    return _msg(b"f", reason.replace("\0", " ").encode("utf-8", "backslashreplace") + b"\0")
 
 
 def _msg(kind: bytes, body: bytes) -> bytes:
