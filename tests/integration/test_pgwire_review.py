@@ -20,7 +20,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgwire_support import keywords
+from pgwire_support import (
+    AUTH_OK,
+    KEY,
+    READY,
+    FakeServer,
+    auth,
+    keywords,
+    message,
+    read_message,
+    read_startup,
+)
 
 from stellaops_runtime import pgwire
 
@@ -87,3 +97,105 @@ def test_an_error_in_a_copy_block_naming_unencodable_text_is_raised_and_the_copy
     assert not conn.broken
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM pg_class").fetchone()[0] > 0
+
+
+def _serve(reply: Callable[[socket.socket], None]) -> tuple[FakeServer, dict[str, Any]]:
+    server = FakeServer(reply)
+    kw = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": "u",
+        "dbname": "d",
+        "password": "p",
+        "sslmode": "disable",
+        "connect_timeout": 3,
+    }
+    return server, kw
+
+
+def _startup_then(data: bytes) -> Callable[[socket.socket], None]:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(data)
+        sock.recv(1)  # held open until the client is done
+
+    return script
+
+
+def _scram_iterations(count: bytes) -> Callable[[socket.socket], None]:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(auth(10, b"SCRAM-SHA-256\0\0"))
+        _, first = read_message(sock)
+        nonce = first.split(b"r=", 1)[1]
+        sock.sendall(auth(11, b"r=" + nonce + b"srv,s=c2FsdA==,i=" + count))
+        sock.recv(1)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        _startup_then(AUTH_OK + message(b"K", b"\0\0")),  # BackendKeyData cut short
+        _startup_then(AUTH_OK + message(b"S", b"TimeZone\0")),  # ParameterStatus without its value
+        _startup_then(message(b"E", b"SFATAL\0C28P01")),  # an error field never terminated
+        _startup_then(message(b"R", b"\0")),  # an authentication request of one byte
+        _scram_iterations("²".encode()),  # a digit to str.isdigit, not to int()
+        _scram_iterations(b"9" * 5000),  # past int()'s digit limit
+    ],
+    ids=["short-key", "parameter-status", "error-fields", "auth-request", "superscript", "5000-digits"],
+)
+def test_a_malformed_startup_reply_is_an_operational_error(script: Callable[[socket.socket], None]) -> None:
+    """The store reads only DB-API errors as "the store is away" (store/errors.py): any other
+    exception out of connect is not, and a ValueError reads as a row of ours the store cannot
+    convert (store/row_refusal.py ``is_conversion_refusal``), a refusal of the batch's rows."""
+    server, kw = _serve(script)
+    try:
+        with pytest.raises(pgwire.OperationalError) as e:
+            pgwire.connect(**kw)
+        assert e.value.sqlstate is None
+    finally:
+        server.close()
+
+
+def test_a_malformed_copy_in_response_breaks_the_connection() -> None:
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(AUTH_OK + KEY + READY)
+        read_message(sock)  # the COPY statement
+        sock.sendall(message(b"G", b"\x01"))  # no column count
+        sock.recv(1)
+
+    server, kw = _serve(script)
+    try:
+        conn = pgwire.connect(**kw)
+        conn.autocommit = True
+        with pytest.raises(pgwire.OperationalError, match="protocol violation"):
+            within(conn, lambda: conn.cursor().copy("COPY t FROM STDIN (FORMAT BINARY)").__enter__())
+        assert conn.broken
+    finally:
+        server.close()
+
+
+def test_with_connection_raises_a_commit_that_failed(pg_url: str) -> None:
+    """``with conn:`` commits at the block's end: a COMMIT the server refuses (a deferred unique
+    constraint) must raise as psycopg's does, not be swallowed while the rows are gone."""
+    with pgwire.connect(**keywords(pg_url)) as setup:
+        setup.execute("CREATE TABLE rw_deferred (a int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    conn = pgwire.connect(**keywords(pg_url))
+    with pytest.raises(pgwire.IntegrityError), conn:
+        conn.execute("INSERT INTO rw_deferred VALUES (1), (1)")
+    assert conn.closed
+    with pgwire.connect(**keywords(pg_url)) as check:
+        assert check.execute("SELECT count(*) FROM rw_deferred").fetchone() == (0,)
+
+
+def test_a_statement_of_up_to_65535_parameters_is_sent_as_libpq_sends_it(conn) -> None:
+    """The protocol's parameter count is an unsigned 16-bit word (libpq: at most 65535)."""
+    n = 40_000
+    sql = "SELECT array_length(ARRAY[" + ",".join(["%s"] * n) + "]::int[], 1)"
+    assert conn.execute(sql, list(range(n))).fetchone() == (n,)
+    with pytest.raises(pgwire.ProgrammingError, match="65535"):
+        conn.execute("SELECT " + ",".join(["%s"] * 65_536), [1] * 65_536)
+    assert conn.execute("SELECT 3").fetchone() == (3,)

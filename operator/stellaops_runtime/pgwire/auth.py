@@ -91,7 +91,10 @@ class Scram:
         nonce, salt_b64, iterations = attrs.get("r", ""), attrs.get("s"), attrs.get("i", "")
         if not nonce.startswith(self._nonce) or len(nonce) <= len(self._nonce):
             raise OperationalError("SCRAM: the server's nonce does not extend the client's")
-        if salt_b64 is None or not iterations.isdigit() or int(iterations) < 1:
+        # ASCII digits only ('²' is a digit to isdigit, not to int), and few of them (int() refuses
+        # more than 4300): anything else is as malformed as no count at all.
+        digits = iterations.isascii() and iterations.isdigit() and len(iterations) <= 12
+        if salt_b64 is None or not digits or int(iterations) < 1:
             raise OperationalError("SCRAM: malformed server-first-message")
         try:
             salt = base64.b64decode(salt_b64, validate=True)

@@ -153,13 +153,18 @@ class Connection:
         return self
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
-        if not self.closed:
-            with contextlib.suppress(Error):
-                if kind is None:
-                    self.commit()
-                else:
+        """Commit when the block ended normally (a failed COMMIT raises, as psycopg's does: the
+        block's work is lost), roll back when it raised (keeping its exception); then close."""
+        try:
+            if self.closed:
+                return
+            if kind is None:
+                self.commit()
+            else:
+                with contextlib.suppress(Error):
                     self.rollback()
-        self.close()
+        finally:
+            self.close()
 
     # -- protocol --------------------------------------------------------------------------------
 

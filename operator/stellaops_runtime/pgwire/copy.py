@@ -184,7 +184,10 @@ class Copy:
         while True:
             kind, body = conn._read()
             if kind == b"G":
-                fmt, _ = m.copy_in_response(body)
+                try:
+                    fmt, _ = m.copy_in_response(body)
+                except m.ProtocolViolation as e:
+                    raise conn._violation(str(e)) from None
                 if error is not None or readies:
                     raise conn._violation("CopyInResponse after an error")
                 if fmt != 1:

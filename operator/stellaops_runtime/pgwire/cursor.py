@@ -52,6 +52,8 @@ def convert(sql: str) -> tuple[str, int]:
 def bind_values(sql: str, params: Sequence[Any]) -> tuple[str, list[int], list[bytes | None]]:
     if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
         raise ProgrammingError("query parameters must be a sequence (pgwire supports only '%s')")
+    if len(params) > m.MAX_PARAMETERS:
+        raise ProgrammingError(f"{len(params)} parameters: a statement takes at most {m.MAX_PARAMETERS}")
     text, n = convert(sql)
     if n != len(params):
         raise ProgrammingError(f"the query has {n} placeholders but {len(params)} parameters were passed")

@@ -19,6 +19,8 @@ MAX_LENGTH = 1 << 30
 
 _I = struct.Struct("!i")
 _H = struct.Struct("!h")
+_UH = struct.Struct("!H")  # Parse's and Bind's counts: unsigned, as the server reads them
+MAX_PARAMETERS = 65535
 _II = struct.Struct("!ii")
 _CI = struct.Struct("!ci")
 _HEADER = struct.Struct("!ci")
@@ -54,13 +56,13 @@ def sasl_initial(mechanism: str, data: bytes) -> bytes:
 
 
 def parse(sql: str, oids: Sequence[int]) -> bytes:
-    body = b"\0" + _cstr(sql) + _H.pack(len(oids)) + b"".join(_I.pack(o) for o in oids)
+    body = b"\0" + _cstr(sql) + _UH.pack(len(oids)) + b"".join(_I.pack(o) for o in oids)
     return _msg(b"P", body)
 
 
 def bind(values: Sequence[bytes | None]) -> bytes:
     """Bind the unnamed statement to the unnamed portal: text parameters, text results."""
-    parts = [b"\0\0\0\0", _H.pack(len(values))]
+    parts = [b"\0\0\0\0", _UH.pack(len(values))]
     for v in values:
         if v is None:
             parts.append(b"\xff\xff\xff\xff")

@@ -53,6 +53,13 @@ def handshake(tr: Transport, t: Target, deadline: Deadline) -> Session:
         raise OperationalError(f"invalid connection parameter: {e}") from None
     tr.settimeout(deadline.left())
     tr.send(packet)
+    try:
+        return _exchange(tr, t, deadline)
+    except m.ProtocolViolation as e:  # a malformed reply: a connection error, as libpq reports it
+        raise OperationalError(f"protocol violation during startup: {e}") from None
+
+
+def _exchange(tr: Transport, t: Target, deadline: Deadline) -> Session:
     session = Session()
     scram: Any = None  # auth.Scram once a SCRAM exchange began
     while True:
