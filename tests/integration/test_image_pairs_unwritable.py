@@ -159,3 +159,23 @@ async def test_a_pairing_write_on_a_hung_store_is_cut_not_left_hanging(pg_url: s
     finally:
         await f.close()
         proxy.close()
+
+
+async def test_a_pairing_write_abandoned_at_the_flush_timeout_is_counted(pg_url: str) -> None:
+    """store_flush_timeouts_total says "writes abandoned after store.flushTimeout": a pairing write
+    cut there was not counted (only the rows' writes were), so a store hanging at each flush's
+    pairings showed flush failures and no timeout at all."""
+    target = urlsplit(pg_url.replace("postgresql+psycopg", "postgresql"))
+    proxy = PgProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    f = flusher(proxy.url(pg_url), flush_timeout="1s")
+    try:
+        f.pending.add([], [window(MANIFEST)])
+        assert await f.flush() is True  # the start row and the rows stored; the connection pooled
+        proxy.blackhole()  # that connection goes silent: the pairing's write hangs, not its connect
+        f.pairs.note(CONFIG, MANIFEST)
+        f.pending.add([], [window(MANIFEST, 4)])
+        assert await f.flush() is False and "pairings" in f.pending.last_error
+        assert f.pending.timeouts == 1 and f.pending.pending_rows == 1
+    finally:
+        await f.close()
+        proxy.close()

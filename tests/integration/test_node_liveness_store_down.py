@@ -88,6 +88,8 @@ async def test_a_hung_store_costs_a_fresh_agent_s_first_flush_one_flush_timeout_
         took = time.monotonic() - t0
         assert took < 1.6, took  # one flushTimeout (before: the start row's and the rows' write's)
         assert f.pending.pending_rows == 1 and f.liveness_failures == 1
+        # abandoned after store.flushTimeout: counted in store_flush_timeouts_total (was 0)
+        assert f.pending.timeouts == 1
         proxy.heal()
         assert await f.flush() is True, f.pending.last_error  # the next flush stores both, once
         assert f.pending.rows_flushed == 1 and f.liveness_failures == 1
@@ -180,6 +182,7 @@ async def test_a_proof_of_life_hung_on_a_silent_connection_is_cut_and_the_next_o
         assert await f.prove_alive(NODE, now_pair()) is False
         took = time.monotonic() - t0
         assert took < 2.5 and f.liveness_failures == 1, took
+        assert f.pending.timeouts == 1  # store_flush_timeouts_total (was 0: only rows' writes counted)
         proxy.heal(keep_silent=True)  # new connections answered; the hung one stays silent
         assert await f.prove_alive(NODE, now_pair()) is True  # before: "the last write has not finished"
         assert f.liveness_failures == 1

@@ -105,7 +105,7 @@ class Flusher:
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
         # the start row and the proofs of life (store/node_liveness.py), written by agent/proof_of_life.py
-        self.proof = ProofOfLife(config, agent_id=agent_id, label=self.label)
+        self.proof = ProofOfLife(config, agent_id=agent_id, label=self.label, on_timeout=self._timed_out)
         # the last flush found the store unreachable: its open failed, its start row or pairings met a
         # store down or hung, or its rows' write a store down (the proof after it does not try: it
         # would wait as long again)
@@ -119,6 +119,11 @@ class Flusher:
     def liveness_failures(self) -> int:
         """Proofs of life not written, the start row's included (agent/store_metrics.py)."""
         return self.proof.failures
+
+    def _timed_out(self) -> None:
+        """A small write (start row, proof of life, pairings) abandoned after store.flushTimeout: counted
+        with the rows' writes abandoned so (store_flush_timeouts_total, agent/store_metrics.py)."""
+        self.pending.timeouts += 1
 
     def _why(self) -> str:
         """Why rows are left at shutdown: the last error, else what was still running at the deadline.
@@ -326,6 +331,8 @@ class Flusher:
         done = await wait_written(store, fut, seconds=timeout, deadline=deadline, label=self.label)
         if not done.why:
             return True
+        if done.timed_out:
+            self._timed_out()
         self.unreachable = done.unreachable  # the proof after it does not try either
         self.pending.last_error = f"image digest pairings not stored (rows kept for retry): {done.why}"
         log.warning("%s", self.pending.last_error)

@@ -61,7 +61,8 @@ export_unguarded                     1 while the export file is followed with no
 store_flush_failures_total           failed store writes (retried)
 store_rows_dropped_total             rows dropped because the outage buffer was full
 store_gap_rows_from_drops_total      gaps marked for those dropped rows (their windows answer unknown)
-store_flush_timeouts_total           writes abandoned after store.flushTimeout (connections closed, retried)
+store_flush_timeouts_total           writes abandoned after store.flushTimeout (connections closed, retried):
+                                     the rows', the start row's, proofs of life and image pairings
 store_statement_timeout_splits_total ranges of a flush written in halves: their write passed
                                      store.statementTimeout (each part stored once, via the ledger)
 store_rows_duplicate_total           rows a retry found already stored (lost acknowledgement; not re-added)

@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 class ProofOfLife:
     """The node's proof-of-life writes for one agent; ``label``: the store's URL, safe to log."""
 
-    def __init__(self, config: AgentConfig, *, agent_id: str, label: str) -> None:
+    def __init__(
+        self, config: AgentConfig, *, agent_id: str, label: str, on_timeout: Callable[[], None] = lambda: None
+    ) -> None:
         self.config = config
+        self.on_timeout = on_timeout  # a write abandoned after store.flushTimeout (the flusher counts it)
         self.agent_id = agent_id
         self.label = label
         self.started = now_pair()  # (wall ns, boottime ns): the agent's start
@@ -91,7 +94,10 @@ class ProofOfLife:
     ) -> Written:  # fmt: skip
         timeout = wait_seconds(self.config.store.flush_timeout, deadline)
         fut = self._proving = run_detached(write, store.db, live, name=f"store-liveness{suffix}")
-        return await wait_written(store, fut, seconds=timeout, deadline=deadline, label=self.label)
+        done = await wait_written(store, fut, seconds=timeout, deadline=deadline, label=self.label)
+        if done.timed_out:
+            self.on_timeout()
+        return done
 
     def failed(self, why: str) -> bool:
         """Count and log a proof not written (the first, then every 60th); False."""

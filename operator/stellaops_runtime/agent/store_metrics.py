@@ -51,7 +51,10 @@ def store_metrics(a: Agent) -> Iterator[Metric]:
     )
     fl = a.flusher
     yield _counter(
-        "store_flush_timeouts", "Store writes abandoned after store.flushTimeout (retried).", pend.timeouts
+        "store_flush_timeouts",
+        "Store writes (rows, the start row, proofs of life, image pairings) abandoned after "
+        "store.flushTimeout (retried).",
+        pend.timeouts,
     )
     yield _counter(
         "store_statement_timeout_splits",

@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 
 class Written(NamedTuple):
     """How one write ended: ``why`` is empty when it was written; ``unreachable`` when the store is out
-    of reach (not done in time, its connections then cut; or failed as unavailable, store/errors.py)."""
+    of reach (not done in time, its connections then cut; or failed as unavailable, store/errors.py);
+    ``timed_out``: abandoned after ``store.flushTimeout`` (the caller counts it in
+    ``store_flush_timeouts_total``, as a rows' write abandoned so is counted)."""
 
     why: str = ""
     unreachable: bool = False
+    timed_out: bool = False
 
 
 def wait_seconds(flush_timeout: float, deadline: float | None) -> float:
@@ -52,7 +55,7 @@ async def wait_written(
         fut.add_done_callback(_retrieved)
         store.abort()  # its call returns; the next write opens a new connection
         await asyncio.wait({fut}, timeout=abort_grace(deadline, time.monotonic()))
-        return Written(f"store {label} did not answer within {seconds:g}s", True)
+        return Written(f"store {label} did not answer within {seconds:g}s", True, True)
     except asyncio.CancelledError:
         fut.add_done_callback(_retrieved)
         raise

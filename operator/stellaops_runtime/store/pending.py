@@ -123,7 +123,8 @@ class PendingWrites:
         self.rows_flushed = 0
         self.flushes = 0
         self.failures = 0
-        self.timeouts = 0
+        self.timeouts = 0  # writes abandoned after store.flushTimeout: rows (pending_write), and the
+        # start row, proofs of life and pairings (agent/flusher.py _timed_out)
         self.abandoned = 0
         self.duplicate_rows = 0
         self._timeout_splits_done = 0  # of batches no longer pending (see timeout_splits)
