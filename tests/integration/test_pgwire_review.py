@@ -199,3 +199,33 @@ def test_a_statement_of_up_to_65535_parameters_is_sent_as_libpq_sends_it(conn) -
     with pytest.raises(pgwire.ProgrammingError, match="65535"):
         conn.execute("SELECT " + ",".join(["%s"] * 65_536), [1] * 65_536)
     assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        {"argv": ["printf", "\\u0000"]},  # the six characters \u0000: json.dumps writes \\u0000
+        {"path": "C:\\\\u0000x"},  # an escaped backslash pair, then u0000
+        {"\\u0000": 1},
+    ],
+)
+def test_copy_stores_jsonb_text_that_merely_spells_a_nul_escape(conn, pg_url: str, sample: Any) -> None:
+    """A flush's sample (jsonb) may hold a command line that spells a NUL escape; PostgreSQL stores
+    it (the backslash is escaped), as psycopg's COPY does: pgwire took it for a NUL and refused the
+    row, which the ledger then quarantined (its counts lost)."""
+    conn.execute("CREATE TEMP TABLE rw_j (n int4, sample jsonb)")
+    with conn.cursor().copy("COPY rw_j FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["int4", "jsonb"])
+        cp.write_row((1, sample))
+    assert conn.execute("SELECT sample FROM rw_j").fetchall() == [(sample,)]
+
+
+@pytest.mark.parametrize("sample", [{"a": "\0"}, {"\0": 1}, ["x\\\0"]])
+def test_copy_still_refuses_a_real_nul_in_jsonb(conn, sample: Any) -> None:
+    conn.execute("CREATE TEMP TABLE rw_n (sample jsonb)")
+    with (
+        pytest.raises(pgwire.DataError, match="u0000"),
+        conn.cursor().copy("COPY rw_n FROM STDIN (FORMAT BINARY)") as cp,
+    ):
+        cp.set_types(["jsonb"])
+        cp.write_row((sample,))

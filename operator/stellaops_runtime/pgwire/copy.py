@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,9 +57,14 @@ def _bytea(v: Any) -> bytes:
     return struct.pack("!i", len(b)) + b
 
 
+# json.dumps writes a NUL as the escape \u0000; the six characters \u0000 in a string come out as
+# \\u0000, which jsonb stores: an escape is one preceded by an even number of backslashes.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _jsonb(v: Any) -> bytes:
     text = json.dumps(v.obj if isinstance(v, Jsonb) else v).encode()
-    if b"\\u0000" in text:
+    if b"\\u0000" in text and _NUL_ESCAPE.search(text):
         raise DataError("unsupported Unicode escape sequence: \\u0000 cannot be stored in jsonb")
     return struct.pack("!i", len(text) + 1) + b"\x01" + text
 
