@@ -229,3 +229,22 @@ def test_copy_still_refuses_a_real_nul_in_jsonb(conn, sample: Any) -> None:
     ):
         cp.set_types(["jsonb"])
         cp.write_row((sample,))
+
+
+def test_cancel_of_a_session_that_got_no_backend_key_sends_nothing() -> None:
+    """API.md: a connection that never got BackendKeyData cannot be cancelled; its cancel() is a
+    no-op, not a CancelRequest with pid 0 and an empty key opened to the server."""
+
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(AUTH_OK + READY)  # no BackendKeyData (a pooler may send none)
+        sock.recv(1)
+
+    server, kw = _serve(script)
+    try:
+        conn = pgwire.connect(**kw)
+        conn.cancel(timeout=0.5)
+        assert len(server._socks) == 1  # the session's own connection only
+        conn.close()
+    finally:
+        server.close()

@@ -133,7 +133,10 @@ class Connection:
         return self._fd
 
     def cancel(self, timeout: float = 5.0) -> None:
-        """Ask the server to cancel what this session runs (a CancelRequest on a new connection)."""
+        """Ask the server to cancel what this session runs (a CancelRequest on a new connection);
+        a session the server gave no BackendKeyData cannot be cancelled: nothing is sent."""
+        if not self._key:
+            return
         with contextlib.suppress(Exception):
             end = time.monotonic() + max(timeout, 0.0)
             family = self._tr.family

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_SOCKET_DIR = "/var/run/postgresql"
@@ -155,7 +155,7 @@ class Target:
     port: int
     dbname: str
     user: str
-    password: str | None
+    password: str | None = field(repr=False)  # never in a log line or an assertion's text
     sslmode: str
     sslrootcert: str
     sslcert: str
