@@ -29,19 +29,35 @@ _LOOK_BACK = 512
 # Indentation is any white space but a line break, as configparser reads it (``\\S``, not ASCII only):
 # ``password = a`` then ``\x1cS``, ``<NBSP>S``, ``\vS`` are one value there (s49 RP's item 8).
 _BLANK = r"[^\S\r\n]"
+# The key is any text up to the line's first ``=`` or ``:``, as configparser reads an option (``db/password``,
+# ``$password``, ``db password``: s50 RP), but no flag (``--password=x``) and no comment; a key holding a
+# blank only before ``:`` or a blank then ``=`` (``my password = a``), not a shell's ``export PASSWORD=a``
+# (its next indented line is the script's next command).
+_KEY_HEAD = r"""[^\s"'#;=:-]"""
 _KEY_BEFORE = re.compile(
-    rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)(?:[\w.][\w.-]*+|"[^"\r\n]*+"|'[^'\r\n]*+')"""
-    r"""[ \t]*+(?:[:?+]?=|:)[ \t]*+"""
+    rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)"""
+    rf"""(?:(?:{_KEY_HEAD}[^\s=:]*+|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
+    rf"""|{_KEY_HEAD}[^\r\n=:]*+(?:(?<=[ \t])[:?+]?=|:))[ \t]*+"""
 )
 # a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item
 _KEY_LINE = re.compile(r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)")
 _INDENT = re.compile(rf"{_BLANK}*+")
 # what a value of its own form starts with: a quote, a block scalar, a flow collection, an array
 _OWN_FORM = "\"'|>[{"
+# what a comment line starts with (configparser's default comment prefixes; YAML's ``#``)
+_COMMENT = "#;"
+# A multi-line string of TOML or Python, to its closing triple quote (or the text's end), as
+# privacy/key_rules.py's _TRIPLE_QUOTED reads one right after its key's separator
+_TRIPLE = re.compile(r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)' r"|'''(?:[^']|'(?!''))*+(?:'''|\Z)")
 
 
-def _line_start(text: str, at: int) -> int:
-    """Where the line holding ``at`` starts, looking back at most _LOOK_BACK; -1 if further."""
+def _line_start(text: str, at: int, *, bounded: bool = True) -> int:
+    """Where the line holding ``at`` starts, looking back at most _LOOK_BACK; -1 if further.
+
+    Not ``bounded``: however far (a caller that looks back once per line end, so once per character).
+    """
+    if not bounded:
+        return text.rfind("\n", 0, at) + 1
     line = text.rfind("\n", max(0, at - _LOOK_BACK), at) + 1
     return line if line or at <= _LOOK_BACK else -1
 
@@ -72,6 +88,14 @@ def lines_below_end(text: str, end: int, column: int, *, items: bool = False) ->
             at = first
             continue
         depth = first - at
+        if not items and depth <= column and text[first] in _COMMENT:
+            # a comment line: configparser skips it and reads the deeper lines after it on into the
+            # value (``password = a`` then ``# c`` then ``  S``: ``a\nS``); taken only with such a line
+            stop = text.find("\n", first)
+            if stop < 0:
+                return taken
+            at = stop - (text[stop - 1] == "\r")
+            continue
         item = (
             items
             and depth == column
@@ -108,6 +132,26 @@ def item_end(text: str, start: int, end: int) -> int:
     return end if column is None else lines_below_end(text, end, column, items=True)
 
 
+def _after_separator(text: str, start: int) -> bool:
+    """Whether only blanks stand between a ``=`` or ``:`` and ``start``, on its line.
+
+    The blanks walked over are the ones right before a value's start: each value's own, each walked
+    over once.
+    """
+    at = start
+    while at > 0 and text[at - 1] in " \t":
+        at -= 1
+    return at > 0 and text[at - 1] in "=:"
+
+
+def _at_line_head(text: str, start: int) -> bool:
+    """Whether only blanks stand between its line's start and ``start`` (walked over once per value)."""
+    at = start
+    while at > 0 and text[at - 1] in " \t":
+        at -= 1
+    return at == 0 or text[at - 1] == "\n"
+
+
 def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int:
     """``end``, or past the lines below that go on with the plain value ``text[start:end]``.
 
@@ -118,30 +162,43 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
     """
     if start >= end:
         return end
+    if text.startswith(('"""', "'''"), start) and _after_separator(text, start):
+        # ``password   =   """`` then its lines: the rules read a triple quote only one blank after the
+        # separator, and took ``"""a`` of it (s50 RP)
+        return max(end, _TRIPLE.match(text, start).end())  # type: ignore[union-attr]
     at_item = item_end(text, start, end)
     if at_item != end:
         return at_item
     if text[start] in _OWN_FORM and text[start] != "[" and not any_form:
         return end
     after = _INDENT.match(text, end).end()  # type: ignore[union-attr]
-    if not _at_line_end(text, after):
+    comment = text[start] in _COMMENT and _at_line_head(text, start)
+    if not comment and not _at_line_end(text, after):
         return end
-    line = _line_start(text, start)
-    if line < 0:
-        return end
-    key = _KEY_BEFORE.fullmatch(text, line, start)
+    # Once per line end (a value that ends its line, or a comment line's first character; the next value
+    # taken starts past it): the look back is not bounded, so a key behind a long indentation or a
+    # long key still counts (s50 RP)
+    line = _line_start(text, start, bounded=False)
+    key = None if comment else _KEY_BEFORE.fullmatch(text, line, start)
     if key is not None:
         column = key.end("ind") - line
-    elif line and text[line:start].isspace() and _KEY_LINE.match(text, start) is None:
+    elif line and (line == start or text[line:start].isspace()):
         # the value opens the line below a key that ends its own (``password =`` then ``  abc`` then
         # ``  S``: configparser's; ``password:`` then ``  [a,`` then ``   S]``), deeper than that key; a
-        # nested map's first key (``valueFrom:``) is no such value
+        # nested map's first key (``valueFrom:``) is no such value. A comment line taken for the value
+        # (``password =`` then ``# c`` then ``  S``: configparser skips the comment, the value is ``S``)
+        # goes with the deeper lines after it.
+        if not comment and (line == start or _KEY_LINE.match(text, start) is not None):
+            return end
         above_end = line - 1 - (text[line - 2 : line - 1] == "\r")
-        above = _line_start(text, above_end)
-        key = _KEY_BEFORE.fullmatch(text, above, above_end) if above >= 0 else None
-        if key is None or start - line <= key.end("ind") - above:
+        above = _line_start(text, above_end, bounded=False)
+        key = _KEY_BEFORE.fullmatch(text, above, above_end)
+        if key is None or (not comment and start - line <= key.end("ind") - above):
             return end
         column = key.end("ind") - above
+        if comment:
+            after = text.find("\n", start)
+            after = len(text) if after < 0 else after - (text[after - 1] == "\r")
     else:
         return end
     below = lines_below_end(text, after, column)
