@@ -117,3 +117,48 @@ def test_loading_leaves_no_arena_and_no_rss_beyond_the_table(tmp_path: Path, pat
         # and the pages of the one arena kept: up to 2 MB (a clean-clone run of 7ffc8eed measured
         # 1.56 MB over the table, 33 KB past the earlier 1.5 MB bound); the old parse left ~14 MB more.
         assert got["rss_kb"] * 1024 < got["nbytes"] + (1 << 21), got
+
+
+_PEAK = """
+import sys
+from stellaops_runtime.canonical import symnative
+from stellaops_runtime.canonical.kallsyms import KernelSymbols
+
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key))
+
+before = status_kb("VmRSS:")
+ks = KernelSymbols(kallsyms_path=sys.argv[1], notes_path="/nonexistent", sys_module_path="/nonexistent")
+print("native" if symnative.kallsyms() is not None else "python", len(ks), status_kb("VmHWM:") - before)
+"""
+
+
+@pytest.mark.parametrize("path_taken", ["native", "python"])
+def test_a_large_file_that_is_no_kallsyms_costs_a_bounded_buffer(tmp_path: Path, path_taken: str) -> None:
+    """kallsymsPath naming a large regular file of other lines (a log, a dump): the load reads it
+    a piece at a time and keeps only the text symbol rows, so its peak does not grow with the
+    file (the native read used to hold the whole file: +80 MB of peak for 64 MB)."""
+    path = tmp_path / "not-kallsyms"
+    with path.open("wb") as f:
+        line = b"ffffffff81000000 D some_data_symbol_not_text_" + b"x" * 17 + b"\n"  # 64 bytes
+        chunk = line * (1 << 14)  # 1 MiB
+        for _ in range(64):
+            f.write(chunk)
+        f.write(b"ffffffff81000010 T the_one_function\n")
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if path_taken == "python":
+        env[ENV] = "python"
+    elif symnative._KALLSYMS is None:
+        pytest.skip("the extension is not built")
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=env,
+    )
+    taken, symbols, peak_kb = done.stdout.split()
+    assert (taken, symbols) == (path_taken, "1")
+    assert int(peak_kb) < 16 * 1024, peak_kb

@@ -239,3 +239,49 @@ def test_mutated_and_random_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                 rng.shuffle(lines)
             data = rng.choice((b"\n", b"\r\n")).join(lines) + rng.choice((b"", b"\n"))
         _same(_write(tmp_path, data), monkeypatch)
+
+
+def test_rows_do_not_depend_on_how_the_file_comes_in() -> None:
+    """The native parse reads a piece at a time (1 MiB, more only while one line is longer): rows
+    are the same whether the file comes in one read, a page at a time (as /proc/kallsyms gives
+    it), a byte at a time or cut anywhere, lines longer than the buffer included; here through a
+    pipe written in pieces of odd sizes, against the Python parse of the same bytes."""
+    import io
+    import threading
+    from array import array
+
+    from stellaops_runtime.canonical.kallsyms_rows import parse_python
+
+    rng = random.Random(13)
+    lines = [
+        b"%016x t fn_%d%s" % (0xFFFFFFFF81000000 + 16 * i, i, b"\t[m%d]" % (i % 3) * (i % 2))
+        for i in range(30_000)
+    ]
+    lines[7] = b"ffffffff81000500 t " + b"n" * (3 << 20)  # longer than the buffer: it grows
+    data = b"\r\n".join(lines) + b"\n" + b"ffffffff81999999 T last_no_newline"
+    want = parse_python(io.BytesIO(data))
+    want.sort()
+    for sizes in ((1 << 22,), (4096,), (1, 7, 4093, 65536, 1 << 20)):
+        rfd, wfd = os.pipe()
+
+        def write(sizes: tuple[int, ...] = sizes, wfd: int = wfd) -> None:
+            at = 0
+            while at < len(data):
+                n = rng.choice(sizes) if len(sizes) > 1 else sizes[0]
+                at += os.write(wfd, data[at : at + n])
+            os.close(wfd)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            addrs, names, name_off, hashes, mods, fields = symnative._KALLSYMS.rows(rfd)
+        finally:
+            writer.join()
+            os.close(rfd)
+        assert (addrs, names, name_off, hashes) == (
+            want.addrs.tobytes(),
+            bytes(want.names),
+            want.name_off.tobytes(),
+            want.hashes.tobytes(),
+        ), sizes
+        assert [fields[m] for m in array("I", mods)] == [want.mod_fields[m] for m in want.mods], sizes

@@ -8,8 +8,9 @@
  *
  *   rows(fd) -> (addrs, names, name_off, hashes, mods, mod_fields)
  *
- * fd: the file, read to its end here. Kept are lines (split on '\n') of at least three fields
- * (split on ASCII whitespace, as bytes.split()), whose second field is exactly t, T, w or W and whose first is
+ * fd: the file, read to its end here, a piece at a time (what is held grows with the rows kept, not
+ * with the file). Kept are lines (split on '\n') of at least three fields (split on ASCII
+ * whitespace, as bytes.split()), whose second field is exactly t, T, w or W and whose first is
  * what int(field, 16) reads as a number in [0, 2**64) (sign, 0x prefix, single underscores
  * between digits included). A name that is not valid UTF-8 is replaced by the UTF-8 of its
  * decoding with U+FFFD (Python's own decoder decides). Rows are in address order, and among
@@ -98,11 +99,33 @@ static void rank_fields(Row *r) {
     r->us = us, r->points = points;
 }
 
-/* The kept lines of data into rows (no Python object: run without the GIL). -1: no memory. */
-static Py_ssize_t scan(const uint8_t *data, size_t len, Row **out) {
-    size_t cap = 1024, n = 0;
-    Row *rows = malloc(cap * sizeof *rows);
-    if (!rows) return -1;
+/* The rows kept so far, their names and module fields copied out of the buffer read: the file is
+ * read a piece at a time, so what is held grows with the rows kept, not with the file. */
+typedef struct {
+    Row *rows;
+    size_t n, cap;
+    uint8_t *kept; /* the kept rows' names and module fields, back to back */
+    size_t kept_len, kept_cap;
+} Scan;
+
+/* Copy len bytes to s->kept; their offset there in *at (a Row holds it until the reading ends). */
+static int keep_bytes(Scan *s, const uint8_t *p, size_t len, const uint8_t **at) {
+    if (s->kept_cap - s->kept_len < len) {
+        size_t cap = s->kept_cap ? s->kept_cap : (size_t)1 << 16;
+        while (cap - s->kept_len < len) cap *= 2;
+        uint8_t *grown = realloc(s->kept, cap);
+        if (!grown) return -1;
+        s->kept = grown, s->kept_cap = cap;
+    }
+    memcpy(s->kept + s->kept_len, p, len);
+    *at = (const uint8_t *)(uintptr_t)s->kept_len;
+    s->kept_len += len;
+    return 0;
+}
+
+/* The kept lines of data (whole lines; at the end of the file, what is left) into s->rows (no
+ * Python object: run without the GIL). -1: no memory. */
+static int scan(Scan *s, const uint8_t *data, size_t len) {
     const uint8_t *p = data, *end = data + len;
     while (p < end) {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
@@ -113,9 +136,9 @@ static Py_ssize_t scan(const uint8_t *data, size_t len, Row **out) {
         while (k < 4) {
             while (q < eol && is_space(*q)) q++;
             if (q == eol) break;
-            const uint8_t *s = q;
+            const uint8_t *start = q;
             while (q < eol && !is_space(*q)) q++;
-            f[k] = s, fl[k] = (size_t)(q - s), k++;
+            f[k] = start, fl[k] = (size_t)(q - start), k++;
         }
         p = nl ? nl + 1 : end;
         if (k < 3 || fl[1] != 1) continue;
@@ -123,24 +146,69 @@ static Py_ssize_t scan(const uint8_t *data, size_t len, Row **out) {
         if (t != 't' && t != 'T' && t != 'w' && t != 'W') continue;
         uint64_t addr;
         if (!parse_hex(f[0], fl[0], &addr)) continue;
-        if (fl[2] > UINT32_MAX || (k == 4 && fl[3] > UINT32_MAX) || n >= UINT32_MAX - 1) continue;
-        if (n == cap) {
-            Row *grown = realloc(rows, 2 * cap * sizeof *rows);
-            if (!grown) {
-                free(rows);
-                return -1;
-            }
-            rows = grown, cap *= 2;
+        if (fl[2] > UINT32_MAX || (k == 4 && fl[3] > UINT32_MAX) || s->n >= UINT32_MAX - 1) continue;
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? 2 * s->cap : 1024;
+            Row *grown = realloc(s->rows, cap * sizeof *grown);
+            if (!grown) return -1;
+            s->rows = grown, s->cap = cap;
         }
-        Row *r = &rows[n];
-        r->addr = addr, r->name = f[2], r->name_len = (uint32_t)fl[2], r->rec = (uint32_t)n;
-        r->mod = k == 4 ? f[3] : NULL, r->mod_len = k == 4 ? (uint32_t)fl[3] : 0;
+        Row *r = &s->rows[s->n];
+        r->addr = addr, r->name_len = (uint32_t)fl[2], r->rec = (uint32_t)s->n;
+        r->mod_len = k == 4 ? (uint32_t)fl[3] : 0; /* a field is never empty: 0 is no module */
+        r->mod = NULL;
+        if (keep_bytes(s, f[2], fl[2], &r->name) < 0) return -1;
+        if (k == 4 && keep_bytes(s, f[3], fl[3], &r->mod) < 0) return -1;
         r->high = 0;
-        for (uint32_t i = 0; i < r->name_len; i++) r->high |= r->name[i] >> 7;
-        n++;
+        for (uint32_t i = 0; i < r->name_len; i++) r->high |= f[2][i] >> 7;
+        s->n++;
     }
-    *out = rows;
-    return (Py_ssize_t)n;
+    return 0;
+}
+
+/* The file at fd, from where it stands to its end, read and scanned a piece at a time without
+ * the GIL (each read of /proc/kallsyms returns about a page: a thousand reads, each taking the GIL
+ * again behind a busy thread, when Python reads it). The buffer holds 1 MiB, more only while one
+ * line is longer. Then each row's name and module point into s->kept. 0, or an errno. */
+static int read_scan(int fd, Scan *s) {
+    size_t cap = (size_t)1 << 20, have = 0;
+    uint8_t *buf = malloc(cap);
+    int err = buf ? 0 : ENOMEM, eof = 0;
+    while (!err && !eof) {
+        if (cap - have < ((size_t)1 << 16)) { /* a line longer than the buffer so far */
+            uint8_t *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                err = ENOMEM;
+                break;
+            }
+            buf = grown, cap *= 2;
+        }
+        ssize_t got = read(fd, buf + have, cap - have);
+        if (got < 0) {
+            if (errno != EINTR) err = errno;
+            continue;
+        }
+        eof = got == 0;
+        size_t end = have + (size_t)got; /* what to scan: up to the last line end read, all at the end */
+        if (!eof) { /* what was carried over holds no line end: look in what came */
+            while (end > have && buf[end - 1] != '\n') end--;
+            if (end == have) end = 0; /* none yet: the line goes on */
+        }
+        have += (size_t)got;
+        if (end && scan(s, buf, end) < 0) {
+            err = ENOMEM;
+            break;
+        }
+        memmove(buf, buf + end, have - end);
+        have -= end;
+    }
+    free(buf);
+    for (size_t i = 0; !err && i < s->n; i++) { /* offsets into kept, now that it moves no more */
+        Row *r = &s->rows[i];
+        r->name = s->kept + (uintptr_t)r->name;
+        r->mod = r->mod_len ? s->kept + (uintptr_t)r->mod : NULL;
+    }
+    return err;
 }
 
 /* With the GIL: names that are not valid UTF-8 replaced (kept alive in keep), module ids. */
@@ -218,59 +286,27 @@ static Py_hash_t hash_bytes(const uint8_t *s, Py_ssize_t n) {
 #endif
 }
 
-/* The rest of the file at fd, read without the GIL (each read of /proc/kallsyms returns about a
- * page: a thousand reads, each taking the GIL again behind a busy thread, when Python reads it). */
-static PyObject *read_all(int fd, uint8_t **out, size_t *len) {
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *buf = malloc(cap);
-    int err = buf ? 0 : ENOMEM;
-    Py_BEGIN_ALLOW_THREADS
-    while (!err) {
-        if (cap - n < (1 << 16)) {
-            uint8_t *grown = realloc(buf, cap * 2);
-            if (!grown) {
-                err = ENOMEM;
-                break;
-            }
-            buf = grown, cap *= 2;
-        }
-        ssize_t got = read(fd, buf + n, cap - n);
-        if (got > 0) n += (size_t)got;
-        else if (got == 0) break;
-        else if (errno != EINTR) err = errno;
-    }
-    Py_END_ALLOW_THREADS
-    if (err) {
-        free(buf);
-        errno = err;
-        return PyErr_SetFromErrno(err == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
-    }
-    *out = buf, *len = n;
-    return Py_None;
-}
-
 static PyObject *kallsyms_rows(PyObject *self, PyObject *arg) {
     (void)self;
     int fd = PyObject_AsFileDescriptor(arg);
     if (fd < 0) return NULL;
-    Py_buffer data = {0};
-    uint8_t *file = NULL;
-    size_t file_len = 0;
-    if (!read_all(fd, &file, &file_len)) return NULL;
-    data.buf = file, data.len = (Py_ssize_t)file_len;
+    Scan sc = {0};
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = read_scan(fd, &sc);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        free(sc.rows);
+        free(sc.kept);
+        errno = err;
+        return PyErr_SetFromErrno(err == ENOMEM ? PyExc_MemoryError : PyExc_OSError);
+    }
+    Row *rows = sc.rows;
+    Py_ssize_t n = (Py_ssize_t)sc.n;
     PyObject *keep = PyList_New(0), *mod_fields = PyList_New(0), *out = NULL, *empty = NULL;
     PyObject *addrs = NULL, *names = NULL, *offs = NULL, *hashes = NULL, *mods = NULL;
-    Row *rows = NULL;
-    Py_ssize_t n;
     if (!keep || !mod_fields) goto done;
     if (!(empty = PyBytes_FromStringAndSize("", 0)) || PyList_Append(mod_fields, empty) < 0) goto done;
-    Py_BEGIN_ALLOW_THREADS
-    n = scan(data.buf, (size_t)data.len, &rows);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
     if (name_rows(rows, n, keep, mod_fields) < 0) goto done;
     size_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) total += (size_t)rows[i].name_len + 1;
@@ -305,7 +341,7 @@ static PyObject *kallsyms_rows(PyObject *self, PyObject *arg) {
     out = PyTuple_Pack(6, addrs, names, offs, hashes, mods, mod_fields);
 done:
     free(rows);
-    free(file);
+    free(sc.kept);
     Py_XDECREF(keep);
     Py_XDECREF(mod_fields);
     Py_XDECREF(empty);
