@@ -138,7 +138,7 @@ print("native" if symnative.kallsyms() is not None else "python", len(ks), statu
 def test_a_large_file_that_is_no_kallsyms_costs_a_bounded_buffer(tmp_path: Path, path_taken: str) -> None:
     """kallsymsPath naming a large regular file of other lines (a log, a dump): the load reads it
     a piece at a time and keeps only the text symbol rows, so its peak does not grow with the
-    file (the native read used to hold the whole file: +80 MB of peak for 64 MB)."""
+    file (the native read used to hold the whole file: +64 MB of peak for 64 MB)."""
     path = tmp_path / "not-kallsyms"
     with path.open("wb") as f:
         line = b"ffffffff81000000 D some_data_symbol_not_text_" + b"x" * 17 + b"\n"  # 64 bytes
