@@ -248,3 +248,31 @@ def test_cancel_of_a_session_that_got_no_backend_key_sends_nothing() -> None:
         conn.close()
     finally:
         server.close()
+
+
+def test_an_absurd_scram_iteration_count_is_refused_without_handing_the_store_to_libpq() -> None:
+    """2^31-1 PBKDF2 iterations: pgwire refused them, but as UnsupportedAuthentication, and the store
+    (store/pg_connect.py) then opens every later connection with psycopg, whose libpq computes the
+    count in one uninterruptible call past connect_timeout (measured: 20,000,000 iterations held
+    psycopg.connect 10.7 s with connect_timeout=2; 2^31-1 would hold it ~20 minutes of a core, per
+    connect). Above MAX_LIBPQ_ITERATIONS it is an OperationalError: the store stays on pgwire and
+    reads the server as away; a count between MAX_ITERATIONS and that still goes to psycopg."""
+    from stellaops_runtime.pgwire.auth import MAX_ITERATIONS, MAX_LIBPQ_ITERATIONS
+    from stellaops_runtime.store.pg_connect import PgOpener
+
+    server, kw = _serve(_scram_iterations(str(2**31 - 1).encode()))
+    try:
+        opener = PgOpener("review-store")
+        with pytest.raises(pgwire.OperationalError, match="iterations") as e:
+            opener.open(kw)
+        assert not isinstance(e.value, pgwire.UnsupportedAuthentication)
+        assert opener.why_psycopg is None
+    finally:
+        server.close()
+    assert MAX_ITERATIONS < MAX_LIBPQ_ITERATIONS <= 10_000_000
+    server, kw = _serve(_scram_iterations(str(MAX_ITERATIONS + 1).encode()))
+    try:
+        with pytest.raises(pgwire.UnsupportedAuthentication, match="iterations"):
+            pgwire.connect(**kw)
+    finally:
+        server.close()

@@ -20,6 +20,10 @@ MECHANISM = "SCRAM-SHA-256"
 # PostgreSQL's default is 4096 (scram_iterations); PBKDF2 is one uninterruptible C call, ~0.5 s per
 # million iterations here: a server asking for more is refused rather than obeyed past any timeout.
 MAX_ITERATIONS = 1_000_000
+# Above this no client is given the count: libpq computes any count in one uninterruptible call too
+# (20,000,000 held psycopg.connect 10.7 s past connect_timeout=2), so handing such a server to
+# psycopg (UnsupportedAuthentication) would move the hang there and keep the store on psycopg.
+MAX_LIBPQ_ITERATIONS = 10_000_000
 
 
 def md5_password(user: str, password: str, salt: bytes) -> bytes:
@@ -100,6 +104,11 @@ class Scram:
             salt = base64.b64decode(salt_b64, validate=True)
         except ValueError:
             raise OperationalError("SCRAM: malformed salt") from None
+        if int(iterations) > MAX_LIBPQ_ITERATIONS:
+            raise OperationalError(
+                f"SCRAM: the server asks for {iterations} PBKDF2 iterations: refused"
+                f" (more than {MAX_LIBPQ_ITERATIONS}, which libpq would compute past any timeout)"
+            )
         if int(iterations) > MAX_ITERATIONS:
             raise UnsupportedAuthentication(
                 f"SCRAM: the server asks for {iterations} PBKDF2 iterations"
