@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -274,5 +275,33 @@ def test_an_absurd_scram_iteration_count_is_refused_without_handing_the_store_to
     try:
         with pytest.raises(pgwire.UnsupportedAuthentication, match="iterations"):
             pgwire.connect(**kw)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("columns", [0, 2])
+def test_a_data_row_of_another_width_than_its_description_is_a_protocol_violation(columns: int) -> None:
+    """libpq refuses a DataRow whose field count differs from the RowDescription's; pgwire kept it and
+    failed at fetch with a ValueError (zip strict), which store/row_refusal.py reads as a row of ours
+    it cannot convert: a read in the ledger's transaction would refuse the batch's rows."""
+
+    def script(sock: socket.socket) -> None:
+        read_startup(sock)
+        sock.sendall(AUTH_OK + KEY + READY)
+        while read_message(sock)[0] != b"S":  # Parse Bind Describe Execute Sync
+            pass
+        desc = b"\0\x01" + b"a\0" + struct.pack("!ihihih", 0, 0, 25, -1, -1, 0)
+        row = struct.pack("!h", columns) + b"".join(struct.pack("!i", 1) + b"x" for _ in range(columns))
+        sock.sendall(message(b"1", b"") + message(b"2", b"") + message(b"T", desc) + message(b"D", row))
+        sock.sendall(message(b"C", b"SELECT 1\0") + READY)
+        sock.recv(1)
+
+    server, kw = _serve(script)
+    try:
+        conn = pgwire.connect(**kw)
+        conn.autocommit = True
+        with pytest.raises(pgwire.OperationalError, match="protocol violation"):
+            within(conn, lambda: conn.execute("SELECT 'x'").fetchall())
+        assert conn.broken
     finally:
         server.close()

@@ -192,9 +192,12 @@ class Cursor:
             kind, body = conn._read()
             if kind == b"D":
                 try:
-                    self._rows.append(m.data_row(body))
+                    row = m.data_row(body)
                 except m.ProtocolViolation as e:
                     raise conn._violation(str(e)) from None
+                if self.description is None or len(row) != len(self._loaders):
+                    raise conn._violation(f"a DataRow of {len(row)} fields for {len(self._loaders)} columns")
+                self._rows.append(row)
             elif kind == b"T":
                 try:
                     cols = m.row_description(body)
