@@ -305,3 +305,43 @@ def test_a_data_row_of_another_width_than_its_description_is_a_protocol_violatio
         assert conn.broken
     finally:
         server.close()
+
+
+def test_verify_full_without_a_host_name_is_refused_as_libpq_refuses_it(tmp_path: Path, monkeypatch) -> None:
+    """hostaddr alone with sslmode=verify-full: there is no name to check the certificate against.
+    libpq refuses ('host name must be specified for a verified SSL connection'); pgwire raised the
+    ssl module's ValueError (check_hostname requires server_hostname), not a DB-API error."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "review CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder(subject_name=name, issuer_name=name, public_key=key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    root = tmp_path / "root.crt"
+    root.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def script(sock: socket.socket) -> None:
+        sock.recv(8)  # the SSLRequest
+        sock.sendall(b"S")
+        sock.recv(1)
+
+    monkeypatch.delenv("PGHOST", raising=False)
+    server = FakeServer(script)
+    kw = {"hostaddr": "127.0.0.1", "port": server.port, "user": "u", "dbname": "d"}
+    try:
+        with pytest.raises(pgwire.OperationalError, match="host name"):
+            pgwire.connect(**kw, sslmode="verify-full", sslrootcert=str(root), connect_timeout=3)
+    finally:
+        server.close()

@@ -164,6 +164,8 @@ def start_tls(tr: Transport, t: Target) -> bool:
         return False
     if answer != b"S":
         raise OperationalError(f"received invalid response to SSL negotiation: {answer!r}")
+    if t.sslmode == "verify-full" and not t.host:  # hostaddr alone: no name to verify
+        raise OperationalError("host name must be specified for a verified SSL connection")
     ctx = _context(t)
     server_name = None if _is_ip(t.host) or not t.host else t.host
     try:
