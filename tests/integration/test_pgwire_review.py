@@ -345,3 +345,12 @@ def test_verify_full_without_a_host_name_is_refused_as_libpq_refuses_it(tmp_path
             pgwire.connect(**kw, sslmode="verify-full", sslrootcert=str(root), connect_timeout=3)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("host", ["db..example.com", "a" * 64 + ".example.com"])
+def test_a_host_name_idna_cannot_encode_is_a_connection_error(host: str) -> None:
+    """A store URL with an empty or over-long label (a typo): getaddrinfo's IDNA encoding raises
+    UnicodeError, a ValueError, which pgwire let out of connect (libpq: "could not translate host
+    name", psycopg's OperationalError); the store then took it for a row it cannot convert."""
+    with pytest.raises(pgwire.OperationalError, match="could not translate host name"):
+        pgwire.connect(host=host, port=5432, user="u", dbname="d", sslmode="disable", connect_timeout=3)

@@ -122,7 +122,7 @@ def open_socket(t: Target, deadline: Deadline) -> Transport:
     errors = []
     try:
         infos = socket.getaddrinfo(host, t.port, type=socket.SOCK_STREAM)
-    except OSError as e:
+    except (OSError, UnicodeError) as e:  # UnicodeError: a label IDNA cannot encode (empty, too long)
         raise OperationalError(f'could not translate host name "{host}" to address: {e}') from None
     for family, kind, proto, _, addr in infos:
         sock = socket.socket(family, kind, proto)
