@@ -47,7 +47,7 @@ def _old_keyed(keywords: list[str], *, bare_space: bool = False, guard: str = ""
     flag = rf"-(?<![\w./-]-)-?(?!-|(?i:no)-)[\w.-]*?(?i:{kw})\s+(?=[^\s-]){guard}(?P<s>{K.WIDE_VALUE})"
     sep = rf"(?:{K.SEP}|\s+(?=[^\s-]))" if bare_space else K.SEP
     # (its text opening on the next line too: session 50)
-    xml = rf"<(?:[\w.-]++:)?{K.KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?:[ \t]*+\r?\n\s*+)?(?P<s>[^<\s][^<]*)"
+    xml = rf"<(?:[\w.-]++:)?{K.KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>{K.XML_OPENING}(?P<s>{K.XML_TEXT})"
     alts = [flag, xml, *K.in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
     for k in keywords:
         for alt in first_char_alternatives(k, tail=r"(?<!/@)"):

@@ -140,6 +140,14 @@ SEP = (
 # The same with ``=`` only: a key right after ``/`` (``/run/password=x``, ``https://h/v1/token=x``)
 # is a key when ``=`` follows it; ``:`` after it is a path (``-v /etc/passwd:/etc/passwd:ro``).
 SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
+# An XML element's text: a CDATA section whole (``<password><![CDATA[x]]></password>``, a value holding
+# ``<`` or ``&`` written so; to its ``]]>`` or a cut text's end: s50 RP), or characters up to the next tag.
+# Possessive; a match ends where the section does, so each section is read once: linear.
+XML_TEXT = r"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)|[^<\s][^<]*"
+# Before it, on the element's line: blanks then text that a closing tag ends (``<password> a b</password>``:
+# s50 RP; prose's ``the <auth> element`` stays), or a line break (a pretty-printed file: ``<password>``
+# then ``  x``).
+XML_OPENING = r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 KEY_PREFIX = r"[\w.-]*?"
@@ -188,7 +196,7 @@ def keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], 
     # An XML element named for the secret: ``<password>x</password>``, ``<db:password>``.
     # Its text may open on the next line (a pretty-printed file: ``<password>`` then ``  x``; prose's
     # ``the <auth> element`` stays).
-    xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>(?:[ \t]*+\r?\n\s*+)?(?P<s>[^<\s][^<]*)"
+    xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>{XML_OPENING}(?P<s>{XML_TEXT})"
     heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){SEP_EQ}"]
     return heads, [xml, *in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from stellaops_runtime.privacy.key_rules import XML_TEXT
+
 __all__ = ["named_literal_spans"]
 
 # the name, quoted: up to 64 word characters (``.``, ``:``, ``-`` too) ending in a credential word;
@@ -61,13 +63,15 @@ _SED = re.compile(
 # self-closing one: ``<property name="password" value="x"/>`` is _KEY_VALUE's kind), and Hadoop's and
 # Hive's ``<name>javax.jdo.option.ConnectionPassword</name>`` then ``<value>x</value>`` (session 50).
 # Bounded and possessive: linear.
+# Its text may be a CDATA section (``<value><![CDATA[x]]></value>``), and .NET's settings hold it in a
+# ``<value>`` element (``<setting name="DbPassword" serializeAs="String"><value>x</value>``: s50 RP).
 _ELEMENT_NAMED = re.compile(
     rf"""<[\w:.-]{{1,64}}+[ \t\r\n][^<>]{{0,256}}?(?<![\w-])(?i:key|name)[ \t]*+=[ \t]*+{_NAME}"""
-    r"""[^<>]{0,256}+(?<!/)>[ \t\r\n]*+(?P<s>[^<\s][^<]*+)"""
+    rf"""[^<>]{{0,256}}+(?<!/)>[ \t\r\n]*+(?:<value>[ \t\r\n]*+)?(?P<s>{XML_TEXT})"""
 )
 _NAME_THEN_VALUE = re.compile(
     rf"""<name>[ \t\r\n]*+(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})[ \t\r\n]*+</name>[ \t\r\n]*+"""
-    r"""<value>[ \t\r\n]*+(?P<s>[^<\s][^<]*+)"""
+    rf"""<value>[ \t\r\n]*+(?P<s>{XML_TEXT})"""
 )
 _TRIGGERS = ("pass", "pw", "psw", "secret", "token", "key", "cred", "salt")
 

@@ -316,7 +316,10 @@ class Redactor:
                 spans = [(s, value_end(text, s, e), name) for s, e, name in spans]
                 if "value" in low and "name" in low:
                     for rx in self._env_pair_rxs:
-                        spans.extend(regex_spans(rx, text, "env_name"))
+                        # ``value: a`` then deeper lines: one plain scalar (s50 RP)
+                        spans.extend(
+                            (s, value_end(text, s, e), n) for s, e, n in regex_spans(rx, text, "env_name")
+                        )
             spans.extend(mapped)
             if spans:
                 text, n = replace_spans(text, spans, counts=counts)
