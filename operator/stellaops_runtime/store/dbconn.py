@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from stellaops_runtime.store.dbvalues import convert_for
-from stellaops_runtime.store.pg_connect import PgOpener
+from stellaops_runtime.store.pg_connect import PgOpener, refuse_aborted_commit
 from stellaops_runtime.store.pgcancel import cancel_in_background
 from stellaops_runtime.store.store_url import StoreURL, safe_text
 
@@ -288,6 +288,8 @@ class Database:
         try:
             yield Conn(raw, self.dialect, self.hooks)
             if commit:
+                if self._pg is not None:
+                    refuse_aborted_commit(raw)  # never a silent loss, on either driver
                 raw.commit()
             else:
                 raw.rollback()

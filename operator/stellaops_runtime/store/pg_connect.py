@@ -34,6 +34,22 @@ def is_pgwire(raw: Any) -> bool:
     return type(raw).__module__.startswith(PGWIRE_MODULE)
 
 
+def refuse_aborted_commit(raw: Any) -> None:
+    """Raise, as pgwire's ``commit()`` does (InternalError 25P02), before the COMMIT of a psycopg
+    transaction an error aborted: psycopg 3.3's commit returns without a word there (the server
+    rolled the transaction back), so a block that caught an error inside ``Database.begin()`` looked
+    committed on the psycopg fallback and its writes were silently lost
+    (tests/integration/test_store_commit_aborted.py)."""
+    if is_pgwire(raw):
+        return  # its commit raises itself
+    from psycopg import errors, pq
+
+    if raw.info.transaction_status == pq.TransactionStatus.INERROR:
+        raise errors.InFailedSqlTransaction(
+            "current transaction is aborted (an error inside it): not committed, rolled back"
+        )
+
+
 class PgOpener:
     """Opens one store's PostgreSQL connections, with pgwire unless it cannot (module docstring)."""
 
