@@ -49,3 +49,19 @@ def test_a_nul_is_a_refused_row_and_a_bad_statement_is_neither(pg_url: str) -> N
         assert not (is_row_refusal(e) or is_unavailable(e) or out_of_reach(e))
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("query", ["", "?target_session_attrs=read-write"], ids=["pgwire", "psycopg"])
+def test_a_server_refusing_the_session_is_out_of_reach_on_either_driver(pg_url: str, query: str) -> None:
+    """A connect the server refuses (here 3D000, a database that does not exist; also 57P03 while it
+    starts up after a crash, 53300 with every slot taken) is "out of reach" (agent/store_wait.py: the
+    start row's flush stops there, the proof after it does not try). psycopg's connect errors carry
+    no SQLSTATE, pgwire's keep the server's (API.md): read by its SQLSTATE, the same refusal was out
+    of reach on psycopg and not on pgwire."""
+    url = pg_url.rsplit("/", 1)[0] + "/no_such_database_rw2" + query
+    db = Database(parse_store_url(url), Timeouts(connect=2))
+    with pytest.raises(Exception) as caught, db.begin() as conn:
+        conn.execute("SELECT 1")
+    e = caught.value
+    assert is_database_error(e) and is_unavailable(e) and not is_row_refusal(e)
+    assert out_of_reach(e), repr(e)

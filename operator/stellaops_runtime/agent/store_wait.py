@@ -85,6 +85,8 @@ def out_of_reach(e: BaseException) -> bool:
         return True
     if not (isinstance(e, StoreUnavailable) or is_unavailable(e)):
         return False
+    if getattr(e, "connect_failed", False):  # store/dbconn.py: a PostgreSQL connect refused or not
+        return True  # reached, whichever driver (pgwire's keeps the server's SQLSTATE, psycopg's none)
     code = getattr(e, "sqlite_errorcode", None)
     if code is not None:
         return int(code) & 0xFF in SQLITE_WAITED

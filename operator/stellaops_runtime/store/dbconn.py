@@ -218,7 +218,14 @@ class Database:
         if self._pg is not None:
             params = self.url.postgres_params()
             params.update(self.timeouts.postgres_connect_args(params.get("options")))
-            raw = self._pg.open(params)
+            try:
+                raw = self._pg.open(params)
+            except Exception as e:
+                # Refused or not reached: either driver's (pgwire keeps a refusing server's SQLSTATE,
+                # psycopg has none), read alike by agent/store_wait.py ``out_of_reach``.
+                with contextlib.suppress(AttributeError, TypeError):
+                    e.connect_failed = True  # type: ignore[attr-defined]
+                raise
         else:  # imported here: a node's agent on PostgreSQL never maps SQLite (~0.9 MB, issue 13)
             import sqlite3
 
