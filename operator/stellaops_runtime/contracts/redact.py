@@ -28,7 +28,10 @@ messages stay useful):
   flags: ``--password value``, ``-token value``; with the lines that go on with a key's value
   (contracts/value_lines.py): a sequence item under it (``password:`` then ``  - a`` then ``    b``),
   the lines indented deeper than a key at its line's start (``password = a`` then ``  b``, a block or
-  quoted scalar's);
+  quoted scalar's); the rest of the line too when deeper lines follow (``token = a b`` then ``  c``), a
+  YAML tag's, anchor's or unclosed flow collection's (``password: !!binary x``, ``[a, x]``), a quote to
+  its closing one over lines (``password: "a`` then ``x"``), a properties value's backslash-continued
+  lines (``_Rest``);
 - ``Bearer <token>`` and ``Basic <base64>`` credentials.
 
 Text is also read as the privacy filter reads it (``escapes.reading``): with
@@ -136,13 +139,73 @@ def _value_end(s: str, start: int, end: int) -> int:
     return value_end(s, start, end, any_form=True)
 
 
+def _line_end(s: str, at: int) -> int:
+    """Where the line holding ``at`` ends (before its ``\r\n`` or ``\n``)."""
+    end = s.find("\n", at)
+    return len(s) if end < 0 else end - (s[end - 1] == "\r")
+
+
+class _Rest:
+    """What goes on with a value past its own form, read once per line (s50 RP's review).
+
+    A value that stops inside its line (``token = a b``, ``password: &x a``, ``password = a ; c``) then
+    deeper lines: the rest of its line and those lines, as a YAML or configparser reader would join them;
+    a YAML tag, anchor or flow collection (``password: !!binary S``, ``[a, S]``): the rest of its line; a
+    quote not closed on its line (``password: "a`` then ``S"`` at the key's indentation, a dotenv's
+    ``DB_PASSWORD="a`` then ``S"``): to its closing quote; a Java properties value ending in a backslash:
+    its continuation lines.
+    """
+
+    def __init__(self) -> None:
+        self.tried = -1  # the end of the last line whose rest was looked at
+        self.unclosed: set[str] = set()  # quotes with no closing one after the last place looked from
+
+    def end(self, s: str, start: int, end: int) -> int:
+        first = s[start]
+        line_end = _line_end(s, end) if end < len(s) and s[end] not in "\r\n" else end
+        if first in "!&" or (first in "[{" and "]}"["[{".index(first)] not in s[start:end]):
+            # a tag, an anchor, a flow collection not closed in the word (``[REDACTED]`` is one word):
+            # the rest of the line, and the deeper lines, as a plain value's
+            return max(line_end, value_end(s, start, line_end, any_form=True))
+        if first in "\"'" and (end - start < 2 or s[end - 1] != first) and end == line_end:
+            return self._closing(s, first, end)
+        if end == line_end and s[end - 1] == "\\":
+            while line_end < len(s) and s[line_end - 1] == "\\":  # ``a\`` then the next line, and on
+                line_end = _line_end(s, line_end + 1 + (s[line_end] == "\r"))
+            return line_end
+        if end < line_end and end > self.tried:  # the first value of its line only: one look per line
+            self.tried = line_end
+            rest = value_end(s, start, line_end, any_form=True)
+            if rest > line_end:
+                return rest
+        return end
+
+    def _closing(self, s: str, quote: str, end: int) -> int:
+        if quote in self.unclosed:
+            return end
+        m = (_DQ_REST if quote == '"' else _SQ_REST).match(s, end)
+        if m is None:
+            self.unclosed.add(quote)  # none from here on: none from any later place either
+            return end
+        return m.end()
+
+
+# the rest of a quoted value to its closing quote, over lines (a backslash escapes in double quotes)
+_DQ_REST = re.compile(r'(?:[^"\\]|\\[\s\S])*+"')
+_SQ_REST = re.compile(r"[^']*+'")
+
+
 def _sub_values(s: str) -> str:
     """``s`` with each key's value (_SECRET_VALUE), and the lines that go on with it, masked."""
     out: list[str] = []
     last = 0
+    rest = _Rest()
     while (m := _SECRET_VALUE.search(s, last)) is not None:
         start, end = m.span("value")
+        value = end
         end = _value_end(s, start, end)
+        if end == value:
+            end = rest.end(s, start, end)
         out.append(s[last : m.start()])
         out.append(_secret_value(m))
         last = max(end, m.end())
