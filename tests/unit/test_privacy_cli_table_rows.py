@@ -23,6 +23,9 @@ HASH = "4f2b8c0d9e3a1b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c"
 # (argument text as a `sh -c` line, secret, expected)
 SECRETS = [
     ("isql -v MyDSN dbuser OdbcPw-9x1 -b", "OdbcPw-9x1", "isql -v MyDSN dbuser [REDACTED] -b"),
+    # isql reads its own options between DSN, UID and PWD too (s50 RP)
+    ("isql MyDSN -v dbuser -b OdbcPw-9x2", "OdbcPw-9x2", "isql MyDSN -v dbuser -b [REDACTED]"),
+    ("isql MyDSN -d, dbuser OdbcPw-9x3 -v", "OdbcPw-9x3", "isql MyDSN -d, dbuser [REDACTED] -v"),
     ("ngrok authtoken 2NgrokTok_5hJ8kLmN", "2NgrokTok_5hJ8kLmN", "ngrok authtoken [REDACTED]"),
     (
         "smbmap -H 10.0.0.5 -u admin -p SmbmapPw-1q",
@@ -92,6 +95,8 @@ KEPT = [
     "wpa_passphrase HomeNet",
     "isql MyDSN dbuser -v",
     "isql -U sa -S SYBASE -i q.sql",
+    "isql -S SYBASE -U sa -D db",
+    "isql -U sa -w 200 -S SYBASE",
 ]
 
 

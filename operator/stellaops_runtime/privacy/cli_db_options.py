@@ -48,10 +48,15 @@ _MONGO = (
     "mongofiles",
 )
 _REDIS = ("redis-cli", "valkey-cli", "keydb-cli")
-# unixODBC's isql DSN UID PWD: the word after the data source's and the user's (no option among them)
+# unixODBC's isql DSN UID PWD: the word after the data source's and the user's. isql reads its options
+# anywhere (isql.c: a word starting with ``-`` is an option, the others fill DSN, UID, PWD in turn), so
+# its own glued options may stand between them too (``isql DSN -v UID -b PWD`` kept PWD: s50 RP); not
+# Sybase's value-taking ``-U``/``-S``/``-P``/``-D`` (``isql -U sa -S SYBASE -i q.sql`` names no PWD).
+_ODBC_OPTS = r"(?:-(?:[bvqnkew3]|[cdlmLx]\S++)[ \t]++)*+"
+_ODBC_WORD = r"[^\s|;&<>\"'-]\S*+"
 _ODBC_PWD = (
-    rf"(?:(?<=isql|usql)|\A)[ \t]*+(?:-[A-Za-z]\S*+[ \t]++)*+[^\s|;&<>\"'-]\S*+[ \t]++[^\s|;&<>\"'-]\S*+"
-    rf"[ \t]++(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)"
+    rf"(?:(?<=isql|usql)|\A)[ \t]*+(?:-[A-Za-z]\S*+[ \t]++)*+{_ODBC_WORD}[ \t]++{_ODBC_OPTS}{_ODBC_WORD}"
+    rf"[ \t]++{_ODBC_OPTS}(?P<s>{QUOTED_WORD}|[^\s|;&<>\"'-]\S*)"
 )
 _SQLCMD = ("sqlcmd", "bcp", "osql", "mssql-cli", "tsql")
 _LDAP = (
