@@ -7,7 +7,8 @@ way a value holding ``<`` or ``&`` is written: ``<password><![CDATA[x]]></passwo
 (``<password> a b</password>``) was kept whole, and .NET's settings file, which holds the text in a
 ``<value>`` element (``<setting name="DbPassword" serializeAs="String"><value>x</value>``), too. A
 Kubernetes env entry's plain value continued on deeper lines (``value: a`` then ``  S``: PyYAML reads
-``a S``) kept those lines: the block-scalar form went (session 50), the plain one did not.
+``a S``) kept those lines: the block-scalar form went (session 50), the plain one did not; and an
+entry written value first (``- value: >-`` then its lines, then ``name: DB_PASSWORD``) kept its value.
 """
 
 from __future__ import annotations
@@ -90,6 +91,31 @@ def test_a_kubernetes_env_values_deeper_lines_go_with_it(text: str) -> None:
     assert "value: [REDACTED]" in out, out
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the entry written value first (privacy/value_first_lines.py): a block scalar, a plain value
+        # continued on deeper lines, a blank line before the name
+        "env:\n  - value: >-\n      {pw}\n    name: DB_PASSWORD\n  - name: X\n    value: y\n",
+        "env:\n  - value: a\n      {pw}\n    name: DB_PASSWORD\n  - name: X\n    value: y\n",
+        "env:\n- value: |\n    {pw}\n\n  name: api_token\n- name: X\n  value: y\n",
+    ],
+)
+def test_a_value_first_env_entrys_lines_go(text: str) -> None:
+    text = text.format(pw=_PW)
+    entry = yaml.safe_load(text)["env"][0]
+    assert _PW in entry["value"]
+    out = written_buffer(text)
+    assert _PW not in out, out
+    assert "value: [REDACTED]" in out, out
+    assert out.endswith("- name: X\n    value: y\n") or out.endswith("- name: X\n  value: y\n"), out
+
+
+def test_a_value_first_entry_naming_no_secret_keeps_its_lines() -> None:
+    text = "env:\n  - value: |\n      line one\n      line two\n    name: LOG_FORMAT\n"
+    assert written_buffer(text) == text
+
+
 def test_xml_text_and_env_lines_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
     for unit in (
@@ -99,5 +125,8 @@ def test_xml_text_and_env_lines_cost_linearly() -> None:
         '<setting name="db_token"><value>',
         '<entry key="password"><![CDATA[',
         "- name: DB_PASSWORD\n  value: a\n   ",
+        "- value: a\n   b\n  name: DB_PASSWORD\n",
+        "- value: |\n   b\n\n",
+        " value: a\n  value: b\n   ",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -80,6 +80,7 @@ from stellaops_runtime.privacy.spaced_env import spaced_env_spans
 from stellaops_runtime.privacy.spaced_logons import spaced_logon_spans
 from stellaops_runtime.privacy.sql_connect import sql_connect_spans
 from stellaops_runtime.privacy.url_users import url_user_spans
+from stellaops_runtime.privacy.value_first_lines import ValueFirstLines
 from stellaops_runtime.privacy.wire_lines import wire_line_spans
 
 LIBRARY_COUNTER_PREFIX = "detect_secrets."
@@ -133,6 +134,7 @@ class Redactor:
         self._env_pair_rxs = (
             (env_names.pair_regex(env_globs), env_names.value_first_regex(env_globs)) if env_globs else ()
         )
+        self._value_first_lines = ValueFirstLines(env_globs) if env_globs else None
         self.env_name_rx = env_names.name_regex(env_globs) if env_globs else None
         self._env_triggers = env_names.literal_triggers(env_globs)
         # Whether any rule is configured at all (else no text needs a pass).
@@ -315,6 +317,8 @@ class Redactor:
                 # an INI line's value goes on over the lines indented below its key (value_lines.py)
                 spans = [(s, value_end(text, s, e), name) for s, e, name in spans]
                 if "value" in low and "name" in low:
+                    if self._value_first_lines is not None:
+                        spans.extend(self._value_first_lines.spans(text))
                     for rx in self._env_pair_rxs:
                         # ``value: a`` then deeper lines: one plain scalar (s50 RP)
                         spans.extend(

@@ -1,0 +1,60 @@
+"""An environment entry whose value, written before its name, goes on over the lines below it.
+
+Why this exists: env_names.value_first_regex reads ``- value: x`` then ``name: DB_PASSWORD`` (an entry
+written value first: by hand, or by a serializer keeping insertion order) only when the value ends on its
+own line, right before the name. A block scalar (``- value: >-`` then its indented lines) or a plain
+value continued on deeper lines (``- value: a`` then ``    S``: PyYAML reads ``a S``) kept the whole
+secret (s50 RP): the regex cannot tell the value's deeper lines from the entry's next key by indentation.
+Here the value's lines are those contracts/value_lines.py finds below the ``value`` key, and the entry
+is a secret's when the very next line is its ``name`` key at the key's own column, naming a secret.
+
+Each ``value`` key's lines are read once: a ``value`` key inside lines already read is none (they are a
+scalar's text). Linear in the text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from stellaops_runtime.contracts.value_lines import lines_below_end
+from stellaops_runtime.privacy.env_names import glob_to_regex
+
+__all__ = ["ValueFirstLines"]
+
+# ``value:`` at its line's start (indented, or a sequence item's first key), then a value that is no
+# quoted one (the regex reads those over lines): a plain scalar or a block scalar's indicator
+_VALUE_KEY = re.compile(
+    r"""(?m)^(?P<ind>[ \t]*+(?:-[ \t]++)?+)(?i:value)[ \t]*+:[ \t]*+(?P<s>[^\s"'#][^\r\n]*+)"""
+)
+
+
+class ValueFirstLines:
+    """Spans of the values, with their lines below, of entries naming a secret after them."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        names = "|".join(glob_to_regex(g).replace("[A-Za-z0-9_]", r"[\w.-]") for g in globs)
+        self._name = re.compile(rf"""(?i:name)[ \t]*+:[ \t]*+["']?(?i:{names})["']?(?![\w.-])""")
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, "env_name") of each such value, its lines below included."""
+        out: list[tuple[int, int, str]] = []
+        at = 0
+        while (m := _VALUE_KEY.search(text, at)) is not None:
+            column = m.end("ind") - m.start()
+            end = lines_below_end(text, m.end(), column)
+            at = end + 1
+            if end == m.end():
+                continue  # one line: value_first_regex's
+            line = text.find("\n", end) + 1
+            while line and text[line : text.find("\n", line) + 1 or len(text)].isspace():  # blank lines
+                line = text.find("\n", line) + 1
+            name_at = line + column
+            if (
+                line
+                and text[line:name_at].strip(" \t") == ""
+                and text[name_at : name_at + 1] not in ("", " ", "\t")
+                and self._name.match(text, name_at) is not None
+            ):
+                out.append((m.start("s"), end, "env_name"))
+        return out
