@@ -11,6 +11,7 @@ password, in the privacy filter and in messages (contracts/redact.py) alike.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import tomllib
 
@@ -71,6 +72,17 @@ def test_a_triple_quoted_string_after_blanks_goes_to_its_close(text: str) -> Non
     assert _PW not in out, out
     if "user" in text:
         assert out.splitlines()[-1].startswith("user = "), out
+    assert _PW not in redact(text)
+
+
+@pytest.mark.parametrize("prefix", ["r", "Rb", "f", "u"])
+def test_a_prefixed_python_triple_quoted_string_goes_to_its_close(prefix: str) -> None:
+    # ``password = r"""`` then its lines: the rules took ``r"""`` and kept the lines
+    text = f'password = {prefix}"""\n{_PW}\n"""\nx = 1\n'
+    tree = ast.parse(text)
+    assert _PW in ast.unparse(tree.body[0])  # the string holds the line
+    out = written_buffer(text)
+    assert out == "password = [REDACTED]\nx = 1\n", out
     assert _PW not in redact(text)
 
 

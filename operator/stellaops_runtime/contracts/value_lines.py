@@ -46,6 +46,8 @@ _INDENT = re.compile(rf"{_BLANK}*+")
 _OWN_FORM = "\"'|>[{"
 # what a comment line starts with (configparser's default comment prefixes; YAML's ``#``)
 _COMMENT = "#;"
+# the letters a Python string literal may open with (``r"""``, ``rb'''``, ``f"""``)
+_STRING_PREFIX = ("r", "R", "b", "B", "f", "F", "u", "U")
 # A multi-line string of TOML or Python, to its closing triple quote (or the text's end), as
 # privacy/key_rules.py's _TRIPLE_QUOTED reads one right after its key's separator
 _TRIPLE = re.compile(r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)' r"|'''(?:[^']|'(?!''))*+(?:'''|\Z)")
@@ -162,10 +164,14 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
     """
     if start >= end:
         return end
-    if text.startswith(('"""', "'''"), start) and _after_separator(text, start):
+    quote = start
+    while quote < start + 2 and text[quote : quote + 1] in _STRING_PREFIX:  # Python's r, b, f, u, rb...
+        quote += 1
+    if text.startswith(('"""', "'''"), quote) and _after_separator(text, start):
         # ``password   =   """`` then its lines: the rules read a triple quote only one blank after the
-        # separator, and took ``"""a`` of it (s50 RP)
-        return max(end, _TRIPLE.match(text, start).end())  # type: ignore[union-attr]
+        # separator, and took ``"""a`` of it; a prefixed one (``password = r"""``) they took ``r"""`` of
+        # (s50 RP)
+        return max(end, _TRIPLE.match(text, quote).end())  # type: ignore[union-attr]
     at_item = item_end(text, start, end)
     if at_item != end:
         return at_item
