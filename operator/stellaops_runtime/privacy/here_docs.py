@@ -57,6 +57,11 @@ _READER = re.compile(
     # ``cat`` printing the document into a process substitution for a credential option
     # (``initdb --pwfile=<(cat <<EOF``; stdin_secrets.py takes ``<(echo X)``)
     r"|(?i:pass|pw|secret|token|key|cred)[\w.-]{0,64}(?:=|\s+)(?:file:)?<\(\s*cat(?![\w-])"
+    # ``cat`` printing it into a command substitution assigned to a secret's name (``DB_PASSWORD=$(cat
+    # <<'EOF'`` then the value's lines: s50 RP), quoted too
+    # (its ``$(cat`` already taken by the key rules as the value: ``DB_PASSWORD=[REDACTED] <<'EOF'``)
+    r"|(?<![\w.-])(?i:[\w.-]{0,64}?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|private[_-]?key"
+    r"|credentials?)|(?:[\w.-]{0,64}?[_.-])?pass)=[\"']?(?:\$\(\s*cat(?![\w-])|\[REDACTED\][ \t]*<<)"
 )
 _LINE_WINDOW = 1024
 # A file the opening line writes the document to (``cat > /tmp/pw <<EOF``, ``>>``, ``| tee -a F``),
