@@ -15,11 +15,20 @@ wait in the receive queue; the server, paced on an absolute schedule, then sends
 bursts to catch up, which takes seconds (it is barely faster than 10,000 ev/s). After
 2 s the steady figures still held that catch-up (~7,000 ev/s, P95 <= 5-25 ms); after
 8 s they do not (~10,000 ev/s), hence the default.
+
+bench/run.py pins itself to one core before its sections run, and a child process inherits
+that: until session 50 the replay server shared the agent's one core, which no node has
+(Tetragon runs on the node's other cores). Both took ~120 us of CPU per event together, so
+the server delivered ~6,800 ev/s of the 10,000 asked and the agent's start-up backlog
+drained at what the server left over. :func:`start_server` now gives the server the CPUs
+the caller had before pinning (``cpus``); the agent stays on its one core.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +39,8 @@ from stellaops_runtime.agent.latency import LatencyHistogram
 from stellaops_runtime.contracts.config import parse_config
 
 _SERVE = "import sys; from stellaops_runtime.cli.main import main; sys.exit(main())"
+# The server's CPUs are set in the child itself, before grpc starts a thread (a thread inherits them).
+_ON_CPUS = "import os, sys; os.sched_setaffinity(0, {int(c) for c in sys.argv.pop(1).split(',')}); "
 
 
 def since(before: LatencyHistogram, after: LatencyHistogram) -> LatencyHistogram:
@@ -60,9 +71,14 @@ def figures(hist: LatencyHistogram) -> dict[str, Any]:
     }
 
 
-def start_server(stream: Path, rate: int) -> tuple[subprocess.Popen[str], str]:
-    """The replay server as its own process, paced at ``rate``; its address once it listens."""
+def start_server(stream: Path, rate: int, cpus: set[int] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """The replay server as its own process, paced at ``rate``; its address once it listens.
+
+    ``cpus``: the CPUs it may run on (default: the caller's, inherited).
+    """
     argv = [sys.executable, "-c", _SERVE, "tetragon-replay", "--rate", str(rate), "--loop"]
+    if cpus:
+        argv[2:3] = [_ON_CPUS + _SERVE, ",".join(str(c) for c in sorted(cpus))]
     proc = subprocess.Popen(
         [*argv, "--listen", "127.0.0.1:0", str(stream)], stdout=subprocess.PIPE, text=True
     )
@@ -74,10 +90,22 @@ def start_server(stream: Path, rate: int) -> tuple[subprocess.Popen[str], str]:
     return proc, line.removeprefix("listening on ").strip()
 
 
-async def measure(stream: Path, rate: int, seconds: float, warmup: float = 8.0) -> dict[str, Any]:
+def cpus_of(pid: int) -> list[int]:
+    """The CPUs any thread of process ``pid`` may run on (read from the live process)."""
+    cpus: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            cpus |= os.sched_getaffinity(int(tid))
+    return sorted(cpus)
+
+
+async def measure(
+    stream: Path, rate: int, seconds: float, warmup: float = 8.0, server_cpus: set[int] | None = None
+) -> dict[str, Any]:
+    """The agent's latency figures; the server runs on ``server_cpus`` (default: this process's)."""
     from stellaops_runtime.agent.runner import Agent
 
-    server, addr = start_server(stream, rate)
+    server, addr = start_server(stream, rate, server_cpus)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = parse_config(
@@ -89,6 +117,7 @@ async def measure(stream: Path, rate: int, seconds: float, warmup: float = 8.0) 
                 }
             )
             agent = Agent(cfg, node_name="bench")
+            server_on = cpus_of(server.pid)
             task = asyncio.create_task(agent.run())
             await asyncio.sleep(warmup)
             mark = snapshot(agent.pipeline.latency)
@@ -102,6 +131,8 @@ async def measure(stream: Path, rate: int, seconds: float, warmup: float = 8.0) 
     return {
         "rate_events_per_s": rate,
         "server": "separate process (stella-runtime tetragon-replay)",
+        "server_cpus": server_on,
+        "agent_cpus": sorted(os.sched_getaffinity(0)),
         "warmup_s": warmup,
         "seconds": seconds,
         "dropped": agent.queue.dropped,

@@ -62,3 +62,30 @@ def test_the_steady_figures_count_only_what_arrived_after_the_mark() -> None:
     assert capture_latency.figures(steady)["p95_ms_upper_bound"] == 4.0  # 4 ms: a bucket bound
     assert capture_latency.figures(hist)["p95_ms_upper_bound"] == 10_000.0
     assert mark.count == 3  # the copy did not move with the histogram
+
+
+# bench/run.py pins itself to its first CPU; the section is handed the CPUs it had before.
+_PINNED = """
+import asyncio, json, os, sys
+sys.argv = ["run.py"]
+sys.path.insert(0, "bench")
+import run
+before = set(os.sched_getaffinity(0))
+run.pin_one_core()
+result = asyncio.run(run._latency(2000, 0.3, warmup=0.3, server_cpus=before))
+print(json.dumps({"before": sorted(before), "result": result}))
+"""
+
+
+def test_the_replay_server_is_not_held_on_the_agents_pinned_core() -> None:
+    """S50 K2: the server inherited bench/run.py's one-core pin and shared the agent's core (no node
+    does): ~6,800 of 10,000 ev/s delivered, the start-up backlog drained slowly. Every thread of the
+    server now runs on the CPUs the bench had before pinning; the agent stays on its one core."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PINNED], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    before, result = answer["before"], answer["result"]
+    assert result["server_cpus"] == before
+    assert result["agent_cpus"] == before[:1]
+    assert result["exit_code"] == 0 and result["whole_run_from_start"]["events"] > 0
