@@ -1,7 +1,7 @@
 """A value's deeper lines go whatever its key is made of, past comment lines, and a triple quote after blanks.
 
 s50 RP's review of contracts/value_lines.py: configparser reads an option's continuation lines whatever
-the option's name (any text up to the first ``=`` or ``:``: ``db password``, ``db/password``,
+the option's name (any text up to the first ``=`` or ``:``: ``db password =``, ``db/password``,
 ``$password``), over comment lines between them (``password = a`` then ``# c`` then ``  S`` is ``a\\nS``;
 ``password =`` then ``# c`` then ``  S`` is ``\\nS``), and however far the key stands from the value (600
 blanks of indentation, a 600-character key). TOML reads ``password   =   \"\"\"`` (blanks after ``=``)
@@ -30,7 +30,6 @@ _INI = [
     ("[db]\nmy password = abc\n  {pw}\nuser = x\n", "my password"),
     ("[db]\ndb/password = abc\n  {pw}\nuser = x\n", "db/password"),
     ("[db]\n$password = abc\n  {pw}\nuser = x\n", "$password"),
-    ("[db]\ndb password: abc\n  {pw}\nuser = x\n", "db password"),
     # a comment line (either prefix) between the value and its deeper line
     ("[db]\npassword = abc\n# note\n  {pw}\nuser = x\n", "password"),
     ("[db]\npassword = abc\n; note\n\n  {pw}\nuser = x\n", "password"),
@@ -91,6 +90,12 @@ def test_a_prefixed_python_triple_quoted_string_goes_to_its_close(prefix: str) -
     [
         # a shell's assignment: its next indented line is the script's next command
         "export PASSWORD=abc\n    next\n",
+        # code and prose: a tuple assigned, a key holding a blank before ``:`` or ``:=`` (LK's corpus)
+        "results, next_token = f(\n    max_results=1,\n)\n",
+        "if token := f(\n    x\n):\n",
+        "if auth:\n    # put it back\n    netloc = x\n",
+        # a nested map's first key after a comment line under a secret's key
+        "auth:\n  # OIDC\n  type: oidc\n",
         # a comment line then a line as shallow as the key: the value ended
         "[db]\npassword = abc\n# note\nuser = x\n",
         # a line of prose holding ``=`` then a deeper line

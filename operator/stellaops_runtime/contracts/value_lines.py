@@ -33,11 +33,14 @@ _BLANK = r"[^\S\r\n]"
 # ``$password``, ``db password``: s50 RP), but no flag (``--password=x``) and no comment; a key holding a
 # blank only before ``:`` or a blank then ``=`` (``my password = a``), not a shell's ``export PASSWORD=a``
 # (its next indented line is the script's next command).
-_KEY_HEAD = r"""[^\s"'#;=:-]"""
+# A key is no code's either: no comma, bracket or parenthesis (``a, b = f(``, ``f(password = g(``), and a
+# key holding a blank only before `` =`` (``if token := f(``, ``if auth:`` and prose before ``:`` are
+# no INI keys; over-redaction of code measured on LK's corpus).
+_KEY_HEAD = r"""[^\s"'#;=:,()\[\]{}-]"""
 _KEY_BEFORE = re.compile(
     rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)"""
-    rf"""(?:(?:{_KEY_HEAD}[^\s=:]*+|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
-    rf"""|{_KEY_HEAD}[^\r\n=:]*+(?:(?<=[ \t])[:?+]?=|:))[ \t]*+"""
+    rf"""(?:(?:{_KEY_HEAD}[^\s=:,()\[\]{{}}]*+|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
+    rf"""|{_KEY_HEAD}[^\r\n=:,()\[\]{{}}]*+(?<=[ \t])=)[ \t]*+"""
 )
 # a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item
 _KEY_LINE = re.compile(r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)")
@@ -146,6 +149,17 @@ def _after_separator(text: str, start: int) -> bool:
     return at > 0 and text[at - 1] in "=:"
 
 
+def _first_content(text: str, at: int, end: int) -> int:
+    """Where the first line after ``at`` that is no blank or comment line starts its text (up to ``end``)."""
+    while at < end:
+        at = text.find("\n", at) + 1
+        first = _INDENT.match(text, at).end()  # type: ignore[union-attr]
+        if first < len(text) and text[first] not in "\r\n" and text[first] not in _COMMENT:
+            return first
+        at = first
+    return end
+
+
 def _at_line_head(text: str, start: int) -> bool:
     """Whether only blanks stand between its line's start and ``start`` (walked over once per value)."""
     at = start
@@ -205,6 +219,8 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
         if comment:
             after = text.find("\n", start)
             after = len(text) if after < 0 else after - (text[after - 1] == "\r")
+            if _KEY_LINE.match(text, _first_content(text, after, lines_below_end(text, after, column))):
+                return end  # a nested map's first key after the comment (``auth:``, ``# c``, ``  type: x``)
     else:
         return end
     below = lines_below_end(text, after, column)
