@@ -91,8 +91,8 @@ def test_a_prefixed_python_triple_quoted_string_goes_to_its_close(prefix: str) -
         # a shell's assignment: its next indented line is the script's next command
         "export PASSWORD=abc\n    next\n",
         # code and prose: a tuple assigned, a key holding a blank before ``:`` or ``:=`` (LK's corpus)
-        "results, next_token = f(\n    max_results=1,\n)\n",
-        "if token := f(\n    x\n):\n",
+        "    results, next_token = self.backend.list_machines(\n        max_results=n, next_token=t\n    )\n",
+        "    if token := self._token_for(\n        model.signing_name\n    ):\n",
         "if auth:\n    # put it back\n    netloc = x\n",
         # a nested map's first key after a comment line under a secret's key
         "auth:\n  # OIDC\n  type: oidc\n",
@@ -106,6 +106,7 @@ def test_a_prefixed_python_triple_quoted_string_goes_to_its_close(prefix: str) -
 )
 def test_lines_no_reader_joins_to_the_value_stay(text: str) -> None:
     out = written_buffer(text)
+    assert len(out.splitlines()) == len(text.splitlines()), out  # no line taken with a value
     assert out.splitlines()[-1] == text.splitlines()[-1], out
 
 
