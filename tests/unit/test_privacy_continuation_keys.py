@@ -123,3 +123,13 @@ def test_the_wider_keys_cost_linearly() -> None:
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
         assert growth(redact, unit, size=32768) < 10, unit
+
+
+@pytest.mark.parametrize("text", ['password = """a\\', 'x: 1\npassword   =   r"""a\nb\\', 'token: """\\'])
+def test_a_triple_quote_cut_after_a_backslash_is_read_not_raised(text: str) -> None:
+    # a cut text ending in a backslash inside the string: the closing-quote pattern matched nothing there
+    # and value_end raised (AttributeError), in messages and in the filter alike
+    out = redact(text)
+    assert "a" not in out.rsplit("=", 1)[-1] and "\\" not in out, out
+    filtered = written_buffer(text)
+    assert filtered.endswith("[REDACTED]"), filtered

@@ -53,7 +53,8 @@ _COMMENT = "#;"
 _STRING_PREFIX = ("r", "R", "b", "B", "f", "F", "u", "U")
 # A multi-line string of TOML or Python, to its closing triple quote (or the text's end), as
 # privacy/key_rules.py's _TRIPLE_QUOTED reads one right after its key's separator
-_TRIPLE = re.compile(r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)' r"|'''(?:[^']|'(?!''))*+(?:'''|\Z)")
+# (a backslash ending a cut text too: ``password = """a\`` matched nothing and value_end raised, s50 RP)
+_TRIPLE = re.compile(r'"""(?:[^"\\]|\\[\s\S]?+|"(?!""))*+(?:"""|\Z)' r"|'''(?:[^']|'(?!''))*+(?:'''|\Z)")
 
 
 def _line_start(text: str, at: int, *, bounded: bool = True) -> int:
@@ -153,6 +154,8 @@ def _first_content(text: str, at: int, end: int) -> int:
     """Where the first line after ``at`` that is no blank or comment line starts its text (up to ``end``)."""
     while at < end:
         at = text.find("\n", at) + 1
+        if not at:
+            return end
         first = _INDENT.match(text, at).end()  # type: ignore[union-attr]
         if first < len(text) and text[first] not in "\r\n" and text[first] not in _COMMENT:
             return first
@@ -185,7 +188,8 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
         # ``password   =   """`` then its lines: the rules read a triple quote only one blank after the
         # separator, and took ``"""a`` of it; a prefixed one (``password = r"""``) they took ``r"""`` of
         # (s50 RP)
-        return max(end, _TRIPLE.match(text, quote).end())  # type: ignore[union-attr]
+        closed = _TRIPLE.match(text, quote)
+        return end if closed is None else max(end, closed.end())
     at_item = item_end(text, start, end)
     if at_item != end:
         return at_item
