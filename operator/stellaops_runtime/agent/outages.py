@@ -58,13 +58,20 @@ class OutageMarker:
         self.seconds = 0.0  # unwatched seconds recorded as gaps
         self._held: tuple[int, int] | None = None  # a span taken from the source, not marked yet
         self._probes_ticked = False  # the last tick found the source switch's native probes watching
+        # One mark at a time: the tick, a drain (agent/draining.py) and shutdown each call mark(), and
+        # two at once would hand the same held span over twice.
+        self._lock = asyncio.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.take is not None
 
     async def mark(self) -> None:
-        """Hand over what the source reports now (called on every tick and at shutdown)."""
+        """Hand over what the source reports now (called on every tick, before every drain, at shutdown)."""
+        async with self._lock:
+            await self._mark_now()
+
+    async def _mark_now(self) -> None:
         await self._mark_drops()
         await self._mark_node_files()
         if self.take is None:
