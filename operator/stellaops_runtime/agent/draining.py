@@ -107,9 +107,12 @@ class Draining:
         its start is known from the moment that line is queued, and was marked only by the next
         1 s tick: a drain in between stored the line's counts, and an agent killed before its next
         flush lost the span, so the time before the node's first agent read the file read watched
-        (tests/e2e/test_export_resume.py, sigkill). A failure is left to the tick (retried there)."""
+        (tests/e2e/test_export_resume.py, sigkill). Only while that span is due
+        (sources/export_restart.py ``first_span_due``): every other span keeps the tick's pieces
+        (an open outage is marked piecewise up to each tick, tests/e2e/test_grpc_loop_stall.py).
+        A failure is left to the tick (retried there)."""
         outages = getattr(self, "outages", None)
-        if outages is None:
+        if outages is None or not getattr(outages.source, "first_span_due", False):
             return
         try:
             await outages.mark()

@@ -233,6 +233,12 @@ class RestartResume(PositionWait):
         wall, boot = self._opened_at
         self._outage.resume(wall - CACHE_HOLD_NS, max(0, boot - CACHE_HOLD_NS))
 
+    @property
+    def first_span_due(self) -> bool:
+        """The span about the first line of a file read from its start is known and not taken yet: the
+        next drain marks it before it takes that line's counts (agent/draining.py ``_mark_outages``)."""
+        return self._first_payload is not None
+
     def take_outage(self) -> tuple[int, int] | None:
         """The hole since the last agent, as (start, end) wall ns, once; piecewise until the file
         opens. A wall-clock step inside it widens the span to hold both sides (hotsymbols/clock_span.py).
