@@ -67,7 +67,8 @@ class OutageMarker:
         return self.take is not None
 
     async def mark(self) -> None:
-        """Hand over what the source reports now (called on every tick, before every drain, at shutdown)."""
+        """Hand over what the source reports now (every tick, at shutdown, and before a drain while an
+        export file's first-line span is due: agent/draining.py ``_mark_outages``)."""
         async with self._lock:
             await self._mark_now()
 

@@ -66,15 +66,7 @@ class Transport:
             if self._pos:
                 del self._buf[: self._pos]
                 self._pos = 0
-            try:
-                chunk = self.sock.recv(_RECV)
-            except TimeoutError:
-                raise OperationalError("connection timeout expired") from None
-            except OSError as e:
-                raise OperationalError(f"connection lost: {e}") from None
-            if not chunk:
-                raise OperationalError("server closed the connection unexpectedly")
-            self._buf += chunk
+            self._buf += self._recv(_RECV)
 
     def read(self) -> tuple[bytes, bytes]:
         """One backend message: (type byte, body)."""
@@ -91,15 +83,19 @@ class Transport:
 
     def read_byte(self) -> bytes:
         """One raw byte (the answer to an SSLRequest), buffering nothing after it."""
+        return self._recv(1)
+
+    def _recv(self, size: int) -> bytes:
+        """At most ``size`` bytes from the socket, at least one; its failures as OperationalError."""
         try:
-            b = self.sock.recv(1)
+            chunk = self.sock.recv(size)
         except TimeoutError:
             raise OperationalError("connection timeout expired") from None
         except OSError as e:
             raise OperationalError(f"connection lost: {e}") from None
-        if not b:
+        if not chunk:
             raise OperationalError("server closed the connection unexpectedly")
-        return b
+        return chunk
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
