@@ -195,17 +195,31 @@ _DQ_REST = re.compile(r'(?:[^"\\]|\\[\s\S])*+"')
 _SQ_REST = re.compile(r"[^']*+'")
 
 
+# what breaks a line to YAML (and to configparser reading a file) besides ``\n`` and ``\r\n``
+_LINE_BREAKS = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_HAS_LINE_BREAK = re.compile("[\r\x85\u2028\u2029]")
+
+
 def _sub_values(s: str) -> str:
     """``s`` with each key's value (_SECRET_VALUE), and the lines that go on with it, masked."""
     out: list[str] = []
     last = 0
     rest = _Rest()
+    # A carriage return alone, NEL, U+2028 and U+2029 break lines to YAML (``password: a<U+2028>  S``: the
+    # value goes on over the deeper line), and to configparser reading a file (``\r``): the lines that go
+    # on with a value are read where they are line feeds (one for one, aligned); the value itself still
+    # runs over one (a program splitting on ``\n`` only reads ``a<U+2028>b`` as one value).
+    lines = _LINE_BREAKS.sub("\n", s) if _HAS_LINE_BREAK.search(s) else s
     while (m := _SECRET_VALUE.search(s, last)) is not None:
-        start, end = m.span("value")
+        start, whole = m.span("value")
+        end = whole
+        while end - 1 > start and lines[end - 1] == "\n":  # a value's own line ends where a break is
+            end -= 1
         value = end
-        end = _value_end(s, start, end)
+        end = _value_end(lines, start, end)
         if end == value:
-            end = rest.end(s, start, end)
+            end = rest.end(lines, start, end)
+        end = max(end, whole)
         out.append(s[last : m.start()])
         out.append(_secret_value(m))
         last = max(end, m.end())

@@ -13,6 +13,10 @@
   as whitespace, and puts U+FFFD back where nothing was redacted.
 - **An information separator (``\\x1c``-``\\x1f``) between a flag and its value.** Python's
   ``str.split`` reads it as white space: the same second pass reads it as a separator.
+- **Lines broken by a carriage return alone.** configparser reading a file (universal newlines) and
+  YAML read a lone ``\\r`` as a line break, the rules and contracts/value_lines.py only ``\\n``:
+  ``password = a\\r  S`` kept ``S``. :func:`lone_returns_as_line_feeds` gives the reading the passes
+  run on again (s50 P's left-alone 2).
 - **A vertical tab or a form feed inside a value.** One shell word holds them; a rule ending its value at
   ``\\s`` kept the rest (``mysql -pa\\vb``): :func:`redact_breaks_joined` runs the rules once more with
   them read as word characters.
@@ -63,6 +67,15 @@ class SecretLabels:
                 self._known.clear()
             self._known[label] = family
         return family
+
+
+# a carriage return that no line feed follows (``\\r\\n`` is one line break already)
+_LONE_RETURN = re.compile(r"\r(?!\n)")
+
+
+def lone_returns_as_line_feeds(text: str) -> str:
+    """``text`` with each carriage return that no line feed follows read as one: one for one, aligned."""
+    return _LONE_RETURN.sub("\n", text) if "\r" in text else text
 
 
 def separated(text: str, char: str = REPLACED) -> str:

@@ -23,7 +23,8 @@ Secret's ``stringData`` and ``data`` (``secret_manifests``); detect-secrets' rul
 ``mapping_env``), each of ``extra_patterns``, and with ``entropy_detection`` high-entropy tokens
 (``entropy``). A text holding U+FFFD (a NUL) gets the pass again with it read as
 a space (``hostile_text``), and a text holding a vertical tab or a form feed again with them read as
-word characters (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
+word characters (``hostile_text``), and a text holding a carriage return alone again with each read as
+a line feed (``hostile_text``). A text holding look-alikes of ASCII or escaped key names
 gets the passes again on its reading (``contracts/escapes.py``), and on that reading with its Unicode
 spaces kept, the field losing what either covers (``reading_union``).
 
@@ -56,6 +57,7 @@ from stellaops_runtime.privacy.here_docs import here_string_spans, heredoc_spans
 from stellaops_runtime.privacy.hostile_text import (
     INFORMATION_SEPARATORS,
     REPLACED,
+    lone_returns_as_line_feeds,
     redact_breaks_joined,
     redact_replaced_as_separators,
     separated,
@@ -220,6 +222,18 @@ class Redactor:
                 if both is not None:
                     count_new(counts, found, both.count(REDACTED) - out.count(REDACTED))
                     out, hits = both, hits + more
+        lined = lone_returns_as_line_feeds(text)
+        if lined != text:
+            # a carriage return alone ends a line to configparser and YAML (``password = a\r  S``: the
+            # value goes on over the deeper line): the text read with them as line feeds too
+            found = defaultdict(int)
+            lined_out, more = self._redact_pass(
+                lined, counts=found, truncated=truncated, tool=tool, argv=argv
+            )
+            both = union(text, out, lined, lined_out) if more else None
+            if both is not None:
+                count_new(counts, found, both.count(REDACTED) - out.count(REDACTED))
+                out, hits = both, hits + more
         if hits:
             out = rest_of_quoted(out)
         if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
