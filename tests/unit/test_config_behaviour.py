@@ -9,7 +9,8 @@ accepted or refused as it was, with the same value of the same type; the rows
 marked ``tightened`` must have their new outcome instead (the four kinds of
 change are listed in ``TIGHTENED``; test_config_window_divides_day.py says why the
 fourth; the fifth: a NUL byte crashed the agent
-later, at the first use of the path; the sixth: test_config_empty_deny.py). A refusal must name
+later, at the first use of the path; the sixth: test_config_empty_deny.py; the seventh:
+test_lifecycle_agent_part.py's containerd namespaces). A refusal must name
 the key path.
 """
 
@@ -35,6 +36,9 @@ TIGHTENED = {
     "a window that does not divide a day (86400 s) straddles midnight: refused",
     "a NUL byte in a name, path or address is refused (no file, socket or name holds one)",
     "a deny filter that sets no field matches every event (Tetragon ANDs set fields): refused",
+    "a containerd namespace follows containerd's identifier rule (letters and digits joined by single "
+    ". _ -, at most 76 characters): anything else went raw into every call's header, and containerd "
+    "refuses it",
 }
 
 
@@ -86,7 +90,7 @@ def test_the_fixture_covers_every_key_and_marks_only_the_listed_changes() -> Non
     expected |= {k for k, v in dumped.items() if not isinstance(v, dict)}
     assert keys == expected
     marks = [row[2]["tightened"] for rows in ROWS.values() for row in rows if len(row) > 2]
-    assert set(marks) == TIGHTENED and len(marks) == 64
+    assert set(marks) == TIGHTENED and len(marks) == 73
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))

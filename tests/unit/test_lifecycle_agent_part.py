@@ -80,11 +80,22 @@ def test_config_is_validated_and_documented() -> None:
         ({"enabled": "sometimes"}, "lifecycle.enabled"),
         ({"reconnectInitialSeconds": 5, "reconnectMaxSeconds": 1}, "reconnectMaxSeconds must be >="),
         ({"containerdNamespace": ""}, "lifecycle.containerdNamespace"),
+        # containerd's identifier rule: a CR/LF/NUL would go raw into every call's namespace header
+        ({"containerdNamespace": "k8s.io\r\nx-evil: 1"}, "not a containerd namespace"),
+        ({"containerdNamespace": "k8s\x00io"}, "lifecycle.containerdNamespace"),
+        ({"containerdNamespace": "k8s..io"}, "not a containerd namespace"),
+        ({"containerdNamespace": "-k8s"}, "not a containerd namespace"),
+        ({"containerdNamespace": "a" * 77}, "at most 76 characters"),
+        ({"containerdNamespace": "k8s.\udc80io"}, "lifecycle.containerdNamespace"),
         ({"windowSettleSeconds": -1}, "lifecycle.windowSettleSeconds"),
         ({"socket": "/x"}, "lifecycle.socket: unknown key"),
     ):
         with pytest.raises(ConfigError, match=message):
             parse_config({"lifecycle": bad})
+    for good in ("k8s.io", "moby", "default", "a" * 76, "team_a-1.ns"):
+        assert (
+            parse_config({"lifecycle": {"containerdNamespace": good}}).lifecycle.containerd_namespace == good
+        )
 
 
 def test_the_agents_lifecycle_metrics_are_documented() -> None:

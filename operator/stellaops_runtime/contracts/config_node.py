@@ -8,6 +8,7 @@ to keep that module small; the keys are documented in docs/configuration.md
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, ClassVar, Literal
 
 from stellaops_runtime.contracts.config_base import Seconds
@@ -20,6 +21,21 @@ from stellaops_runtime.contracts.config_fields import (
     setting,
     strings,
 )
+
+# containerd's identifier rule for namespaces (its identifiers package): letters and digits in runs
+# joined by one of . _ -, at most 76 characters. Anything else containerd refuses, and a CR, LF or
+# NUL would have gone raw into the containerd-namespace header of every call.
+_NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+_NAMESPACE_MAX = 76
+
+
+def _containerd_namespace(v: str) -> str:
+    if len(v) > _NAMESPACE_MAX or not _NAMESPACE.fullmatch(v):
+        raise ValueError(
+            f"{v!r} is not a containerd namespace: letters and digits, joined by single . _ or -, "
+            f"at most {_NAMESPACE_MAX} characters (Kubernetes' CRI plugin uses k8s.io)"
+        )
+    return v
 
 
 @model
@@ -35,7 +51,9 @@ class LifecycleConfig(Model):
         "auto", ("auto", "containerd", "docker", "cri")
     )
     containerd_address: str = setting("/run/containerd/containerd.sock", key="containerdAddress")
-    containerd_namespace: str = setting("k8s.io", key="containerdNamespace", min_length=1)
+    containerd_namespace: str = setting(
+        "k8s.io", key="containerdNamespace", min_length=1, check=_containerd_namespace
+    )
     docker_address: str = setting("/var/run/docker.sock", key="dockerAddress")
     # The CRI sockets tried in order (containerd's CRI plugin, CRI-O); the first that exists is watched.
     cri_addresses: list[str] = strings(
