@@ -6,8 +6,8 @@ everything) takes the agent's entry path, the way ``stella-runtime agent``
 does: the CLI, its agent command, the runner; then builds the agent from a
 config, as start-up does before it connects. What it must not have loaded:
 
-- migration tooling (Alembic, Mako, Pygments): only a store that needs
-  migrating loads it, when it opens;
+- migration tooling (Alembic, Mako, Pygments): a store that needs migrating is
+  migrated by a child process (store/migration_process.py), never by the agent;
 - the operator's world (kopf, the Kubernetes client, the CRD models and
   pydantic, which only they use);
 - the protobuf compiler (``grpc_tools.protoc``) and the debugger (``pdb``,
@@ -36,8 +36,8 @@ import pytest
 
 # Loaded neither by the entry path nor by building the agent with these configs. (Later, or
 # with other settings, some do load where they are used: cryptography with witness.enabled,
-# psycopg with a PostgreSQL store, pyelftools when a binary's DWARF is read, Alembic and
-# its templates when the store needs migrating.)
+# psycopg with a PostgreSQL store, pyelftools when a binary's DWARF is read. Alembic and its
+# templates never: a store that needs migrating is migrated by a child process.)
 NEVER = (
     "alembic",
     "mako",
@@ -129,8 +129,7 @@ NOT_AT_START = (
 )
 
 # prometheus-client's exposition module and what only it imports (HTTP server and client, WSGI,
-# gzip), with the default collectors its package __init__ registers. (Not `email`: the serving
-# test's new store migrates, and SQLAlchemy's importlib.metadata loads it.)
+# gzip), with the default collectors its package __init__ registers.
 PROMETHEUS_EXPOSITION = (
     "prometheus_client.exposition",
     "prometheus_client.gc_collector",
@@ -292,8 +291,8 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
         from stellaops_runtime.contracts.config import parse_config
 
         async def main():
-            # The store may still be migrating in its thread when the agent is stopped this early
-            # (a loaded machine); its files may appear while the directory is removed.
+            # The store may still be migrating in its child process when the agent is stopped this
+            # early (a loaded machine); its files may appear while the directory is removed.
             with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
                 cfg = parse_config({
                     "tetragon": {"address": "127.0.0.1:1"},  # nobody there: the agent retries
@@ -324,8 +323,9 @@ def test_a_serving_agent_has_no_aiohttp() -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     statuses, modules = json.loads(done.stdout.splitlines()[-1])
     assert statuses == [200, 200, 503]  # not ready: no Tetragon to connect to
-    # (Alembic is loaded here: this store is new and migrates when it opens.)
     assert sorted(m for m in ("aiohttp", "yarl", "multidict") if m in modules) == []
+    # Its store is new: a child process migrated it (store/migration_process.py), not the agent.
+    assert sorted(m for m in ("alembic", "sqlalchemy", "mako") if m in modules) == []
     # Its Tetragon source tried to connect, through the agent's own gRPC client: no grpcio.
     assert "stellaops_runtime.rpc" in modules and grpc_modules(set(modules)) == []
     # prometheus-client without its package __init__ (agent/prometheus_core.py): the agent renders

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 
 from stellaops_runtime.agent.proof_of_life import ProofOfLife
 from stellaops_runtime.agent.spool_keeper import SpoolKeeper
+from stellaops_runtime.agent.store_open import StoreOpener
 from stellaops_runtime.agent.store_wait import out_of_reach, wait_seconds, wait_written
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.redact import redact
@@ -46,7 +47,6 @@ from stellaops_runtime.store.engine import (
     StoreConfigError,
     StoreError,
     Timeouts,
-    open_store,
     prepare_sqlite_directory,
     refuse_in_memory,
     safe_url,
@@ -98,12 +98,12 @@ class Flusher:
         # (store/image_pairs.py), and spooled with the rows at shutdown (agent/spool_pairs.py).
         self.pairs = PairsToRecord()
         self.spool = SpoolKeeper(config.store.spool_path, self.pending, self._why, self.pairs)
-        self._opening: asyncio.Future[HotSymbolStore] | None = None
         self.stored_through = 0.0  # time.monotonic() when the last flush that stored everything began
         self.failed_at = 0.0  # time.monotonic() when the last failed flush ended
         self.drain_held = False  # the running flush's drain was held (agent/draining.py)
         # On the opening thread, before anything is written to it (agent/node_history.py).
         self.on_open: Callable[[HotSymbolStore], None] | None = None
+        self.opener = StoreOpener(config, self.timeouts, lambda: self.on_open)
         # the start row and the proofs of life (store/node_liveness.py), written by agent/proof_of_life.py
         self.proof = ProofOfLife(config, agent_id=agent_id, label=self.label, on_timeout=self._timed_out)
         # the last flush found the store unreachable: its open failed, its start row or pairings met a
@@ -155,19 +155,13 @@ class Flusher:
 
         One attempt runs at a time: a caller that finds one running (its
         earlier caller gave up waiting) waits for that one instead of
-        starting another connection.
+        starting another connection (agent/store_open.py; a store not at the
+        newest revision is migrated in a child process).
         """
         if self.store is not None:
             return True
-        st = self.config.store
-        timeout = st.connect_timeout + st.statement_timeout + 5
-        if deadline is not None:
-            timeout = max(0.1, min(timeout, deadline - time.monotonic()))
-        fut = self._opening
-        if fut is None or fut.done():
-            fut = self._opening = run_detached(self._open, name="store-open")
         try:
-            store = await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+            store = await self.opener.attempt(deadline)
         except StoreConfigError:
             raise
         except TimeoutError:
@@ -185,21 +179,8 @@ class Flusher:
         return True
 
     def _open(self) -> HotSymbolStore:
-        st = self.config.store
-        store = open_store(
-            st.url,
-            migrate=st.migrate,
-            create_directories=st.create_directories,
-            timeouts=self.timeouts,
-            retention_days=st.retention_days,
-        )
-        try:
-            if self.on_open is not None:
-                self.on_open(store)
-        except BaseException:
-            store.close()
-            raise
-        return store
+        """One attempt to open the store, on the calling thread (agent/store_open.py)."""
+        return self.opener.open_now()
 
     async def drain(self) -> None:
         """Move the aggregator's counts into the outage buffer (see ``Agent._drain``); a drain
@@ -394,7 +375,9 @@ class Flusher:
 
     async def close(self, deadline: float | None = None) -> None:
         """Close the store, waited for at most :data:`CLOSE_WAIT_SECONDS` and never past the shutdown
-        ``deadline`` (monotonic): a close hung in a black hole is left on its daemon thread."""
+        ``deadline`` (monotonic): a close hung in a black hole is left on its daemon thread. A
+        migration still running in its child process is killed first: nothing outlives the agent."""
+        self.opener.stop()
         if self.store is not None:
             fut = run_detached(self.store.close, name="store-close")
             timeout = CLOSE_WAIT_SECONDS

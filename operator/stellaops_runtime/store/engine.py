@@ -8,8 +8,11 @@ the readers (queries, CLI, evidence, witness) get a SQLAlchemy engine from
 the same tables: on SQLite the engine maps schema ``signals`` to no schema.
 Migrations are Alembic revisions shipped in the package and run from code (no
 alembic.ini): :func:`migrate` is idempotent, so every agent may call it at
-start-up, and :func:`open_store` loads SQLAlchemy and Alembic only when the
-store is not at head (:func:`at_head` reads the version over DB-API). Those
+start-up, and :func:`open_store` runs them only when the store is not at head
+(:func:`at_head` reads the version over DB-API): in this process by default
+(:func:`migrate_in_process`, which loads SQLAlchemy and Alembic), or through the
+``migrator`` it is given; the agent's runs them in a child process
+(store/migration_process.py), so that the agent never loads either. Those
 revision reads and the migration run are store/revisions.py's, named here too.
 
 A SQLite file's directory must exist: :func:`open_store` raises
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +84,7 @@ __all__ = [
     "is_database_error",
     "is_unavailable",
     "migrate",
+    "migrate_in_process",
     "normalize_url",
     "open_store",
     "prepare_sqlite_directory",
@@ -230,18 +235,49 @@ def _check_revision(db: Database, url: str) -> None:
         )
 
 
+Migrator = Callable[[str, Timeouts | None], None]
+"""Brings the store at a URL to the newest revision; raises :class:`StoreUnavailable` when it cannot
+be reached and :class:`StoreError` when the migration fails, each with a one-line message naming the
+store by :func:`safe_url`."""
+
+
+def migrate_in_process(url: str, timeouts: Timeouts | None = None) -> None:
+    """``alembic upgrade head`` on the store at ``url``, in this process: loads SQLAlchemy and Alembic.
+
+    A :data:`Migrator`; the agent's child process runs this (store/migration_child.py).
+    """
+    try:
+        engine = create_store_engine(url, timeouts=timeouts)
+        try:
+            _migrate(engine)
+        finally:
+            engine.dispose()
+    except Exception as e:
+        raise _migration_error(url, e) from e
+
+
+def _migration_error(url: str, e: Exception) -> StoreError:
+    if is_unavailable(e):
+        return StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
+    return StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
+
+
 def open_store(
     url: str,
     *,
     migrate: bool = True,
+    migrator: Migrator | None = None,
     create_directories: bool = False,
     timeouts: Timeouts | None = None,
     retention_days: int = 90,
 ) -> HotSymbolStore:
     """Open the store at ``url``; by default run ``alembic upgrade head`` first (idempotent).
 
-    ``retention_days`` (``store.retentionDays``) is how long the per-window
-    history and observation windows are kept (:mod:`stellaops_runtime.store.partitions`).
+    The migrations run only when the store is not at the newest revision (:func:`at_head`, read
+    over the DB-API), by ``migrator``: by default :func:`migrate_in_process`, which loads
+    SQLAlchemy and Alembic into this process; the agent gives its child-process migrator
+    (store/migration_process.py). ``retention_days`` (``store.retentionDays``) is how long the
+    per-window history and observation windows are kept (:mod:`stellaops_runtime.store.partitions`).
 
     A SQLite URL creates its file; its directory must exist, unless
     ``create_directories`` (``store.createDirectories``) makes it. Raises
@@ -267,17 +303,14 @@ def open_store(
             raise
         return HotSymbolStore(db, retention_days=retention_days)
     try:
-        if not at_head(db):  # only now SQLAlchemy and Alembic are loaded
-            engine = create_store_engine(u, timeouts=timeouts)
-            try:
-                _migrate(engine)
-            finally:
-                engine.dispose()
+        if not at_head(db):  # only now SQLAlchemy and Alembic are loaded, by the migrator's process
+            (migrator or migrate_in_process)(url, timeouts)
+    except StoreError:
+        db.dispose()
+        raise
     except Exception as e:
         db.dispose()
-        if is_unavailable(e):
-            raise StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
-        raise StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}") from e
+        raise _migration_error(url, e) from e
     return HotSymbolStore(db, retention_days=retention_days)
 
 
