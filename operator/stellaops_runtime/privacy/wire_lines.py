@@ -6,8 +6,8 @@ neither: FTP's and POP3's ``PASS x`` (RFC 959, RFC 1939), IMAP's ``a1 LOGIN user
 password as a literal too, ``{N+}`` then its line),
 Redis's ``AUTH [user] x``, inline or as the RESP array every client library sends
 (``*2\\r\\n$4\\r\\nAUTH\\r\\n$1\\r\\nx``; HELLO's ``AUTH user x`` too), a ``.pgpass`` line
-(``host:port:database:user:x``), a ``.netrc`` entry's ``password`` (``machine h login u password x``,
-session 50) and redis.conf's ``requirepass x`` / ``masterauth x`` (P7's first
+(``host:port:database:user:x``), a ``.netrc`` entry's ``password`` and ``account`` (netrc_entries.py)
+and redis.conf's ``requirepass x`` / ``masterauth x`` (P7's first
 known limit, session 45, closed by RP7). Each is read only where its form is exact, so that
 look-alikes stay: a protocol command only as a whole line ending in CRLF (Go's test summary
 ``PASS``, ``PASS tests/a.py`` have none); a ``.pgpass`` line only as a whole line of exactly five
@@ -37,6 +37,8 @@ from __future__ import annotations
 import binascii
 import re
 
+from stellaops_runtime.privacy.netrc_entries import netrc_spans
+
 __all__ = ["wire_line_spans"]
 
 # a .pgpass field: a backslash escapes ``:`` and ``\`` (the password's may hold blanks)
@@ -49,23 +51,6 @@ _PGPASS = re.compile(
 _REDIS_CONF = re.compile(
     r"""(?mi)^[ \t]*+(?:requirepass|masterauth)[ \t]++"""
     r"""(?P<s>"(?:[^"\\\r\n]|\\.)*+"?|'[^'\r\n]*+'?|[^\s"']\S*+)"""
-)
-# a .netrc entry (curl's, git's, ftp's, Python's netrc): ``machine HOST`` or ``default``, its ``login``
-# (other tokens with their values around it: ``account a``, ``port p``), then ``password x``, or the
-# password first with the login right after it; its tokens apart by blanks or line ends (``machine h`` then
-# ``  login u`` then ``  password x``), the entry opening a quoted string too (``echo "machine h … password
-# x" > ~/.netrc``: the value keeps no closing quote). Prose holds no login token (``the default password
-# for``). Bounded: linear.
-_NETRC_GAP = r"[ \t\r\n]++"
-_NETRC_OTHER = rf"(?:{_NETRC_GAP}(?:account|port){_NETRC_GAP}\S++){{0,2}}+"
-_NETRC_VALUE = r"""(?P<s>"(?:[^"\\\r\n]|\\.)*+"?|[^\s"']++(?:["'][^\s"']++)*+)"""
-_NETRC_ENTRY = r"""(?<![^\s"'])(?:machine[ \t\r\n]++\S++|default)"""
-_NETRC = re.compile(
-    rf"{_NETRC_ENTRY}{_NETRC_OTHER}{_NETRC_GAP}login{_NETRC_GAP}\S++{_NETRC_OTHER}"
-    rf"{_NETRC_GAP}password{_NETRC_GAP}{_NETRC_VALUE}"
-)
-_NETRC_LOGIN_AFTER = re.compile(
-    rf"{_NETRC_ENTRY}{_NETRC_OTHER}{_NETRC_GAP}password{_NETRC_GAP}{_NETRC_VALUE}(?={_NETRC_GAP}login\s)"
 )
 # a SASL mechanism after AUTH names no password (``AUTH LOGIN``: Redis's ``AUTH x`` is the rest)
 _MECHANISMS = r"(?i:LOGIN|PLAIN|XOAUTH2|OAUTHBEARER|CRAM-MD5|DIGEST-MD5|SCRAM-SHA-[0-9]++(?:-PLUS)?+|NTLM)"
@@ -200,8 +185,8 @@ def wire_line_spans(text: str) -> list[tuple[int, int, str]]:
     low = text.lower()
     if "requirepass" in low or "masterauth" in low:
         rxs.append(_REDIS_CONF)
-    if "password" in text and "login" in text and ("machine" in text or "default" in text):
-        rxs += [_NETRC, _NETRC_LOGIN_AFTER]
+    if ("password" in text or "account" in text) and ("machine" in text or "default" in text):
+        out.extend(netrc_spans(text))  # a .netrc entry's password and account (netrc_entries.py)
     out.extend(_sasl_spans(text, low))
     if "\r" in text:
         rxs.append(_PROTOCOL)
