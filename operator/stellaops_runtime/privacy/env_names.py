@@ -233,7 +233,12 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     # A path's key may be quoted (yq's and jq's ``.env["DBPASS"] = "x"``, ``.env."DBPASS" = "x"``).
     start = r"""(?:(?<=[?&;])(?P<q>)|(?:(?<=\.)|(?<=\.")|(?<=\["))(?P<d>)|(?<![\w.$?&;-]))"""
     # Blanks before ``=`` (an INI or TOML line, ``GITHUB_PAT = "x"``; no shell assignment has them) too.
-    sep = r"""(?(d)"?+\]?+[ \t]*+(?:[|=!]=|\\*=)[ \t]*+|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+))"""
+    # A Makefile's assignments too (``DBPASS ?= x``, ``:=``, ``::=``, ``:::=``, ``+=``, ``!=``: GNU make's
+    # manual, 6.2 and 6.5; blanks around them or none: ``DBPASS?=x``).
+    sep = (
+        r"""(?(d)"?+\]?+[ \t]*+(?:[|=!]=|\\*=)[ \t]*+"""
+        r"""|(?:\\*=|[ \t]++=(?![=~>])[ \t]*+|[ \t]*+(?:[?+!]|:{1,3}+)=(?![=~>])[ \t]*+))"""
+    )
     # Unquoted, it goes on over a blank escaped with a backslash, one shell word (``db_psw=a\\ b``), as
     # the key rules' value does (key_rules._WORD_VALUE); one backslash per step: a run is read once; a
     # vertical tab or a form feed ends none (``DBPASS=a\vb`` kept ``b``).

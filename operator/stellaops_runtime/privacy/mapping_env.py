@@ -71,13 +71,15 @@ __all__ = ["mapping_env_spans"]
 # of keys (``user.password:``, ``env.DBPASS:``) is read whole, its last part names it (dashed too:
 # ``db-password:``); a key ending its line (``DBPASS:`` then its value on the lines below) is one too;
 # an unquoted key then blanks and ``:`` (group sp: ``DBPASS : x``, valid YAML) only at a line's start or
-# in a flow map; a dotted key glued to ``=`` (group geq: a Java properties line,
+# in a flow map; a Makefile's ``?=``, ``:=``, ``::=``, ``:::=``, ``+=``, ``!=`` like an INI line's `` = ``
+# (group eq); a dotted key glued to ``=`` (group geq: a Java properties line,
 # ``spring.datasource.password=a b``) only at a line's start
 _KEY = re.compile(
     r"""(?:(?<=\\[nrt])|(?<![\w.$/\\-]))(?P<q>\\*+["'])?+(?<!--- )(?<!case )"""
     r"""(?P<name>(?:[A-Za-z_][\w-]{0,127}+\.){0,15}+[A-Za-z_](?:[A-Za-z0-9_]|-(?=\w)){0,127}+)"""
     r"""(?:(?(q)\\*+["']|(?!))[ \t]*+:(?![:=])[ \t]*+|:(?![:=])(?:[ \t]++|(?=\r?\n))"""
-    r"""|(?(q)(?!)|(?:(?P<eq>[ \t]++=(?![=~>])[ \t]*+)|(?P<sp>[ \t]++:(?![:=])(?:[ \t]++|(?=\r?\n)))"""
+    r"""|(?(q)(?!)|(?:(?P<eq>(?:[ \t]++|[ \t]*+(?:[?+!]|:{1,3}+))=(?![=~>])[ \t]*+)"""
+    r"""|(?P<sp>[ \t]++:(?![:=])(?:[ \t]++|(?=\r?\n)))"""
     r"""|(?P<geq>(?:=(?![=~>])|:(?![:=/\\]))[ \t]*+))))""",
     re.ASCII,
 )

@@ -310,6 +310,9 @@ class Redactor:
                 ":" in text
                 or " =" in text
                 or "\t=" in text
+                or "?=" in text  # a Makefile's ``DBPASS ?= a b``, ``!=``, ``+=`` (``:=`` holds a ``:``)
+                or "!=" in text
+                or "+=" in text
                 or ("=" in text and ("." in text or REDACTED in text))
             )
             mapped: list[tuple[int, int, str]] = []
