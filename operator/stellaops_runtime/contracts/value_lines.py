@@ -37,9 +37,11 @@ _BLANK = r"[^\S\r\n]"
 # key holding a blank only before `` =`` (``if token := f(``, ``if auth:`` and prose before ``:`` are
 # no INI keys; over-redaction of code measured on LK's corpus).
 _KEY_HEAD = r"""[^\s"'#;=:,()\[\]{}-]"""
+# an array's index ending the key (``password[0] = a``, ``password[] = a``: configparser reads any key)
+_INDEX = r"""(?:\[[\w$"'.-]{0,64}+\])?+"""
 _KEY_BEFORE = re.compile(
     rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)"""
-    rf"""(?:(?:{_KEY_HEAD}[^\s=:,()\[\]{{}}]*+|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
+    rf"""(?:(?:{_KEY_HEAD}[^\s=:,()\[\]{{}}]*+{_INDEX}|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
     rf"""|{_KEY_HEAD}[^\r\n=:,()\[\]{{}}]*+(?<=[ \t])=)[ \t]*+"""
 )
 # a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item

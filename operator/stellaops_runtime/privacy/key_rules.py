@@ -148,6 +148,10 @@ XML_TEXT = r"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)|[^<\s][^<]*"
 # s50 RP; prose's ``the <auth> element`` stays), or a line break (a pretty-printed file: ``<password>``
 # then ``  x``).
 XML_OPENING = r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
+# An array's index after the key (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
+# ``password[db] = x``):
+# bounded, possessive.
+_INDEX = r"""(?:\[[\w$"'.-]{0,64}+\])?+"""
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 KEY_PREFIX = r"[\w.-]*?"
@@ -197,7 +201,7 @@ def keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], 
     # Its text may open on the next line (a pretty-printed file: ``<password>`` then ``  x``; prose's
     # ``the <auth> element`` stays).
     xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>{XML_OPENING}(?P<s>{XML_TEXT})"
-    heads = [flag, rf"(?:{keys}){sep}", rf"(?:{path_keys}){SEP_EQ}"]
+    heads = [flag, rf"(?:{keys}){_INDEX}{sep}", rf"(?:{path_keys}){SEP_EQ}"]
     return heads, [xml, *in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
 
 
