@@ -143,11 +143,18 @@ SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
 # An XML element's text: a CDATA section whole (``<password><![CDATA[x]]></password>``, a value holding
 # ``<`` or ``&`` written so; to its ``]]>`` or a cut text's end: s50 RP), or characters up to the next tag.
 # Possessive; a match ends where the section does, so each section is read once: linear.
-XML_TEXT = r"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)|[^<\s][^<]*"
+# A comment inside the text splits it, and a reader joins the pieces (ElementTree reads ``<password>a<!-- c
+# -->b</password>`` as ``ab``): the text goes on past one (s51).
+_XML_COMMENT = r"<!--(?:[^-]|-(?!->))*+-->"
+XML_TEXT = rf"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)|[^<\s][^<]*(?:{_XML_COMMENT}[^<]*+)*+"
 # Before it, on the element's line: blanks then text that a closing tag ends (``<password> a b</password>``:
 # s50 RP; prose's ``the <auth> element`` stays), or a line break (a pretty-printed file: ``<password>``
 # then ``  x``).
-XML_OPENING = r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
+# Comments before the text are no part of it (``<password><!-- c -->x``, s51).
+XML_OPENING = (
+    r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
+    rf"(?:[ \t\r\n]*+{_XML_COMMENT}[ \t\r\n]*+)*+"
+)
 # An array's index after the key (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
 # ``password[db] = x``):
 # bounded, possessive.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from stellaops_runtime.privacy.key_rules import XML_TEXT
+from stellaops_runtime.privacy.key_rules import XML_OPENING, XML_TEXT
 
 __all__ = ["named_literal_spans"]
 
@@ -67,11 +67,21 @@ _SED = re.compile(
 # ``<value>`` element (``<setting name="DbPassword" serializeAs="String"><value>x</value>``: s50 RP).
 _ELEMENT_NAMED = re.compile(
     rf"""<[\w:.-]{{1,64}}+[ \t\r\n][^<>]{{0,256}}?(?<![\w-])(?i:key|name)[ \t]*+=[ \t]*+{_NAME}"""
-    rf"""[^<>]{{0,256}}+(?<!/)>[ \t\r\n]*+(?:<value>[ \t\r\n]*+)?(?P<s>{XML_TEXT})"""
+    rf"""[^<>]{{0,256}}+(?<!/)>[ \t\r\n]*+(?:<value>[ \t\r\n]*+)?{XML_OPENING}(?P<s>{XML_TEXT})"""
 )
+# Other elements of the property may stand between (``<description>``, ``<final>``, a comment), and the
+# ``<value>`` may come first (Hadoop reads a property's children in any order: s50 RP's left-alone 2); a
+# child's text runs to the next tag, so each is read once; bounded: linear.
+_OTHER_CHILDREN = (
+    r"""(?:(?:<(?!value>|name>)[\w:.-]{1,64}+(?:[ \t\r\n][^<>]{0,256}+)?>[^<]*+</[\w:.-]{1,64}+>"""
+    r"""|<(?!value>|name>)[\w:.-]{1,64}+[^<>]{0,256}+/>|<!--(?:[^-]|-(?!->))*+-->)[ \t\r\n]*+){0,8}+"""
+)
+_HADOOP_NAME = rf"""<name>[ \t\r\n]*+(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})[ \t\r\n]*+</name>"""
 _NAME_THEN_VALUE = re.compile(
-    rf"""<name>[ \t\r\n]*+(?i:(?P<pw>{_PASSWORD_NAME})|{_SECRET_NAME})[ \t\r\n]*+</name>[ \t\r\n]*+"""
-    rf"""<value>[ \t\r\n]*+(?P<s>{XML_TEXT})"""
+    rf"""{_HADOOP_NAME}[ \t\r\n]*+{_OTHER_CHILDREN}<value>[ \t\r\n]*+{XML_OPENING}(?P<s>{XML_TEXT})"""
+)
+_VALUE_THEN_NAME = re.compile(
+    rf"""<value>[ \t\r\n]*+{XML_OPENING}(?P<s>{XML_TEXT})</value>[ \t\r\n]*+{_OTHER_CHILDREN}{_HADOOP_NAME}"""
 )
 _TRIGGERS = ("pass", "pw", "psw", "secret", "token", "key", "cred", "salt")
 
@@ -89,7 +99,7 @@ def named_literal_spans(text: str) -> list[tuple[int, int, str]]:
     if quoted and "<" in text:
         rxs += (_ELEMENT_NAMED,)
     if "<name>" in text:
-        rxs += (_NAME_THEN_VALUE,)
+        rxs += (_NAME_THEN_VALUE, _VALUE_THEN_NAME)
     for rx in rxs:
         for m in rx.finditer(text):
             out.append((*m.span("s"), "password" if m["pw"] is not None else "secret_token"))
