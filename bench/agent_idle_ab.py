@@ -26,12 +26,17 @@ Two configurations (``--configs``):
   agent looked up the name ``$(NODE_IP)``, which loaded the IDNA codec, ``stringprep`` and
   ``unicodedata``, ~0.3 MB a node never pays, and failed every scrape.) This is what a node pays.
 
+``--fresh-store``: the store is a new SQLite file (or PostgreSQL database) nobody migrated, as on
+a node's first start: the agent migrates it (since session 51 in a child process, before in its
+own). Each run also gives ``ready_s``, the seconds from the agent's start to its first ``/readyz``
+ready (polled every 20 ms).
+
 Usage::
 
     git archive <before> operator | tar -x -C /tmp/before
     git archive <after> operator | tar -x -C /tmp/after
     .venv/bin/python bench/agent_idle_ab.py --before /tmp/before/operator --after /tmp/after/operator \\
-        [--runs 5] [--configs default,node] [--postgres]
+        [--runs 5] [--configs default,node] [--postgres] [--fresh-store]
 """
 
 from __future__ import annotations
@@ -184,8 +189,10 @@ def in_pod(tmp: Path) -> tuple[list[str] | None, dict[str, str] | None]:
     return wrap, pod_env(in_cluster=True)
 
 
-def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[str, Any]:
-    """One agent, idle: its status fields (MB) and allocator."""
+def one_run(
+    agent_path: str | None, config: str, store_url: str | None, fresh: bool = False
+) -> dict[str, Any]:
+    """One agent, idle: its status fields (MB), allocator and seconds from its start to ready."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         doc, wrap, env = None, None, None
@@ -203,9 +210,14 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
             wrap=wrap,
             extra_env=env,
             as_operator_writes=doc is not None,  # the operator's document, as the operator writes it
+            fresh_store=fresh,
         )
         try:
-            bench._wait(a.ready, 120, "the agent to be ready")
+            while not a.ready():
+                if time.monotonic() - a.started > 120:
+                    raise RuntimeError("timed out waiting for the agent to be ready")
+                time.sleep(0.02)
+            ready_s = time.monotonic() - a.started
             time.sleep(3)  # idle: a few flush loop turns, no event
             st = a.status()
             allocator = a.allocator()
@@ -219,7 +231,13 @@ def one_run(agent_path: str | None, config: str, store_url: str | None) -> dict[
                 raise RuntimeError("the idle agent did not read Tetragon's metrics page, as a node does")
         finally:
             a.close()
-    return {**{k: st[k] for k in FIELDS}, "allocator": allocator, "in_cluster": wrap is not None}
+    in_cluster = wrap is not None
+    return {
+        **{k: st[k] for k in FIELDS},
+        "allocator": allocator,
+        "in_cluster": in_cluster,
+        "ready_s": ready_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,12 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs of each side per configuration (default 5)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help="default, node or both (default)")
     ap.add_argument("--postgres", action="store_true", help="a PostgreSQL store (a private cluster)")
+    ap.add_argument("--fresh-store", action="store_true", help="a new store the agent must migrate")
     args = ap.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if unknown := set(configs) - set(CONFIGS):
         ap.error(f"unknown config(s): {', '.join(sorted(unknown))}")
     sides = {"before": args.before, "after": args.after}
     out: dict[str, Any] = {"store": "postgres" if args.postgres else "sqlite", "runs": args.runs, **sides}
+    out["fresh_store"] = args.fresh_store
     with contextlib.ExitStack() as stack:
         server = None
         if args.postgres:
@@ -249,11 +269,13 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.runs):
                 for side, path in sides.items():
                     url = server.fresh_database() if server is not None else None
-                    runs[side].append(one_run(path, config, url))
+                    runs[side].append(one_run(path, config, url, args.fresh_store))
             out[config] = {
                 side: {
                     **{f"median_{k}": round(statistics.median(r[k] for r in rs), 1) for k in FIELDS},
                     "VmRSS_runs": [r["VmRSS"] for r in rs],
+                    "median_ready_s": round(statistics.median(r["ready_s"] for r in rs), 2),
+                    "ready_s_runs": [round(r["ready_s"], 2) for r in rs],
                     "allocator": sorted({r["allocator"] for r in rs}),
                     "in_cluster": sorted({r["in_cluster"] for r in rs}),
                 }

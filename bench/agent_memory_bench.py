@@ -173,13 +173,15 @@ class _Agent:
         wrap: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
         as_operator_writes: bool = False,
+        fresh_store: bool = False,
     ) -> None:
         """``config``: a config document to start from (e.g. the operator's, agent_idle_ab.py);
         ``as_operator_writes``: the file is written as the operator writes a node's ``agent.yaml``
         (JSON, controller/render_agent.py; else YAML, as a user's file);
         the addresses, the store and its flush timeout are always the bench's. ``wrap``: a
         command the agent's runs under (it must exec the agent, keeping its pid);
-        ``extra_env``: set in the agent's environment."""
+        ``extra_env``: set in the agent's environment; ``fresh_store``: the store is not migrated
+        beforehand (a node's first start on a new SQLite file: the agent migrates it)."""
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         self.server = ctx.Process(target=_serve, args=(events, fixed_time, q), daemon=True)
@@ -208,7 +210,8 @@ class _Agent:
         # migration tools (Alembic, Mako, Pygments) are loaded only by whoever migrates.
         url = cfg["store"]["url"]
         migrate = f"from stellaops_runtime.store.engine import open_store; open_store({url!r}).close()"
-        subprocess.run([sys.executable, "-c", migrate], cwd=tmp, env=env, check=True, capture_output=True)
+        if not fresh_store:
+            subprocess.run([sys.executable, "-c", migrate], cwd=tmp, env=env, check=True, capture_output=True)
         cmd = [sys.executable, "-m", "stellaops_runtime.cli.main", "--log-level", "WARNING", "agent"]
         self.proc = subprocess.Popen(
             [*(wrap or []), *cmd, "--config", str(path)],
@@ -217,6 +220,7 @@ class _Agent:
             stdout=subprocess.DEVNULL,
             stderr=open(tmp / "agent.log", "w"),  # noqa: SIM115 (closed with the process)
         )
+        self.started = time.monotonic()  # the agent's start, for the time until it is ready
 
     def metrics(self) -> str:
         return _get(self.port, "/metrics")

@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -172,6 +173,23 @@ def test_a_child_that_dies_or_reports_garbage_is_a_store_error_never_a_success(t
             ChildMigrator(command=(sys.executable, "-c", code))(url)
         assert not isinstance(e.value, StoreUnavailable) and expected in str(e.value), (code, e.value)
     assert not (tmp_path / "hot.db").exists()  # none of them touched the store
+
+
+def test_an_agent_started_with_stderr_closed_still_migrates(tmp_path: Path) -> None:
+    # the child's stdout is its report alone: its stray output goes to the agent's stderr, or to
+    # /dev/null when the agent has none (else the child's first free descriptor, 2, took its place)
+    code = (
+        "import sys; from stellaops_runtime.store.engine import open_store; "
+        "from stellaops_runtime.store.migration_process import ChildMigrator; "
+        "open_store(sys.argv[1], migrator=ChildMigrator()).close(); print('opened')"
+    )
+    url = f"sqlite:///{tmp_path}/hot.db"
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120,
+        pass_fds=(), preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, b"opened\n")
+    assert revisions(url) == [head_revision()]
 
 
 def test_a_child_that_cannot_reach_postgresql_is_store_unavailable() -> None:

@@ -35,7 +35,7 @@ _PR_SET_PDEATHSIG = 1
 
 def main() -> int:
     report = os.fdopen(os.dup(1), "w", encoding="utf-8")  # the outcome's channel, and only it
-    os.dup2(2, 1)  # whatever else is printed goes to the agent's stderr
+    os.dup2(2, 1)  # whatever else is printed goes to the agent's stderr (/dev/null if it has none)
     request: dict[str, Any] = json.loads(_request_line() or b"null") or {}
     _die_with_parent(int(request.get("parent", 0)))
     threading.Thread(target=_exit_at_eof, name="parent-watch", daemon=True).start()

@@ -68,6 +68,14 @@ def exit_status(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 class ChildMigrator:
     """Runs ``alembic upgrade head`` for one agent, each time in a new child process."""
 
@@ -94,6 +102,7 @@ class ChildMigrator:
                     self.command,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
+                    stderr=None if _is_open(2) else subprocess.DEVNULL,  # its log lines: the agent's
                     env=child_environment(),
                 )
             except OSError as e:
