@@ -72,6 +72,7 @@ from stellaops_runtime.privacy.patterns import (
     CompiledPatterns,
     compile_patterns,
 )
+from stellaops_runtime.privacy.properties_lines import properties_line_spans
 from stellaops_runtime.privacy.quoted_rest import rest_of_quoted
 from stellaops_runtime.privacy.reading_union import count_new, union
 from stellaops_runtime.privacy.rule_scan import default_rules, selected, sub_rules
@@ -277,6 +278,7 @@ class Redactor:
             spans.extend(spaced_logon_spans(text, cut=truncated))
             spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
             spans.extend(wire_line_spans(text))  # PASS x, AUTH x, a .pgpass line (wire_lines.py)
+            spans.extend(properties_line_spans(text))  # ``db.password x`` (properties_lines.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:
