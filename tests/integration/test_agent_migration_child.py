@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from pgproxy import PgProxy
 
+import stellaops_runtime
 from stellaops_runtime.agent.flusher import Flusher
 from stellaops_runtime.contracts.config import AgentConfig
 from stellaops_runtime.contracts.hotsymbols import EvidenceKind, HotSymbolDelta, HotSymbolKey
@@ -189,6 +190,28 @@ def test_an_agent_started_with_stderr_closed_still_migrates(tmp_path: Path) -> N
         pass_fds=(), preexec_fn=lambda: os.close(2),
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (0, b"opened\n")
+    assert revisions(url) == [head_revision()]
+
+
+def test_the_child_imports_the_agents_own_package_not_one_on_its_path_or_in_its_cwd(tmp_path: Path) -> None:
+    # A decoy package first on the agent's PYTHONPATH and in its working directory: the agent took the
+    # real one (its sys.path set by hand, as a checkout's launcher may), and so must the child.
+    decoy = tmp_path / "decoy"
+    (decoy / "stellaops_runtime").mkdir(parents=True)
+    (decoy / "stellaops_runtime" / "__init__.py").write_text("raise SystemExit('the decoy package')\n")
+    root = str(Path(stellaops_runtime.__file__).resolve().parent.parent)
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from stellaops_runtime.store.engine import open_store; "
+        "from stellaops_runtime.store.migration_process import ChildMigrator; "
+        "open_store(sys.argv[1], migrator=ChildMigrator()).close(); print('opened')"
+    )
+    url = f"sqlite:///{tmp_path}/hot.db"
+    env = dict(os.environ, PYTHONPATH=str(decoy))
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code, url], capture_output=True, cwd=decoy, env=env, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, b"opened\n"), done.stderr[-2000:]
     assert revisions(url) == [head_revision()]
 
 
