@@ -10,6 +10,7 @@ can be looked at, killed or cut off while it runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -160,6 +161,49 @@ def test_a_store_at_a_revision_this_code_does_not_know_is_the_same_clear_error(t
     # the message a migration in the agent's own process gave, one line
     assert f.pending.last_error == str(in_process.value)
     assert "Can't locate revision identified by '0999'" in f.pending.last_error, f.pending.last_error
+
+
+def test_a_sqlite_migration_killed_as_soon_as_its_tables_show_leaves_a_store_that_opens(
+    tmp_path: Path,
+) -> None:
+    """Before: pysqlite began no transaction before DDL, so revision 0001's tables were committed one by
+    one before its version row: a first start killed then (SIGKILL, OOM) left a store every later
+    start refused ("table hot_symbols already exists"). The child is killed the moment another
+    connection sees a hot-symbol table; the store must then open (and migrate) as a new one would."""
+    db = tmp_path / "hot.db"
+    url = f"sqlite:///{db}"
+    migrator = ChildMigrator()
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            migrator(url)
+            outcome.append("migrated")
+        except StoreError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    killed = False
+    end = time.monotonic() + 60
+    while t.is_alive() and time.monotonic() < end:
+        pids = migrator.running_pids
+        if pids and db.exists():
+            seen: list[Any] = []
+            with (
+                contextlib.closing(sqlite3.connect(db, timeout=0.01)) as c,
+                contextlib.suppress(sqlite3.OperationalError),  # locked: look again
+            ):
+                seen = c.execute("SELECT 1 FROM sqlite_master WHERE name = 'hot_symbols'").fetchall()
+            if seen:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.001)
+    t.join(60)
+    assert killed and outcome, outcome
+    with open_store(url) as store:  # before: StoreError, table hot_symbols already exists
+        assert at_head(store.db)
 
 
 def test_a_child_that_dies_or_reports_garbage_is_a_store_error_never_a_success(tmp_path: Path) -> None:

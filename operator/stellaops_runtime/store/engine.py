@@ -248,12 +248,36 @@ def migrate_in_process(url: str, timeouts: Timeouts | None = None) -> None:
     """
     try:
         engine = create_store_engine(url, timeouts=timeouts)
+        if engine.dialect.name == "sqlite":
+            _transactional_ddl(engine)
         try:
             _migrate(engine)
         finally:
             engine.dispose()
     except Exception as e:
         raise _migration_error(url, e) from e
+
+
+def _transactional_ddl(engine: Engine) -> None:
+    """Make a SQLite engine's transactions real ones: the whole migration one, DDL included.
+
+    sqlite3 (pysqlite) begins a transaction only before INSERT/UPDATE/DELETE, so each revision's
+    CREATE TABLE and ALTER committed alone: a migration cut mid-way (the agent's first start
+    killed: SIGKILL, OOM, the node's shutdown) left tables without the version saying so, and every
+    later start failed for good ("table hot_symbols already exists"). The driver's own transaction
+    handling is turned off and each engine transaction begins with BEGIN (SQLite's DDL is
+    transactional), so a cut migration is rolled back, as on PostgreSQL.
+    """
+    from sqlalchemy import event
+
+    def no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    event.listen(engine.pool, "connect", no_driver_transactions)
+    event.listen(engine, "begin", begin)
 
 
 def _migration_error(url: str, e: Exception) -> StoreError:
