@@ -96,8 +96,8 @@ def _request_line() -> bytes:
 
 def _exit_at_eof() -> None:
     """Exit when stdin ends: the agent closed it (it stopped waiting) or is gone. A migration cut
-    here is cut as one in an agent killed mid-way was: PostgreSQL rolls it back (one transaction);
-    on SQLite the revisions' DDL is not inside one (pysqlite begins none before DDL)."""
+    here is rolled back: it is one transaction, DDL included, on both backends (store/engine.py
+    ``migrate_in_process``)."""
     while os.read(0, 4096):
         pass
     os._exit(PARENT_GONE)
