@@ -52,6 +52,7 @@ from stellaops_runtime.store.revisions import (  # the schema's revision and mig
     head_revision,
     migrate,
     store_revisions,
+    unknown_revision,
 )
 from stellaops_runtime.store.store_url import StoreURL, parse_store_url
 
@@ -280,6 +281,18 @@ def _transactional_ddl(engine: Engine) -> None:
     event.listen(engine, "begin", begin)
 
 
+def _refuse_unknown_revision(db: Database, url: str) -> None:
+    """A store a newer agent migrated cannot be migrated by this one (Alembic: "Can't locate revision
+    identified by ..."): said without starting Alembic, or the agent's migration child, at every
+    retry (each child costs ~0.5 s of CPU; a rolling upgrade's older agents retry every flush)."""
+    if (unknown := unknown_revision(db)) is not None:
+        raise StoreError(
+            f"cannot migrate store {safe_url(url)}: it is at schema revision {unknown}, which this agent "
+            f"does not know (its newest is {head_revision()}; a newer agent migrated it): run this agent "
+            "with store.migrate: false, which writes to it (docs/operations.md, Upgrading), or upgrade it"
+        )
+
+
 def _migration_error(url: str, e: Exception) -> StoreError:
     if is_unavailable(e):
         return StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
@@ -328,6 +341,7 @@ def open_store(
         return HotSymbolStore(db, retention_days=retention_days)
     try:
         if not at_head(db):  # only now SQLAlchemy and Alembic are loaded, by the migrator's process
+            _refuse_unknown_revision(db, url)
             (migrator or migrate_in_process)(url, timeouts)
     except StoreError:
         db.dispose()

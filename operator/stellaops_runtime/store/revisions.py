@@ -126,6 +126,15 @@ def behind_head(db: Database | Engine) -> str | None:
     return next((v for v in versions if v in older), None)
 
 
+def unknown_revision(db: Database | Engine) -> str | None:
+    """A revision of the store's that this code's chain does not hold (a newer agent migrated the
+    store), else None; None too when the chain cannot be read without Alembic (:func:`head_revision`)."""
+    parents = _revision_parents()
+    if head_revision() is None or parents is None:
+        return None
+    return next((v for v in store_revisions(db) or () if v not in parents), None)
+
+
 def has_table(conn: Any, name: str) -> bool:
     """Whether the table exists (PostgreSQL: in schema ``signals``).
 
