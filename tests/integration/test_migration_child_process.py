@@ -1,0 +1,164 @@
+"""store/migration_process.py's child, driven directly: what it reports, how it dies, what it imports.
+
+The agent's side (its Flusher, a real agent subprocess) is tests/integration/test_agent_migration_child.py,
+whose helpers these tests share. Real child processes on real SQLite files and the tests' PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stellaops_runtime
+from stellaops_runtime.store.dbconn import Timeouts
+from stellaops_runtime.store.engine import StoreError, StoreUnavailable, open_store
+from stellaops_runtime.store.migration_process import ChildMigrator
+from stellaops_runtime.store.revisions import at_head, head_revision
+from tests.integration.test_agent_migration_child import PASSWORD, behind, revisions
+
+
+def test_a_fresh_sqlite_store_is_migrated_by_the_child(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    migrator = ChildMigrator()
+    with open_store(url, migrator=migrator) as store:
+        assert at_head(store.db)
+    assert migrator.running_pids == []
+
+
+def test_a_sqlite_migration_killed_once_its_tables_show_leaves_a_store_that_opens(
+    tmp_path: Path,
+) -> None:
+    """Before: pysqlite began no transaction before DDL, so revision 0001's tables were committed one by
+    one before its version row: a first start killed then (SIGKILL, OOM) left a store every later
+    start refused ("table hot_symbols already exists"). The child is killed the moment another
+    connection sees a hot-symbol table; the store must then open (and migrate) as a new one would."""
+    db = tmp_path / "hot.db"
+    url = f"sqlite:///{db}"
+    migrator = ChildMigrator()
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            migrator(url)
+            outcome.append("migrated")
+        except StoreError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    killed = False
+    end = time.monotonic() + 60
+    while t.is_alive() and time.monotonic() < end:
+        pids = migrator.running_pids
+        if pids and db.exists():
+            seen: list[Any] = []
+            with (
+                contextlib.closing(sqlite3.connect(db, timeout=0.01)) as c,
+                contextlib.suppress(sqlite3.OperationalError),  # locked: look again
+            ):
+                seen = c.execute("SELECT 1 FROM sqlite_master WHERE name = 'hot_symbols'").fetchall()
+            if seen:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.001)
+    t.join(60)
+    assert killed and outcome, outcome
+    with open_store(url) as store:  # before: StoreError, table hot_symbols already exists
+        assert at_head(store.db)
+
+
+def test_a_child_that_dies_or_reports_garbage_is_a_store_error_never_a_success(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hot.db"
+    for code, expected in (
+        ("print('not a report')", "exited without a readable report"),
+        ("import sys; sys.exit(3)", "exited with status 3"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "was killed by signal SIGSEGV"),
+        ('print(\'{"outcome": "migrated"}\'); import sys; sys.exit(1)', "exited with status 1"),
+    ):
+        with pytest.raises(StoreError) as e:
+            ChildMigrator(command=(sys.executable, "-c", code))(url)
+        assert not isinstance(e.value, StoreUnavailable) and expected in str(e.value), (code, e.value)
+    assert not (tmp_path / "hot.db").exists()  # none of them touched the store
+
+
+def test_an_agent_started_with_stderr_closed_still_migrates(tmp_path: Path) -> None:
+    # the child's stdout is its report alone: its stray output goes to the agent's stderr, or to
+    # /dev/null when the agent has none (else the child's first free descriptor, 2, took its place)
+    code = (
+        "import sys; from stellaops_runtime.store.engine import open_store; "
+        "from stellaops_runtime.store.migration_process import ChildMigrator; "
+        "open_store(sys.argv[1], migrator=ChildMigrator()).close(); print('opened')"
+    )
+    url = f"sqlite:///{tmp_path}/hot.db"
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120,
+        pass_fds=(), preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, b"opened\n")
+    assert revisions(url) == [head_revision()]
+
+
+def test_the_child_imports_the_agents_own_package_not_one_on_its_path_or_in_its_cwd(tmp_path: Path) -> None:
+    # A decoy package first on the agent's PYTHONPATH and in its working directory: the agent took the
+    # real one (its sys.path set by hand, as a checkout's launcher may), and so must the child.
+    decoy = tmp_path / "decoy"
+    (decoy / "stellaops_runtime").mkdir(parents=True)
+    (decoy / "stellaops_runtime" / "__init__.py").write_text("raise SystemExit('the decoy package')\n")
+    root = str(Path(stellaops_runtime.__file__).resolve().parent.parent)
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from stellaops_runtime.store.engine import open_store; "
+        "from stellaops_runtime.store.migration_process import ChildMigrator; "
+        "open_store(sys.argv[1], migrator=ChildMigrator()).close(); print('opened')"
+    )
+    url = f"sqlite:///{tmp_path}/hot.db"
+    env = dict(os.environ, PYTHONPATH=str(decoy))
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code, url], capture_output=True, cwd=decoy, env=env, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, b"opened\n"), done.stderr[-2000:]
+    assert revisions(url) == [head_revision()]
+
+
+def test_a_child_that_cannot_reach_postgresql_is_store_unavailable() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/nowhere"
+    with pytest.raises(StoreUnavailable) as e:
+        ChildMigrator()(url, Timeouts(connect=2))
+    msg = str(e.value)
+    assert msg.startswith("cannot migrate store postgresql://postgres:***@127.0.0.1") and "\n" not in msg, msg
+    assert PASSWORD not in msg
+
+
+@pytest.mark.postgres
+def test_two_agents_migrating_one_postgresql_at_once_both_succeed(pg_empty_url: str) -> None:
+    url = behind(pg_empty_url)
+    outcomes: list[object] = []
+
+    def one() -> None:
+        try:
+            ChildMigrator()(url)
+            outcomes.append("ok")
+        except StoreError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert outcomes == ["ok", "ok"] and revisions(url) == [head_revision()]
