@@ -58,7 +58,19 @@ def test_an_indexed_ini_keys_value_and_deeper_lines_go(text: str) -> None:
     assert _S not in redact(text)
 
 
-@pytest.mark.parametrize("text", ["x = password[0]\n", "user[0] = bob\n", "if password[i] in seen:\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = password[0]\n",
+        "user[0] = bob\n",
+        "if password[i] in seen:\n",
+        # code a first draft over-redacted (LK's corpus: html5lib, lib2to3): a quoted subscript, a
+        # subscript before ``:`` or ``==``
+        'if token["publicId"]:\n    doctype += " PUBLIC"\n',
+        'token["name"] = token["name"].translate(table)\n',
+        "if token[-1] == '\\n':\n",
+    ],
+)
 def test_an_index_elsewhere_keeps_its_words(text: str) -> None:
     assert written_buffer(text) == text
 

@@ -16,6 +16,7 @@ import pytest
 
 from stellaops_runtime.contracts.config import PrivacyConfig
 from stellaops_runtime.privacy import PrivacyFilter
+from stellaops_runtime.privacy.properties_lines import properties_line_spans
 from tests.linear_cost import growth
 from tests.privacy_events import exec_arguments, written_buffer
 
@@ -81,10 +82,20 @@ def test_a_properties_value_after_blanks_goes(case: int, java_reads: list[str]) 
         "password reset requested\n",  # no dotted key
         "db.passwordless true\n",  # the word does not end the key
         "db.user bob\n",
+        # Python a first draft over-redacted (LK's corpus: shlex, smtplib)
+        "        self.password to be set.\n",
     ],
 )
 def test_look_alikes_keep_their_words(text: str) -> None:
     assert written_buffer(text) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["    self.token += nextchar\n", "    app.token == other\n", "this.secret = x;\n", "a.token .x\n"]
+)
+def test_a_line_of_code_is_no_properties_line(text: str) -> None:
+    # (the key rules read ``+=``, ``=`` as their own separators: what they take is theirs)
+    assert properties_line_spans(text) == []
 
 
 def test_spaced_properties_cost_linearly() -> None:

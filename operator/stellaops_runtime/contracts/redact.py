@@ -67,7 +67,7 @@ _AUTH_SCHEME = re.compile(
 _SECRET_VALUE = re.compile(
     r"""
     (?P<key>(?<![\w.\-])[\w.\-]*?(?:password|passwd|pwd|secret|token|api[_\-]?key)
-      (?:\[[\w$"'.\-]{0,64}\])?)                  # an array's index (``password[0] = x``)
+      (?:\[[\w$.\-]{0,64}\](?=\s*\\*=(?!=)))?)       # an array's index, then ``=`` (``password[0] = x``)
     (?P<sep>\s*\\*=\s*|(?:\\*["'])?\s*:(?![:/])\s*)   # an escaped = (PASSWORD\=x); a closing quote of the key
     (?P<value>
         (?<=[=:\s])"{3}(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"{3}|\Z)   # a TOML or Python multi-line string

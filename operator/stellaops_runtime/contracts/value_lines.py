@@ -38,7 +38,7 @@ _BLANK = r"[^\S\r\n]"
 # no INI keys; over-redaction of code measured on LK's corpus).
 _KEY_HEAD = r"""[^\s"'#;=:,()\[\]{}-]"""
 # an array's index ending the key (``password[0] = a``, ``password[] = a``: configparser reads any key)
-_INDEX = r"""(?:\[[\w$"'.-]{0,64}+\])?+"""
+_INDEX = r"""(?:\[[\w$.-]{0,64}+\])?+"""
 _KEY_BEFORE = re.compile(
     rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+)"""
     rf"""(?:(?:{_KEY_HEAD}[^\s=:,()\[\]{{}}]*+{_INDEX}|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""

@@ -155,10 +155,10 @@ XML_OPENING = (
     r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
     rf"(?:[ \t\r\n]*+{_XML_COMMENT}[ \t\r\n]*+)*+"
 )
-# An array's index after the key (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
-# ``password[db] = x``):
-# bounded, possessive.
-_INDEX = r"""(?:\[[\w$"'.-]{0,64}+\])?+"""
+# An array's index after the key, then ``=`` (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
+# ``password[db] = x``): unquoted (``token["name"] = …`` is code's), and only before ``=`` (``if token[i]:``,
+# ``token[-1] == x`` are code's); bounded, possessive.
+_INDEXED = r"""\[[\w$.-]{0,64}+\][ \t]*+\\*=(?![=~>])[ \t]*+"""
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 KEY_PREFIX = r"[\w.-]*?"
@@ -208,7 +208,7 @@ def keyed(keywords: list[str], *, bare_space: bool = False) -> tuple[list[str], 
     # Its text may open on the next line (a pretty-printed file: ``<password>`` then ``  x``; prose's
     # ``the <auth> element`` stays).
     xml = rf"<(?:[\w.-]++:)?{KEY_PREFIX}(?i:{kw})(?:\s[^<>]*)?>{XML_OPENING}(?P<s>{XML_TEXT})"
-    heads = [flag, rf"(?:{keys}){_INDEX}{sep}", rf"(?:{path_keys}){SEP_EQ}"]
+    heads = [flag, rf"(?:{keys})(?:{sep}|{_INDEXED})", rf"(?:{path_keys}){SEP_EQ}"]
     return heads, [xml, *in_query_or_odbc(f"(?i:{kw})", r"[\"']?\s*=\s*")]
 
 
