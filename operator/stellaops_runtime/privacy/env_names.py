@@ -289,9 +289,15 @@ def value_first_regex(globs: Iterable[str]) -> re.Pattern[str]:
         r"""(?P<s>\\*"(?:[^"\\]|\\(?!")[\s\S])*+\\*"|'[^']*+'"""
         r"""|[^\s"',}\]\\][^\r\n"',}\]]{0,255}+)"""
     )
+    # other members of the entry may stand between (``"value": "x", "type": "t", "name": "DB_PASSWORD"``,
+    # s50 RP's left-alone 2): up to four, each a quoted string or a short plain word; possessive, bounded
+    other = (
+        rf"""(?:(?!{q}name{q}[ \t]*[:=]){q}[\w.-]{{1,64}}+{q}[ \t]*[:=][ \t]*"""
+        r"""(?:\\*"(?:[^"\\]|\\(?!")[\s\S]){0,256}+\\*"|[^\s"',}\]\\]{1,64}+)\s*,?\s*){0,4}+"""
+    )
     return re.compile(
         rf"(?<![\w.-]){q}value{q}[ \t]*[:=][ \t]*{value}"
-        rf"\s*,?\s*{q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}(?![\w.-])",
+        rf"\s*,?\s*{other}{q}name{q}[ \t]*[:=]\s*{q}(?:{names}){q}(?![\w.-])",
         re.IGNORECASE | re.ASCII,
     )
 

@@ -44,17 +44,36 @@ class ValueFirstLines:
             column = m.end("ind") - m.start()
             end = lines_below_end(text, m.end(), column)
             at = end + 1
-            if end == m.end():
-                continue  # one line: value_first_regex's
+            if self._named_below(text, end, column, single=end == m.end()):
+                out.append((m.start("s"), end, "env_name"))
+        return out
+
+    def _named_below(self, text: str, end: int, column: int, *, single: bool) -> bool:
+        """Whether a key of the value's own mapping after ``end`` is a ``name`` naming a secret.
+
+        The entry's other keys may stand between (``- value: S`` then ``  type: x`` then ``  name:
+        DB_PASSWORD``, s50 RP's left-alone 2), each with its own deeper lines, up to _MAX_SIBLINGS; a line
+        at another column ends the mapping. ``single``: the value is one line, and a name right below it
+        is value_first_regex's.
+        """
+        for sibling in range(_MAX_SIBLINGS):
             line = text.find("\n", end) + 1
             while line and text[line : text.find("\n", line) + 1 or len(text)].isspace():  # blank lines
                 line = text.find("\n", line) + 1
-            name_at = line + column
+            key_at = line + column
             if (
-                line
-                and text[line:name_at].strip(" \t") == ""
-                and text[name_at : name_at + 1] not in ("", " ", "\t")
-                and self._name.match(text, name_at) is not None
+                not line
+                or text[line:key_at].strip(" \t") != ""
+                or text[key_at : key_at + 1] in ("", " ", "\t", "-", "#")
             ):
-                out.append((m.start("s"), end, "env_name"))
-        return out
+                return False
+            if self._name.match(text, key_at) is not None:
+                return not (single and sibling == 0)
+            line_end = text.find("\n", key_at)
+            line_end = len(text) if line_end < 0 else line_end - (text[line_end - 1] == "\r")
+            end = lines_below_end(text, line_end, column)
+        return False
+
+
+# how many other keys of an entry may stand between its value and its name
+_MAX_SIBLINGS = 8
