@@ -162,3 +162,17 @@ def test_two_agents_migrating_one_postgresql_at_once_both_succeed(pg_empty_url: 
     for t in threads:
         t.join(120)
     assert outcomes == ["ok", "ok"] and revisions(url) == [head_revision()]
+
+
+def test_a_child_that_reports_migrated_without_migrating_opens_no_store(tmp_path: Path) -> None:
+    """A child that says ``migrated`` and exits 0 but left the store where it was (another package's
+    child, a bug): the agent must not write to a store that is not at the newest revision. Before,
+    open_store returned the store: on a new SQLite file each write then failed (no such table),
+    retried for ever as "unavailable"; on a store one revision behind it wrote the old schema."""
+    url = f"sqlite:///{tmp_path}/hot.db"
+    liar = ChildMigrator(command=(sys.executable, "-c", 'print(\'{"outcome": "migrated"}\')'))
+    with pytest.raises(StoreError) as e:
+        open_store(url, migrator=liar).close()
+    msg = str(e.value)
+    assert not isinstance(e.value, StoreUnavailable), msg
+    assert "reported success" in msg and f"{head_revision()}" in msg and "\n" not in msg, msg

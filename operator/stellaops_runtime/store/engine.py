@@ -293,6 +293,20 @@ def _refuse_unknown_revision(db: Database, url: str) -> None:
         )
 
 
+def _check_migrated(db: Database, url: str) -> None:
+    """After a migrator said it succeeded, the store must be at the head (or at a revision a newer
+    agent made meanwhile): a child that exits 0 without migrating (another package's, a bug) must
+    not hand the agent a store whose tables it would write the wrong way, or not at all."""
+    head = head_revision()
+    versions = store_revisions(db)
+    if head is None or (versions and (versions == [head] or unknown_revision(db) is not None)):
+        return  # no chain read without Alembic (head_revision): Alembic's own run is the word
+    raise StoreError(
+        f"cannot migrate store {safe_url(url)}: the migration reported success but the store is at "
+        f"schema revision {', '.join(versions or ()) or 'none'}, not {head}"
+    )
+
+
 def _migration_error(url: str, e: Exception) -> StoreError:
     if is_unavailable(e):
         return StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
@@ -343,6 +357,7 @@ def open_store(
         if not at_head(db):  # only now SQLAlchemy and Alembic are loaded, by the migrator's process
             _refuse_unknown_revision(db, url)
             (migrator or migrate_in_process)(url, timeouts)
+            _check_migrated(db, url)
     except StoreError:
         db.dispose()
         raise
