@@ -176,3 +176,43 @@ def test_a_child_that_reports_migrated_without_migrating_opens_no_store(tmp_path
     msg = str(e.value)
     assert not isinstance(e.value, StoreUnavailable), msg
     assert "reported success" in msg and f"{head_revision()}" in msg and "\n" not in msg, msg
+
+
+def test_a_sqlite_store_its_migration_cannot_create_is_a_failed_migration_not_unavailable(
+    tmp_path: Path,
+) -> None:
+    """A store whose tables exist without its version row (cut by an older agent's non-transactional
+    migration): SQLite's "table hot_symbols already exists" is no outage. Before, it was classified
+    StoreUnavailable (sqlite3's OperationalError) and retried as one."""
+    db = tmp_path / "hot.db"
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        c.execute("CREATE TABLE hot_symbols (x INTEGER)")
+        c.commit()
+    with pytest.raises(StoreError) as e:
+        ChildMigrator()(f"sqlite:///{db}")
+    assert not isinstance(e.value, StoreUnavailable) and "already exists" in str(e.value), e.value
+
+
+def test_a_failed_migration_starts_no_new_child_until_its_retry_time(tmp_path: Path) -> None:
+    """Each child costs ~0.5 s of CPU (its imports): a migration that fails for good (a broken store, a
+    refused DDL) was tried by a new child at every flush (10 s), for ever. Now the next child waits
+    for a retry time that doubles; the calls meanwhile say the last failure and start nothing."""
+    starts = tmp_path / "starts"
+    code = (
+        f"open({str(starts)!r}, 'a').write('x'); "
+        'print(\'{"outcome": "failed", "message": "cannot migrate store s: refused"}\')'
+    )
+    migrator = ChildMigrator(command=(sys.executable, "-c", code), retry_after=(0.5, 60.0))
+    url = f"sqlite:///{tmp_path}/hot.db"
+    with pytest.raises(StoreError, match=r"^cannot migrate store s: refused$"):
+        migrator(url)
+    began = time.monotonic()
+    with pytest.raises(StoreError, match=r"^cannot migrate store s: refused \(the migration is tried again"):
+        migrator(url)
+    assert starts.read_text() == "x"  # no second child
+    time.sleep(max(0.0, 0.5 - (time.monotonic() - began)) + 0.05)
+    with pytest.raises(StoreError, match=r"refused$"):
+        migrator(url)  # its retry time came: a new child
+    assert starts.read_text() == "xx"
+    with pytest.raises(StoreError, match=r"tried again in [01] s"):  # 1 s now: doubled
+        migrator(url)

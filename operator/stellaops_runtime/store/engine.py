@@ -307,8 +307,16 @@ def _check_migrated(db: Database, url: str) -> None:
     )
 
 
+SQLITE_ERROR = 1  # SQLite's generic SQL error: "table ... already exists", "no such table", ...
+
+
 def _migration_error(url: str, e: Exception) -> StoreError:
-    if is_unavailable(e):
+    """The error a failed migration raises: :class:`StoreUnavailable` for a database out of reach (or
+    a SQLite file locked), else :class:`StoreError`. sqlite3 raises even a refused statement as an
+    OperationalError, which store/errors.py reads as unavailable: a migration SQLite refused (a store
+    whose tables a cut, non-transactional migration of an older agent left) is a failed one."""
+    code = getattr(getattr(e, "orig", None) or e, "sqlite_errorcode", None)
+    if is_unavailable(e) and not (isinstance(code, int) and code & 0xFF == SQLITE_ERROR):
         return StoreUnavailable(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
     return StoreError(f"cannot migrate store {safe_url(url)}: {first_line(e)}")
 

@@ -45,6 +45,11 @@ CHILD_MODULE = "stellaops_runtime.store.migration_child"
 # package comes from (child_environment puts its own location first).
 CHILD_COMMAND = (sys.executable, "-P", "-m", CHILD_MODULE)
 OUTCOMES = ("migrated", "unavailable", "failed")  # store/migration_child.py's reports
+# A migration that failed (not one the database was out of reach for, nor a child killed): the next
+# child not before 10 s, then 20, 40... up to 5 min. Each child costs ~0.5 s of CPU (its imports),
+# and a migration that fails for good (a broken store, a refused DDL) was otherwise tried by a new
+# child at every flush, for ever.
+RETRY_AFTER = (10.0, 300.0)
 
 
 def child_environment() -> dict[str, str]:
@@ -79,11 +84,17 @@ def _is_open(fd: int) -> bool:
 class ChildMigrator:
     """Runs ``alembic upgrade head`` for one agent, each time in a new child process."""
 
-    def __init__(self, command: tuple[str, ...] = CHILD_COMMAND) -> None:
+    def __init__(
+        self, command: tuple[str, ...] = CHILD_COMMAND, retry_after: tuple[float, float] = RETRY_AFTER
+    ) -> None:
         self.command = command  # the child's argv: never the URL
+        self.retry_after = retry_after  # (first, longest) wait before a failed migration's next child
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self._closed = False
+        self._failures = 0  # failed migrations in a row
+        self._retry_at = 0.0  # time.monotonic() before which no child is started after a failure
+        self._failure = ""  # the last failure's message (one line, the password masked)
 
     @property
     def running_pids(self) -> list[int]:
@@ -97,6 +108,8 @@ class ChildMigrator:
                 raise StoreError(f"{where}: the agent is stopping")
             if not self.command[0]:
                 raise StoreError(f"{where}: no Python interpreter to run the migration in")
+            if (wait := self._retry_at - time.monotonic()) > 0:
+                raise StoreError(f"{self._failure} (the migration is tried again in {wait:.0f} s)")
             try:
                 proc = subprocess.Popen(
                     self.command,
@@ -115,17 +128,32 @@ class ChildMigrator:
         )  # fmt: skip
         try:
             outcome = self._wait(proc, url, timeouts)
+            kind, message = outcome.get("outcome"), str(outcome.get("message") or "")
+            if kind == "unavailable":
+                raise StoreUnavailable(message or f"{where}: unreachable")
+            if kind != "migrated":
+                raise StoreError(message or f"{where}: the migration process reported a failure")
+        except StoreError as e:
+            self._failed(e, proc.returncode)
+            raise
         finally:
             with self._lock:
                 self._running.discard(proc)
-        kind, message = outcome.get("outcome"), str(outcome.get("message") or "")
-        if kind == "migrated":
-            took = time.monotonic() - started
-            log.info("store %s migrated in %.1f s (pid %d)", safe_text(url), took, proc.pid)
+        with self._lock:
+            self._failures, self._retry_at = 0, 0.0
+        took = time.monotonic() - started
+        log.info("store %s migrated in %.1f s (pid %d)", safe_text(url), took, proc.pid)
+
+    def _failed(self, e: StoreError, returncode: int | None) -> None:
+        """A failed migration sets the time of the next child; one the database was out of reach for,
+        or a child killed by a signal (the agent's stop, the OOM killer, an operator), does not."""
+        if isinstance(e, StoreUnavailable) or (returncode or 0) < 0:
             return
-        if kind == "unavailable":
-            raise StoreUnavailable(message or f"{where}: unreachable")
-        raise StoreError(message or f"{where}: the migration process reported a failure")
+        first, longest = self.retry_after
+        with self._lock:
+            self._failures += 1
+            wait = min(longest, first * 2 ** min(self._failures - 1, 30))
+            self._retry_at, self._failure = time.monotonic() + wait, str(e)
 
     def _wait(self, proc: subprocess.Popen[bytes], url: str, timeouts: Timeouts | None) -> dict[str, object]:
         """Hand the child its request, read its report, reap it; its stdin stays open until then."""
