@@ -22,7 +22,13 @@ import pytest
 
 import stellaops_runtime
 from stellaops_runtime.store.dbconn import Timeouts
-from stellaops_runtime.store.engine import StoreError, StoreUnavailable, open_store
+from stellaops_runtime.store.engine import (
+    StoreError,
+    StoreUnavailable,
+    create_store_engine,
+    migrate,
+    open_store,
+)
 from stellaops_runtime.store.migration_process import ChildMigrator
 from stellaops_runtime.store.revisions import at_head, head_revision
 from tests.integration.test_agent_migration_child import PASSWORD, behind, revisions
@@ -181,12 +187,17 @@ def test_a_child_that_reports_migrated_without_migrating_opens_no_store(tmp_path
 def test_a_sqlite_store_its_migration_cannot_create_is_a_failed_migration_not_unavailable(
     tmp_path: Path,
 ) -> None:
-    """A store whose tables exist without its version row (cut by an older agent's non-transactional
-    migration): SQLite's "table hot_symbols already exists" is no outage. Before, it was classified
-    StoreUnavailable (sqlite3's OperationalError) and retried as one."""
+    """A store at 0010 that holds 0011's table already (an older agent's non-transactional migration
+    cut after its DDL, before its version): SQLite's "table export_positions already exists" is no
+    outage. Before, it was classified StoreUnavailable (sqlite3's OperationalError) and retried as one."""
     db = tmp_path / "hot.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    try:
+        migrate(engine, revision="0010")
+    finally:
+        engine.dispose()
     with contextlib.closing(sqlite3.connect(db)) as c:
-        c.execute("CREATE TABLE hot_symbols (x INTEGER)")
+        c.execute("CREATE TABLE export_positions (x INTEGER)")
         c.commit()
     with pytest.raises(StoreError) as e:
         ChildMigrator()(f"sqlite:///{db}")
@@ -216,3 +227,20 @@ def test_a_failed_migration_starts_no_new_child_until_its_retry_time(tmp_path: P
     assert starts.read_text() == "xx"
     with pytest.raises(StoreError, match=r"tried again in [01] s"):  # 1 s now: doubled
         migrator(url)
+
+
+def test_a_store_with_tables_but_no_revision_is_refused_with_what_to_do_and_without_a_child(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file an older agent's first migration left with its tables but no version row (its
+    DDL committed one statement at a time, cut before the version): no migration can run on it. Before,
+    a child was started for it at each retry and failed with "table hot_symbols already exists"."""
+    db = tmp_path / "hot.db"
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        c.execute("CREATE TABLE hot_symbols (x INTEGER)")
+        c.commit()
+    with pytest.raises(StoreError) as e:
+        open_store(f"sqlite:///{db}", migrator=ChildMigrator(command=(sys.executable, "-c", "exit(9)")))
+    msg = str(e.value)
+    assert not isinstance(e.value, StoreUnavailable) and "status 9" not in msg, msg  # no child
+    assert "no schema revision" in msg and "move it away" in msg and "\n" not in msg, msg

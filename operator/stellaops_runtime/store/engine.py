@@ -281,10 +281,21 @@ def _transactional_ddl(engine: Engine) -> None:
     event.listen(engine, "begin", begin)
 
 
-def _refuse_unknown_revision(db: Database, url: str) -> None:
-    """A store a newer agent migrated cannot be migrated by this one (Alembic: "Can't locate revision
-    identified by ..."): said without starting Alembic, or the agent's migration child, at every
-    retry (each child costs ~0.5 s of CPU; a rolling upgrade's older agents retry every flush)."""
+def _refuse_unmigratable(db: Database, url: str) -> None:
+    """A store no migration can bring to the head is refused without starting Alembic, or the agent's
+    migration child, at every retry (each child costs ~0.5 s of CPU): one a newer agent migrated
+    (Alembic: "Can't locate revision identified by ..."), and one with the tables but no version
+    (Alembic: "table hot_symbols already exists"), each with what to do."""
+    if store_revisions(db) is None:
+        with db.connect() as conn:
+            tables = has_schema(conn)
+        if tables:  # an older agent's first migration on SQLite, cut before its version row (3d3a1b3d)
+            raise StoreError(
+                f"cannot migrate store {safe_url(url)}: it has the hot-symbol tables but no schema "
+                "revision (a first migration cut before it wrote its version, by an agent that migrated "
+                "SQLite outside one transaction): no migration can run on it, and no agent wrote to it; "
+                "move it away (or drop its schema signals) and the next start makes a new one"
+            )
     if (unknown := unknown_revision(db)) is not None:
         raise StoreError(
             f"cannot migrate store {safe_url(url)}: it is at schema revision {unknown}, which this agent "
@@ -363,7 +374,7 @@ def open_store(
         return HotSymbolStore(db, retention_days=retention_days)
     try:
         if not at_head(db):  # only now SQLAlchemy and Alembic are loaded, by the migrator's process
-            _refuse_unknown_revision(db, url)
+            _refuse_unmigratable(db, url)
             (migrator or migrate_in_process)(url, timeouts)
             _check_migrated(db, url)
     except StoreError:
