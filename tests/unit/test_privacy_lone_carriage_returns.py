@@ -8,6 +8,8 @@ line break: ``password = a`` then ``\\r  S`` is the value ``a`` and ``S`` to bot
 from __future__ import annotations
 
 import configparser
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,17 @@ def test_lone_returns_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
     for unit in ("password = a\r  b\r", "x\r", "password:\r  - a\r"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
+
+
+@pytest.mark.parametrize("arg", ["--password=a\r{s}", "-pa\r{s}", "DBPASS=a\r{s}"])
+def test_a_lone_return_inside_one_shell_word_keeps_the_value_whole(arg: str) -> None:
+    # (an exec's arguments only: in a written buffer a lone return ends a line, as the tests above say)
+    arg = arg.format(s=_S)
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    # bash passes ``$'a\rS'`` as one argument: the program reads the value with S in it
+    run = subprocess.run([bash, "-c", 'printf "%s\\n" "$#"', "sh", arg], capture_output=True, text=True)
+    assert run.stdout.strip() == "1"
+    assert _S not in exec_arguments("/usr/bin/mysql", f"-u root {arg} db")
+    assert _S not in exec_arguments("/bin/sh", f"-c 'mysql {arg}'")

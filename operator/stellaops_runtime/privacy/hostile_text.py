@@ -17,7 +17,8 @@
   YAML read a lone ``\\r`` as a line break, the rules and contracts/value_lines.py only ``\\n``:
   ``password = a\\r  S`` kept ``S``. :func:`lone_returns_as_line_feeds` gives the reading the passes
   run on again (s50 P's left-alone 2).
-- **A vertical tab or a form feed inside a value.** One shell word holds them; a rule ending its value at
+- **A vertical tab or a form feed inside a value** (a carriage return alone too, in an exec's arguments:
+  ``--password=$'a\\rS'``). One shell word holds them; a rule ending its value at
   ``\\s`` kept the rest (``mysql -pa\\vb``): :func:`redact_breaks_joined` runs the rules once more with
   them read as word characters.
 """
@@ -122,16 +123,26 @@ _STAND_IN_RANGES = (
 )
 
 
-def redact_breaks_joined(text: str, redact: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
-    """``redact`` of ``text`` with its vertical tabs and form feeds read as word characters: (text, hits)."""
+def redact_breaks_joined(
+    text: str, redact: Callable[[str], tuple[str, int]], *, lone_returns: bool = False
+) -> tuple[str, int]:
+    """``redact`` of ``text`` with its vertical tabs and form feeds read as word characters: (text, hits).
+
+    ``lone_returns``: a carriage return no line feed follows too (an exec's arguments: one shell word).
+    """
     held = set(text)
     free = (chr(cp) for cps in _STAND_IN_RANGES for cp in cps if chr(cp) not in held)
-    stand_ins = [(brk, next(free, "")) for brk in _BREAKS if brk in held]
+    lone_return = lone_returns and "\r" in held and _LONE_RETURN.search(text) is not None
+    stand_ins = [
+        (brk, next(free, "")) for brk in (*_BREAKS, "\r") if brk in held and (brk != "\r" or lone_return)
+    ]
     if not stand_ins or not all(s for _, s in stand_ins):
         return text, 0
     joined = text
     for brk, stand_in in stand_ins:
-        joined = joined.replace(brk, stand_in)
+        # a carriage return alone is inside one shell word too (``--password=$'a\rS'``: s51); ``\r\n`` ends
+        # a line
+        joined = _LONE_RETURN.sub(stand_in, joined) if brk == "\r" else joined.replace(brk, stand_in)
     out, hits = redact(joined)
     if not hits:
         return text, 0

@@ -237,10 +237,14 @@ class Redactor:
                 out, hits = both, hits + more
         if hits:
             out = rest_of_quoted(out)
-        if "\v" in out or "\f" in out:  # inside one word: a rule ending its value at ``\s`` read again
+        # inside one word: a rule ending its value at ``\s`` read again; a carriage return alone only in an
+        # exec's arguments (one shell word holds it: ``--password=$'a\rS'``), a line break in a buffer
+        if "\v" in out or "\f" in out or (argv and "\r" in out):
             seen: dict[str, int] = defaultdict(int)
             joined, more = redact_breaks_joined(
-                out, lambda t: self._redact_pass(t, counts=seen, truncated=truncated, tool=tool, argv=argv)
+                out,
+                lambda t: self._redact_pass(t, counts=seen, truncated=truncated, tool=tool, argv=argv),
+                lone_returns=argv,
             )
             if more:
                 count_new(counts, seen, joined.count(REDACTED) - out.count(REDACTED))
