@@ -76,8 +76,24 @@ async def gone(pids: list[int]) -> None:
     await h.wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), what="killed", timeout=20)
 
 
-async def first_half_stored(port: int, half: int) -> None:
-    await h.wait_for(lambda: processed(port) == half, what="first half processed", timeout=60)
+HALF = len(GOOD) // 2
+
+
+def start_on_half(tmp: Path, url: str) -> tuple[subprocess.Popen[str], int, Path]:
+    """The agent CLI reading an export file that holds the stream's first half."""
+    export = tmp / "tetragon.log"
+    export.write_bytes(b"\n".join(GOOD[:HALF]) + b"\n")
+    cfg, port = config(tmp, url, export)
+    return h.start_agent(cfg), port, export
+
+
+def append_second_half(export: Path) -> None:
+    with export.open("ab") as f:
+        f.write(b"\n".join(GOOD[HALF:]) + b"\n")
+
+
+async def first_half_stored(port: int) -> None:
+    await h.wait_for(lambda: processed(port) == HALF, what="first half processed", timeout=60)
     await h.wait_for(
         lambda: (
             h.metric(m := h.scrape(port), "stellaops_runtime_hot_symbols_pending") == 0
@@ -103,20 +119,23 @@ async def all_stored_then_stop(proc: subprocess.Popen[str], port: int) -> tuple[
     return await asyncio.to_thread(h.finish, proc, 30)
 
 
+def exact_after_a_clean_stop(code: int, out: str, url: str) -> None:
+    assert code == 0, out
+    assert "Traceback" not in out
+    assert "hot-symbol store ready" in out  # info lines are logged, and among them
+    assert "opened with psycopg" not in out  # no switch: its own client all along (store/pg_connect.py)
+    assert stored(url) == expected()
+
+
 async def test_kill_9_of_the_whole_cluster_loses_and_doubles_nothing(tmp_path, own_pg) -> None:
-    export = tmp_path / "tetragon.log"
-    half = len(GOOD) // 2
-    export.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
-    cfg, port = config(tmp_path, own_pg.url, export)
-    proc = h.start_agent(cfg)
+    proc, port, export = start_on_half(tmp_path, own_pg.url)
     try:
-        await first_half_stored(port, half)
+        await first_half_stored(port)
         pids = server_pids(own_pg)
         signal_all(pids, signal.SIGKILL)
         own_pg.running = False
         await gone(pids)
-        with export.open("ab") as f:
-            f.write(b"\n".join(GOOD[half:]) + b"\n")
+        append_second_half(export)
         await h.wait_for(
             lambda: h.metric(h.scrape(port), "stellaops_runtime_store_flush_failures_total") >= 1,
             what="a flush failed while the server was dead",
@@ -128,26 +147,17 @@ async def test_kill_9_of_the_whole_cluster_loses_and_doubles_nothing(tmp_path, o
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert code == 0, out
-    assert "Traceback" not in out
-    assert "hot-symbol store ready" in out  # info lines are logged, and among them
-    assert "opened with psycopg" not in out  # no switch: its own client all along (store/pg_connect.py)
-    assert stored(own_pg.url) == expected()
+    exact_after_a_clean_stop(code, out, own_pg.url)
 
 
 async def test_a_frozen_cluster_is_abandoned_and_every_count_lands_after_it_thaws(tmp_path, own_pg) -> None:
-    export = tmp_path / "tetragon.log"
-    half = len(GOOD) // 2
-    export.write_bytes(b"\n".join(GOOD[:half]) + b"\n")
-    cfg, port = config(tmp_path, own_pg.url, export)
-    proc = h.start_agent(cfg)
+    proc, port, export = start_on_half(tmp_path, own_pg.url)
     pids: list[int] = []
     try:
-        await first_half_stored(port, half)
+        await first_half_stored(port)
         pids = server_pids(own_pg)
         signal_all(pids, signal.SIGSTOP)
-        with export.open("ab") as f:
-            f.write(b"\n".join(GOOD[half:]) + b"\n")
+        append_second_half(export)
         # Nothing answers, nothing is refused: each attempt must end at the configured deadlines
         # (connectTimeout, flushTimeout: 2 s), counted, with /readyz saying so.
         await h.wait_for(
@@ -164,6 +174,4 @@ async def test_a_frozen_cluster_is_abandoned_and_every_count_lands_after_it_thaw
         signal_all(pids, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
-    assert code == 0, out
-    assert "Traceback" not in out
-    assert stored(own_pg.url) == expected()
+    exact_after_a_clean_stop(code, out, own_pg.url)
