@@ -11,6 +11,7 @@ import configparser
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -60,6 +61,23 @@ def test_a_yaml_values_lines_after_a_lone_return_go(text: str) -> None:
     out = written_buffer(text)
     assert _S not in out
     assert out.startswith(text[: text.index("password") + len("password:")])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<db>\r<password>\r{s}</password>\r</db>\r",  # only the lone-CR reading sees a line break
+        "<db><user>u</user><password>\r  {s}\r</password></db>",
+    ],
+)
+def test_a_secret_only_the_lone_return_reading_finds_goes(text: str) -> None:
+    # The text as it is holds no secret the rules take; the reading with its lone CRs as line feeds does.
+    # That reading's redaction was dropped when the text's own reading redacted nothing (reading_union
+    # found no marker in it): the whole field kept its secret (s51 RP).
+    text = text.format(s=_S)
+    assert _S in (ElementTree.fromstring(text).findtext("password") or "")  # XML reads the secret
+    assert _S not in written_buffer(text)
+    assert _S not in exec_arguments("/bin/sh", f'-c \'printf "%s" "{text}" > db.xml\'')
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,13 @@ _CASES = [
     ("fs.s3a.secret.key {s}\n", "fs.s3a.secret.key"),
     ("  app.auth.token {s}\n", "app.auth.token"),
     ("db.password a\\\n    {s}\nx=1\n", "db.password"),
+    ("x=1\rdb.password {s}\ry=2\r", "db.password"),  # lines a lone CR ends (s51 RP)
+    # a generated password may start with a symbol an operator starts with too (s51 RP)
+    ("db.password !{s}\n", "db.password"),
+    ("db.password *{s}\n", "db.password"),
+    ("db.password -{s}\n", "db.password"),
+    ("db.password %{s}&\n", "db.password"),
+    ("db.password <{s}>\n", "db.password"),
 ]
 _LOADER = """
 import java.io.FileReader;
@@ -91,7 +98,18 @@ def test_look_alikes_keep_their_words(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["    self.token += nextchar\n", "    app.token == other\n", "this.secret = x;\n", "a.token .x\n"]
+    "text",
+    [
+        "    self.token += nextchar\n",
+        "    app.token == other\n",
+        "this.secret = x;\n",
+        "a.token .x\n",
+        "    a.token - 1\n",
+        "    a.token -> x\n",
+        "    a.token && b\n",
+        "    a.token *= 2\n",
+        "    a.token <\n",
+    ],
 )
 def test_a_line_of_code_is_no_properties_line(text: str) -> None:
     # (the key rules read ``+=``, ``=`` as their own separators: what they take is theirs)

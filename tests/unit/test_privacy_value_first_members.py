@@ -32,6 +32,10 @@ def _entries(doc: object) -> list[dict[str, object]]:
         "env:\n- value: |\n    {s}\n  labels:\n    a: b\n  description: x\n  name: API_TOKEN\n",
         '[{{"value": "{s}", "type": "plain", "name": "DB_PASSWORD"}}]',
         '[{{"value":"{s}","a":1,"b":"c d","name":"DB_PASSWORD"}}]',
+        # a comment line between the value and the name (s51 RP)
+        "env:\n- value: {s}\n  # from the vault\n  name: DB_PASSWORD\n",
+        "env:\n- value: {s}\n  type: plain\n\n    # c\n  name: DB_PASSWORD\n",
+        "env:\n- value: a\n    {s}\n  # c\n  name: DB_PASSWORD\n",
     ],
 )
 def test_a_value_first_entrys_secret_goes_past_other_members(text: str) -> None:
@@ -59,5 +63,6 @@ def test_another_entrys_value_stays(text: str) -> None:
 
 def test_value_first_members_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
-    for unit in ("- value: a\n  t: b\n", '{"value": "a", "t": "b", ', "  x: y\n- value: a\n  b: |\n    c\n"):
+    units = ("- value: a\n  t: b\n", '{"value": "a", "t": "b", ', "  x: y\n- value: a\n  b: |\n    c\n")
+    for unit in (*units, "- value: a\n  # c\n", "- value: a\n" + "  # c\n" * 40):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -7,7 +7,7 @@ left-alone 2). Read here only where a properties file's line is plain: a dotted 
 file's, ``spring.datasource.password``; a bare ``password reset`` is prose) at its line's start,
 ending in a credential word (key_words.py), then blanks and a value that is no setting
 (``log4j.logger.a.secret INFO`` is a log level, as for the key rules). No code's line (an attribute of
-``self``, ``this`` or ``cls``; an operator after the key, ``a.token += x``) and no prose's
+``self``, ``this`` or ``cls``; an operator after the key, ``a.token += x``, ``a.b - 1``) and no prose's
 (``a.password is set``, ``to be``) counts: a first draft over-redacted 8 Python lines of LK's corpus.
 The value is the rest of the line, over a line continued by a backslash at its end, as Properties reads
 it. Anchored at line starts, bounded, possessive: linear.
@@ -25,7 +25,9 @@ _WORDS = "|".join((*PASSWORD_WORDS, *SECRET_WORDS))
 _SPACED = re.compile(
     r"(?m)^[ \t\f]*+(?!(?:self|this|cls)\.)"
     rf"[\w-]{{1,64}}+\.[\w.-]{{0,256}}?(?i:{_WORDS})"
-    r"[ \t\f]++(?![=:]|[-+*/%&|^<>!?.,;(\[{{]|(?:is|in|and|or|not|if|to)\b)"
+    # an operator is one only before a blank or ``=`` (``a.token += x``, ``a.b - 1``): a generated password
+    # may start with one of its characters (``db.password !x``, ``*x``: s51 RP)
+    r"[ \t\f]++(?![=:]|[-+*/%&|^<>!?~]++(?:[=\s]|\Z)|[.,;(\[{]|(?:is|in|and|or|not|if|to)\b)"
     r"(?P<s>(?:[^\r\n\\]|\\[^\r\n]|\\\r?+\n)++)"
 )
 _SETTING = re.compile(rf"(?:{'|'.join(SETTING_WORDS)}|\d+)[ \t\f]*+\Z", re.IGNORECASE)

@@ -78,7 +78,10 @@ def union(text: str, first: str, other: str, second: str) -> str | None:
     ``other`` is aligned with ``text`` (one character for one). None when ``second`` covers nothing
     ``first`` does not, or either is not such a redaction.
     """
-    a, b = covered(text, first), covered(other, second)
+    # a first reading that redacted nothing covers nothing (a secret only the other reading finds: the
+    # text's own lines ended by a lone CR, ``x\rdb.password S``: s51 RP)
+    a = [] if first == text else covered(text, first)
+    b = covered(other, second)
     if a is None or b is None:
         return None
     both = _merged(a + b)

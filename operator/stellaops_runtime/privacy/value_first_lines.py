@@ -6,7 +6,8 @@ own line, right before the name. A block scalar (``- value: >-`` then its indent
 value continued on deeper lines (``- value: a`` then ``    S``: PyYAML reads ``a S``) kept the whole
 secret (s50 RP): the regex cannot tell the value's deeper lines from the entry's next key by indentation.
 Here the value's lines are those contracts/value_lines.py finds below the ``value`` key, and the entry
-is a secret's when the very next line is its ``name`` key at the key's own column, naming a secret.
+is a secret's when a later key of the value's own mapping (up to _MAX_SIBLINGS keys on, blank and
+comment lines passed over) is its ``name`` key at the key's own column, naming a secret.
 
 Each ``value`` key's lines are read once: a ``value`` key inside lines already read is none (they are a
 scalar's text). Linear in the text.
@@ -53,12 +54,16 @@ class ValueFirstLines:
 
         The entry's other keys may stand between (``- value: S`` then ``  type: x`` then ``  name:
         DB_PASSWORD``, s50 RP's left-alone 2), each with its own deeper lines, up to _MAX_SIBLINGS; a line
-        at another column ends the mapping. ``single``: the value is one line, and a name right below it
-        is value_first_regex's.
+        at another column ends the mapping; blank and comment lines are passed over. ``single``: the value is
+        one line, and a name right below it (no comment between) is value_first_regex's.
         """
+        commented = False
         for sibling in range(_MAX_SIBLINGS):
             line = text.find("\n", end) + 1
-            while line and text[line : text.find("\n", line) + 1 or len(text)].isspace():  # blank lines
+            # blank lines, and comment lines (``- value: S`` then ``  # c`` then ``  name: DB_PASSWORD``:
+            # PyYAML reads the entry whole; s51 RP), walked once each by at most _MAX_SIBLINGS + 1 values
+            while line and _skipped(text[line : text.find("\n", line) + 1 or len(text)]):
+                commented = commented or "#" in text[line : text.find("\n", line) + 1 or len(text)]
                 line = text.find("\n", line) + 1
             key_at = line + column
             if (
@@ -68,7 +73,7 @@ class ValueFirstLines:
             ):
                 return False
             if self._name.match(text, key_at) is not None:
-                return not (single and sibling == 0)
+                return not (single and sibling == 0 and not commented)
             line_end = text.find("\n", key_at)
             line_end = len(text) if line_end < 0 else line_end - (text[line_end - 1] == "\r")
             end = lines_below_end(text, line_end, column)
@@ -77,3 +82,8 @@ class ValueFirstLines:
 
 # how many other keys of an entry may stand between its value and its name
 _MAX_SIBLINGS = 8
+
+
+def _skipped(line: str) -> bool:
+    """Whether ``line`` is blank or a comment's (no key of the entry)."""
+    return line.isspace() or line.lstrip(" \t").startswith("#")
