@@ -28,6 +28,11 @@ _S = "P51xmlSecret"
         ("<password>a<!-- c -->{s}</password>", "."),
         ("<db>\n  <password>\n    <!-- rotated -->\n    {s}\n  </password>\n</db>", "password"),
         ('<entry key="db.password"><!-- c -->{s}</entry>', "."),
+        # a CDATA section or a processing instruction beside plain text (ElementTree joins the text: s51 RP)
+        ("<password>a<![CDATA[b]]>{s}</password>", "."),
+        ("<password><![CDATA[b]]>{s}</password>", "."),
+        ("<password>a<?pi x?>{s}</password>", "."),
+        ("<password><?pi x?>{s}</password>", "."),
     ],
 )
 def test_a_secret_elements_text_around_a_comment_goes(text: str, tag: str) -> None:
@@ -93,5 +98,12 @@ def test_xml_comment_and_children_cost_linearly() -> None:
         "<value>a</value><b>c</b>",
         "<value>a</value><name>x.password</name>",
         "<password>a<!-- c -->",
+        # a comment or an instruction never closed: each key's text read it to the field's end (s51 RP:
+        # 2 s for 64 KiB, 56 times a5675037's)
+        "<password>a<!-- ",
+        "<password><!-- ",
+        "<property><name>a.password</name><value>a<!-- ",
+        "<password>a<? ",
+        "<password>a<![CDATA[b]]>",
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -144,16 +144,21 @@ SEP_EQ = r"(?:\\*[\"'])?\s*\\*=(?!>\s)\s*"
 # ``<`` or ``&`` written so; to its ``]]>`` or a cut text's end: s50 RP), or characters up to the next tag.
 # Possessive; a match ends where the section does, so each section is read once: linear.
 # A comment inside the text splits it, and a reader joins the pieces (ElementTree reads ``<password>a<!-- c
-# -->b</password>`` as ``ab``): the text goes on past one (s51).
-_XML_COMMENT = r"<!--(?:[^-]|-(?!->))*+-->"
-XML_TEXT = rf"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)|[^<\s][^<]*(?:{_XML_COMMENT}[^<]*+)*+"
+# -->b</password>`` as ``ab``): the text goes on past one (s51), and past a CDATA section or a processing
+# instruction beside plain text (``a<![CDATA[b]]>S``, ``a<?pi x?>S`` read ``abS``, ``aS``: s51 RP).
+# A comment or an instruction holds no ``<`` here: one never closed is read only to the next tag, not to
+# the field's end from every key before it (``<password>a<!-- `` repeated cost 2 s for 64 KiB: s51 RP).
+_XML_COMMENT = r"<!--(?:[^<-]|-(?!->))*+-->"
+_XML_PI = r"<\?(?:[^<?]|\?(?!>))*+\?>"
+_CDATA = r"<!\[CDATA\[(?:[^\]]|\](?!\]>))*+(?:\]\]>|\Z)"
+XML_TEXT = rf"(?:{_CDATA}|[^<\s])(?:[^<]++|{_CDATA}|{_XML_COMMENT}|{_XML_PI})*+"
 # Before it, on the element's line: blanks then text that a closing tag ends (``<password> a b</password>``:
 # s50 RP; prose's ``the <auth> element`` stays), or a line break (a pretty-printed file: ``<password>``
 # then ``  x``).
-# Comments before the text are no part of it (``<password><!-- c -->x``, s51).
+# Comments and instructions before the text are no part of it (``<password><!-- c -->x``, s51).
 XML_OPENING = (
     r"(?:[ \t]*+\r?\n\s*+|[ \t]++(?=[^<]*+</))?"
-    rf"(?:[ \t\r\n]*+{_XML_COMMENT}[ \t\r\n]*+)*+"
+    rf"(?:[ \t\r\n]*+(?:{_XML_COMMENT}|{_XML_PI})[ \t\r\n]*+)*+"
 )
 # An array's index after the key, then ``=`` (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
 # ``password[db] = x``): unquoted (``token["name"] = …`` is code's), and only before ``=`` (``if token[i]:``,
