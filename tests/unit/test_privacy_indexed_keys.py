@@ -26,7 +26,16 @@ _S = "P51indexSecret"
 @pytest.mark.parametrize(
     "line",
     # (an environment name no credential word ends, a glob's alone: DBPASS, GITHUB_PAT)
-    ["PASSWORD[0]={s}", "DB_PASSWORD[1]={s}", "api_token[x]={s}", "DBPASS[0]={s}", "GITHUB_PAT[2]={s}"],
+    [
+        "PASSWORD[0]={s}",
+        "DB_PASSWORD[1]={s}",
+        "api_token[x]={s}",
+        "DBPASS[0]={s}",
+        "GITHUB_PAT[2]={s}",
+        # bash appends to an element (``+=``; an unset element: the value whole): s51 RP
+        "DB_PASSWORD[0]+={s}",
+        "DBPASS[0]+={s}",
+    ],
 )
 def test_a_bash_array_elements_secret_goes(line: str) -> None:
     line = line.format(s=_S)
@@ -40,7 +49,8 @@ def test_a_bash_array_elements_secret_goes(line: str) -> None:
     assert run.stdout == _S  # bash holds the secret in the array
     assert _S not in exec_arguments("/bin/bash", f"-c '{line}; ./deploy'")
     assert _S not in written_buffer(f"{line}\n")
-    if not name.endswith(("DBPASS", "GITHUB_PAT")):  # messages know credential words, not env globs
+    # messages know credential words, not env globs, nor an element's ``+=``
+    if not name.endswith(("DBPASS", "GITHUB_PAT")) and "+=" not in line:
         assert _S not in redact(line)
 
 
@@ -67,6 +77,8 @@ def test_an_indexed_ini_keys_value_and_deeper_lines_go(text: str) -> None:
     "text",
     [
         "x = password[0]\n",
+        "    token[i] += 1\n",  # code's, beside bash's ``DB_PASSWORD[0]+=x`` (s51 RP)
+        "    self.token[0]+= c\n",
         "user[0] = bob\n",
         "if password[i] in seen:\n",
         "echo ${DBPASS[0]}\n",
@@ -84,6 +96,7 @@ def test_an_index_elsewhere_keeps_its_words(text: str) -> None:
 
 def test_indexed_keys_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
-    for unit in ("password[0", "password[0]", "password[0] = a\n  b\n", "password[" + "a" * 70):
+    units = ("password[0", "password[0]", "password[0] = a\n  b\n", "password[" + "a" * 70)
+    for unit in (*units, "password[0]+=", "DBPASS[0]+"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit
         assert growth(redact, unit, size=32768) < 10, unit

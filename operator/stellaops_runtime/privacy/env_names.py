@@ -249,8 +249,9 @@ def argument_regex(globs: Iterable[str], *, pem_rule: bool = False) -> re.Patter
     quoted = rf"""{DOUBLE_QUOTED}|{ESCAPED_DQ}|{ESCAPED_SQ}|'[^']*'?{SQ_PIECES}"""
     value = rf"""(?P<s>{quoted}|(?(q)[^\s"';&]+|{NOT_A_MARKER}{word}))"""
     guard = NOT_A_PEM_START if pem_rule else ""
-    # a bash array's element (``DBPASS[0]=x``, ``GITHUB_PAT[1]=x``: s51), glued to ``=`` as bash assigns it
-    index = r"(?:\[[\w$.-]{0,64}+\](?==))?+"
+    # a bash array's element (``DBPASS[0]=x``, ``GITHUB_PAT[1]=x``: s51), glued to ``=`` as bash assigns it,
+    # or to ``+=`` (``DBPASS[0]+=x``: s51 RP)
+    index = r"(?:\[[\w$.-]{0,64}+\](?=\+?=))?+"
     return re.compile(
         rf"{start}(?:{names}){index}{sep}(?=\S){guard}{value}", re.ASCII
     )  # ``PASSWORD\\=x`` (escaped) too

@@ -163,7 +163,9 @@ XML_OPENING = (
 # An array's index after the key, then ``=`` (bash's ``PASSWORD[0]=x``, PHP ini's ``password[] = x``,
 # ``password[db] = x``): unquoted (``token["name"] = …`` is code's), and only before ``=`` (``if token[i]:``,
 # ``token[-1] == x`` are code's); bounded, possessive.
-_INDEXED = r"""\[[\w$.-]{0,64}+\][ \t]*+\\*=(?![=~>])[ \t]*+"""
+# bash's ``+=`` glued to the element and its value too (``DB_PASSWORD[0]+=x``, s51 RP; code's
+# ``token[i] += 1`` and ``token[0]+= c`` keep theirs)
+_INDEXED = r"""\[[\w$.-]{0,64}+\](?:\+=(?![\s=~>])|[ \t]*+\\*=(?![=~>])[ \t]*+)"""
 # What a key may carry before its credential word (``PG`` in ``PGPASSWORD``, ``db_``,
 # ``spring.datasource.``).
 KEY_PREFIX = r"[\w.-]*?"
