@@ -30,6 +30,9 @@ _INI = [
     ("[db]\nmy password = abc\n  {pw}\nuser = x\n", "my password"),
     ("[db]\ndb/password = abc\n  {pw}\nuser = x\n", "db/password"),
     ("[db]\n$password = abc\n  {pw}\nuser = x\n", "$password"),
+    # a key holding a blank before ``:`` with its value on its line (s51 RP; YAML reads it so too)
+    ("[db]\ndb password: abc\n  {pw}\nuser = x\n", "db password"),
+    ("[db]\nthe root password : abc\n\tdef {pw}\nuser = x\n", "the root password"),
     # a comment line (either prefix) between the value and its deeper line
     ("[db]\npassword = abc\n# note\n  {pw}\nuser = x\n", "password"),
     ("[db]\npassword = abc\n; note\n\n  {pw}\nuser = x\n", "password"),
@@ -94,6 +97,8 @@ def test_a_prefixed_python_triple_quoted_string_goes_to_its_close(prefix: str) -
         "    results, next_token = self.backend.list_machines(\n        max_results=n, next_token=t\n    )\n",
         "    if token := self._token_for(\n        model.signing_name\n    ):\n",
         "if auth:\n    # put it back\n    netloc = x\n",
+        # a key holding a blank before ``:`` that names no secret (a doctest's line: LK's corpus, s51 RP)
+        "        ... From: Me@my.org\n            ... Subject: testing\n        >>> s.quit()\n",
         # a nested map's first key after a comment line under a secret's key
         "auth:\n  # OIDC\n  type: oidc\n",
         # a comment line then a line as shallow as the key: the value ended
@@ -119,6 +124,8 @@ def test_the_wider_keys_cost_linearly() -> None:
         'password =  """',
         "my password = a\n ",
         "a b password = a\n",
+        "a b password: a\n ",
+        "a b password: a\n" + " " * 700,
         "password = a\n" + " " * 700,
     ):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

@@ -44,6 +44,15 @@ _KEY_BEFORE = re.compile(
     rf"""(?:(?:{_KEY_HEAD}[^\s=:,()\[\]{{}}]*+{_INDEX}|"[^"\r\n]*+"|'[^'\r\n]*+')[ \t]*+(?:[:?+]?=|:)"""
     rf"""|{_KEY_HEAD}[^\r\n=:,()\[\]{{}}]*+(?<=[ \t])=)[ \t]*+"""
 )
+# A key holding a blank before ``:`` when its value stands on the key's own line (``db password: a`` then
+# ``  S``: configparser and YAML read ``a`` and ``S``; s51 RP): code has no deeper lines after a one-line
+# ``if auth: x`` (that is no Python), so only the key's line is asked, never a key ending its line; and
+# only a key ending in a credential word (a doctest's ``... From: a@b`` then its deeper lines stayed
+# whole on LK's corpus)
+_SPACED_KEY_COLON = re.compile(
+    rf"""(?P<ind>{_BLANK}*+(?:-[ \t]++)?+){_KEY_HEAD}[^\r\n=:,()\[\]{{}}]*?"""
+    r"""(?i:password|passwd|pwd|secret|token|api[_-]?key)[ \t]*+:[ \t]++"""
+)
 # a line that is a map's key (``b: x``, ``- name: x``, ``key:``): a sibling map item is no scalar item
 _KEY_LINE = re.compile(r"[^\r\n:]*+(?::(?![ \t\r\n])[^\r\n:]*+)*+:(?:[ \t]|\r?\n|\Z)")
 _INDENT = re.compile(rf"{_BLANK}*+")
@@ -206,6 +215,8 @@ def value_end(text: str, start: int, end: int, *, any_form: bool = False) -> int
     # long key still counts (s50 RP)
     line = _line_start(text, start, bounded=False)
     key = None if comment else _KEY_BEFORE.fullmatch(text, line, start)
+    if key is None and not comment and line < start:
+        key = _SPACED_KEY_COLON.fullmatch(text, line, start)
     if key is not None:
         column = key.end("ind") - line
     elif line and (line == start or text[line:start].isspace()):
