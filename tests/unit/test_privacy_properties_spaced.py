@@ -35,6 +35,9 @@ _CASES = [
     ("db.password -{s}\n", "db.password"),
     ("db.password %{s}&\n", "db.password"),
     ("db.password <{s}>\n", "db.password"),
+    # a key of one word, its password word after ``_`` or a camel-case hump (Apache httpd's directive): s51 RP
+    ("db_password {s}\n", "db_password"),
+    ('  AuthLDAPBindPassword "{s}"\n', "AuthLDAPBindPassword"),
 ]
 _LOADER = """
 import java.io.FileReader;
@@ -89,6 +92,11 @@ def test_a_properties_value_after_blanks_goes(case: int, java_reads: list[str]) 
         "password reset requested\n",  # no dotted key
         "db.passwordless true\n",  # the word does not end the key
         "db.user bob\n",
+        # a key of one word: prose, a setting of the wider secret words, a bare word (s51 RP's sweep of /etc)
+        "PREVENT_NO_AUTH superuser\n",
+        "        oauth_token given in the authorization URL is valid or not.\n",
+        "DB_PASSWORD missing\n",
+        "Password changed\n",
         # Python a first draft over-redacted (LK's corpus: shlex, smtplib)
         "        self.password to be set.\n",
     ],
@@ -118,5 +126,6 @@ def test_a_line_of_code_is_no_properties_line(text: str) -> None:
 
 def test_spaced_properties_cost_linearly() -> None:
     pf = PrivacyFilter(PrivacyConfig(max_argument_bytes=1 << 20))
-    for unit in ("a.password x\n", "a." * 40 + "\n", "a.password \\\n", "a.b.c.token" + " " * 30):
+    units = ("a.password x\n", "a." * 40 + "\n", "a.password \\\n", "a.b.c.token" + " " * 30)
+    for unit in (*units, "a_password x\n", "a_" * 40 + "\n", "aBPassword " + "x" * 40, "a_token x y\n"):
         assert growth(pf.filter_field, unit, size=32768) < 10, unit

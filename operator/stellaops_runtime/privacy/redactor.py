@@ -282,7 +282,7 @@ class Redactor:
             spans.extend(spaced_logon_spans(text, cut=truncated))
             spans.extend(url_user_spans(text))  # a token or base64 user:password as a URL's user
             spans.extend(wire_line_spans(text))  # PASS x, AUTH x, a .pgpass line (wire_lines.py)
-            spans.extend(properties_line_spans(text))  # ``db.password x`` (properties_lines.py)
+            spans.extend(properties_line_spans(text, argv=argv))  # ``db.password x`` (properties_lines.py)
             if "<<" in text:  # a here-document or a here-string for a password reader (here_docs.py)
                 spans.extend(heredoc_spans(text))
                 if "<<<" in text:
