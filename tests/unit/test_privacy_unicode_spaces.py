@@ -46,7 +46,11 @@ def test_a_unicode_space_inside_a_value_keeps_nothing_after_it(text: str, expect
     kept = []
     for c in SPACES:
         field = text.format(c=c, pw=_PW)
-        outs = (pf.filter_field(field), exec_arguments("/usr/bin/app", field), written_buffer(field))
+        # a line feed in an exec's arguments ends a line only inside an argument Tetragon quoted (one
+        # holding a blank); unquoted it is inside one shell word (test_privacy_line_feed_in_word.py)
+        quoted = "\n" in field
+        argv = exec_arguments("/usr/bin/app", f'"{field}"' if quoted else field)
+        outs = (pf.filter_field(field), argv[1:-1] if quoted else argv, written_buffer(field))
         if any(out != expected for out in outs) or any(_PW[1:] in out for out in outs):
             kept.append((f"U+{ord(c):04X}", outs))
     assert not kept, kept

@@ -18,7 +18,8 @@
   ``password = a\\r  S`` kept ``S``. :func:`lone_returns_as_line_feeds` gives the reading the passes
   run on again (s50 P's left-alone 2).
 - **A vertical tab or a form feed inside a value** (a carriage return alone too, in an exec's arguments:
-  ``--password=$'a\\rS'``). One shell word holds them; a rule ending its value at
+  ``--password=$'a\\rS'``, and a line feed in an argument Tetragon did not quote, one holding no blank:
+  ``mysql -pa<LF>S``). One shell word holds them; a rule ending its value at
   ``\\s`` kept the rest (``mysql -pa\\vb``): :func:`redact_breaks_joined` runs the rules once more with
   them read as word characters.
 """
@@ -123,26 +124,85 @@ _STAND_IN_RANGES = (
 )
 
 
+# An exec's argument Tetragon quoted because it holds a blank (a ``sh -c`` script) opens with a quote at a
+# word's start: its line feeds end the script's lines.
+_OPENING_QUOTE = re.compile(r"""(?:(?<= )|^)["']""")
+
+
+# Line breaks between two characters of a word: one a blank follows or precedes ends the value the rules
+# read in any case (and a file's text read as arguments keeps its indented lines).
+_INSIDE_WORD_FEEDS = re.compile(r"(?<=\S)[\r\n]++(?=\S)")
+
+
+def _quoted_arguments(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each quoted argument of ``text`` (an exec's arguments joined by blanks).
+
+    One ends at its first quote followed by a blank or the text's end (a script holding quotes of its
+    own runs on over them: ``"echo "a"<LF>ls"``); one never closed (a script cut by the field's limit)
+    runs to the text's end. Each part of the text is read once: linear.
+    """
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while (m := _OPENING_QUOTE.search(text, at)) is not None:
+        quote, start = m.group(), m.start()
+        end = text.find(quote + " ", start + 1)
+        if end < 0:
+            # closed at the text's end, or never (a script cut by maxArgumentBytes): quoted to the end
+            spans.append((start, len(text)))
+            break
+        spans.append((start, end + 1))
+        at = end + 1
+    return spans
+
+
+def _word_line_feeds_read(text: str, stand_in: str) -> str:
+    """``text`` (an exec's arguments) with ``stand_in`` for each line feed outside a quoted argument.
+
+    An argument holding no blank is not quoted: a line feed in it is inside one shell word (``mysql
+    -pa\\nS``: argv holds ``-pa<LF>S``, and mysql reads the password ``a<LF>S``).
+    """
+
+    def read(piece: str) -> str:
+        return _INSIDE_WORD_FEEDS.sub(lambda m: m.group().replace("\n", stand_in), piece)
+
+    pieces: list[str] = []
+    at = 0
+    for start, end in _quoted_arguments(text):
+        pieces += (read(text[at:start]), text[start:end])
+        at = end
+    pieces.append(read(text[at:]))
+    return "".join(pieces)
+
+
 def redact_breaks_joined(
     text: str, redact: Callable[[str], tuple[str, int]], *, lone_returns: bool = False
 ) -> tuple[str, int]:
     """``redact`` of ``text`` with its vertical tabs and form feeds read as word characters: (text, hits).
 
-    ``lone_returns``: a carriage return no line feed follows too (an exec's arguments: one shell word).
+    ``lone_returns``: an exec's arguments, whose words hold these too: a carriage return no line feed
+    follows, and a line feed in an argument not quoted (one holding no blank).
     """
     held = set(text)
     free = (chr(cp) for cps in _STAND_IN_RANGES for cp in cps if chr(cp) not in held)
-    lone_return = lone_returns and "\r" in held and _LONE_RETURN.search(text) is not None
-    stand_ins = [
-        (brk, next(free, "")) for brk in (*_BREAKS, "\r") if brk in held and (brk != "\r" or lone_return)
-    ]
+    stand_ins = [(brk, next(free, "")) for brk in _BREAKS if brk in held]
+    joined = text
+    if lone_returns and "\n" in held:
+        line_feed = next(free, "")
+        joined = _word_line_feeds_read(text, line_feed) if line_feed else text
+        if joined != text:
+            # its carriage return ``\r\n`` (``$'a\r\nS'``) is now alone, read below
+            stand_ins.append(("\n", line_feed))
+    if lone_returns and "\r" in held and _LONE_RETURN.search(joined) is not None:
+        stand_ins.append(("\r", next(free, "")))
     if not stand_ins or not all(s for _, s in stand_ins):
         return text, 0
-    joined = text
     for brk, stand_in in stand_ins:
         # a carriage return alone is inside one shell word too (``--password=$'a\rS'``: s51); ``\r\n`` ends
         # a line
-        joined = _LONE_RETURN.sub(stand_in, joined) if brk == "\r" else joined.replace(brk, stand_in)
+        if brk == "\r":
+            joined = _LONE_RETURN.sub(stand_in, joined)
+        elif brk != "\n":
+            joined = joined.replace(brk, stand_in)
     out, hits = redact(joined)
     if not hits:
         return text, 0

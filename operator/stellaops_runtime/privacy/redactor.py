@@ -237,9 +237,10 @@ class Redactor:
                 out, hits = both, hits + more
         if hits:
             out = rest_of_quoted(out)
-        # inside one word: a rule ending its value at ``\s`` read again; a carriage return alone only in an
-        # exec's arguments (one shell word holds it: ``--password=$'a\rS'``), a line break in a buffer
-        if "\v" in out or "\f" in out or (argv and "\r" in out):
+        # inside one word: a rule ending its value at ``\s`` read again; a carriage return alone, and a line
+        # feed in an argument not quoted, only in an exec's arguments (one shell word holds it:
+        # ``--password=$'a\rS'``, ``mysql -pa<LF>S``), a line break in a buffer and in a quoted script
+        if "\v" in out or "\f" in out or (argv and ("\r" in out or "\n" in out)):
             seen: dict[str, int] = defaultdict(int)
             joined, more = redact_breaks_joined(
                 out,
