@@ -108,13 +108,18 @@ def test_a_lower_case_name_ending_in_pat_keeps_its_value() -> None:
     assert _filter("db_pat=ghp_" + "A1b2C3d4E5" * 3 + "abcdef ./run") == "db_pat=ghp_[REDACTED] ./run"
 
 
-def test_text_glued_after_a_quoted_value_is_kept() -> None:
-    # a shell word joins a quoted piece and what follows it (``'x'tail`` is ``xtail``), but the key
-    # rules end a quoted value at its closing quote: JSON and code go on after it with another key
-    # (``{"password":"x","user":"u"}``). Only the shell's escaped single quote joins pieces (review RP6)
-    assert _filter("app --password 'x'KeptTail-10 next") == "app --password [REDACTED]KeptTail-10 next"
-    assert _filter("db_password=''KeptTail-11 next") == "db_password=[REDACTED]KeptTail-11 next"
+def test_text_glued_after_a_quoted_value_holding_no_blank_goes_with_it() -> None:
+    # a shell word joins a quoted piece and what follows it (``'x'tail`` is ``xtail``): no longer a
+    # limit for a quoted value holding no blank (s51 P2, test_privacy_glued_quoted_pieces.py); JSON and
+    # code go on after it with another key (``{"password":"x","user":"u"}``) and keep it
+    assert _filter("app --password 'x'GoneTail-10 next") == "app --password [REDACTED] next"
+    assert _filter("db_password=''GoneTail-11 next") == "db_password=[REDACTED] next"
     assert _filter("app --password 'x'\\''Gone-12' next") == "app --password [REDACTED] next"
+    # still a limit: a glued piece after a quoted value holding a blank
+    assert _filter("app --password 'x y'KeptTail-13 next") == "app --password [REDACTED]KeptTail-13 next"
+    # and after an environment name a glob takes, or a client's glued option
+    assert _filter('DBPASS="a"KeptTail-14 next') == "DBPASS=[REDACTED]KeptTail-14 next"
+    assert _filter('mysql -p"a"KeptTail-15 db') == "mysql -p[REDACTED]KeptTail-15 db"
 
 
 def test_a_deploy_tools_secret_list_loses_its_names_too() -> None:

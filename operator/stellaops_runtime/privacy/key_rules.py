@@ -105,10 +105,19 @@ _TRIPLE_QUOTED = (
     r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*+(?:"""|\Z)'
     r"|(?:(?<=[=:])|(?<=[=:][ \t]))'''(?:[^']|'(?!''))*+(?:'''|\Z)"
 )
+# A quoted value holding no blank and the pieces a shell glues to it, one word with it
+# (``--password="a"bS``, ``'a'"b"S``: bash reads ``abS``): a run from a word character to a blank or a
+# shell or code separator, or a quoted piece holding no blank and no quote (not empty: ``'{x}'""\"`` in
+# code; a quote inside is the shell's escaped quote, ``'"'"'``, which QUOTED and SQ_PIECES read). A
+# script's closing quote after the value is followed by a blank (``sh -c 'x --password="a"' && sh -c
+# 'y'`` keeps ``&& sh -c``); code's ``"a".encode()`` or ``"a","b"`` starts with no word character; a code
+# string's quotes read as a value hold blanks (``"token=" + x``). Possessive, each piece read once.
+_BLANKLESS_QUOTED = r"""(?:"[^"'\s\\]*+"|'[^'"\s\\]*+')"""
+_GLUED_QUOTED = rf"""{_BLANKLESS_QUOTED}(?:\w[^\s"'`;&|<>(){{}}\[\],\\]*+|"[^"'\s\\]++"|'[^'"\s\\]++')++"""
 WIDE_VALUE = (
     rf"""{NOT_A_PEM_START}(?!<[<(\s])"""
     rf"""(?:{LINES_ARRAY}|{BLOCK_SCALAR}|{_ITEM_BLOCK_SCALAR}|{_ITEM_LINES}|{_TRIPLE_QUOTED}"""
-    rf"""|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
+    rf"""|{_GLUED_QUOTED}|(?:{QUOTED}){SQ_PIECES}|{_CALL_VALUE}"""
     rf"""|{NOT_A_MARKER}{_WORD_VALUE})"""
 )
 # The value of a key right after ``?``, ``&`` or ``#`` (a URL query or fragment, a form
